@@ -1,0 +1,96 @@
+"""Space adapters: a continuous optimizer on a Grid, a discrete one on a Box.
+
+* :class:`OnGridViaBox` -- the inner optimizer searches the Grid's Box; its
+  points are snapped to the nearest grid level.  Told values go back to the
+  continuous points that produced them.
+* :class:`OnBoxViaGrid` -- the inner optimizer searches ``box.grid(levels)``;
+  its indices are mapped to Box coordinates.
+
+:func:`mango.optimizers.make` applies them; a Codebook is never adapted to a
+continuous optimizer (codes are categories, see :mod:`mango.spaces`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..spaces import Box, Grid
+from .base import Optimizer
+
+
+class _Adapter(Optimizer):
+    inner_cls: type = Optimizer
+    extra_defaults: dict = {}
+
+    def __init__(self, space, inner_cls, seed=None, budget=None, batch_size=None, **params):
+        self.inner_cls = inner_cls
+        self.name = inner_cls.name
+        self.native = (space.kind,)
+        self.defaults = {**inner_cls.defaults, **self.extra_defaults}
+        super().__init__(space, seed=seed, budget=budget, batch_size=batch_size, **params)
+
+    def _inner_space(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def _setup(self) -> None:
+        inner_params = {k: v for k, v in self.params.items() if k not in self.extra_defaults}
+        self.inner = self.inner_cls(self._inner_space(), seed=self.seed, budget=self.budget,
+                                    batch_size=self.batch_size, **inner_params)
+        self.name = self.inner.name
+        self._pending: deque = deque()  # (outer point, inner point)
+
+    def _ask(self, n):
+        inner_pts = self.inner.ask(n)
+        outer = self._to_outer(inner_pts)
+        self._pending.extend(zip(outer, inner_pts))
+        return outer
+
+    def _tell(self, points, values):
+        inner = []
+        for p in points:
+            for i, (q, x) in enumerate(self._pending):
+                if np.array_equal(q, p):
+                    del self._pending[i]
+                    inner.append(x)
+                    break
+            else:
+                inner.append(self._to_inner(p[None])[0])
+        self.inner.tell(np.array(inner), values)
+
+    @property
+    def preferred_batch_size(self):
+        return self.inner.preferred_batch_size
+
+
+class OnGridViaBox(_Adapter):
+    """A continuous optimizer searching a :class:`Grid` through its Box."""
+
+    def _inner_space(self) -> Box:
+        return self.space.box
+
+    def _to_outer(self, x):
+        return self.space.index(x)
+
+    def _to_inner(self, idx):
+        return self.space.values(idx)
+
+
+class OnBoxViaGrid(_Adapter):
+    """A discrete optimizer searching a :class:`Box` through ``box.grid(levels)``."""
+
+    extra_defaults = {"levels": 64}
+
+    def _inner_space(self) -> Grid:
+        return self.space.grid(self.params["levels"])
+
+    def _to_outer(self, idx):
+        return self.space.clip(self._grid.values(idx))
+
+    def _to_inner(self, x):
+        return self._grid.index(x)
+
+    def _setup(self) -> None:
+        self._grid = self._inner_space()
+        super()._setup()

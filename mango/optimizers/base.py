@@ -1,0 +1,250 @@
+"""The optimizer protocol: ``ask`` / ``tell`` under a seed, with plain-data state.
+
+An optimizer *maximizes*.  ``ask(n)`` returns ``n`` points of its space (a 2-D
+array ``[n, dim]``); ``tell(points, values)`` reports one float per point.
+Any ``n`` may be asked at any time; population methods buffer internally
+(:class:`GenerationOptimizer`), so the caller's batch size never has to match a
+population size.
+
+State
+-----
+``state_dict()`` returns plain data (dicts, lists, numbers, numpy arrays; see
+:mod:`mango.serial`) and ``load_state_dict()`` restores it.  The default
+implementation is *exact replay*: the state is the optimizer's name, space,
+seed, parameters and the log of every ``ask``/``tell`` call; loading rebuilds
+the optimizer from its seed and replays the log.  Because every random choice
+is drawn from the optimizer's own seeded generator, the replayed optimizer is
+in exactly the state of the original, including points asked but not yet told.
+This works for wrapped libraries (``cma``, ``nevergrad``) whose internal state
+could otherwise only be saved with pickle, which mango never loads.
+Optimizers with a compact native state may override the two methods.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, SpaceError, close_matches
+from ..spaces import Space, space_from_dict
+
+__all__ = ["Optimizer", "GenerationOptimizer"]
+
+
+class Optimizer:
+    """Base class of mango optimizers.
+
+    Subclasses set ``name``, ``native`` (the space kinds they search directly:
+    any of ``"box"``, ``"grid"``, ``"codebook"``), ``defaults`` (their
+    parameters and default values), and implement ``_setup``, ``_ask`` and
+    ``_tell``.  ``budget`` and ``batch_size`` are hints from the loop that an
+    optimizer may use (nevergrad chooses algorithms by budget).
+    """
+
+    name: str = "base"
+    native: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, space: Space, seed: int | None = None, budget: int | None = None,
+                 batch_size: int | None = None, **params):
+        if not isinstance(space, Space):
+            raise ConfigError(f"{type(self).__name__} needs a mango Space (Box, Grid, Codebook), got {type(space).__name__}.")
+        if space.kind not in self.native:
+            raise ConfigError(
+                f"optimizer {self.name!r} does not search {space.kind} spaces natively; "
+                f"create it with mango.optimizers.make(), which adapts spaces where that makes sense."
+            )
+        unknown = [k for k in params if k not in self.defaults]
+        if unknown:
+            k = unknown[0]
+            hint = close_matches(k, self.defaults)
+            raise ConfigError(
+                f"unknown parameter {k!r} for optimizer {self.name!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f". Valid parameters: {', '.join(sorted(self.defaults)) or 'none'}."
+            )
+        if seed is not None and (int(seed) != seed or seed < 0):
+            raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}.")
+        self.space = space
+        self.seed = None if seed is None else int(seed)
+        self.budget = budget
+        self.batch_size = batch_size
+        self.params = {**self.defaults, **params}
+        self._reset()
+
+    # -- protocol ---------------------------------------------------------
+    def ask(self, n: int = 1) -> np.ndarray:
+        """Return ``n`` new points, shape ``[n, dim]``."""
+        if int(n) != n or n < 1:
+            raise ConfigError(f"ask(n) needs n >= 1, got {n!r}.")
+        n = int(n)
+        pts = self.space.validate(self._ask(n), name=f"{self.name} proposals")
+        if len(pts) != n:  # pragma: no cover - implementation bug guard
+            raise RuntimeError(f"optimizer {self.name!r} returned {len(pts)} points for ask({n})")
+        self._log.append(("a", n, None, None))
+        return pts
+
+    def tell(self, points, values) -> None:
+        """Report the objective ``values`` (to be maximized) of ``points``."""
+        pts = self.space.validate(points)
+        vals = np.asarray(values, dtype=float).reshape(-1)
+        if len(vals) != len(pts):
+            raise ConfigError(f"tell() got {len(pts)} points but {len(vals)} values; give one value per point.")
+        if not np.all(np.isfinite(vals)):
+            bad = np.flatnonzero(~np.isfinite(vals))[:5].tolist()
+            raise ConfigError(
+                f"tell() got non-finite values at rows {bad}; replace them (e.g. by a very low value) "
+                "or use maximize(..., nonfinite='worst')."
+            )
+        if len(pts) == 0:
+            return
+        self._log.append(("t", len(pts), pts.copy(), vals.copy()))
+        i = int(np.argmax(vals))
+        if self._best_value is None or vals[i] > self._best_value:
+            self._best_value, self._best_point = float(vals[i]), pts[i].copy()
+        self._n_told += len(pts)
+        self._tell(pts, vals)
+
+    @property
+    def best(self) -> tuple[np.ndarray | None, float | None]:
+        """``(point, value)`` of the best point told so far (``(None, None)`` before any tell)."""
+        return self._best_point, self._best_value
+
+    @property
+    def n_told(self) -> int:
+        return self._n_told
+
+    # -- state ------------------------------------------------------------
+    def state_dict(self) -> dict:
+        asks = [n for kind, n, _, _ in self._log if kind == "a"]
+        events = "".join(kind for kind, _, _, _ in self._log)
+        counts = [n for _, n, _, _ in self._log]
+        told = [(p, v) for kind, _, p, v in self._log if kind == "t"]
+        dim = self.space.dim
+        return {
+            "format": "replay-1",
+            "optimizer": self.name,
+            "space": self.space.to_dict(),
+            "seed": self.seed,
+            "budget": self.budget,
+            "batch_size": self.batch_size,
+            "params": dict(self.params),
+            "events": events,
+            "counts": counts,
+            "points": np.concatenate([p for p, _ in told]) if told else np.zeros((0, dim), self.space.dtype),
+            "values": np.concatenate([v for _, v in told]) if told else np.zeros(0),
+            "n_asked": int(sum(asks)),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != "replay-1":
+            raise ConfigError(f"unrecognized optimizer state format {state.get('format')!r}.")
+        if state.get("optimizer") != self.name:
+            raise ConfigError(f"state is for optimizer {state.get('optimizer')!r}, not {self.name!r}.")
+        if space_from_dict(state["space"]) != self.space:
+            raise ConfigError(f"state is for space {state['space']}, not {self.space.to_dict()}.")
+        self.seed, self.budget, self.batch_size = state["seed"], state["budget"], state["batch_size"]
+        self.params = dict(state["params"])
+        self._reset()
+        points = np.asarray(state["points"]).reshape(-1, self.space.dim)
+        values = np.asarray(state["values"], dtype=float)
+        pos = 0
+        for kind, n in zip(state["events"], state["counts"]):
+            if kind == "a":
+                self.ask(n)
+            else:
+                self.tell(points[pos:pos + n], values[pos:pos + n])
+                pos += n
+
+    # -- for subclasses ---------------------------------------------------
+    def _reset(self) -> None:
+        self._log: list = []
+        self._best_point = None
+        self._best_value = None
+        self._n_told = 0
+        self.rng = np.random.default_rng(self.seed)
+        self._setup()
+
+    def _setup(self) -> None:
+        """Build fresh internal state from ``self.space``, ``self.seed``, ``self.params``, ``self.rng``."""
+
+    def _ask(self, n: int) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def _tell(self, points: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def preferred_batch_size(self) -> int | None:
+        """A natural batch size (a population size), or None."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} on {self.space!r}, seed={self.seed}, told={self._n_told}>"
+
+
+class GenerationOptimizer(Optimizer):
+    """An optimizer that thinks in generations but serves any ``ask(n)``.
+
+    Subclasses implement ``_ask_generation() -> (points, token)`` and
+    ``_tell_generation(points, values, token)``; ``token`` is anything the
+    subclass wants back with the generation (e.g. the exact arrays a wrapped
+    library produced).  Asked points are handed out in order; a generation is
+    told to the subclass once all its points have values.  Points told that
+    were not asked (a warm start, replayed foreign data) go to
+    ``_tell_extra`` (default: only counted in ``best``).
+    """
+
+    def _setup(self) -> None:
+        self._gens: deque = deque()  # each: dict(points, token, values, n_asked)
+        self._outstanding: deque = deque()  # (generation dict, row) asked but not yet told
+        self._setup_generations()
+
+    def _setup_generations(self) -> None:
+        """Subclass hook for fresh state."""
+
+    def _ask(self, n: int) -> np.ndarray:
+        out = []
+        while n > 0:
+            gen = self._gens[-1] if self._gens else None
+            if gen is None or gen["n_asked"] == len(gen["points"]):
+                pts, token = self._ask_generation()
+                gen = {"points": np.asarray(pts), "token": token, "values": np.full(len(pts), np.nan),
+                       "n_told": 0, "n_asked": 0}
+                self._gens.append(gen)
+            take = min(n, len(gen["points"]) - gen["n_asked"])
+            for r in range(gen["n_asked"], gen["n_asked"] + take):
+                self._outstanding.append((gen, r))
+            out.append(gen["points"][gen["n_asked"]:gen["n_asked"] + take])
+            gen["n_asked"] += take
+            n -= take
+        return np.concatenate(out)
+
+    def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
+        extra = []
+        for p, v in zip(points, values):
+            for i, (gen, r) in enumerate(self._outstanding):  # usually i == 0: told in asked order
+                if np.array_equal(np.asarray(gen["points"][r], dtype=points.dtype), p):
+                    del self._outstanding[i]
+                    gen["values"][r] = v
+                    gen["n_told"] += 1
+                    break
+            else:
+                extra.append((p, v))
+        # hand complete generations to the subclass, oldest first
+        while self._gens and self._gens[0]["n_told"] == len(self._gens[0]["points"]):
+            gen = self._gens.popleft()
+            self._tell_generation(gen["points"], gen["values"], gen["token"])
+        if extra:
+            self._tell_extra(np.array([p for p, _ in extra]), np.array([v for _, v in extra]))
+
+    def _ask_generation(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def _tell_generation(self, points, values, token) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _tell_extra(self, points, values) -> None:
+        pass

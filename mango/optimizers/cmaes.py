@@ -1,0 +1,97 @@
+"""CMA-ES through the ``cma`` package, on a Box (and on a Grid through its Box).
+
+The search runs in coordinates normalized to ``[0, 1]^dim`` so one ``sigma0``
+suits boxes of any size, with ``cma``'s bound handling.  All randomness comes
+from the optimizer's own seeded generator (``cma``'s ``randn`` option), never
+from numpy's global state.  When CMA-ES meets one of its stopping criteria
+before the budget is spent, it restarts with a doubled population (IPOP).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .base import GenerationOptimizer
+
+
+class CMAES(GenerationOptimizer):
+    """Covariance matrix adaptation evolution strategy (Hansen), via ``cma``.
+
+    Parameters
+    ----------
+    sigma0 : initial step size in normalized coordinates (box = unit cube).
+    popsize : population size; default ``4 + 3 ln(dim)``.
+    x0 : ``"center"`` (default), ``"random"``, or a point of the box.
+    diagonal : use separable (diagonal) CMA, cheaper in high dimension.
+    restarts : restart with a doubled population when CMA-ES stops early.
+    """
+
+    name = "cma"
+    native = ("box",)
+    defaults = {"sigma0": 0.3, "popsize": None, "x0": "center", "diagonal": False, "restarts": True}
+
+    def _setup_generations(self) -> None:
+        self._popsize = int(self.params["popsize"] or 4 + int(3 * math.log(self.space.dim)))
+        self._restarts = 0
+        self._es = self._new_es(self._popsize, first=True)
+
+    def _new_es(self, popsize: int, first: bool):
+        import cma
+
+        box = self.space
+        x0 = self.params["x0"]
+        if first and isinstance(x0, str) and x0 == "center":
+            z0 = np.full(box.dim, 0.5)
+        elif isinstance(x0, str):
+            if x0 != "random" and first:
+                raise ValueError(f"cma x0 must be 'center', 'random' or a point, got {x0!r}")
+            z0 = self.rng.random(box.dim)
+        else:
+            z0 = (np.asarray(x0, dtype=float) - box.low) / (box.high - box.low)
+        rng = self.rng
+        opts = {
+            "bounds": [0.0, 1.0],
+            "popsize": popsize,
+            "seed": np.nan,  # cma must not touch numpy's global state
+            "randn": lambda lam, n: rng.standard_normal((lam, n)),
+            "verbose": -9,
+            "verb_disp": 0,
+            "verb_log": 0,
+            "maxiter": np.inf,
+            "tolfun": 1e-11,
+        }
+        if self.params["diagonal"]:
+            opts["CMA_diagonal"] = True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cma.CMAEvolutionStrategy(z0, float(self.params["sigma0"]), opts)
+
+    @property
+    def preferred_batch_size(self) -> int:
+        return self._popsize
+
+    def _ask_generation(self):
+        if self._es.stop() and self.params["restarts"]:
+            self._restarts += 1
+            self._es = self._new_es(self._popsize * 2 ** self._restarts, first=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            z = self._es.ask()
+        z = np.clip(np.asarray(z), 0.0, 1.0)
+        x = self.space.low + z * (self.space.high - self.space.low)
+        return self.space.clip(x), (self._es, [zi.copy() for zi in z])
+
+    def _tell_generation(self, points, values, token) -> None:
+        es, z = token
+        if es is not self._es:  # generation from before a restart
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            es.tell(z, (-np.asarray(values)).tolist())  # cma minimizes
+
+    def _tell_extra(self, points, values) -> None:
+        z = (points - self.space.low) / (self.space.high - self.space.low)
+        self._es.inject(list(z), force=True)

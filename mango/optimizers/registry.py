@@ -1,0 +1,123 @@
+"""Optimizer registry: names -> optimizer classes, and :func:`make`.
+
+Built-in names are imported lazily.  ``ng:<Name>`` resolves to any optimizer of
+nevergrad's registry.  Optional peers (``protes``, ``ttopt``) appear only when
+their packages are installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from ..errors import ConfigError, UnknownNameError
+from ..spaces import Space
+
+# name -> "module:Class" (lazy) or a class
+_REGISTRY: dict[str, object] = {
+    "random": "mango.optimizers.random_search:RandomSearch",
+    "cma": "mango.optimizers.cmaes:CMAES",
+    "ga": "mango.optimizers.ga:GeneticAlgorithm",
+}
+# names whose availability depends on an optional package: name -> (module to import, "module:Class")
+_OPTIONAL: dict[str, tuple[str, str]] = {}
+
+
+def register(name: str, target=None, *, requires: str | None = None):
+    """Register an optimizer class under ``name`` (usable as a decorator).
+
+    ``target`` is a class or a ``"module:Class"`` string; ``requires`` names a
+    package that must be importable for the name to be available.
+    """
+    def deco(t):
+        if requires:
+            _OPTIONAL[name] = (requires, t)
+        else:
+            _REGISTRY[name] = t
+        return t
+
+    return deco(target) if target is not None else deco
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _resolve(target):
+    if isinstance(target, str):
+        mod, cls = target.split(":")
+        return getattr(importlib.import_module(mod), cls)
+    return target
+
+
+def available(include_nevergrad: bool = True) -> list[str]:
+    """Names accepted by :func:`make`: mango's own, installed peers, and ``ng:<Name>``."""
+    names = sorted(_REGISTRY) + sorted(n for n, (req, _) in _OPTIONAL.items() if _importable(req))
+    if include_nevergrad:
+        from .nevergrad_opt import nevergrad_names
+
+        names += [f"ng:{n}" for n in nevergrad_names()]
+    return names
+
+
+def get(name: str) -> tuple[type, dict]:
+    """Class and fixed parameters for ``name``."""
+    if not isinstance(name, str):
+        raise ConfigError(f"optimizer name must be a string, got {type(name).__name__}.")
+    if name.startswith("ng:"):
+        from .nevergrad_opt import NevergradOptimizer, nevergrad_names
+
+        method = name[3:]
+        if method not in nevergrad_names():
+            raise UnknownNameError("optimizer", name, available())
+        return NevergradOptimizer, {"method": method}
+    if name in _REGISTRY:
+        return _resolve(_REGISTRY[name]), {}
+    if name in _OPTIONAL:
+        req, target = _OPTIONAL[name]
+        if not _importable(req):
+            raise ConfigError(
+                f"optimizer {name!r} needs the optional package {req!r}: pip install 'mango-am[peers]'."
+            )
+        return _resolve(target), {}
+    raise UnknownNameError("optimizer", name, available())
+
+
+def make(name: str, space: Space, seed: int | None = None, **params):
+    """Create optimizer ``name`` on ``space``, adapting spaces where that makes sense.
+
+    >>> from mango.spaces import Box
+    >>> opt = make("cma", Box(5, -1, 1), seed=0)
+    >>> opt.ask(3).shape
+    (3, 5)
+
+    ``budget=`` and ``batch_size=`` are hints some optimizers use.  A
+    continuous optimizer on a Grid searches its Box; a discrete optimizer on a
+    Box searches ``box.grid(levels)`` (``levels=64`` by default).  A Codebook
+    is refused to continuous-only optimizers: its codes are categories.
+    """
+    from .adapters import OnBoxViaGrid, OnGridViaBox
+
+    if not isinstance(space, Space):
+        raise ConfigError(
+            f"make() needs a mango Space (Box, Grid or Codebook) as second argument, got {type(space).__name__}."
+        )
+    cls, fixed = get(name)
+    kw = {**fixed, **params}
+    if space.kind in cls.native:
+        return cls(space, seed=seed, **kw)
+    if space.kind == "grid" and "box" in cls.native:
+        return OnGridViaBox(space, cls, seed=seed, **kw)
+    if space.kind == "box" and "grid" in cls.native:
+        return OnBoxViaGrid(space, cls, seed=seed, **kw)
+    if space.kind == "codebook":
+        raise ConfigError(
+            f"optimizer {name!r} is continuous and cannot search a Codebook: codes are unordered categories, "
+            "so rounding a continuous code number has no geometry. Use a discrete or categorical optimizer "
+            "('random', 'tt', 'ga', or any 'ng:<Name>' through nevergrad's categorical Choice), or search the "
+            "generator's continuous embedding space instead (e.g. VQVAEGenerator.embedding_space())."
+        )
+    raise ConfigError(f"optimizer {name!r} cannot search a {space.kind} space (native: {', '.join(cls.native)}).")
+
+
+Factory = Callable[..., object]
