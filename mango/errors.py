@@ -29,14 +29,14 @@ class UnknownNameError(ConfigError, KeyError):
     The message lists the valid names and the closest matches.
     """
 
-    def __init__(self, kind: str, name: str, valid: Iterable[str]):
+    def __init__(self, kind: str, name: str, valid: Iterable[str], also: Iterable[str] = (), note: str = ""):
         valid = sorted(valid)
-        close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(str(name), valid + sorted(also), n=3, cutoff=0.5)
         msg = f"unknown {kind} {name!r}."
         if close:
             msg += f" Did you mean {', '.join(repr(c) for c in close)}?"
         shown = valid if len(valid) <= 40 else valid[:40] + ["..."]
-        msg += f" Valid {kind} names: {', '.join(shown)}."
+        msg += f" Valid {kind} names: {', '.join(shown)}." + (f" {note}" if note else "")
         self.kind, self.name, self.valid, self.close = kind, name, valid, close
         super().__init__(msg)
 

@@ -82,14 +82,18 @@ class CMAES(GenerationOptimizer):
             z = self._es.ask()
         z = np.clip(np.asarray(z), 0.0, 1.0)
         x = self.space.low + z * (self.space.high - self.space.low)
-        return self.space.clip(x), (self._es, [zi.copy() for zi in z])
+        return self.space.clip(x), (self._es, self._es.countiter, [zi.copy() for zi in z])
 
     def _tell_generation(self, points, values, token) -> None:
-        es, z = token
+        es, iteration, z = token
         if es is not self._es:  # generation from before a restart
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if es.countiter != iteration:
+                # Sampled before the previous generation was told (a batch spanned two generations).
+                # cma takes one tell per iteration, so open a new iteration and tell these samples there.
+                es.ask()
             es.tell(z, (-np.asarray(values)).tolist())  # cma minimizes
 
     def _tell_extra(self, points, values) -> None:

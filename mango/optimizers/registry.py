@@ -69,7 +69,7 @@ def get(name: str) -> tuple[type, dict]:
 
         method = name[3:]
         if method not in nevergrad_names():
-            raise UnknownNameError("optimizer", name, available())
+            raise _unknown(name)
         return NevergradOptimizer, {"method": method}
     if name in _REGISTRY:
         return _resolve(_REGISTRY[name]), {}
@@ -80,7 +80,15 @@ def get(name: str) -> tuple[type, dict]:
                 f"optimizer {name!r} needs the optional package {req!r}: pip install 'mango-am[peers]'."
             )
         return _resolve(target), {}
-    raise UnknownNameError("optimizer", name, available())
+    raise _unknown(name)
+
+
+def _unknown(name: str) -> UnknownNameError:
+    own = available(include_nevergrad=False)
+    ng = [n for n in available() if n.startswith("ng:")]
+    return UnknownNameError("optimizer", name, own, also=ng,
+                            note=f"Also 'ng:<Name>' for any of nevergrad's {len(ng)} optimizers, e.g. ng:NGOpt, "
+                                 "ng:Portfolio, ng:DiagonalCMA, ng:TwoPointsDE, ng:OnePlusOne.")
 
 
 def make(name: str, space: Space, seed: int | None = None, **params):

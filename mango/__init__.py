@@ -1,0 +1,19 @@
+"""mango: gradient-free, black-box activation maximization.
+
+>>> import mango
+>>> from mango.spaces import Box
+>>> res = mango.maximize(lambda x: -(x ** 2).sum(1), Box(4, -1, 1), optimizer="cma", budget=200, progress=False)
+>>> res.n_queries
+200
+"""
+
+from ._version import __version__
+from .errors import ConfigError, MangoError, ObjectiveError, SpaceError, UnknownNameError
+from .loop import Batch, Callback, Result, maximize
+from .objective import Objective
+from .spaces import Box, Codebook, Grid
+
+__all__ = [
+    "__version__", "maximize", "Result", "Batch", "Callback", "Objective", "Box", "Grid", "Codebook",
+    "MangoError", "ConfigError", "SpaceError", "UnknownNameError", "ObjectiveError",
+]

@@ -1,0 +1,462 @@
+"""The budgeted loop: :func:`maximize` and its :class:`Result`.
+
+One iteration asks the optimizer for a batch of points, evaluates them (each
+point may cost several *queries* -- stimulus presentations -- when the oracle
+repeats), records the batch, tells the optimizer, and calls the callbacks
+(progress bar, run store) before the next ask.  The budget counts queries and
+is never exceeded: the last batch is truncated to what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, ObjectiveError
+from .objective import as_objective, evaluate
+from .optimizers import Optimizer, make
+from .spaces import Space
+
+__all__ = ["maximize", "Result", "Run", "Batch", "Callback"]
+
+
+@dataclass
+class Batch:
+    """One evaluated batch, as handed to callbacks."""
+
+    index: int
+    points: np.ndarray
+    values: np.ndarray
+    query_start: int  # query index of the batch's first point
+    queries: int  # presentations spent by this batch
+    responses: np.ndarray | None = None
+    stimuli: Any = None
+    optimizer_s: float = 0.0
+    objective_s: float = 0.0
+    t_end: float = 0.0  # seconds since the start of the run
+    replayed: bool = False
+
+
+class Callback:
+    """Base class for loop callbacks; every hook is optional."""
+
+    def on_start(self, run: "Run") -> None: ...
+
+    def on_batch(self, run: "Run", batch: Batch) -> None: ...
+
+    def on_end(self, run: "Run") -> None: ...
+
+
+@dataclass
+class Result:
+    """The outcome of :func:`maximize`.
+
+    ``points``, ``values``, ``queries`` (query index of each point), ``batch``
+    and ``t`` (seconds since start when the point's response arrived) hold the
+    full history, one row per evaluated point; ``responses`` every unit's
+    response when the objective reports them.
+    """
+
+    best_point: np.ndarray | None
+    best_value: float | None
+    best_query: int | None
+    n_queries: int
+    budget: int
+    optimizer: str
+    seed: int | None
+    space: Space
+    points: np.ndarray
+    values: np.ndarray
+    queries: np.ndarray
+    batch: np.ndarray
+    t: np.ndarray
+    responses: np.ndarray | None = None
+    unit_names: list[str] = field(default_factory=list)
+    batch_optimizer_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    batch_objective_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    wall_s: float = 0.0
+    stop_reason: str = "budget"
+    best_stimulus: np.ndarray | None = None
+    config: dict = field(default_factory=dict)
+
+    @property
+    def optimizer_s(self) -> float:
+        return float(np.sum(self.batch_optimizer_s))
+
+    @property
+    def objective_s(self) -> float:
+        return float(np.sum(self.batch_objective_s))
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
+    @property
+    def history(self) -> dict[str, np.ndarray]:
+        """The history as a dict of equal-length columns."""
+        h = {"query": self.queries, "batch": self.batch, "t": self.t, "value": self.values, "point": self.points}
+        if self.responses is not None:
+            h["responses"] = self.responses
+        return h
+
+    def best_so_far(self) -> np.ndarray:
+        """Best value after each query (length ``n_queries``; repeats share their point's value)."""
+        out = np.full(self.n_queries, np.nan)
+        if len(self.values) == 0:
+            return out
+        per_point = np.maximum.accumulate(self.values)
+        ends = np.append(self.queries[1:], self.n_queries)
+        for q0, q1, v in zip(self.queries, ends, per_point):
+            out[q0:q1] = v
+        return out
+
+    def to_dict(self, history: bool = False) -> dict:
+        d = {
+            "best_value": self.best_value,
+            "best_query": self.best_query,
+            "best_point": None if self.best_point is None else np.asarray(self.best_point).tolist(),
+            "n_queries": self.n_queries,
+            "budget": self.budget,
+            "optimizer": self.optimizer,
+            "seed": self.seed,
+            "space": self.space.to_dict(),
+            "wall_s": self.wall_s,
+            "optimizer_s": self.optimizer_s,
+            "objective_s": self.objective_s,
+            "stop_reason": self.stop_reason,
+            "unit_names": list(self.unit_names),
+            "config": self.config,
+        }
+        if history:
+            d["history"] = {
+                "query": self.queries.tolist(), "batch": self.batch.tolist(), "t": self.t.tolist(),
+                "value": self.values.tolist(), "point": self.points.tolist(),
+            }
+            if self.responses is not None:
+                d["history"]["responses"] = self.responses.tolist()
+        return d
+
+    def to_json(self, path: str | os.PathLike | None = None, history: bool = False) -> str:
+        text = json.dumps(self.to_dict(history=history), indent=2, default=_json_default)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    def write_curve_csv(self, path: str | os.PathLike) -> None:
+        """The best-so-far curve: one row per query (``query,value,best_so_far``)."""
+        best = self.best_so_far()
+        vals = np.full(self.n_queries, np.nan)
+        for q, v in zip(self.queries, self.values):
+            vals[q] = v
+        with open(path, "w") as f:
+            f.write("query,value,best_so_far\n")
+            for i in range(self.n_queries):
+                f.write(f"{i},{'' if np.isnan(vals[i]) else repr(float(vals[i]))},{float(best[i])!r}\n")
+
+    def __repr__(self) -> str:
+        bv = "None" if self.best_value is None else f"{self.best_value:.6g}"
+        return (f"Result(best_value={bv}, best_query={self.best_query}, n_queries={self.n_queries}/{self.budget}, "
+                f"optimizer={self.optimizer!r}, stop_reason={self.stop_reason!r})")
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+class Run:
+    """Mutable state of one :func:`maximize` call, shared with callbacks."""
+
+    def __init__(self, objective, space: Space, optimizer: Optimizer, budget: int, batch_size: int,
+                 seed, nonfinite: str, config: dict):
+        self.objective = objective
+        self.space = space
+        self.optimizer = optimizer
+        self.budget = budget
+        self.batch_size = batch_size
+        self.seed = seed
+        self.nonfinite = nonfinite
+        self.config = config
+        self.queries_per_point = int(getattr(objective, "queries_per_point", 1))
+        self.unit_names = list(getattr(objective, "unit_names", []) or [])
+        self.n_queries = 0
+        self.n_batches = 0
+        self.t0 = time.perf_counter()
+        self.t_offset = 0.0  # seconds already spent before a resume
+        self._points: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._queries: list[np.ndarray] = []
+        self._batch: list[np.ndarray] = []
+        self._t: list[np.ndarray] = []
+        self._responses: list[np.ndarray] = []
+        self._opt_s: list[float] = []
+        self._obj_s: list[float] = []
+        self.best_value: float | None = None
+        self.best_point = None
+        self.best_query: int | None = None
+        self.best_stimulus = None
+        self.lowest_value: float | None = None
+        self.stop_reason = "budget"
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.n_queries
+
+    def elapsed(self) -> float:
+        return self.t_offset + time.perf_counter() - self.t0
+
+    def record(self, batch: Batch) -> None:
+        """Append an evaluated batch to the history."""
+        n = len(batch.points)
+        qpp = self.queries_per_point
+        self._points.append(np.asarray(batch.points))
+        self._values.append(np.asarray(batch.values, dtype=float))
+        self._queries.append(batch.query_start + qpp * np.arange(n))
+        self._batch.append(np.full(n, batch.index))
+        self._t.append(np.full(n, batch.t_end))
+        if batch.responses is not None:
+            self._responses.append(np.asarray(batch.responses, dtype=float))
+        self._opt_s.append(batch.optimizer_s)
+        self._obj_s.append(batch.objective_s)
+        self.n_queries = batch.query_start + batch.queries
+        self.n_batches = batch.index + 1
+        finite = np.isfinite(batch.values)
+        if finite.any():
+            low = float(np.min(batch.values[finite]))
+            self.lowest_value = low if self.lowest_value is None else min(self.lowest_value, low)
+            i = int(np.flatnonzero(finite)[np.argmax(batch.values[finite])])
+            if self.best_value is None or batch.values[i] > self.best_value:
+                self.best_value = float(batch.values[i])
+                self.best_point = np.asarray(batch.points[i]).copy()
+                self.best_query = int(batch.query_start + qpp * i)
+                if batch.stimuli is not None:
+                    self.best_stimulus = _to_numpy(batch.stimuli[i])
+
+    def replay_batch(self, points, values, responses=None, query_start=None, t_end=0.0,
+                     optimizer_s=0.0, objective_s=0.0) -> Batch:
+        """Feed a batch recorded earlier (a resumed run) through ask/tell and into the history.
+
+        The optimizer is asked for as many points as the batch holds, so its
+        random state advances exactly as in the original run; the recorded
+        points and values are what it is told.  Nothing is queried.
+        """
+        points = self.space.validate(points)
+        values = np.asarray(values, dtype=float).reshape(-1)
+        self.optimizer.ask(len(points))
+        self.optimizer.tell(points, self._told_values(values))
+        qs = self.n_queries if query_start is None else int(query_start)
+        batch = Batch(self.n_batches, points, values, qs, len(points) * self.queries_per_point,
+                      responses=responses, optimizer_s=optimizer_s, objective_s=objective_s, t_end=t_end,
+                      replayed=True)
+        self.record(batch)
+        return batch
+
+    def _told_values(self, values: np.ndarray) -> np.ndarray:
+        """Values handed to the optimizer: non-finite ones as the worst seen (nonfinite='worst')."""
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return values
+        finite = values[~bad]
+        worst = min([v for v in (self.lowest_value, finite.min() if finite.size else None) if v is not None],
+                    default=0.0)
+        out = values.copy()
+        out[bad] = worst
+        return out
+
+    def result(self) -> Result:
+        cat = (lambda xs, empty: np.concatenate(xs) if xs else empty)
+        dim = self.space.dim
+        return Result(
+            best_point=self.best_point, best_value=self.best_value, best_query=self.best_query,
+            n_queries=self.n_queries, budget=self.budget, optimizer=self.optimizer.name, seed=self.seed,
+            space=self.space,
+            points=cat(self._points, np.zeros((0, dim), self.space.dtype)),
+            values=cat(self._values, np.zeros(0)),
+            queries=cat(self._queries, np.zeros(0, np.int64)).astype(np.int64),
+            batch=cat(self._batch, np.zeros(0, np.int64)).astype(np.int64),
+            t=cat(self._t, np.zeros(0)),
+            responses=cat(self._responses, None) if self._responses and len(self._responses) == len(self._points) else None,
+            unit_names=self.unit_names,
+            batch_optimizer_s=np.asarray(self._opt_s), batch_objective_s=np.asarray(self._obj_s),
+            wall_s=self.elapsed(), stop_reason=self.stop_reason, best_stimulus=self.best_stimulus,
+            config=self.config,
+        )
+
+
+def _to_numpy(x):
+    if hasattr(x, "detach"):
+        return x.detach().to("cpu").numpy()
+    return np.asarray(x)
+
+
+class _Progress(Callback):
+    def __init__(self, budget: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=budget, unit="query", dynamic_ncols=True, leave=True)
+
+    def on_batch(self, run, batch):
+        self.bar.update(batch.queries)
+        if run.best_value is not None:
+            self.bar.set_postfix(best=f"{run.best_value:.4g}", refresh=False)
+
+    def on_end(self, run):
+        self.bar.close()
+
+
+def _want_progress(progress) -> bool:
+    if progress is not None:
+        return bool(progress)
+    if os.environ.get("CI"):
+        return False
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
+def _check_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
+            isinstance(value, float) and value.is_integer()):
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def maximize(objective, space: Space | None = None, optimizer: str | Optimizer = "cma", budget: int = 1000,
+             batch_size: int | None = None, seed: int | None = 0, *, generator=None, unit=None,
+             callbacks: Sequence[Callback] = (), progress: bool | None = None, nonfinite: str = "raise",
+             store=None, resume: bool = False, **optimizer_params) -> Result:
+    """Search ``space`` for the points that maximize ``objective`` within ``budget`` queries.
+
+    Parameters
+    ----------
+    objective : a function ``points [n, dim] -> values [n]``, an
+        :class:`~mango.objective.Objective`, or an oracle together with
+        ``generator=``.
+    space : the search space; taken from the generator when one is given.
+    optimizer : a registered name (see :func:`mango.optimizers.available`) or
+        an :class:`~mango.optimizers.Optimizer` instance.
+    budget : number of queries (stimulus presentations; repeats count).
+        Never exceeded; the last batch is truncated.
+    batch_size : points per batch (default: the optimizer's population size,
+        else 10).
+    seed : seed of the optimizer.  Same seed, same history.
+    generator, unit : compose an oracle with a generator and pick the unit.
+    callbacks : objects with ``on_start``/``on_batch``/``on_end``.
+    progress : tqdm bar; default on when stderr is a terminal (off in CI).
+    nonfinite : ``"raise"`` (default) stops with an :class:`ObjectiveError`
+        carrying the partial result; ``"worst"`` tells the optimizer the worst
+        value seen so far and warns.
+    store, resume : a :class:`mango.store.RunStore` or a path: every batch is
+        written before the next ask; ``resume=True`` continues a killed run.
+    **optimizer_params : passed to the optimizer.
+
+    Ctrl-C returns the partial result with ``stop_reason == "interrupted"``.
+    """
+    budget = _check_int("budget", budget)
+    if batch_size is not None:
+        batch_size = _check_int("batch_size", batch_size)
+    if nonfinite not in ("raise", "worst"):
+        raise ConfigError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}.")
+    objective, space = as_objective(objective, generator=generator, space=space, unit=unit)
+    if not isinstance(space, Space):
+        raise ConfigError(f"space must be a mango.spaces Box, Grid or Codebook, got {type(space).__name__}.")
+    qpp = int(getattr(objective, "queries_per_point", 1))
+    if qpp < 1:
+        raise ConfigError(f"queries_per_point must be >= 1, got {qpp}.")
+    if qpp > budget:
+        raise ConfigError(f"one point costs {qpp} queries (repeats) but the budget is only {budget}.")
+
+    if isinstance(optimizer, Optimizer):
+        if optimizer_params:
+            raise ConfigError("optimizer parameters go to make(); pass either an Optimizer instance or a name with parameters.")
+        if optimizer.space != space:
+            raise ConfigError(f"the optimizer searches {optimizer.space!r} but the objective's space is {space!r}.")
+        opt = optimizer
+        opt_name = opt.name
+    else:
+        hint = batch_size or 10
+        opt = make(optimizer, space, seed=seed, budget=math.ceil(budget / qpp), batch_size=hint, **optimizer_params)
+        opt_name = optimizer
+    if batch_size is None:
+        batch_size = int(opt.preferred_batch_size or 10)
+
+    config = {
+        "optimizer": opt_name, "optimizer_params": {k: v for k, v in optimizer_params.items()},
+        "seed": seed, "budget": budget, "batch_size": batch_size, "space": space.to_dict(),
+        "nonfinite": nonfinite,
+        "objective": objective.describe() if hasattr(objective, "describe") else getattr(
+            objective, "__name__", type(objective).__name__),
+    }
+    run = Run(objective, space, opt, budget, batch_size, seed, nonfinite, config)
+    cbs = list(callbacks)
+    if store is not None:
+        from .store import attach_store  # noqa: WPS433 - optional heavy import
+
+        cbs.insert(0, attach_store(store, run, resume=resume))
+    elif resume:
+        raise ConfigError("resume=True needs store= (the run's SQLite file).")
+    if _want_progress(progress):
+        cbs.append(_Progress(budget))
+    for cb in cbs:
+        getattr(cb, "on_start", lambda r: None)(run)
+    try:
+        _loop(run, cbs)
+    except KeyboardInterrupt:
+        run.stop_reason = "interrupted"
+    finally:
+        for cb in cbs:
+            getattr(cb, "on_end", lambda r: None)(run)
+    return run.result()
+
+
+def _loop(run: Run, cbs: list) -> None:
+    qpp = run.queries_per_point
+    while run.remaining >= qpp:
+        n = min(run.batch_size, run.remaining // qpp)
+        t_a = time.perf_counter()
+        points = run.optimizer.ask(n)
+        t_b = time.perf_counter()
+        try:
+            values, info = evaluate(run.objective, points)
+        except ObjectiveError as exc:
+            run.stop_reason = "error"
+            if exc.partial_result is None:
+                exc.partial_result = run.result()
+            raise
+        t_c = time.perf_counter()
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = np.flatnonzero(bad)[:5].tolist()
+            msg = (f"the objective returned non-finite values (NaN/inf) for {int(bad.sum())} of {n} points "
+                   f"(queries {[run.n_queries + qpp * r for r in rows]}).")
+            if run.nonfinite == "raise":
+                run.stop_reason = "error"
+                raise ObjectiveError(
+                    msg + " Fix the oracle, or pass nonfinite='worst' to count them as the worst value seen. "
+                    "Everything recorded before is in this error's .partial_result.",
+                    partial_result=run.result(),
+                )
+            warnings.warn(msg + " Counted as the worst value seen so far.", RuntimeWarning, stacklevel=3)
+        t_d = time.perf_counter()
+        run.optimizer.tell(points, run._told_values(values))
+        t_e = time.perf_counter()
+        batch = Batch(run.n_batches, points, values, run.n_queries, n * qpp,
+                      responses=info.get("responses"), stimuli=info.get("stimuli"),
+                      optimizer_s=(t_b - t_a) + (t_e - t_d), objective_s=t_c - t_b, t_end=run.elapsed())
+        run.record(batch)
+        for cb in cbs:
+            cb.on_batch(run, batch)
+    if run.remaining > 0 and run.remaining < qpp:
+        run.stop_reason = "budget (remainder smaller than one point's repeats)"

@@ -1,0 +1,141 @@
+"""Objectives: what the loop maximizes.
+
+An objective maps a batch of points of a space to one float per point.  The
+simplest is a plain function ``f(points) -> values``.  :class:`Objective`
+composes a generator (points -> stimuli) with an oracle (stimuli -> responses
+of one or more units) and picks the value to maximize, so optimizers never see
+images and the loop still records every unit's response and the stimuli.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ConfigError, ObjectiveError, UnknownNameError
+
+__all__ = ["Objective", "as_objective", "evaluate"]
+
+
+class Objective:
+    """``generator`` -> ``oracle`` -> one value per point.
+
+    Parameters
+    ----------
+    oracle : a mango Oracle (``oracle(stimuli) -> responses [n, n_units]``).
+    generator : a mango Generator (``generator(points) -> stimuli``); its space
+        is the objective's space.  Without a generator the points *are* the
+        stimuli (e.g. pixels), and ``space`` must be given.
+    unit : which response to maximize: an index or a name among
+        ``oracle.unit_names``, ``"mean"`` (population mean), or a callable
+        ``responses [n, n_units] -> values [n]``.  Default: the only unit, or the
+        mean when the oracle reads several.
+    """
+
+    def __init__(self, oracle, generator=None, unit=None, space=None):
+        self.oracle = oracle
+        self.generator = generator
+        self.space = space if space is not None else getattr(generator, "space", None)
+        names = list(getattr(oracle, "unit_names", []) or [])
+        n_units = getattr(oracle, "n_units", len(names) or None)
+        if unit is None:
+            unit = 0 if n_units == 1 else "mean"
+        if isinstance(unit, str) and unit != "mean":
+            if unit not in names:
+                raise UnknownNameError("unit", unit, names)
+            unit = names.index(unit)
+        if isinstance(unit, (int, np.integer)) and n_units is not None and not 0 <= unit < n_units:
+            raise ConfigError(f"unit {unit} is out of range: the oracle reads {n_units} unit(s), valid 0..{n_units - 1}.")
+        self.unit = unit
+
+    @property
+    def queries_per_point(self) -> int:
+        return int(getattr(self.oracle, "queries_per_stimulus", 1))
+
+    @property
+    def unit_names(self) -> list[str]:
+        return list(getattr(self.oracle, "unit_names", []) or [])
+
+    def select(self, responses: np.ndarray) -> np.ndarray:
+        if callable(self.unit):
+            return np.asarray(self.unit(responses), dtype=float).reshape(-1)
+        if isinstance(self.unit, str):  # "mean"
+            return responses.mean(axis=1)
+        return responses[:, int(self.unit)]
+
+    def evaluate(self, points) -> tuple[np.ndarray, dict[str, Any]]:
+        stimuli = self.generator(points) if self.generator is not None else points
+        responses = np.asarray(self.oracle(stimuli), dtype=float)
+        if responses.ndim == 1:
+            responses = responses[:, None]
+        if responses.shape[0] != len(points):
+            raise ObjectiveError(
+                f"the oracle returned {responses.shape[0]} responses for {len(points)} stimuli; it must return one "
+                "row per stimulus."
+            )
+        return self.select(responses), {"responses": responses, "stimuli": stimuli}
+
+    def __call__(self, points) -> np.ndarray:
+        return self.evaluate(points)[0]
+
+    def describe(self) -> dict:
+        d = {"unit": self.unit if not callable(self.unit) else getattr(self.unit, "__name__", "callable")}
+        for key, obj in (("oracle", self.oracle), ("generator", self.generator)):
+            if obj is not None:
+                d[key] = obj.describe() if hasattr(obj, "describe") else type(obj).__name__
+        return d
+
+
+def _is_oracle(obj) -> bool:
+    return hasattr(obj, "unit_names") and hasattr(obj, "queries_per_stimulus")
+
+
+def as_objective(objective, generator=None, space=None, unit=None):
+    """Turn what the user passed to :func:`mango.maximize` into ``(objective, space)``."""
+    if generator is not None:
+        if isinstance(objective, Objective):
+            raise ConfigError("pass either an Objective or an oracle with generator=, not both.")
+        if not _is_oracle(objective):
+            raise ConfigError(
+                "generator= needs an Oracle as the first argument (e.g. mango.oracles.TorchOracle); "
+                f"got {type(objective).__name__}. For a plain function of the latent points, omit generator=."
+            )
+        if space is not None and space != generator.space:
+            raise ConfigError(f"space={space!r} differs from the generator's space {generator.space!r}; omit space=.")
+        objective = Objective(objective, generator, unit=unit)
+        space = generator.space
+    elif _is_oracle(objective):
+        if space is None:
+            raise ConfigError(
+                "an oracle needs stimuli: pass generator= (e.g. a VQVAEGenerator) so points become images, "
+                "or space= when the points are the stimuli themselves."
+            )
+        objective = Objective(objective, None, unit=unit, space=space)
+    elif unit is not None:
+        raise ConfigError("unit= only applies to oracles; your objective already returns one value per point.")
+    if space is None:
+        space = getattr(objective, "space", None)
+    if space is None:
+        raise ConfigError("maximize() needs space= (a mango.spaces Box, Grid or Codebook) or a generator= that has one.")
+    if not callable(objective) and not hasattr(objective, "evaluate"):
+        raise ConfigError(f"the objective must be callable, got {type(objective).__name__}.")
+    return objective, space
+
+
+def evaluate(objective: Callable | Objective, points: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Call ``objective`` on ``points``; return ``(values, info)`` with shape checks."""
+    if hasattr(objective, "evaluate"):
+        values, info = objective.evaluate(points)
+    else:
+        values, info = objective(points), {}
+    try:
+        values = np.asarray(values, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ObjectiveError(f"the objective must return numbers, one per point; got {type(values).__name__}: {exc}")
+    if len(values) != len(points):
+        raise ObjectiveError(
+            f"the objective returned {len(values)} values for a batch of {len(points)} points; "
+            "it must take a batch [n, dim] and return n values."
+        )
+    return values, info
