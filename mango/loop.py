@@ -336,7 +336,7 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
 def maximize(objective, space: Space | None = None, optimizer: str | Optimizer = "cma", budget: int = 1000,
              batch_size: int | None = None, seed: int | None = 0, *, generator=None, unit=None,
              callbacks: Sequence[Callback] = (), progress: bool | None = None, nonfinite: str = "raise",
-             store=None, resume: bool = False, **optimizer_params) -> Result:
+             store=None, resume: bool = False, metadata: dict | None = None, **optimizer_params) -> Result:
     """Search ``space`` for the points that maximize ``objective`` within ``budget`` queries.
 
     Parameters
@@ -360,6 +360,7 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         value seen so far and warns.
     store, resume : a :class:`mango.store.RunStore` or a path: every batch is
         written before the next ask; ``resume=True`` continues a killed run.
+    metadata : a JSON-able dict kept in the run's config (and its store).
     **optimizer_params : passed to the optimizer.
 
     Ctrl-C returns the partial result with ``stop_reason == "interrupted"``.
@@ -395,7 +396,7 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
     config = {
         "optimizer": opt_name, "optimizer_params": {k: v for k, v in optimizer_params.items()},
         "seed": seed, "budget": budget, "batch_size": batch_size, "space": space.to_dict(),
-        "nonfinite": nonfinite,
+        "nonfinite": nonfinite, "metadata": dict(metadata or {}),
         "objective": objective.describe() if hasattr(objective, "describe") else getattr(
             objective, "__name__", type(objective).__name__),
     }
