@@ -1,0 +1,876 @@
+"""Crash-safe run store: one SQLite file per run, resume, export.
+
+A :class:`RunStore` is a single SQLite file (stdlib :mod:`sqlite3`, WAL journal,
+``synchronous=FULL`` by default) that holds
+
+* the run's **config** (space, optimizer name and parameters, seed, budget,
+  batch size, the objective's ``describe()``, package versions, CLI arguments),
+* every **query** (one row per evaluated point: query index, batch id, point,
+  value, every unit's response, a hash of the stimulus and -- optionally -- the
+  stimulus itself as compact ``uint8`` bytes, timestamps),
+* optimizer **checkpoints** (``optimizer.state_dict()`` serialized with
+  :mod:`mango.serial`, never pickle), written every few batches / seconds and
+  at the end,
+* **sessions** (each start or resume: pid, host, status).
+
+The loop writes a batch's queries in one transaction and commits before it asks
+the optimizer again (:func:`attach_store`), so a crash, Ctrl-C, SIGKILL or
+power cut loses at most the batch that was being measured.  Resuming
+(``maximize(..., store=path, resume=True)``) restores the optimizer from the
+last checkpoint, replays the queries recorded after it, puts the whole recorded
+history back into the run, and continues with the remaining budget: nothing is
+queried twice and the budget holds.  For deterministic objectives and
+optimizers the resumed run ends with exactly the history of an uninterrupted
+one.
+
+Files that are not mango run stores (not SQLite, another program's database,
+truncated or corrupted, or written by a newer mango) are refused with a
+:class:`StoreError` that says what is wrong.
+
+Exports: :meth:`RunStore.to_dataframe`, :meth:`RunStore.to_csv`,
+:meth:`RunStore.to_json`, :meth:`RunStore.result`, and
+:func:`result_to_dataframe` for an in-memory :class:`~mango.loop.Result`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import sqlite3
+import sys
+import time
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import serial
+from ._version import __version__
+from .errors import ConfigError
+
+__all__ = [
+    "RunStore", "StoreError", "StoreCallback", "attach_store", "read_config", "result_to_dataframe",
+    "SCHEMA_VERSION", "MAGIC",
+]
+
+MAGIC = "mango-runstore"
+SCHEMA_VERSION = 1
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_AUTO_STIMULUS_LIMIT = 64 * 64 * 3  # elements per stimulus stored with stimuli="auto"
+
+# keys of the config that must match for a resume, and what they mean
+_RESUME_KEYS = ("space", "optimizer", "optimizer_params", "seed", "budget", "batch_size", "nonfinite",
+                "queries_per_point")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY, started REAL NOT NULL, ended REAL, status TEXT NOT NULL,
+    pid INTEGER, host TEXT, resumed INTEGER NOT NULL, n_queries_start INTEGER NOT NULL,
+    n_queries_end INTEGER);
+CREATE TABLE IF NOT EXISTS batches (
+    batch INTEGER PRIMARY KEY, query_start INTEGER NOT NULL, queries INTEGER NOT NULL,
+    n_points INTEGER NOT NULL, t_end REAL NOT NULL, optimizer_s REAL NOT NULL, objective_s REAL NOT NULL,
+    wall_time REAL NOT NULL, session INTEGER);
+CREATE TABLE IF NOT EXISTS queries (
+    query INTEGER PRIMARY KEY, batch INTEGER NOT NULL, row INTEGER NOT NULL, point BLOB NOT NULL,
+    value REAL, responses BLOB, stimulus_hash TEXT, stimulus BLOB, stimulus_shape TEXT,
+    t REAL NOT NULL, wall_time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS queries_batch ON queries (batch);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, batch INTEGER NOT NULL, n_queries INTEGER NOT NULL,
+    n_points INTEGER NOT NULL, state TEXT NOT NULL, wall_time REAL NOT NULL);
+"""
+
+
+class StoreError(ConfigError):
+    """A run store file cannot be used: missing, not SQLite, foreign, corrupted, newer, or in use."""
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def _to_json(obj) -> str:
+    return json.dumps(obj, default=_json_default, allow_nan=True, sort_keys=True)
+
+
+def _normalize(obj):
+    """``obj`` as it reads back from JSON (so stored and live configs compare equal)."""
+    return json.loads(_to_json(obj))
+
+
+def _versions() -> dict:
+    out = {"mango": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "sqlite": sqlite3.sqlite_version, "platform": platform.platform()}
+    for mod in ("torch", "scipy", "cma", "nevergrad", "teneva", "snntorch"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def _stimulus_arrays(stimuli) -> np.ndarray | None:
+    """Stimuli (torch tensor or array) as a float32 numpy array on the CPU, or None."""
+    if stimuli is None:
+        return None
+    if hasattr(stimuli, "detach"):
+        stimuli = stimuli.detach().to("cpu").float().numpy()
+    arr = np.asarray(stimuli)
+    if arr.dtype.kind not in "biuf":
+        return None
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def stimulus_hash(stimulus) -> str:
+    """A short content hash of one stimulus (shape and float32 values)."""
+    arr = _stimulus_arrays(stimulus)
+    h = hashlib.sha256(str(arr.shape).encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()[:32]
+
+
+def _quantize(stim: np.ndarray) -> tuple[bytes, str] | None:
+    """One stimulus as ``uint8`` bytes (values clamped to [0, 1]) and its ``C,H,W`` shape; None if not an image."""
+    if stim.ndim == 2:
+        stim = stim[None]
+    if stim.ndim != 3:
+        return None
+    q = np.rint(np.clip(np.nan_to_num(stim, nan=0.0), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return q.tobytes(), ",".join(str(s) for s in q.shape)
+
+
+def _dequantize(blob: bytes | None, shape: str | None) -> np.ndarray | None:
+    if blob is None or not shape:
+        return None
+    dims = tuple(int(s) for s in shape.split(","))
+    return np.frombuffer(blob, dtype=np.uint8).reshape(dims).astype(np.float32) / 255.0
+
+
+class RunStore:
+    """One run's SQLite file.
+
+    Parameters
+    ----------
+    path : the ``.sqlite`` file.
+    mode : ``"a"`` (default) opens or creates it for writing; ``"r"`` opens an
+        existing store for reading only (reports, export) and refuses a missing
+        file.
+    stimuli : what to keep of each stimulus besides its hash: ``"all"``,
+        ``"best"`` (only stimuli that improved the best value: enough for
+        reports), ``"none"``, or ``"auto"`` (default: ``"all"`` when a stimulus
+        has at most 64*64*3 values, else ``"best"``).  Stimuli are stored as
+        ``uint8`` after clamping to [0, 1].
+    checkpoint_every : write an optimizer checkpoint every this many batches
+        (and at the end) ...
+    checkpoint_seconds : ... or when this many seconds passed since the last one.
+    keep_checkpoints : how many recent checkpoints to keep (``None``: all).
+        With exact-replay optimizer states each checkpoint holds the whole
+        history, so old ones are redundant.
+    synchronous : SQLite ``synchronous`` level: ``"FULL"`` (default) survives
+        power cuts; ``"NORMAL"`` survives process crashes and is faster.
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "a", *, stimuli: str = "auto",
+                 checkpoint_every: int = 10, checkpoint_seconds: float = 60.0, keep_checkpoints: int | None = 3,
+                 synchronous: str = "FULL"):
+        if mode not in ("a", "r"):
+            raise ConfigError(f"RunStore mode must be 'a' (read/write) or 'r' (read only), got {mode!r}.")
+        if stimuli not in ("auto", "all", "best", "none"):
+            raise ConfigError(f"stimuli must be 'auto', 'all', 'best' or 'none', got {stimuli!r}.")
+        if int(checkpoint_every) != checkpoint_every or checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}.")
+        if keep_checkpoints is not None and (int(keep_checkpoints) != keep_checkpoints or keep_checkpoints < 1):
+            raise ConfigError(f"keep_checkpoints must be None or an integer >= 1, got {keep_checkpoints!r}.")
+        if str(synchronous).upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError(f"synchronous must be 'FULL', 'NORMAL' or 'EXTRA', got {synchronous!r}.")
+        self.path = os.fspath(path)
+        self.mode = mode
+        self.stimuli = stimuli
+        self.checkpoint_every = int(checkpoint_every)
+        self.checkpoint_seconds = float(checkpoint_seconds)
+        self.keep_checkpoints = None if keep_checkpoints is None else int(keep_checkpoints)
+        self.synchronous = str(synchronous).upper()
+        self._conn: sqlite3.Connection | None = None
+        self._open()
+
+    # -- opening and validation ---------------------------------------------
+    def _open(self) -> None:
+        exists = os.path.exists(self.path)
+        if os.path.isdir(self.path):
+            raise StoreError(f"{self.path!r} is a directory; give the path of a run file such as run.sqlite.")
+        if not exists and self.mode == "r":
+            raise StoreError(f"no run store at {self.path!r}; check the path (runs are written by "
+                             "maximize(..., store=PATH) or `mango maximize --store PATH`).")
+        if exists and os.path.getsize(self.path) > 0:
+            with open(self.path, "rb") as f:
+                head = f.read(100)
+            if not head.startswith(_SQLITE_HEADER):
+                raise StoreError(f"{self.path!r} is not a mango run store (not an SQLite file at all); "
+                                 "give another path for a new run.")
+            if len(head) < 100:
+                raise StoreError(f"{self.path!r} is truncated ({os.path.getsize(self.path)} bytes, shorter "
+                                 "than an SQLite header); the file is damaged beyond repair: start a new run.")
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                if self.mode == "r":
+                    raise StoreError(f"{self.path!r} is an empty SQLite file, not a mango run store.")
+                self._create()
+            else:
+                self._check(tables)
+            if self.mode == "a":
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            raise StoreError(self._damaged(exc)) from None
+        except StoreError:
+            self._close_quietly()
+            raise
+
+    def _damaged(self, exc) -> str:
+        return (f"{self.path!r} is corrupted or truncated and cannot be read as a mango run store "
+                f"(SQLite says: {exc}). The file may have been cut short by a copy or a full disk; "
+                "start a new run, or try to recover rows with the sqlite3 shell's `.recover` command.")
+
+    def _create(self) -> None:
+        with self._transaction() as c:
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            c.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                ("magic", MAGIC), ("schema_version", str(SCHEMA_VERSION)), ("created", repr(time.time())),
+                ("mango_version", __version__)])
+
+    def _check(self, tables: set) -> None:
+        if "meta" not in tables:
+            raise StoreError(f"{self.path!r} is an SQLite database of another program (tables: "
+                             f"{', '.join(sorted(tables)[:8])}), not a mango run store; give another path.")
+        meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("magic") != MAGIC:
+            raise StoreError(f"{self.path!r} is an SQLite database of another program (no mango magic in its "
+                             "meta table), not a mango run store; give another path.")
+        try:
+            version = int(meta.get("schema_version", "-1"))
+        except ValueError:
+            version = -1
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path!r} was written by a newer mango (run store schema {version}, this "
+                             f"mango {__version__} reads up to {SCHEMA_VERSION}, written by mango "
+                             f"{meta.get('mango_version', '?')}); upgrade: pip install -U mango-am.")
+        if version < 1:
+            raise StoreError(f"{self.path!r} has an invalid run store schema version {meta.get('schema_version')!r}.")
+        missing = {"run", "sessions", "batches", "queries", "checkpoints"} - tables
+        if missing:
+            raise StoreError(f"{self.path!r} is a damaged mango run store (missing tables: "
+                             f"{', '.join(sorted(missing))}); start a new run.")
+        rows = self._conn.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            problems = "; ".join(r[0] for r in rows[:3])
+            raise StoreError(self._damaged(problems))
+
+    def _close_quietly(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    class _Tx:
+        def __init__(self, store):
+            self.store = store
+
+        def __enter__(self):
+            self.store._conn.execute("BEGIN IMMEDIATE")
+            return self.store._conn
+
+        def __exit__(self, et, ev, tb):
+            if et is None:
+                self.store._conn.execute("COMMIT")
+            else:
+                try:
+                    self.store._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            return False
+
+    def _transaction(self):
+        if self.mode == "r":
+            raise StoreError(f"{self.path!r} was opened read-only (mode='r').")
+        return RunStore._Tx(self)
+
+    def _query(self, sql: str, args=()) -> list:
+        if self._conn is None:
+            raise StoreError(f"the run store {self.path!r} is closed.")
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._damaged(exc)) from None
+
+    def close(self) -> None:
+        """Close the file (the WAL is checkpointed into the main file)."""
+        self._close_quietly()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.path!r}, mode={self.mode!r})"
+
+    # -- run-level key/values -------------------------------------------------
+    def _get(self, key: str, default=None):
+        rows = self._query("SELECT value FROM run WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def _set(self, conn, key: str, value) -> None:
+        conn.execute("INSERT OR REPLACE INTO run VALUES (?, ?)", (key, _to_json(value)))
+
+    @property
+    def config(self) -> dict | None:
+        """The stored run config (``None`` before a run started writing)."""
+        return self._get("config")
+
+    @property
+    def status(self) -> str:
+        """``"new"``, ``"running"`` (or killed while running), ``"finished"``, ``"interrupted"`` or ``"error"``."""
+        return self._get("status", "new")
+
+    @property
+    def summary(self) -> dict | None:
+        """The result summary written at the end of the last session."""
+        return self._get("summary")
+
+    @property
+    def unit_names(self) -> list[str]:
+        return list(self._get("unit_names", []) or [])
+
+    def n_points(self) -> int:
+        """Number of evaluated points recorded."""
+        return int(self._query("SELECT COUNT(*) FROM queries")[0][0])
+
+    def n_queries(self) -> int:
+        """Queries spent so far (repeats included)."""
+        rows = self._query("SELECT MAX(query_start + queries) FROM batches")
+        return int(rows[0][0] or 0)
+
+    def n_batches(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM batches")[0][0])
+
+    def sessions(self) -> list[dict]:
+        """Every start / resume of the run, oldest first."""
+        keys = ("id", "started", "ended", "status", "pid", "host", "resumed", "n_queries_start", "n_queries_end")
+        return [dict(zip(keys, r)) for r in self._query(f"SELECT {', '.join(keys)} FROM sessions ORDER BY id")]
+
+    # -- writing (used by the loop callback) ------------------------------------
+    def write_config(self, config: dict, unit_names=(), point_dtype: str = "float64") -> None:
+        """Write the run's config (JSON) and package versions."""
+        with self._transaction() as c:
+            self._set(c, "config", config)
+            self._set(c, "unit_names", list(unit_names))
+            self._set(c, "point_dtype", str(np.dtype(point_dtype)))
+            self._set(c, "status", "running")
+
+    def begin_session(self, resumed: bool, n_queries: int) -> int:
+        with self._transaction() as c:
+            cur = c.execute(
+                "INSERT INTO sessions (started, status, pid, host, resumed, n_queries_start) VALUES (?,?,?,?,?,?)",
+                (time.time(), "running", os.getpid(), socket.gethostname(), int(resumed), int(n_queries)))
+            self._set(c, "status", "running")
+            return int(cur.lastrowid)
+
+    def end_session(self, session: int, status: str, n_queries: int, summary: dict | None) -> None:
+        with self._transaction() as c:
+            c.execute("UPDATE sessions SET ended = ?, status = ?, n_queries_end = ? WHERE id = ?",
+                      (time.time(), status, int(n_queries), session))
+            self._set(c, "status", status)
+            if summary is not None:
+                self._set(c, "summary", summary)
+
+    def write_batch(self, batch, qpp: int, point_dtype, session: int | None, stimuli_mode: str,
+                    best_before: float | None, checkpoint: dict | None = None) -> None:
+        """Write one evaluated batch (and optionally a checkpoint) in one transaction, committed on return."""
+        now = time.time()
+        points = np.asarray(batch.points)
+        values = np.asarray(batch.values, dtype=float).reshape(-1)
+        responses = None if batch.responses is None else np.asarray(batch.responses, dtype=float)
+        stims = _stimulus_arrays(batch.stimuli)
+        if stims is not None and len(stims) != len(points):
+            stims = None
+        mode = stimuli_mode
+        if mode == "auto" and stims is not None:
+            mode = "all" if stims[0].size <= _AUTO_STIMULUS_LIMIT else "best"
+        rows = []
+        best = best_before
+        for i in range(len(points)):
+            v = float(values[i])
+            improved = np.isfinite(v) and (best is None or v > best)
+            if improved:
+                best = v
+            h = blob = shape = None
+            if stims is not None:
+                h = stimulus_hash(stims[i])
+                if mode == "all" or (mode == "best" and improved):
+                    q = _quantize(stims[i])
+                    if q is not None:
+                        blob, shape = q
+            resp = None if responses is None else np.ascontiguousarray(responses[i], dtype=np.float64).tobytes()
+            rows.append((int(batch.query_start + qpp * i), int(batch.index), i,
+                         np.ascontiguousarray(points[i], dtype=point_dtype).tobytes(),
+                         None if np.isnan(v) else v, resp, h, blob, shape, float(batch.t_end), now))
+        with self._transaction() as c:
+            c.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
+                      (int(batch.index), int(batch.query_start), int(batch.queries), len(points), float(batch.t_end),
+                       float(batch.optimizer_s), float(batch.objective_s), now, session))
+            c.executemany("INSERT INTO queries VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            if checkpoint is not None:
+                self._write_checkpoint(c, checkpoint, int(batch.index),
+                                       int(batch.query_start + batch.queries))
+
+    def _write_checkpoint(self, c, state: dict, batch: int, n_queries: int) -> None:
+        n_points = c.execute("SELECT COUNT(*) FROM queries WHERE batch <= ?", (batch,)).fetchone()[0]
+        c.execute("INSERT INTO checkpoints (batch, n_queries, n_points, state, wall_time) VALUES (?,?,?,?,?)",
+                  (batch, n_queries, int(n_points), serial.dumps(state), time.time()))
+        if self.keep_checkpoints is not None:
+            c.execute("DELETE FROM checkpoints WHERE id NOT IN "
+                      "(SELECT id FROM checkpoints ORDER BY id DESC LIMIT ?)", (self.keep_checkpoints,))
+
+    def write_checkpoint(self, state: dict, batch: int, n_queries: int) -> None:
+        """Store an optimizer ``state_dict()`` taken after ``batch`` was told."""
+        with self._transaction() as c:
+            self._write_checkpoint(c, state, batch, n_queries)
+
+    # -- reading ----------------------------------------------------------------
+    def checkpoints(self) -> list[dict]:
+        """Stored checkpoints, newest first, without their state (``batch``, ``n_queries``, ``id``)."""
+        keys = ("id", "batch", "n_queries", "n_points", "wall_time")
+        return [dict(zip(keys, r)) for r in
+                self._query(f"SELECT {', '.join(keys)} FROM checkpoints ORDER BY id DESC")]
+
+    def checkpoint_state(self, checkpoint_id: int) -> dict:
+        rows = self._query("SELECT state FROM checkpoints WHERE id = ?", (checkpoint_id,))
+        if not rows:
+            raise StoreError(f"no checkpoint {checkpoint_id} in {self.path!r}.")
+        try:
+            return serial.loads(rows[0][0])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreError(f"checkpoint {checkpoint_id} in {self.path!r} cannot be decoded ({exc}).") from None
+
+    def _point_dtype(self):
+        return np.dtype(self._get("point_dtype", "float64"))
+
+    def batches(self) -> list[dict]:
+        """Every recorded batch, in order, with its ``points``, ``values`` and ``responses`` arrays."""
+        keys = ("batch", "query_start", "queries", "n_points", "t_end", "optimizer_s", "objective_s", "wall_time",
+                "session")
+        meta = [dict(zip(keys, r)) for r in self._query(f"SELECT {', '.join(keys)} FROM batches ORDER BY batch")]
+        q = self.read_queries()
+        out = []
+        pos = 0
+        for b in meta:
+            n = b["n_points"]
+            sl = slice(pos, pos + n)
+            if n and not np.all(q["batch"][sl] == b["batch"]):
+                raise StoreError(f"{self.path!r} is inconsistent: batch {b['batch']} does not own its queries.")
+            b["points"] = q["points"][sl]
+            b["values"] = q["values"][sl]
+            b["responses"] = None if q["responses"] is None else q["responses"][sl]
+            b["queries_index"] = q["query"][sl]
+            out.append(b)
+            pos += n
+        if pos != len(q["query"]):
+            raise StoreError(f"{self.path!r} is inconsistent: {len(q['query']) - pos} queries belong to no batch.")
+        return out
+
+    def read_queries(self) -> dict:
+        """All queries as arrays: ``query``, ``batch``, ``row``, ``points`` [n, dim], ``values``, ``responses``
+        [n, units] or None, ``stimulus_hash`` (list), ``t``, ``wall_time``, ``has_stimulus`` (bool array)."""
+        rows = self._query("SELECT query, batch, row, point, value, responses, stimulus_hash, t, wall_time, "
+                           "stimulus IS NOT NULL FROM queries ORDER BY query")
+        dtype = self._point_dtype()
+        cfg = self.config or {}
+        dim = (cfg.get("space") or {}).get("dim")
+        if rows:
+            points = np.stack([np.frombuffer(r[3], dtype=dtype) for r in rows])
+        else:
+            d = _space_dim(cfg.get("space")) if cfg.get("space") else 0
+            points = np.zeros((0, d or dim or 0), dtype)
+        resp = None
+        if rows and all(r[5] is not None for r in rows):
+            resp = np.stack([np.frombuffer(r[5], dtype=np.float64) for r in rows])
+        return {
+            "query": np.array([r[0] for r in rows], dtype=np.int64),
+            "batch": np.array([r[1] for r in rows], dtype=np.int64),
+            "row": np.array([r[2] for r in rows], dtype=np.int64),
+            "points": points,
+            "values": np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=float),
+            "responses": resp,
+            "stimulus_hash": [r[6] for r in rows],
+            "t": np.array([r[7] for r in rows], dtype=float),
+            "wall_time": np.array([r[8] for r in rows], dtype=float),
+            "has_stimulus": np.array([bool(r[9]) for r in rows], dtype=bool),
+        }
+
+    def stimulus(self, query: int) -> np.ndarray | None:
+        """The stored stimulus of ``query`` as float32 ``[C, H, W]`` in [0, 1], or None if not stored."""
+        rows = self._query("SELECT stimulus, stimulus_shape FROM queries WHERE query = ?", (int(query),))
+        return _dequantize(*rows[0]) if rows else None
+
+    def stimuli(self, queries) -> dict[int, np.ndarray]:
+        """Stored stimuli of several queries (those without a stored stimulus are left out)."""
+        out = {}
+        for q in queries:
+            s = self.stimulus(int(q))
+            if s is not None:
+                out[int(q)] = s
+        return out
+
+    def result(self):
+        """The run as a :class:`mango.loop.Result`, rebuilt from the file alone."""
+        from .loop import Result
+        from .spaces import space_from_dict
+
+        cfg = self.config
+        if cfg is None:
+            raise StoreError(f"{self.path!r} holds no run yet (no config written).")
+        space = space_from_dict(cfg["space"])
+        q = self.read_queries()
+        bt = self._query("SELECT optimizer_s, objective_s, t_end FROM batches ORDER BY batch")
+        values = q["values"]
+        finite = np.isfinite(values)
+        best_i = int(np.flatnonzero(finite)[np.argmax(values[finite])]) if finite.any() else None
+        summary = self.summary or {}
+        status = self.status
+        stop = {"finished": summary.get("stop_reason", "budget"), "interrupted": "interrupted",
+                "error": "error"}.get(status, status)
+        best_query = None if best_i is None else int(q["query"][best_i])
+        return Result(
+            best_point=None if best_i is None else q["points"][best_i].astype(space.dtype),
+            best_value=None if best_i is None else float(values[best_i]),
+            best_query=best_query, n_queries=self.n_queries(), budget=int(cfg["budget"]),
+            optimizer=str(cfg.get("optimizer")), seed=cfg.get("seed"), space=space,
+            points=q["points"].astype(space.dtype), values=values, queries=q["query"], batch=q["batch"], t=q["t"],
+            responses=q["responses"], unit_names=self.unit_names,
+            batch_optimizer_s=np.array([r[0] for r in bt], dtype=float),
+            batch_objective_s=np.array([r[1] for r in bt], dtype=float),
+            wall_s=float(max([r[2] for r in bt], default=0.0)), stop_reason=stop,
+            best_stimulus=None if best_query is None else self.stimulus(best_query), config=cfg,
+        )
+
+    # -- export -----------------------------------------------------------------
+    def to_dataframe(self):
+        """One row per evaluated point: ``query, batch, row, t, wall_time, value, x0.., r_<unit>.., stimulus_hash``."""
+        import pandas as pd
+
+        q = self.read_queries()
+        cols: dict[str, Any] = {"query": q["query"], "batch": q["batch"], "row": q["row"], "t": q["t"],
+                                "wall_time": q["wall_time"], "value": q["values"]}
+        for j in range(q["points"].shape[1]):
+            cols[f"x{j}"] = q["points"][:, j]
+        cols.update(_response_columns(q["responses"], self.unit_names))
+        cols["stimulus_hash"] = q["stimulus_hash"]
+        return pd.DataFrame(cols)
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dataframe` as CSV."""
+        self.to_dataframe().to_csv(path, index=False)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The whole run as JSON: config, status, summary, sessions and one record per query."""
+        df = self.to_dataframe()
+        doc = {"format": "mango-run-json-1", "config": self.config, "status": self.status,
+               "summary": self.summary, "sessions": self.sessions(), "unit_names": self.unit_names,
+               "queries": json.loads(df.to_json(orient="records"))}
+        text = json.dumps(doc, indent=1, default=_json_default)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+
+def _space_dim(space_dict) -> int:
+    from .spaces import space_from_dict
+
+    try:
+        return space_from_dict(space_dict).dim
+    except Exception:  # noqa: BLE001 - only used for an empty history's shape
+        return 0
+
+
+def _response_columns(responses, unit_names) -> dict:
+    if responses is None:
+        return {}
+    names = list(unit_names or [])
+    if len(names) != responses.shape[1]:
+        names = [str(j) for j in range(responses.shape[1])]
+    out, seen = {}, set()
+    for j, n in enumerate(names):
+        key = f"r_{n}"
+        if key in seen:
+            key = f"r_{n}_{j}"
+        seen.add(key)
+        out[key] = responses[:, j]
+    return out
+
+
+def result_to_dataframe(result):
+    """A :class:`mango.loop.Result`'s history as a pandas DataFrame (same columns as :meth:`RunStore.to_dataframe`)."""
+    import pandas as pd
+
+    pts = np.asarray(result.points)
+    cols: dict[str, Any] = {"query": result.queries, "batch": result.batch, "t": result.t, "value": result.values}
+    for j in range(pts.shape[1] if pts.ndim == 2 else 0):
+        cols[f"x{j}"] = pts[:, j]
+    cols.update(_response_columns(result.responses, result.unit_names))
+    return pd.DataFrame(cols)
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """The config stored in a run file (what ``mango maximize --resume`` needs to rebuild the run)."""
+    with RunStore(path, mode="r") as s:
+        cfg = s.config
+    if cfg is None:
+        raise StoreError(f"{os.fspath(path)!r} holds no run config yet (the run was killed before it started); "
+                         "start it again with --store.")
+    return cfg
+
+
+# -- the loop callback -----------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    # a zombie (killed, not yet reaped) is not alive
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class StoreCallback:
+    """Writes a run into a :class:`RunStore` (see :func:`attach_store`)."""
+
+    def __init__(self, store: RunStore, run, resume: bool = False, own: bool = False):
+        self.store = store
+        self.run = run
+        self.resume = resume
+        self.own = own
+        self.session: int | None = None
+        self._best: float | None = None
+        self._last_ckpt_batch = -1
+        self._last_ckpt_time = time.monotonic()
+        self._batches_since = 0
+        self._point_dtype = np.dtype(run.space.dtype)
+
+    # config written to the store
+    def _config(self) -> dict:
+        run = self.run
+        cfg = dict(run.config)
+        cfg["queries_per_point"] = run.queries_per_point
+        cfg["unit_names"] = list(run.unit_names)
+        cfg.setdefault("versions", _versions())
+        return _normalize(cfg)
+
+    def _check_in_use(self) -> None:
+        host = socket.gethostname()
+        for s in self.store.sessions():
+            if (s["status"] == "running" and s["host"] == host and s["pid"] not in (None, os.getpid())
+                    and _pid_alive(int(s["pid"]))):
+                raise StoreError(f"the run store {self.store.path!r} is in use by process {s['pid']} on this "
+                                 "machine; wait for it to finish or stop it before resuming.")
+
+    def on_start(self, run) -> None:
+        store = self.store
+        stored = store.config
+        has_queries = store.n_points() > 0
+        if not self.resume:
+            if has_queries:
+                raise ConfigError(
+                    f"the run store {store.path!r} already holds {store.n_points()} recorded queries of a run; "
+                    "continue it with resume=True (`mango maximize --resume PATH`), or give another path.")
+            store.write_config(self._config(), run.unit_names, self._point_dtype.str)
+        else:
+            self._check_in_use()
+            if stored is None:
+                store.write_config(self._config(), run.unit_names, self._point_dtype.str)
+            else:
+                self._check_matches(stored)
+                store.write_config({**stored, "versions_resumed": _versions()} if "versions" in stored else stored,
+                                   run.unit_names, self._point_dtype.str)
+                if has_queries:
+                    self._restore(run)
+        self.session = store.begin_session(self.resume, run.n_queries)
+
+    def _check_matches(self, stored: dict) -> None:
+        live = self._config()
+        diffs = [f"{k}: stored {stored.get(k)!r} vs now {live.get(k)!r}" for k in _RESUME_KEYS
+                 if stored.get(k) != live.get(k)]
+        if diffs:
+            raise ConfigError(
+                f"cannot resume {self.store.path!r}: the run differs from the recorded one in "
+                + "; ".join(diffs) + ". Resume with the original settings, or start a new run with another path.")
+        if stored.get("objective") != live.get("objective"):
+            warnings.warn(f"resuming {self.store.path!r} with a different objective description "
+                          f"(stored {stored.get('objective')!r}, now {live.get('objective')!r}).",
+                          RuntimeWarning, stacklevel=4)
+
+    def _restore(self, run) -> None:
+        from .loop import Batch
+
+        store = self.store
+        batches = store.batches()
+        expected = 0
+        for i, b in enumerate(batches):
+            if b["batch"] != i or b["query_start"] != expected:
+                raise StoreError(f"{store.path!r} is inconsistent: batch {b['batch']} starts at query "
+                                 f"{b['query_start']}, expected batch {i} at query {expected}.")
+            expected = b["query_start"] + b["queries"]
+        # the newest checkpoint that loads and matches the recorded history
+        n_points_upto = np.cumsum([b["n_points"] for b in batches])
+        ckpt_batch = -1
+        for ck in store.checkpoints():
+            if ck["batch"] >= len(batches) or ck["n_points"] != int(n_points_upto[ck["batch"]]):
+                continue
+            try:
+                state = store.checkpoint_state(ck["id"])
+                if int(state.get("n_asked", ck["n_points"])) != ck["n_points"]:
+                    continue  # taken with points asked but not recorded: unusable
+                run.optimizer.load_state_dict(state)
+            except Exception as exc:  # noqa: BLE001 - fall back to an older checkpoint / full replay
+                warnings.warn(f"checkpoint {ck['id']} of {store.path!r} could not be loaded ({exc}); "
+                              "using an older one.", RuntimeWarning, stacklevel=3)
+                continue
+            told = getattr(run.optimizer, "n_told", None)
+            if told is not None and told != ck["n_points"]:
+                continue
+            ckpt_batch = ck["batch"]
+            break
+        if ckpt_batch < 0:
+            _reset_optimizer(run.optimizer)
+        for b in batches:
+            resp = b["responses"]
+            if b["batch"] <= ckpt_batch:
+                run.record(Batch(b["batch"], b["points"].astype(run.space.dtype), b["values"], b["query_start"],
+                                 b["queries"], responses=resp, optimizer_s=b["optimizer_s"],
+                                 objective_s=b["objective_s"], t_end=b["t_end"], replayed=True))
+            else:
+                run.replay_batch(b["points"], b["values"], responses=resp, query_start=b["query_start"],
+                                 t_end=b["t_end"], optimizer_s=b["optimizer_s"], objective_s=b["objective_s"])
+        if batches:
+            run.t_offset = float(batches[-1]["t_end"])
+            run.t0 = time.perf_counter()
+        if run.best_query is not None:
+            run.best_stimulus = store.stimulus(run.best_query)
+        self._best = run.best_value
+        self._last_ckpt_batch = ckpt_batch
+
+    def on_batch(self, run, batch) -> None:
+        if getattr(batch, "replayed", False):
+            return
+        self._batches_since += 1
+        ckpt = None
+        if (self._batches_since >= self.store.checkpoint_every
+                or time.monotonic() - self._last_ckpt_time >= self.store.checkpoint_seconds):
+            ckpt = run.optimizer.state_dict()
+        self.store.write_batch(batch, run.queries_per_point, self._point_dtype, self.session, self.store.stimuli,
+                               self._best, checkpoint=ckpt)
+        finite = np.asarray(batch.values, dtype=float)
+        finite = finite[np.isfinite(finite)]
+        if finite.size:
+            m = float(finite.max())
+            self._best = m if self._best is None else max(self._best, m)
+        if ckpt is not None:
+            self._mark_checkpoint(batch.index)
+
+    def _mark_checkpoint(self, batch_index: int) -> None:
+        self._batches_since = 0
+        self._last_ckpt_time = time.monotonic()
+        self._last_ckpt_batch = batch_index
+
+    def on_end(self, run) -> None:
+        if self.session is None:  # on_start failed
+            if self.own:
+                self.store.close()
+            return
+        exc = sys.exc_info()[1]
+        if run.stop_reason == "interrupted" or isinstance(exc, KeyboardInterrupt):
+            status = "interrupted"
+        elif run.remaining < run.queries_per_point and exc is None and run.stop_reason != "error":
+            status = "finished"
+        else:
+            status = "error"
+        try:
+            last = run.n_batches - 1
+            if last >= 0 and last != self._last_ckpt_batch:
+                state = run.optimizer.state_dict()
+                # after an error inside a batch the optimizer may hold asked-but-unrecorded points:
+                # such a state would not match the recorded history, so it is not stored
+                n_points = sum(len(p) for p in run._points)
+                if int(state.get("n_asked", n_points)) == n_points:
+                    self.store.write_checkpoint(state, last, run.n_queries)
+                    self._mark_checkpoint(last)
+            summary = _normalize({k: v for k, v in run.result().to_dict().items() if k not in ("config", "space")})
+            summary["stop_reason"] = run.stop_reason if status == "finished" else status
+            self.store.end_session(self.session, status, run.n_queries, summary)
+        finally:
+            if self.own:
+                self.store.close()
+
+
+def _reset_optimizer(opt) -> None:
+    """Bring an optimizer back to its freshly seeded state (no checkpoint could be used)."""
+    if hasattr(opt, "_reset"):
+        opt._reset()
+
+
+def attach_store(store, run, resume: bool = False, **store_options) -> StoreCallback:
+    """The loop callback that records ``run`` into ``store`` (a path or a :class:`RunStore`).
+
+    New run (``resume=False``): refuses a file that already holds queries.
+    ``resume=True``: checks the recorded config matches the run's (space,
+    optimizer and parameters, seed, budget, batch size), restores the optimizer
+    from the newest usable checkpoint, replays the batches recorded after it and
+    puts the whole history back into ``run``; the loop then spends only
+    ``run.remaining`` queries.  ``store_options`` go to :class:`RunStore` when a
+    path is given.
+    """
+    if isinstance(store, RunStore):
+        if store_options:
+            raise ConfigError("store options apply when store= is a path; configure the RunStore you passed instead.")
+        return StoreCallback(store, run, resume=resume, own=False)
+    if not isinstance(store, (str, os.PathLike)):
+        raise ConfigError(f"store= must be a path or a mango.store.RunStore, got {type(store).__name__}.")
+    if resume and not os.path.exists(store):
+        raise StoreError(f"cannot resume: no run store at {os.fspath(store)!r}. Check the path, or start a new "
+                         "run with store= (without resume).")
+    return StoreCallback(RunStore(store, **store_options), run, resume=resume, own=True)
+
+
+def iter_stores(stores) -> Iterator[RunStore]:
+    """Open paths (read-only) or pass RunStores through."""
+    if isinstance(stores, (str, os.PathLike, RunStore)):
+        stores = [stores]
+    for s in stores:
+        yield s if isinstance(s, RunStore) else RunStore(s, mode="r")
