@@ -1,0 +1,253 @@
+"""Benchmark problems: a target (test function or zoo neuron), a space, a noise level.
+
+A :class:`Problem` is a small, hashable, picklable description (names and
+parameters only).  The objective it describes is *built inside the worker*
+that runs it (:func:`build`) and cached per process, so problems travel cheaply
+to process pools and Dask workers.
+
+Normalization
+-------------
+Every built problem carries a reference ``(ref_low, ref_max)`` and values are
+reported normalized as ``(value - ref_low) / (ref_max - ref_low)``:
+
+* zoo neurons: ``ref_low = 0`` and ``ref_max`` = the unit's maximum response
+  over the zoo's training images (:func:`mango.zoo.data.load_digits`), so
+  ``normalized = activation / max over training images`` (1.0 = as strong as
+  the best natural image; AM usually goes beyond 1).
+* test functions (maximized, optimum 0): ``ref_max = 0`` (the known optimum)
+  and ``ref_low`` = the mean value of 1,000 uniformly random points (seed 0),
+  so 0 = random guessing and 1 = the optimum.
+
+:mod:`mango.bench.metrics` also normalizes by the best value ever found on the
+problem across all runs of a benchmark.
+
+Noise
+-----
+``noise="none"``, ``"poisson"`` or ``"gaussian"``.  Poisson noise treats the
+unit's activation as a firing rate: a response ``v`` is observed as
+``N / peak * ref_max`` with ``N ~ Poisson(peak * max(v, 0) / ref_max)``, i.e.
+an activation equal to the training-image maximum yields ``peak`` spikes on
+average (``peak=20`` by default; parameter ``peak``).  Gaussian noise adds
+``N(0, sigma^2 (ref_max - ref_low)^2)`` (``sigma=0.1`` by default).  Noise is
+seeded by the run seed.  Optimizers only ever see noisy values; the benchmark
+scores a run by the *noiseless* value of its recommendation (the point with the
+best observed value), which costs no queries and is what an experimenter would
+want to know.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ConfigError, UnknownNameError
+
+__all__ = ["Problem", "Built", "build", "register_kind", "KINDS", "NOISES"]
+
+NOISES = ("none", "poisson", "gaussian")
+
+
+def _freeze(params: dict) -> tuple:
+    out = []
+    for k, v in sorted(params.items()):
+        if isinstance(v, list):
+            v = tuple(v)
+        try:
+            hash(v)
+        except TypeError:
+            raise ConfigError(f"problem parameter {k}={v!r} must be a number, string or tuple (hashable).")
+        out.append((k, v))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem, described by names and parameters only.
+
+    Parameters
+    ----------
+    name : unique name within a suite (used in tables and for seeding).
+    kind : how to build it: ``"function"`` (a :mod:`mango.testfunctions`
+        function) or ``"zoo"`` (a unit of a zoo network over a zoo generator);
+        more kinds with :func:`register_kind`.
+    params : the kind's parameters as sorted ``(key, value)`` pairs; use
+        :meth:`Problem.make` to pass them as keywords.
+    noise : ``"none"``, ``"poisson"`` or ``"gaussian"``.
+    family : groups problems in plots (default: the kind).
+    """
+
+    name: str
+    kind: str
+    params: tuple = ()
+    noise: str = "none"
+    family: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or "," in self.name:
+            raise ConfigError(f"problem name must be a non-empty string without commas, got {self.name!r}.")
+        if self.noise not in NOISES:
+            raise UnknownNameError("noise", self.noise, NOISES)
+        if self.kind not in KINDS:
+            raise UnknownNameError("problem kind", self.kind, KINDS)
+        if isinstance(self.params, dict):
+            object.__setattr__(self, "params", _freeze(self.params))
+
+    @classmethod
+    def make(cls, name: str, kind: str, noise: str = "none", family: str = "", **params) -> "Problem":
+        """``Problem.make("sphere-10", "function", fn="sphere", dim=10)``."""
+        return cls(name, kind, _freeze(params), noise, family or kind)
+
+    @property
+    def kw(self) -> dict:
+        return dict(self.params)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "params": self.kw, "noise": self.noise,
+                "family": self.family or self.kind}
+
+
+@dataclass
+class Built:
+    """A problem built in a worker.
+
+    ``clean(points) -> values`` is the noiseless objective; ``space`` the
+    search space; ``ref_low``/``ref_max`` the normalization reference;
+    ``responses_info`` whether ``clean`` is an object with ``evaluate``.
+    """
+
+    clean: Any
+    space: Any
+    ref_low: float
+    ref_max: float
+    info: dict = field(default_factory=dict)
+
+    def normalize(self, v):
+        return (np.asarray(v, dtype=float) - self.ref_low) / (self.ref_max - self.ref_low)
+
+
+def _values(objective, points) -> np.ndarray:
+    from ..objective import evaluate
+
+    return evaluate(objective, points)[0]
+
+
+class NoisyObjective:
+    """The noiseless objective of a built problem plus seeded observation noise."""
+
+    def __init__(self, built: Built, noise: str, seed: int, peak: float = 20.0, sigma: float = 0.1):
+        self.built = built
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.peak = float(peak)
+        self.sigma = float(sigma)
+        self.space = built.space
+
+    def evaluate(self, points):
+        from ..objective import evaluate
+
+        clean, info = evaluate(self.built.clean, points)
+        if self.noise == "poisson":
+            rate = self.peak * np.maximum(clean, 0.0) / self.built.ref_max
+            noisy = self.rng.poisson(rate) / self.peak * self.built.ref_max
+        elif self.noise == "gaussian":
+            noisy = clean + self.rng.normal(0.0, self.sigma * (self.built.ref_max - self.built.ref_low), len(clean))
+        else:
+            noisy = clean
+        info = dict(info)
+        info.pop("stimuli", None)  # keep results small
+        return noisy.astype(float), info
+
+    def describe(self) -> dict:
+        return {"noise": self.noise, "peak": self.peak, "sigma": self.sigma}
+
+
+# ---------------------------------------------------------------------------
+# kinds
+
+def _build_function(fn: str, dim: int = 10, device=None) -> Built:
+    from .. import testfunctions
+
+    f, space = testfunctions.get(fn, int(dim))
+    low = float(np.mean(f(space.sample(1000, seed=0))))
+    return Built(f, space, ref_low=low, ref_max=0.0, info={"reference": "optimum 0; 0 = mean of random points"})
+
+
+def _zoo_generator(generator: str, device):
+    """``"vqvae-digits:codes"``, ``"vqvae-digits:embedding"``, ``"gan-digits"``,
+    ``"gan-digits:64"`` (a Grid of 64 levels), ``"grating"``."""
+    name, _, opt = generator.partition(":")
+    if name == "grating":
+        from ..generators import ParametricGenerator
+
+        return ParametricGenerator("grating", device=device)
+    from .. import zoo
+
+    if name.startswith("vqvae"):
+        return zoo.load_generator(name, view=opt or "codes", device=device)
+    if name.startswith("gan"):
+        return zoo.load_generator(name, levels=int(opt) if opt else None, device=device)
+    return zoo.load_generator(name, device=device)
+
+
+@functools.lru_cache(maxsize=8)
+def _training_images():
+    from ..zoo.data import load_digits
+
+    return load_digits().x_train
+
+
+def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0, device=None) -> Built:
+    from .. import zoo
+    from ..objective import Objective
+
+    oracle = zoo.load(model, layer=layer, unit=int(unit), device=device)
+    gen = _zoo_generator(generator, device)
+    x = _training_images()
+    resp = np.concatenate([np.asarray(oracle(x[i:i + 500]), dtype=float) for i in range(0, len(x), 500)])
+    ref_max = float(resp[:, 0].max())
+    if not ref_max > 0:
+        raise ConfigError(f"unit {unit} of {model}:{layer} never responds above 0 to the training images "
+                          f"(max {ref_max}); pick another unit.")
+    objective = Objective(oracle, gen, unit=0)
+    return Built(objective, gen.space, ref_low=0.0, ref_max=ref_max,
+                 info={"reference": "max over training images", "ref_max": ref_max})
+
+
+KINDS: dict[str, Callable[..., Built]] = {"function": _build_function, "zoo": _build_zoo}
+
+
+def register_kind(name: str, builder: Callable[..., Built]) -> None:
+    """Add a problem kind: ``builder(**params, device=...) -> Built``."""
+    KINDS[name] = builder
+
+
+_NOISE_KEYS = ("peak", "sigma")
+
+
+@functools.lru_cache(maxsize=32)
+def _build_cached(kind: str, params: tuple, device: str | None) -> Built:
+    return KINDS[kind](**{k: v for k, v in params if k not in _NOISE_KEYS}, device=device)
+
+
+def build(problem: Problem, device=None) -> Built:
+    """Build (once per process) the noiseless objective, space and reference of ``problem``."""
+    if not isinstance(problem, Problem):
+        raise ConfigError(f"build() needs a mango.bench.Problem, got {type(problem).__name__}.")
+    try:
+        return _build_cached(problem.kind, problem.params, None if device is None else str(device))
+    except TypeError as exc:
+        raise ConfigError(f"problem {problem.name!r} of kind {problem.kind!r} has bad parameters "
+                          f"{problem.kw}: {exc}") from exc
+
+
+def objective_for_run(problem: Problem, seed: int, device=None):
+    """``(objective, built)``: the objective one run optimizes (noise seeded by ``seed``)."""
+    built = build(problem, device)
+    if problem.noise == "none":
+        return built.clean, built
+    kw = problem.kw
+    return NoisyObjective(built, problem.noise, seed, peak=kw.get("peak", 20.0), sigma=kw.get("sigma", 0.1)), built
+

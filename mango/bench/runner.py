@@ -1,0 +1,382 @@
+"""Run problems x optimizers x seeds on an executor; write results as each run finishes.
+
+Each run is independent: its seed is derived deterministically from
+``(problem name, optimizer label, seed)`` (:func:`run_seed`), so a run gives the
+same numbers on any executor, in any order, on any machine with the same
+package versions.  A run executes the *largest* budget once and reads the
+best-so-far at every smaller budget (anytime evaluation): the value at budget
+``b`` is what the run had after its first ``b`` queries.
+
+Outputs in ``out``:
+
+* ``results.jsonl`` -- one JSON line per finished run (its rows, its
+  best-so-far curve as steps, timings).  Resuming reads it and skips finished
+  ``(problem, optimizer, seed)`` runs that cover the requested budgets.
+* ``results.csv`` -- one row per run and budget: problem, family, noise,
+  optimizer, seed, run_seed, budget, queries, best_value, observed, normalized,
+  wall_s, optimizer_s, oracle_s.  Appended as runs finish, rewritten from the
+  jsonl at the end.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from .problems import Problem, objective_for_run
+
+__all__ = ["OptimizerSpec", "parse_optimizers", "run_seed", "run_one", "run_benchmark", "load_records",
+           "CSV_COLUMNS", "make_executor"]
+
+CSV_COLUMNS = ["problem", "family", "noise", "optimizer", "seed", "run_seed", "budget", "queries", "best_value",
+               "observed", "normalized", "wall_s", "optimizer_s", "oracle_s"]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer as benchmarked: a ``label`` (shown in tables), a registry ``name`` and parameters."""
+
+    label: str
+    name: str
+    params: tuple = ()
+
+    @property
+    def kw(self) -> dict:
+        return dict(self.params)
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _split_top(text: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_optimizers(spec: str | Sequence) -> list[OptimizerSpec]:
+    """Parse ``"tt,cma,ng:NGOpt,protes[k=10;k_top=1]"`` into :class:`OptimizerSpec` s.
+
+    Parameters go in brackets, separated by ``;`` (values parsed as JSON when
+    possible).  A list may mix strings and specs.  Names are checked against
+    :func:`mango.optimizers.available` later, when the run is built.
+    """
+    items = _split_top(spec) if isinstance(spec, str) else list(spec)
+    out = []
+    for it in items:
+        if isinstance(it, OptimizerSpec):
+            out.append(it)
+            continue
+        it = str(it).strip()
+        name, params = it, {}
+        if "[" in it:
+            if not it.endswith("]"):
+                raise ConfigError(f"optimizer spec {it!r}: parameters go in brackets at the end, "
+                                  "e.g. protes[k=10;k_top=1].")
+            name, _, inner = it[:-1].partition("[")
+            for kv in filter(None, (s.strip() for s in inner.split(";"))):
+                if "=" not in kv:
+                    raise ConfigError(f"optimizer spec {it!r}: parameter {kv!r} must be key=value.")
+                k, v = kv.split("=", 1)
+                params[k.strip()] = _parse_value(v.strip())
+        out.append(OptimizerSpec(it, name.strip(), tuple(sorted(params.items()))))
+    labels = [o.label for o in out]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"optimizer labels must be unique, got {labels}.")
+    if not out:
+        raise ConfigError("no optimizers given; e.g. --optimizers random,cma,ng:NGOpt.")
+    return out
+
+
+def run_seed(problem: str, optimizer: str, seed: int) -> int:
+    """The seed of one run: a hash of ``(problem, optimizer label, seed)`` in ``[0, 2**31)``."""
+    h = hashlib.sha256(f"{problem}|{optimizer}|{int(seed)}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+class _Timeline:
+    """Loop callback: cumulative queries / optimizer time / oracle time / wall time after each batch."""
+
+    def __init__(self):
+        self.q, self.opt, self.obj, self.wall = [0], [0.0], [0.0], [0.0]
+
+    def on_start(self, run):
+        pass
+
+    def on_batch(self, run, batch):
+        self.q.append(run.n_queries)
+        self.opt.append(self.opt[-1] + batch.optimizer_s)
+        self.obj.append(self.obj[-1] + batch.objective_s)
+        self.wall.append(run.elapsed())
+
+    def on_end(self, run):
+        pass
+
+    def at(self, b: int) -> tuple[float, float, float]:
+        q = np.asarray(self.q, float)
+        return tuple(float(np.interp(b, q, np.asarray(a))) for a in (self.wall, self.opt, self.obj))
+
+
+def _recommendation_steps(result, clean_fn, noisy: bool):
+    """Steps ``(queries spent, value of the recommendation)``: the recommendation is the
+    point with the best *observed* value so far; its value is the noiseless one."""
+    values = np.asarray(result.values, float)
+    if len(values) == 0:
+        return [], []
+    qpp = 1
+    if len(result.queries) > 1:
+        qpp = int(np.min(np.diff(result.queries))) or 1
+    elif result.n_queries:
+        qpp = result.n_queries
+    best_idx, best, idx = [], -np.inf, []
+    for i, v in enumerate(values):
+        if np.isfinite(v) and v > best:
+            best = v
+            idx.append(i)
+    if not idx:
+        return [], []
+    if noisy:
+        clean = np.asarray(clean_fn(np.asarray(result.points)[idx]), float)
+    else:
+        clean = values[idx]
+    qs = [int(result.queries[i]) + qpp for i in idx]
+    return qs, [float(c) for c in clean]
+
+
+def _value_at(qs, vs, b: int) -> float:
+    """Value of the step function at ``b`` queries (NaN before the first step)."""
+    j = np.searchsorted(np.asarray(qs), b, side="right") - 1
+    return float(vs[j]) if j >= 0 else float("nan")
+
+
+def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequence[int], device=None,
+            batch_size: int | None = None) -> dict:
+    """Run one (problem, optimizer, seed) for ``max(budgets)`` queries; return its record.
+
+    The record holds one row per budget (see :data:`CSV_COLUMNS`) and the run's
+    recommendation curve as steps ``curve_q`` / ``curve_v`` (raw values) and
+    ``curve_n`` (normalized).
+    """
+    from ..loop import maximize
+    from ..objective import evaluate
+
+    budgets = sorted({int(b) for b in budgets})
+    rs = run_seed(problem.name, optimizer.label, seed)
+    objective, built = objective_for_run(problem, rs, device)
+    tl = _Timeline()
+    t0 = time.perf_counter()
+    res = maximize(objective, built.space, optimizer=optimizer.name, budget=budgets[-1], batch_size=batch_size,
+                   seed=rs, callbacks=[tl], progress=False, **optimizer.kw)
+    wall = time.perf_counter() - t0
+    noisy = problem.noise != "none"
+    qs, vs = _recommendation_steps(res, lambda p: evaluate(built.clean, p)[0], noisy)
+    obs = res.best_so_far()
+    rows = []
+    for b in budgets:
+        q = min(b, res.n_queries)
+        w, o, r = tl.at(q)
+        value = _value_at(qs, vs, q)
+        rows.append({
+            "problem": problem.name, "family": problem.family or problem.kind, "noise": problem.noise,
+            "optimizer": optimizer.label, "seed": int(seed), "run_seed": rs, "budget": b, "queries": int(q),
+            "best_value": value, "observed": float(obs[q - 1]) if q > 0 else float("nan"),
+            "normalized": float(built.normalize(value)), "wall_s": w, "optimizer_s": o, "oracle_s": r,
+        })
+    return {
+        "problem": problem.name, "problem_spec": problem.to_dict(), "optimizer": optimizer.label,
+        "optimizer_name": optimizer.name, "optimizer_params": optimizer.kw, "seed": int(seed), "run_seed": rs,
+        "budgets": budgets, "n_queries": int(res.n_queries), "ref_low": built.ref_low, "ref_max": built.ref_max,
+        "curve_q": qs, "curve_v": vs, "curve_n": [float(x) for x in built.normalize(vs)] if vs else [],
+        "wall_s": wall, "optimizer_s": res.optimizer_s, "oracle_s": res.objective_s, "rows": rows,
+    }
+
+
+def _task(args) -> dict:
+    """Worker entry point (module level: picklable)."""
+    problem, optimizer, seed, budgets, device, threads, batch_size = args
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        except Exception:  # pragma: no cover - torch is a core dependency
+            pass
+    return run_one(problem, optimizer, seed, budgets, device=device, batch_size=batch_size)
+
+
+def load_records(out: str | os.PathLike) -> list[dict]:
+    """The finished runs recorded in ``out/results.jsonl`` (a truncated last line is ignored)."""
+    path = os.path.join(out, "results.jsonl")
+    recs = []
+    if not os.path.exists(path):
+        return recs
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a run killed mid-write; it will be redone
+    return recs
+
+
+def _csv_line(row: dict) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else str(v))
+        s = str(v)
+        return '"' + s.replace('"', '""') + '"' if ("," in s or '"' in s) else s
+
+    return ",".join(fmt(row[c]) for c in CSV_COLUMNS) + "\n"
+
+
+def write_csv(records: Iterable[dict], path: str) -> None:
+    """Write every row of ``records`` to ``path`` (one row per run and budget)."""
+    with open(path, "w") as f:
+        f.write(",".join(CSV_COLUMNS) + "\n")
+        for rec in records:
+            for row in rec["rows"]:
+                f.write(_csv_line(row))
+
+
+def make_executor(workers: int = 2, dask: str | None = None, device=None):
+    """``(executor, close)``: a process pool, or a Dask cluster's executor for ``dask``
+    (an address like ``tcp://host:8786``, or ``"local"`` for a LocalCluster)."""
+    if dask:
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise ConfigError("--dask needs dask.distributed: pip install 'mango-am[dask]'.") from exc
+        if dask == "local":
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        else:
+            cluster = None
+            client = Client(dask)
+        ex = client.get_executor()
+
+        def close():
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+        return ex, close
+    ctx = multiprocessing.get_context("spawn")
+    ex = cf.ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx)
+    return ex, lambda: ex.shutdown(wait=True, cancel_futures=True)
+
+
+def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence[int], budgets: Sequence[int],
+                  out: str | os.PathLike, *, executor=None, workers: int = 2, dask: str | None = None,
+                  device=None, progress: bool | None = None, resume: bool = True, threads: int | None = 1,
+                  batch_size: int | None = None) -> list[dict]:
+    """Run every (problem, optimizer, seed) and return all records (old and new).
+
+    Parameters
+    ----------
+    problems : :class:`~mango.bench.problems.Problem` s (e.g. ``suites.get("quick")``).
+    optimizers : a spec string ``"random,cma,ng:NGOpt"`` or a list (see :func:`parse_optimizers`).
+    seeds : how many seeds (``0..n-1``) or the seeds themselves.
+    budgets : query budgets; each run executes the largest once (anytime).
+    out : output directory (created); results are appended as each run finishes.
+    executor : any ``concurrent.futures``-style executor (``submit``); default a
+        process pool of ``workers`` (``spawn``), or a Dask cluster with ``dask=``.
+    resume : skip runs already in ``out/results.jsonl`` that cover ``budgets``.
+    threads : torch threads per worker (1 keeps workers from fighting over cores).
+    """
+    opts = parse_optimizers(optimizers)
+    seeds = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("seeds must be a positive number or a non-empty list.")
+    try:
+        budgets = sorted({int(b) for b in budgets})
+    except (TypeError, ValueError):
+        raise ConfigError(f"budgets must be positive integers, got {budgets!r}.")
+    if not budgets or budgets[0] < 1:
+        raise ConfigError(f"budgets must be positive integers, got {budgets!r}.")
+    problems = list(problems)
+    names = [p.name for p in problems]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"problem names must be unique, got {names}.")
+    from ..optimizers import registry
+
+    for o in opts:  # fail fast on an unknown or missing optimizer, before any run
+        registry.get(o.name)
+    os.makedirs(out, exist_ok=True)
+    jsonl = os.path.join(out, "results.jsonl")
+    csv = os.path.join(out, "results.csv")
+    old = load_records(out) if resume else []
+    if not resume:
+        for p in (jsonl, csv):
+            if os.path.exists(p):
+                os.remove(p)
+    done = {(r["problem"], r["optimizer"], r["seed"]) for r in old if set(budgets) <= set(r["budgets"])}
+    todo = [(p, o, s) for p in problems for o in opts for s in seeds if (p.name, o.label, s) not in done]
+    keep = [r for r in old if (r["problem"], r["optimizer"], r["seed"]) in done]
+    if len(keep) != len(old):  # drop stale records (fewer budgets) so they are redone
+        with open(jsonl, "w") as f:
+            for r in keep:
+                f.write(json.dumps(r) + "\n")
+    if not os.path.exists(csv) or len(keep) != len(old):
+        write_csv(keep, csv)
+    records = list(keep)
+    if todo:
+        close = None
+        if executor is None:
+            executor, close = make_executor(workers, dask, device)
+        bar = None
+        if progress or (progress is None and not os.environ.get("CI")):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, desc="bench")
+        try:
+            futs = {executor.submit(_task, (p, o, s, budgets, device, threads, batch_size)): (p, o, s)
+                    for p, o, s in todo}
+            for fut in cf.as_completed(futs):
+                rec = fut.result()
+                with open(csv, "a") as f:
+                    for row in rec["rows"]:
+                        f.write(_csv_line(row))
+                with open(jsonl, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                records.append(rec)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"{rec['problem']} {rec['optimizer']} s{rec['seed']}", refresh=False)
+        finally:
+            if bar is not None:
+                bar.close()
+            if close is not None:
+                close()
+    order = {(p.name, o.label, s): i for i, (p, o, s) in enumerate((p, o, s) for p in problems for o in opts
+                                                                      for s in seeds)}
+    records.sort(key=lambda r: order.get((r["problem"], r["optimizer"], r["seed"]), len(order)))
+    write_csv(records, csv)
+    return records

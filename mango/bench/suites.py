@@ -1,0 +1,113 @@
+"""Named suites: lists of :class:`~mango.bench.problems.Problem`.
+
+* ``quick`` -- two cheap test-function problems (a 10-D Box and a 12x16
+  Codebook) for CI and smoke tests; default optimizers random, ga, cma.
+* ``functions`` -- sphere / rastrigin on a Box, a Grid-free codebook, with and
+  without Gaussian noise.
+* ``zoo`` -- units of the zoo SNN and CNN (output neurons and hidden units of
+  several layers) over the zoo generators: VQ-VAE codes (Codebook) and its
+  continuous embedding view, the GAN latent (Box, and a 64-level Grid) and
+  gratings; noise none and Poisson.
+* ``zoo-small`` -- a handful of ``zoo`` problems for a run of about an hour on
+  two cores.
+
+``get(name)`` returns the list; ``SUITES`` maps names to builders and
+``DEFAULT_OPTIMIZERS`` to each suite's default optimizer list.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import UnknownNameError
+from .problems import Problem
+
+__all__ = ["get", "available", "SUITES", "DEFAULT_OPTIMIZERS", "PAPER_OPTIMIZERS"]
+
+# every optimizer the issue names, with protes both in the QTT paper's settings and in its defaults
+PAPER_OPTIMIZERS = "random,ga,cma,ng:NGOpt,ng:Portfolio,tt,protes[k=10;k_top=1],protes"
+
+
+def _quick() -> list[Problem]:
+    return [
+        Problem.make("sphere-box10", "function", family="function", fn="sphere", dim=10),
+        Problem.make("codebook-12x16", "function", family="function", fn="codebook", dim=12),
+    ]
+
+
+def _functions() -> list[Problem]:
+    out = []
+    for fn, dim in (("sphere", 10), ("rastrigin", 10), ("codebook", 16)):
+        for noise in ("none", "gaussian"):
+            name = f"{fn}-{dim}" + ("" if noise == "none" else "-gauss")
+            out.append(Problem.make(name, "function", noise=noise, family=f"function:{fn}", fn=fn, dim=dim))
+    return out
+
+
+_GENERATORS = {
+    "vq": "vqvae-digits:codes",
+    "vqemb": "vqvae-digits:embedding",
+    "gan": "gan-digits",
+    "gan64": "gan-digits:64",
+    "grat": "grating",
+}
+
+# (model, layer, unit) targets: output neurons and hidden units from several layers
+_TARGETS = {
+    "snn-out3": ("snn-digits", "output", 3),
+    "snn-h1u5": ("snn-digits", "lif1", 5),
+    "cnn-out7": ("cnn-digits", "output", 7),
+    "cnn-c2u4": ("cnn-digits", "conv2", 4),
+    "cnn-fc1u9": ("cnn-digits", "fc1", 9),
+}
+
+
+def _zoo_problem(target: str, gen: str, noise: str = "none") -> Problem:
+    model, layer, unit = _TARGETS[target]
+    name = f"{target}@{gen}" + ("" if noise == "none" else f"+{noise}")
+    return Problem.make(name, "zoo", noise=noise, family=f"{model}:{gen}", model=model, layer=layer,
+                        unit=unit, generator=_GENERATORS[gen])
+
+
+def _zoo() -> list[Problem]:
+    out = []
+    for target in _TARGETS:
+        for gen in _GENERATORS:
+            out.append(_zoo_problem(target, gen))
+        out.append(_zoo_problem(target, "vq", "poisson"))
+    return out
+
+
+def _zoo_small() -> list[Problem]:
+    return [
+        _zoo_problem("cnn-out7", "vq"),
+        _zoo_problem("cnn-out7", "gan"),
+        _zoo_problem("snn-out3", "vq"),
+        _zoo_problem("snn-out3", "vqemb"),
+        _zoo_problem("cnn-c2u4", "vq", "poisson"),
+        _zoo_problem("snn-h1u5", "gan"),
+    ]
+
+
+SUITES: dict[str, Callable[[], list[Problem]]] = {
+    "quick": _quick, "functions": _functions, "zoo": _zoo, "zoo-small": _zoo_small,
+}
+
+DEFAULT_OPTIMIZERS = {
+    "quick": "random,ga,cma",
+    "functions": "random,ga,cma,ng:NGOpt",
+    "zoo": PAPER_OPTIMIZERS,
+    "zoo-small": PAPER_OPTIMIZERS,
+}
+
+
+def available() -> list[str]:
+    """Names of the built-in suites."""
+    return sorted(SUITES)
+
+
+def get(name: str) -> list[Problem]:
+    """The problems of suite ``name``."""
+    if name not in SUITES:
+        raise UnknownNameError("suite", name, SUITES)
+    return SUITES[name]()
