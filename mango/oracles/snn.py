@@ -194,6 +194,7 @@ class SNNOracle(Oracle):
         super().__init__(self.readout.names(self.layer_name), dev, input_shape)
         self.device = dev
         _ensure_eval(model, "SNNOracle")
+        self._checked = False  # has a full forward call shown the target layer runs once per step?
         self._gen = None
         if encoding == "poisson":
             self._gen = torch.Generator(device=dev)
@@ -231,7 +232,8 @@ class SNNOracle(Oracle):
         acc: list = [None]
         steps = [0]
         want_mem = self.readout_kind == "membrane"
-        stop = self.stop_early and self.mode == "step"
+        # early stop only once a full step has shown the target runs once per forward call
+        stop = [self.stop_early and self.mode == "step" and self._checked]
 
         def hook(module, inputs, output):
             if isinstance(output, (tuple, list)):
@@ -246,7 +248,7 @@ class SNNOracle(Oracle):
             r = self.readout(val).double()
             acc[0] = r if acc[0] is None else acc[0] + r
             steps[0] += 1
-            if stop:
+            if stop[0]:
                 raise _StopForward
 
         reset_snn(self.model)
@@ -259,7 +261,7 @@ class SNNOracle(Oracle):
                         inp = torch.stack([self._encode(x) for _ in range(self.num_steps)])
                     self.model(inp)
                 else:
-                    self._step_loop(x, steps)
+                    self._step_loop(x, steps, stop)
         finally:
             handle.remove()
             reset_snn(self.model)
@@ -271,7 +273,7 @@ class SNNOracle(Oracle):
             return acc[0]
         return acc[0] / steps[0]
 
-    def _step_loop(self, x: torch.Tensor, steps: list) -> None:
+    def _step_loop(self, x: torch.Tensor, steps: list, stop: list) -> None:
         model = self.model
         k = self.prefix
         if k:
@@ -302,6 +304,9 @@ class SNNOracle(Oracle):
                         f"layer {self.layer_name!r} ran {steps[0] - t} times in one forward call: the model's "
                         "forward() seems to run its own time loop. Use SNNOracle(..., mode='loop').")
                 break  # not called: reported by the caller
+            if not self._checked:
+                self._checked = True
+                stop[0] = self.stop_early
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

@@ -103,12 +103,12 @@ class UnitReadout:
         self.checked_shape = shape
 
     def __call__(self, out: torch.Tensor) -> torch.Tensor:
-        """``[n, ...]`` -> ``[n, len(units)]``."""
+        """``[n, ...]`` -> ``[n, len(units)]`` (float64: selected, then reduced in double precision)."""
         self.check(out)
         if out.dim() == 1:
-            return out[:, None]
+            return out[:, None].double()
         idx = self._idx.to(out.device)
-        sel = out.index_select(1, idx)
+        sel = out.index_select(1, idx).double()
         if sel.dim() == 2:
             return sel
         if self.spatial == "mean":
