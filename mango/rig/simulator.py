@@ -1,0 +1,278 @@
+"""A simulated rig: any oracle behind the mango-rig protocol, with spiking noise, latency and faults.
+
+``mango rig simulate --port 5555`` serves, by default, an output neuron of the
+zoo's spiking digit network (``zoo:snn-digits``) with Poisson spike-count
+noise and a presentation latency, so an experiment can be rehearsed end to
+end::
+
+    mango rig simulate --port 5555 --latency-ms 5 --drop 0.1 --restart-after 20
+    mango maximize --oracle rig://127.0.0.1:5555 ...
+
+Fault injection (:class:`Faults`) drops replies, delays them past the
+client's timeout, sends malformed replies instead of the real one, and
+restarts the server once (closing every connection and losing its reply
+cache).  Every injected fault is logged on the ``mango.rig`` logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, UnknownNameError
+from .protocol import encode, peek_id
+from .server import RigServer
+
+__all__ = ["Faults", "SyntheticNeuron", "build_oracle", "make_present", "simulate", "null_present"]
+
+log = logging.getLogger("mango.rig")
+
+
+def null_present(stimuli: np.ndarray) -> np.ndarray:
+    """A no-op rig: one zero response per stimulus (for latency benchmarks and smoke tests)."""
+    return np.zeros((len(stimuli), 1))
+
+
+def _prob(name: str, p) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0 or math.isnan(p):
+        raise ConfigError(f"{name} must be a probability in [0, 1], got {p!r}.")
+    return float(p)
+
+
+class Faults:
+    """Seeded fault injection for a :class:`~mango.rig.server.RigServer`.
+
+    Parameters
+    ----------
+    drop : probability that a reply is never sent.
+    delay_prob, delay_s : probability that a reply is held back ``delay_s``
+        seconds (set it above the client's timeout to force a retry and a late
+        duplicate).
+    malformed_prob : probability that a malformed message replaces the reply.
+    restart_after : restart the server when the N-th new request arrives
+        (before presenting it), once.  ``None``: never.
+    restart_pause : seconds the server stays down.
+    seed : seed of the fault draws; same seed and requests, same faults.
+
+    ``events`` lists every injected fault as ``(kind, request id)``.
+    """
+
+    def __init__(self, drop: float = 0.0, delay_prob: float = 0.0, delay_s: float = 1.0, malformed_prob: float = 0.0,
+                 restart_after: int | None = None, restart_pause: float = 0.5, seed: int = 0):
+        self.drop = _prob("drop", drop)
+        self.delay_prob = _prob("delay_prob", delay_prob)
+        self.malformed_prob = _prob("malformed_prob", malformed_prob)
+        if self.drop + self.delay_prob + self.malformed_prob > 1.0:
+            raise ConfigError("drop + delay_prob + malformed_prob must not exceed 1.")
+        if not delay_s >= 0 or not restart_pause >= 0:
+            raise ConfigError("delay_s and restart_pause must be >= 0 seconds.")
+        if restart_after is not None and (isinstance(restart_after, bool) or int(restart_after) != restart_after
+                                          or restart_after < 1):
+            raise ConfigError(f"restart_after must be a positive number of requests or None, got {restart_after!r}.")
+        self.delay_s = float(delay_s)
+        self.restart_after = None if restart_after is None else int(restart_after)
+        self.restart_pause = float(restart_pause)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.new_requests = 0
+        self.restarted = False
+        self.events: list[tuple[str, Any]] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self.drop or self.delay_prob or self.malformed_prob or self.restart_after)
+
+    def restart_now(self, server) -> bool:
+        """Called when a new (not yet presented) request arrives; True to crash-restart before presenting it."""
+        self.new_requests += 1
+        if self.restart_after is not None and not self.restarted and self.new_requests >= self.restart_after:
+            self.restarted = True
+            self.events.append(("restart", None))
+            log.warning("simulator fault: restart at new request #%d (it is lost and must be re-sent)",
+                        self.new_requests)
+            return True
+        return False
+
+    def action(self, server, body: Sequence) -> tuple | None:
+        """What to do with the reply to ``body``: ``None`` (send), ``("drop",)``, ``("delay", s)``, ``("malformed", frames)``."""
+        u = self.rng.random()
+        msg_id = peek_id(body)
+        if u < self.drop:
+            self.events.append(("drop", msg_id))
+            log.warning("simulator fault: dropping the reply to request %s", msg_id)
+            return ("drop",)
+        u -= self.drop
+        if u < self.delay_prob:
+            self.events.append(("delay", msg_id))
+            log.warning("simulator fault: delaying the reply to request %s by %.2f s", msg_id, self.delay_s)
+            return ("delay", self.delay_s)
+        u -= self.delay_prob
+        if u < self.malformed_prob:
+            variant = int(self.rng.integers(len(_MALFORMED)))
+            self.events.append(("malformed", msg_id))
+            log.warning("simulator fault: sending a malformed reply (%s) to request %s", _MALFORMED[variant][0], msg_id)
+            return ("malformed", _MALFORMED[variant][1](msg_id, self.rng))
+        return None
+
+    def describe(self) -> dict:
+        return {"drop": self.drop, "delay_prob": self.delay_prob, "delay_s": self.delay_s,
+                "malformed_prob": self.malformed_prob, "restart_after": self.restart_after,
+                "restart_pause": self.restart_pause, "seed": self.seed}
+
+
+def _hdr(**kw) -> bytes:
+    return json.dumps({"protocol": "mango-rig", "version": 1, **kw}).encode()
+
+
+_MALFORMED: list[tuple[str, Callable]] = [
+    ("garbage bytes", lambda i, rng: [rng.bytes(int(rng.integers(1, 64)))]),
+    ("not a JSON object", lambda i, rng: [b"[1, 2, 3]"]),
+    ("wrong protocol", lambda i, rng: [json.dumps({"protocol": "other", "version": 1, "type": "reply",
+                                                    "id": i}).encode()]),
+    ("truncated array", lambda i, rng: [_hdr(type="reply", id=i, arrays=[{"dtype": "<f8", "shape": [10 ** 6, 1]}]),
+                                        b"\0" * 8]),
+    ("forbidden dtype", lambda i, rng: [_hdr(type="reply", id=i, arrays=[{"dtype": "|O", "shape": [1, 1]}]),
+                                        b"\0" * 8]),
+    ("missing data frame", lambda i, rng: [_hdr(type="reply", id=i, arrays=[{"dtype": "<f8", "shape": [1, 1]}])]),
+    ("wrong id", lambda i, rng: encode({"type": "reply", "id": f"bogus-{int(rng.integers(1 << 30))}"},
+                                       [np.zeros((1, 1))])),
+]
+
+
+class SyntheticNeuron:
+    """A model V1 simple cell (fallback when the zoo is not available): rate = ``max_rate * sigmoid(gain * <gabor, x>)``.
+
+    The Gabor receptive field (orientation, frequency, position) is drawn from
+    ``seed``; stimuli are ``[n, 1, size, size]`` images.
+    """
+
+    def __init__(self, size: int = 28, max_rate: float = 50.0, gain: float = 0.5, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+        cx, cy = rng.uniform(0.35, 0.65, 2) * size
+        theta, freq, sigma = rng.uniform(0, np.pi), rng.uniform(0.08, 0.16), size / 6
+        xr = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
+        env = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2))
+        g = env * np.cos(2 * np.pi * freq * xr)
+        self.template = (g / np.linalg.norm(g)).reshape(-1)
+        self.size, self.max_rate, self.gain = size, float(max_rate), float(gain)
+
+    def __call__(self, stimuli) -> np.ndarray:
+        x = np.asarray(stimuli.detach().cpu() if hasattr(stimuli, "detach") else stimuli, dtype=np.float64)
+        x = x.reshape(len(x), -1)
+        drive = x @ self.template
+        return (self.max_rate / (1.0 + np.exp(-self.gain * drive)))[:, None]
+
+
+def build_oracle(model: str | None = "zoo:snn-digits", layer: str | None = None, unit=None, *,
+                 noise: str = "poisson", window: float = 0.5, seed: int = 0, device=None):
+    """The simulated neuron: ``"zoo:NAME"`` (a zoo network's unit), or ``"synthetic"`` (a Gabor cell).
+
+    If the zoo model cannot be loaded (not trained/installed), falls back to
+    the synthetic neuron with a warning.  ``noise="poisson"`` turns rates into
+    spike counts over ``window`` seconds (seeded); ``"none"`` keeps them exact.
+    """
+    from ..oracles import CallableOracle, Noisy
+
+    if noise not in ("poisson", "none"):
+        raise UnknownNameError("noise", noise, ["poisson", "none"])
+    oracle = None
+    model = model or "synthetic"
+    if model.startswith("zoo:"):
+        name = model[4:]
+        try:
+            oracle = _zoo_oracle(name, layer, unit, seed=seed, device=device)
+        except (ImportError, AttributeError, FileNotFoundError, OSError, RuntimeError) as exc:
+            log.warning("simulator: zoo model %r unavailable (%s: %s); using the synthetic Gabor neuron instead",
+                        name, type(exc).__name__, exc)
+    elif model != "synthetic":
+        raise ConfigError(f"model {model!r} must be 'zoo:NAME' (e.g. zoo:snn-digits) or 'synthetic'.")
+    if oracle is None:
+        oracle = CallableOracle(SyntheticNeuron(seed=seed), unit_names=["gabor"], input_shape=(1, 28, 28),
+                                device=device)
+    if noise == "poisson":
+        oracle = Noisy(oracle, "poisson", window=window, clip_negative=True, seed=seed)
+    return oracle
+
+
+def _zoo_oracle(name: str, layer, unit, seed: int, device):
+    import mango.zoo as zoo
+    from ..oracles import SNNOracle, TorchOracle
+    from ..oracles.snn import spiking_layers
+
+    load = getattr(zoo, "load", None)
+    if load is None:
+        raise AttributeError("mango.zoo has no load()")
+    net = load(name)
+    if hasattr(net, "eval"):
+        net.eval()
+    if hasattr(net, "oracle") and layer is None and unit is None and not isinstance(net, __import__("torch").nn.Module):
+        return net.oracle()
+    kw: dict = {"layer": layer or "output", "unit": 0 if unit is None else unit, "device": device}
+    if spiking_layers(net):
+        return SNNOracle(net, seed=seed, input_shape=(1, 28, 28), **kw)
+    return TorchOracle(net, **kw)
+
+
+def make_present(oracle, latency_ms: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
+    """``present(stimuli)`` calling ``oracle`` and taking at least ``latency_ms`` per batch (the screen's time)."""
+    if latency_ms < 0:
+        raise ConfigError(f"latency_ms must be >= 0, got {latency_ms}.")
+
+    def present(stimuli: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = oracle(stimuli)
+        rest = latency_ms / 1000.0 - (time.perf_counter() - t0)
+        if rest > 0:
+            time.sleep(rest)
+        return out
+
+    return present
+
+
+def simulate(port: int = 5555, host: str = "127.0.0.1", *, model: str | None = "zoo:snn-digits",
+             layer: str | None = None, unit=None, noise: str = "poisson", window: float = 0.5,
+             latency_ms: float = 5.0, faults: Faults | None = None, seed: int = 0, device=None,
+             curve_secret_key=None, allowed_clients=None, presentation_log=None, timeout: float | None = None,
+             max_requests: int | None = None, ready: Callable[[str], None] | None = None) -> RigServer:
+    """Serve a simulated neuron on ``tcp://host:port`` until Ctrl-C, ``timeout`` s or ``max_requests``.
+
+    ``port=0`` picks a free port (``ready(endpoint)`` tells which).  Returns the
+    stopped server (its ``stats`` and ``faults.events`` say what happened).
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+        raise ConfigError(f"port must be an int in 0..65535 (0 = any free port), got {port!r}.")
+    oracle = build_oracle(model, layer, unit, noise=noise, window=window, seed=seed, device=device)
+    present = make_present(oracle, latency_ms)
+    addr = f"tcp://{host}:{port if port else '*'}"
+    server = RigServer(present, addr, unit_names=oracle.unit_names,
+                       input_shape=getattr(oracle, "input_shape", None), curve_secret_key=curve_secret_key,
+                       allowed_clients=allowed_clients, faults=faults if faults is not None and faults.active else None,
+                       info={"simulator": True, "oracle": _describe(oracle),
+                             "faults": faults.describe() if faults is not None else None},
+                       presentation_log=presentation_log)
+    endpoint = server.bind()
+    log.info("rig simulator listening on %s: %s", endpoint, oracle)
+    if ready is not None:
+        ready(endpoint)
+    try:
+        server.serve_forever(timeout=timeout, max_requests=max_requests)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return server
+
+
+def _describe(oracle) -> Any:
+    try:
+        d = oracle.describe()
+        json.dumps(d)
+        return d
+    except Exception:  # noqa: BLE001
+        return type(oracle).__name__
