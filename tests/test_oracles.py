@@ -253,8 +253,11 @@ def test_snn_state_never_leaks_between_batches():
     with torch.no_grad():
         net(x1 * 5)
     np.testing.assert_array_equal(o(x2), fresh2)
-    # and each stimulus is independent of its batch mates
+    # and each stimulus is independent of its batch mates; chunked batches give the same answer
     np.testing.assert_array_equal(o(x2[:2]), fresh2[:2])
+    chunked = SNNOracle(net, layer="5", unit=list(range(8)), num_steps=T, max_batch=3)
+    np.testing.assert_array_equal(chunked(x2), fresh2)
+    assert o(x2[:0]).shape == (0, 8)
 
 
 def test_snn_poisson_encoding_seeded():

@@ -92,6 +92,8 @@ class Oracle:
     def __call__(self, stimuli) -> np.ndarray:
         """Responses ``[n, n_units]`` (float64) of the units to ``stimuli``."""
         x = self._prepare(stimuli)
+        if x.shape[0] == 0:
+            return np.zeros((0, self.n_units))
         out = self._respond(x)
         return self._finish(out, x.shape[0])
 
