@@ -174,6 +174,8 @@ def test_torch_errors():
     assert o(np.zeros((4, 256))).shape == (4, 1)  # flat pixel-space points
     with pytest.raises(ConfigError, match="spatial"):
         TorchOracle(net, layer="features.3", unit=0, spatial=(9, 0), input_shape=(1, 16, 16))
+    with pytest.raises(ConfigError, match=r"stimuli of shape \(2, 3, 16, 16\).*input_shape="):
+        TorchOracle(net, layer="output", unit=0)(torch.zeros(2, 3, 16, 16))
 
 
 def test_torch_training_mode_warns_and_switches_to_eval():
@@ -326,6 +328,8 @@ def test_snn_wrong_mode_and_errors():
         SNNOracle(make_cnn(), num_steps=5)
     with pytest.raises(ConfigError, match="mode='loop'"):
         SNNOracle(LoopSNN(num_steps=4).eval(), layer="lif2", mode="step", num_steps=3)(images(2))
+    with pytest.raises(ConfigError, match=r"stimuli of shape \(2, 3, 16, 16\)"):
+        SNNOracle(net, layer="8", num_steps=3)(torch.zeros(2, 3, 16, 16))
     o = SNNOracle(net, layer="8", num_steps=3, input_shape=(1, 16, 16))
     with pytest.raises(ConfigError, match=r"\(n, 1, 16, 16\)"):
         o(torch.zeros(2, 16, 16, 1))
@@ -471,3 +475,20 @@ def test_oracle_with_generator_in_maximize():
     assert res.n_queries == 12
     np.testing.assert_allclose(vals[0], res.best_value, atol=1e-9)
     assert info["responses"].shape == (1, 1)
+
+
+def test_zoo_architectures_named_layers():
+    models = pytest.importorskip("mango.zoo.models")
+    torch.manual_seed(0)
+    cnn = models.CNNDigits().eval()
+    x = images(4, shape=(1, 28, 28))
+    with torch.no_grad():
+        ref = cnn.features.conv2(cnn.features.pool1(cnn.features.relu1(cnn.features.conv1(x))))
+    r = TorchOracle(cnn, layer="features.conv2", unit=5, input_shape=(1, 28, 28))(x)
+    np.testing.assert_allclose(r[:, 0], ref[:, 5].mean((1, 2)).numpy(), atol=1e-6)
+    snet = models.SNNDigits(num_steps=8).eval()
+    with torch.no_grad():
+        rec = snet.record(x)
+    o = SNNOracle(snet, layer="lif2", unit=[0, 31], spatial="center", readout="count")
+    assert o.mode == "loop"
+    np.testing.assert_array_equal(o(x), rec["lif2"][:, :, [0, 31], 2, 2].sum(0).double().numpy())

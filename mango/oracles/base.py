@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError, ObjectiveError
+from ..errors import ConfigError, MangoError, ObjectiveError
 
 __all__ = ["Oracle", "OracleWrapper", "resolve_device"]
 
@@ -109,6 +109,17 @@ class Oracle:
     # -- helpers for subclasses -------------------------------------------
     def _respond(self, x: torch.Tensor):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _model_error(self, exc: Exception, x: torch.Tensor) -> Exception:
+        """A clear error for a model that failed on ``x`` (usually a shape mismatch)."""
+        if isinstance(exc, MangoError):
+            return exc
+        hint = ("" if self.input_shape is not None else
+                " Pass input_shape=(C, H, W) to have stimuli checked before they reach the model.")
+        return ConfigError(
+            f"{type(self).__name__}: the model failed on stimuli of shape {_shape_str(x.shape)}: "
+            f"{type(exc).__name__}: {exc}. If the stimulus shape is wrong, make the generator produce the "
+            f"model's input shape.{hint}")
 
     def _prepare(self, stimuli) -> torch.Tensor:
         if isinstance(stimuli, torch.Tensor):

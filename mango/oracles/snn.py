@@ -221,9 +221,12 @@ class SNNOracle(Oracle):
                 raise ConfigError(f"poisson encoding needs stimulus intensities in [0, 1] (spike probabilities), "
                                   f"got values in [{lo:.3g}, {hi:.3g}]; rescale the generator's output or use "
                                   "encoding='constant'.")
-        if self.max_batch is None or x.shape[0] <= self.max_batch:
-            return self._batch(x)
-        return torch.cat([self._batch(c) for c in torch.split(x, self.max_batch)])
+        try:
+            if self.max_batch is None or x.shape[0] <= self.max_batch:
+                return self._batch(x)
+            return torch.cat([self._batch(c) for c in torch.split(x, self.max_batch)])
+        except RuntimeError as exc:
+            raise self._model_error(exc, x) from exc
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.bernoulli(x, generator=self._gen)

@@ -195,9 +195,12 @@ class TorchOracle(Oracle):
     def _respond(self, x: torch.Tensor) -> torch.Tensor:
         if any(m.training for m in self.model.modules()):
             _ensure_eval(self.model, "TorchOracle")
-        if self.max_batch is None or x.shape[0] <= self.max_batch:
-            return self._forward(x)
-        return torch.cat([self._forward(c) for c in torch.split(x, self.max_batch)])
+        try:
+            if self.max_batch is None or x.shape[0] <= self.max_batch:
+                return self._forward(x)
+            return torch.cat([self._forward(c) for c in torch.split(x, self.max_batch)])
+        except RuntimeError as exc:
+            raise self._model_error(exc, x) from exc
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
