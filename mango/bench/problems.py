@@ -167,10 +167,21 @@ class NoisyObjective:
 # ---------------------------------------------------------------------------
 # kinds
 
-def _build_function(fn: str, dim: int = 10, device=None) -> Built:
+def _build_function(fn: str, dim: int = 10, levels: int | None = None, device=None) -> Built:
+    """A :mod:`mango.testfunctions` function; ``levels`` searches its Box as a Grid."""
     from .. import testfunctions
 
     f, space = testfunctions.get(fn, int(dim))
+    if levels is not None:
+        if space.kind != "box":
+            raise ConfigError(f"levels= only applies to Box test functions; {fn!r} is on a {space.kind}.")
+        grid = space.grid(int(levels))
+        box_f = f
+
+        def f(idx, _g=grid, _f=box_f):
+            return _f(_g.values(idx))
+
+        space = grid
     low = float(np.mean(f(space.sample(1000, seed=0))))
     return Built(f, space, ref_low=low, ref_max=0.0, info={"reference": "optimum 0; 0 = mean of random points"})
 

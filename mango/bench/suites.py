@@ -1,7 +1,8 @@
 """Named suites: lists of :class:`~mango.bench.problems.Problem`.
 
-* ``quick`` -- two cheap test-function problems (a 10-D Box and a 12x16
-  Codebook) for CI and smoke tests; default optimizers random, ga, cma.
+* ``quick`` -- two cheap test-function problems (sphere on a 10-D Box,
+  Rastrigin on a 6-D Grid of 16 levels) for CI and smoke tests; default
+  optimizers random, ga, cma.
 * ``functions`` -- sphere / rastrigin on a Box, a Grid-free codebook, with and
   without Gaussian noise.
 * ``zoo`` -- units of the zoo SNN and CNN (output neurons and hidden units of
@@ -31,7 +32,7 @@ PAPER_OPTIMIZERS = "random,ga,cma,ng:NGOpt,ng:Portfolio,tt,protes[k=10;k_top=1],
 def _quick() -> list[Problem]:
     return [
         Problem.make("sphere-box10", "function", family="function", fn="sphere", dim=10),
-        Problem.make("codebook-12x16", "function", family="function", fn="codebook", dim=12),
+        Problem.make("rastrigin-grid6x16", "function", family="function", fn="rastrigin", dim=6, levels=16),
     ]
 
 

@@ -1,0 +1,283 @@
+"""Metrics over benchmark records (as returned by :func:`mango.bench.run_benchmark`).
+
+Two normalizations of a value ``v`` of a problem:
+
+* ``normalized`` -- ``(v - ref_low) / (ref_max - ref_low)`` with the problem's
+  reference (zoo neurons: activation / max response over the training images;
+  test functions: 0 = mean of random points, 1 = optimum); computed by the runner.
+* ``rel_best`` -- ``(v - ref_low) / (best_ever - ref_low)``, ``best_ever`` being
+  the best value any run of the benchmark found on the problem (1 = the best
+  known).  Targets for ERT and the ECDF are levels of ``rel_best``.
+
+Values at a budget are *anytime*: what a run had after that many queries.
+Medians come with percentile-bootstrap confidence intervals (seeded).
+Expected running time (ERT, as in COCO): for a target, the queries spent by all
+runs (a failed run counts its whole budget) divided by the number of runs that
+reached it; ``inf`` when none did.  The ECDF (COCO / IOHprofiler style) is, for
+each query count ``q``, the fraction of (problem, target, seed) triples whose
+target was reached within ``q`` queries.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["ran", "rows", "common_problems", "best_ever", "add_rel_best", "bootstrap_median_ci", "summary", "per_problem", "hitting_times",
+           "ert", "ecdf", "timing", "winners", "markdown_report", "DEFAULT_TARGETS"]
+
+DEFAULT_TARGETS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def _pd():
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover
+        raise ConfigError("benchmark tables need pandas: pip install 'mango-am[bench]'.") from exc
+    return pd
+
+
+def ran(records: Sequence[dict]) -> list[dict]:
+    """The records of runs that ran (not ``skipped`` as incompatible)."""
+    return [r for r in records if not r.get("skipped")]
+
+
+def rows(records: Sequence[dict]):
+    """One DataFrame row per run and budget, with ``rel_best`` added."""
+    pd = _pd()
+    records = ran(records)
+    if not records:
+        raise ConfigError("no benchmark records: run the benchmark first (results.jsonl is empty).")
+    df = pd.DataFrame([r for rec in records for r in rec["rows"]])
+    return add_rel_best(df, records)
+
+
+def best_ever(records: Sequence[dict]) -> dict[str, float]:
+    """Best (recommendation) value found on each problem across all runs."""
+    records = ran(records)
+    out: dict[str, float] = {}
+    for rec in records:
+        vals = [v for v in rec["curve_v"] if v is not None and math.isfinite(v)]
+        if vals:
+            out[rec["problem"]] = max(out.get(rec["problem"], -math.inf), max(vals))
+    return out
+
+
+def _ref_low(records) -> dict[str, float]:
+    return {rec["problem"]: float(rec["ref_low"]) for rec in records}
+
+
+def _rel(v, low, best):
+    d = best - low
+    if not d > 0:
+        return np.where(np.asarray(v) >= best, 1.0, 0.0)
+    return (np.asarray(v, float) - low) / d
+
+
+def add_rel_best(df, records):
+    """Add the column ``rel_best`` (value relative to the best ever found on the problem)."""
+    be, low = best_ever(records), _ref_low(records)
+    df = df.copy()
+    df["rel_best"] = [float(_rel(v, low[p], be.get(p, v))) for p, v in zip(df["problem"], df["best_value"])]
+    return df
+
+
+def bootstrap_median_ci(x, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """``(median, low, high)``: the median and its percentile-bootstrap ``1 - alpha`` interval."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return (math.nan, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    meds = np.median(x[rng.integers(0, len(x), size=(n_boot, len(x)))], axis=1)
+    return float(np.median(x)), float(np.quantile(meds, alpha / 2)), float(np.quantile(meds, 1 - alpha / 2))
+
+
+def common_problems(df) -> list[str]:
+    """Problems on which every optimizer in ``df`` has results (the fair ground for pooled tables)."""
+    opts = set(df["optimizer"])
+    per = df.groupby("problem")["optimizer"].agg(lambda s: set(s))
+    return [p for p in dict.fromkeys(df["problem"]) if per[p] >= opts]
+
+
+def summary(df, column: str = "normalized", seed: int = 0):
+    """Per optimizer and budget: median of ``column`` over all (problem, seed) runs, with a 95% bootstrap CI."""
+    pd = _pd()
+    out = []
+    for (opt, b), g in df.groupby(["optimizer", "budget"], sort=False):
+        med, lo, hi = bootstrap_median_ci(g[column].to_numpy(), seed=seed)
+        out.append({"optimizer": opt, "budget": int(b), "median": med, "ci_low": lo, "ci_high": hi, "n": len(g)})
+    return pd.DataFrame(out)
+
+
+def per_problem(df, budget: int | None = None, column: str = "normalized"):
+    """Problems x optimizers: median of ``column`` over seeds at ``budget`` (default: the largest)."""
+    b = int(df["budget"].max()) if budget is None else int(budget)
+    g = df[df["budget"] == b]
+    if g.empty:
+        raise ConfigError(f"no results at budget {b}; budgets present: {sorted(df['budget'].unique().tolist())}.")
+    return g.pivot_table(index="problem", columns="optimizer", values=column, aggfunc="median", sort=False)
+
+
+def hitting_times(records: Sequence[dict], targets: Sequence[float] = DEFAULT_TARGETS):
+    """One row per (run, target): ``queries`` to first reach ``rel_best >= target`` (inf = never) and
+    ``spent`` (the queries the run used until then, or its whole budget)."""
+    pd = _pd()
+    records = ran(records)
+    be, low = best_ever(records), _ref_low(records)
+    out = []
+    for rec in records:
+        p = rec["problem"]
+        q = np.asarray(rec["curve_q"], float)
+        rel = _rel(np.asarray(rec["curve_v"], float), low[p], be.get(p, math.inf)) if len(q) else np.zeros(0)
+        for t in targets:
+            hit = np.flatnonzero(rel >= t - 1e-12)
+            first = float(q[hit[0]]) if len(hit) else math.inf
+            out.append({"problem": p, "optimizer": rec["optimizer"], "seed": rec["seed"], "target": float(t),
+                        "queries": first, "spent": first if math.isfinite(first) else float(rec["n_queries"])})
+    return pd.DataFrame(out)
+
+
+def ert(records: Sequence[dict], targets: Sequence[float] = DEFAULT_TARGETS):
+    """Expected running time per (problem, optimizer, target); failures count their whole budget."""
+    pd = _pd()
+    ht = hitting_times(records, targets)
+    out = []
+    for (p, o, t), g in ht.groupby(["problem", "optimizer", "target"], sort=False):
+        succ = int(np.isfinite(g["queries"]).sum())
+        out.append({"problem": p, "optimizer": o, "target": t, "runs": len(g), "successes": succ,
+                    "ert": float(g["spent"].sum() / succ) if succ else math.inf})
+    return pd.DataFrame(out)
+
+
+def ecdf(records: Sequence[dict], targets: Sequence[float] = DEFAULT_TARGETS, queries: Sequence[int] | None = None):
+    """Per optimizer, the fraction of (problem, target, seed) triples solved within ``q`` queries.
+
+    Returns ``(q, {optimizer: fractions})``; ``q`` defaults to a log-spaced grid up to the largest budget.
+    """
+    ht = hitting_times(records, targets)
+    if queries is None:
+        qmax = max(rec["n_queries"] for rec in ran(records))
+        queries = np.unique(np.round(np.logspace(0, math.log10(max(qmax, 1)), 200)).astype(int))
+    q = np.asarray(queries)
+    out = {}
+    for o, g in ht.groupby("optimizer", sort=False):
+        h = np.sort(g["queries"].to_numpy())
+        out[o] = np.searchsorted(h, q, side="right") / len(h)
+    return q, out
+
+
+def timing(records: Sequence[dict]):
+    """Per optimizer: median optimizer seconds and oracle seconds per query over runs."""
+    records = ran(records)
+    pd = _pd()
+    df = pd.DataFrame([{"optimizer": r["optimizer"], "opt_ms": 1e3 * r["optimizer_s"] / max(r["n_queries"], 1),
+                        "oracle_ms": 1e3 * r["oracle_s"] / max(r["n_queries"], 1),
+                        "wall_s": r["wall_s"]} for r in records])
+    return df.groupby("optimizer", sort=False).median()
+
+
+def winners(df, column: str = "normalized"):
+    """Per budget: optimizers ranked by the mean over problems of their median ``column`` over seeds.
+
+    Only problems every optimizer ran count (:func:`common_problems`).
+
+    Returns rows ``budget, best, score, second, second_score, ratio`` (best / second).
+    """
+    pd = _pd()
+    df = df[df["problem"].isin(common_problems(df))]
+    out = []
+    for b, g in df.groupby("budget"):
+        m = g.groupby(["problem", "optimizer"])[column].median().unstack("optimizer")
+        score = m.mean(axis=0).sort_values(ascending=False)
+        row = {"budget": int(b), "best": score.index[0], "score": float(score.iloc[0])}
+        if len(score) > 1:
+            row.update(second=score.index[1], second_score=float(score.iloc[1]),
+                       ratio=float(score.iloc[0] / score.iloc[1]) if score.iloc[1] else math.inf)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _f(x, nd=3):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞"
+    return f"{x:.{nd}f}"
+
+
+def markdown_report(records: Sequence[dict], targets: Sequence[float] = DEFAULT_TARGETS, seed: int = 0) -> str:
+    """Markdown tables: medians with CIs per budget, per-problem medians, ERT, timings, winners."""
+    full = rows(records)
+    common = common_problems(full)
+    if not common:
+        raise ConfigError("no problem was run by every optimizer; pooled tables need common problems.")
+    df = full[full["problem"].isin(common)]
+    opts = list(dict.fromkeys(full["optimizer"]))
+    budgets = sorted(df["budget"].unique().tolist())
+    n_all = full["problem"].nunique()
+    lines = []
+    if len(common) < n_all:
+        lines += [f"Pooled tables use the {len(common)} of {n_all} problems that every optimizer ran "
+                  f"({', '.join(common)}); the per-problem table shows all.", ""]
+    for col, title in (("normalized", "activation / reference max (zoo: max over the training images; "
+                                      "test functions: 0 = random, 1 = optimum)"),
+                       ("rel_best", "value / best ever found on the problem across all runs")):
+        s = summary(df, col, seed=seed)
+        lines += [f"### Median {title}", "",
+                  "Median over all (problem, seed) runs, [95% bootstrap CI].", "",
+                  "| optimizer | " + " | ".join(f"{b} queries" for b in budgets) + " |",
+                  "|---|" + "---|" * len(budgets)]
+        for o in opts:
+            cells = []
+            for b in budgets:
+                r = s[(s["optimizer"] == o) & (s["budget"] == b)]
+                cells.append("–" if r.empty else f"{_f(r['median'].iloc[0])} [{_f(r['ci_low'].iloc[0])}, "
+                                                 f"{_f(r['ci_high'].iloc[0])}]")
+            lines.append(f"| {o} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for b in budgets[-1:]:
+        pp = per_problem(full, b)
+        lines += [f"### Per problem at {b} queries: median normalized value over seeds", "",
+                  "| problem | " + " | ".join(opts) + " |", "|---|" + "---|" * len(opts)]
+        for p, r in pp.iterrows():
+            best = np.nanmax(r.to_numpy(dtype=float))
+            cells = [("**" + _f(r.get(o)) + "**") if r.get(o) == best else _f(r.get(o)) for o in opts]
+            lines.append(f"| {p} | " + " | ".join(cells) + " |")
+        lines.append("")
+    e = ert(records, targets)
+    lines += ["### Expected running time (queries) to reach a fraction of the best ever found",
+              "", "Summed over problems' ERTs is not meaningful across problems, so: median ERT over problems "
+              "(∞ when the optimizer failed on more than half of them), and successes / runs.", "",
+              "| optimizer | " + " | ".join(f"≥{t:g}" for t in targets) + " |", "|---|" + "---|" * len(targets)]
+    for o in opts:
+        cells = []
+        for t in targets:
+            g = e[(e["optimizer"] == o) & (e["target"] == t)]
+            med = float(np.median(g["ert"].to_numpy())) if len(g) else math.nan
+            cells.append(f"{_f(med, 0)} ({int(g['successes'].sum())}/{int(g['runs'].sum())})")
+        lines.append(f"| {o} | " + " | ".join(cells) + " |")
+    lines.append("")
+    tm = timing(records)
+    tm = tm.reindex(opts)
+    lines += ["### Time per query (median over runs)", "", "| optimizer | optimizer ms/query | oracle ms/query | "
+              "wall s/run |", "|---|---|---|---|"]
+    for o in opts:
+        r = tm.loc[o]
+        lines.append(f"| {o} | {_f(r['opt_ms'], 3)} | {_f(r['oracle_ms'], 3)} | {_f(r['wall_s'], 1)} |")
+    lines.append("")
+    w = winners(df)
+    lines += ["### Winner per budget (mean over problems of the median normalized value)", "",
+              "| budget | best | score | runner-up | score | ratio |", "|---|---|---|---|---|---|"]
+    for _, r in w.iterrows():
+        lines.append(f"| {r['budget']} | {r['best']} | {_f(r['score'])} | {r.get('second', '–')} | "
+                     f"{_f(r.get('second_score'))} | {_f(r.get('ratio'), 2)} |")
+    lines.append("")
+    skipped = sorted({(r["problem"], r["optimizer"], r["skipped"]) for r in records if r.get("skipped")})
+    if skipped:
+        lines += ["Not run (–): " + "; ".join(f"{o} on {p} ({why})" for p, o, why in skipped) + ".", ""]
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""Tests of mango.bench: problems, runner (local / Dask, resume), metrics, CLI."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from mango import bench
+from mango.bench import metrics
+from mango.bench.problems import Problem, build
+from mango.bench.runner import OptimizerSpec, parse_optimizers, run_one, run_seed
+from mango.errors import ConfigError, UnknownNameError
+
+pytest.importorskip("pandas")
+
+SPHERE = Problem.make("sphere-6", "function", fn="sphere", dim=6)
+CODEBOOK = Problem.make("codebook-8", "function", fn="codebook", dim=8)
+
+
+class SerialExecutor(cf.Executor):
+    """Runs each task at submit (in this process) and counts submissions."""
+
+    def __init__(self):
+        self.submitted = []
+
+    def submit(self, fn, *args, **kwargs):
+        self.submitted.append(args)
+        fut = cf.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # pragma: no cover - surfaced by fut.result()
+            fut.set_exception(exc)
+        return fut
+
+
+def _numbers(records):
+    return sorted((r["problem"], r["optimizer"], r["seed"], row["budget"], row["best_value"], row["observed"],
+                   row["normalized"]) for r in records for row in r["rows"])
+
+
+# -- problems ---------------------------------------------------------------------------------------
+
+def test_problem_is_small_hashable_and_validated():
+    p = Problem.make("x", "function", fn="sphere", dim=3)
+    assert hash(p) == hash(Problem.make("x", "function", dim=3, fn="sphere"))
+    assert p.kw == {"fn": "sphere", "dim": 3}
+    with pytest.raises(UnknownNameError, match="noise"):
+        Problem.make("x", "function", noise="poison", fn="sphere")
+    with pytest.raises(UnknownNameError, match="problem kind"):
+        Problem.make("x", "fuction", fn="sphere")
+    with pytest.raises(ConfigError, match="bad parameters"):
+        build(Problem.make("bad", "function", fn="sphere", dimension=3))
+
+
+def test_function_reference_normalizes_random_to_zero_and_optimum_to_one():
+    b = build(SPHERE)
+    assert b.ref_max == 0.0 and b.ref_low < 0
+    assert b.normalize(0.0) == pytest.approx(1.0)
+    assert b.normalize(b.ref_low) == pytest.approx(0.0)
+    g = build(Problem.make("r-grid", "function", fn="rastrigin", dim=3, levels=9))
+    assert g.space.kind == "grid"
+    # the grid's middle level of [-5.12, 5.12] is 0, near the optimum at 0.3
+    assert g.clean(np.full((1, 3), 4))[0] > g.clean(np.zeros((1, 3), int))[0]
+
+
+# -- optimizers and seeds ---------------------------------------------------------------------------
+
+def test_parse_optimizers_with_parameters():
+    specs = parse_optimizers("random, cma,protes[k=10;k_top=1],ng:NGOpt")
+    assert [s.label for s in specs] == ["random", "cma", "protes[k=10;k_top=1]", "ng:NGOpt"]
+    assert specs[2].name == "protes" and specs[2].kw == {"k": 10, "k_top": 1}
+    with pytest.raises(ConfigError, match="unique"):
+        parse_optimizers("cma,cma")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_optimizers("cma[sigma]")
+
+
+def test_run_seed_is_deterministic_and_distinct():
+    assert run_seed("a", "cma", 0) == run_seed("a", "cma", 0)
+    seeds = {run_seed(p, o, s) for p in "ab" for o in ("cma", "ga") for s in range(5)}
+    assert len(seeds) == 20
+    assert all(0 <= s < 2**31 for s in seeds)
+
+
+# -- one run ----------------------------------------------------------------------------------------
+
+def test_run_one_is_seeded_and_anytime():
+    spec = OptimizerSpec("random", "random")
+    a = run_one(SPHERE, spec, 3, [30, 120])
+    b = run_one(SPHERE, spec, 3, [120, 30])
+    assert _numbers([a]) == _numbers([b])
+    short = run_one(SPHERE, spec, 3, [30])
+    # the value at 30 queries of the 120-query run is that of a 30-query run
+    assert short["rows"][0]["best_value"] == a["rows"][0]["best_value"]
+    assert a["rows"][0]["best_value"] <= a["rows"][1]["best_value"]
+    assert [r["queries"] for r in a["rows"]] == [30, 120]
+    assert a["rows"][1]["best_value"] == pytest.approx(max(a["curve_v"]))
+    assert a["rows"][1]["optimizer_s"] >= a["rows"][0]["optimizer_s"] >= 0
+    other = run_one(SPHERE, spec, 4, [30, 120])
+    assert other["rows"][1]["best_value"] != a["rows"][1]["best_value"]
+
+
+def test_noisy_run_is_scored_by_the_noiseless_value_of_its_recommendation():
+    p = Problem.make("sphere-noisy", "function", noise="gaussian", sigma=0.3, fn="sphere", dim=6)
+    rec = run_one(p, OptimizerSpec("random", "random"), 0, [100])
+    row = rec["rows"][0]
+    assert row["observed"] != row["best_value"]  # the optimizer saw noisy values
+    # best_value is the clean value of one of the points, and normalization uses it
+    assert row["best_value"] <= 0.0
+    assert row["normalized"] == pytest.approx(build(p).normalize(row["best_value"]))
+    again = run_one(p, OptimizerSpec("random", "random"), 0, [100])
+    assert _numbers([rec]) == _numbers([again])  # noise is seeded by the run seed
+
+
+def test_continuous_optimizer_on_codebook_is_skipped_not_failed():
+    rec = run_one(CODEBOOK, OptimizerSpec("cma", "cma"), 0, [20])
+    assert rec["skipped"] and rec["rows"] == []
+    ok = run_one(CODEBOOK, OptimizerSpec("ga", "ga"), 0, [20])
+    assert "skipped" not in ok and len(ok["rows"]) == 1
+
+
+# -- runner: resume, Dask ---------------------------------------------------------------------------
+
+def test_run_benchmark_writes_csv_and_resumes(tmp_path):
+    ex = SerialExecutor()
+    recs = bench.run_benchmark([SPHERE, CODEBOOK], "random,ga", 2, [20, 40], tmp_path, executor=ex,
+                               progress=False)
+    assert len(ex.submitted) == 8 and len(recs) == 8
+    lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert lines[0].split(",") == bench.runner.CSV_COLUMNS
+    assert len(lines) == 1 + 8 * 2
+    # resume: nothing to do
+    ex2 = SerialExecutor()
+    recs2 = bench.run_benchmark([SPHERE, CODEBOOK], "random,ga", 2, [20, 40], tmp_path, executor=ex2,
+                                progress=False)
+    assert ex2.submitted == [] and _numbers(recs2) == _numbers(recs)
+    # a lost run (and a truncated last line) is redone, and only it
+    jl = (tmp_path / "results.jsonl").read_text().splitlines()
+    (tmp_path / "results.jsonl").write_text("\n".join(jl[:-1]) + "\n" + jl[-1][:40])
+    ex3 = SerialExecutor()
+    recs3 = bench.run_benchmark([SPHERE, CODEBOOK], "random,ga", 2, [20, 40], tmp_path, executor=ex3,
+                                progress=False)
+    assert len(ex3.submitted) == 1 and _numbers(recs3) == _numbers(recs)
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + 8 * 2
+    # a larger budget than recorded reruns everything
+    ex4 = SerialExecutor()
+    bench.run_benchmark([SPHERE], "random", 1, [20, 80], tmp_path / "b", executor=ex4, progress=False)
+    bench.run_benchmark([SPHERE], "random", 1, [20, 160], tmp_path / "b", executor=ex4, progress=False)
+    assert len(ex4.submitted) == 2
+
+
+def test_run_benchmark_rejects_bad_input(tmp_path):
+    with pytest.raises(UnknownNameError, match="optimizer"):
+        bench.run_benchmark([SPHERE], "cmaa", 1, [10], tmp_path, executor=SerialExecutor(), progress=False)
+    with pytest.raises(ConfigError, match="budgets"):
+        bench.run_benchmark([SPHERE], "random", 1, [0], tmp_path, executor=SerialExecutor(), progress=False)
+    with pytest.raises(ConfigError, match="unique"):
+        bench.run_benchmark([SPHERE, SPHERE], "random", 1, [10], tmp_path, executor=SerialExecutor(),
+                            progress=False)
+    with pytest.raises(UnknownNameError, match="suite"):
+        bench.suites.get("quik")
+
+
+def test_quick_suite_on_dask_localcluster_matches_local_executor(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    problems = bench.suites.get("quick")
+    opts = bench.suites.DEFAULT_OPTIMIZERS["quick"]
+    local = bench.run_benchmark(problems, opts, 2, [30, 60], tmp_path / "local", workers=2, progress=False)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        remote = bench.run_benchmark(problems, opts, 2, [30, 60], tmp_path / "dask",
+                                     executor=client.get_executor(), progress=False)
+    assert len(local) == len(problems) * 3 * 2
+    assert _numbers(local) == _numbers(remote)
+    assert [r["curve_v"] for r in local] == [r["curve_v"] for r in remote]
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+
+def _rec(problem, opt, seed, qs, vs, n=100, low=0.0):
+    return {"problem": problem, "optimizer": opt, "seed": seed, "curve_q": qs, "curve_v": vs, "n_queries": n,
+            "ref_low": low, "ref_max": 1.0, "optimizer_s": 0.1, "oracle_s": 0.2, "wall_s": 1.0,
+            "problem_spec": {"name": problem, "kind": "function", "family": "f"},
+            "curve_n": vs, "rows": [{"problem": problem, "optimizer": opt, "seed": seed, "budget": n,
+                                     "best_value": vs[-1], "normalized": vs[-1]}]}
+
+
+def test_ert_counts_failures_with_their_budget():
+    recs = [_rec("p", "a", 0, [10, 50], [0.5, 1.0]), _rec("p", "a", 1, [5], [0.6]),
+            _rec("p", "b", 0, [1], [0.2])]
+    e = metrics.ert(recs, targets=[0.55, 1.0]).set_index(["optimizer", "target"])
+    # target 0.55: seed 0 hits at 50, seed 1 at 5 -> (50 + 5) / 2
+    assert e.loc[("a", 0.55), "ert"] == pytest.approx(27.5)
+    # target 1.0: seed 0 hits at 50, seed 1 fails (100 spent) -> 150 / 1
+    assert e.loc[("a", 1.0), "ert"] == pytest.approx(150.0)
+    assert e.loc[("b", 1.0), "ert"] == math.inf and e.loc[("b", 1.0), "successes"] == 0
+    q, fr = metrics.ecdf(recs, targets=[0.55, 1.0], queries=[4, 5, 50, 100])
+    assert fr["a"].tolist() == [0.0, 0.25, 0.75, 0.75]
+    assert fr["b"].tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_median():
+    x = np.random.default_rng(1).normal(size=40)
+    m, lo, hi = metrics.bootstrap_median_ci(x, seed=3)
+    assert (m, lo, hi) == metrics.bootstrap_median_ci(x, seed=3)
+    assert lo <= m <= hi and m == pytest.approx(np.median(x))
+    assert all(math.isnan(v) for v in metrics.bootstrap_median_ci([]))
+
+
+def test_report_tables_and_figures(tmp_path):
+    recs = bench.run_benchmark([SPHERE, CODEBOOK], "random,ga,cma", 2, [20, 60], tmp_path, executor=SerialExecutor(),
+                               progress=False)
+    text = metrics.markdown_report(recs)
+    assert "| random |" in text and "60 queries" in text
+    assert "cma on codebook-8" in text  # the skipped pair is named
+    assert "1 of 2 problems" in text  # pooled tables only on common problems
+    w = metrics.winners(metrics.rows(recs))
+    assert set(w["budget"]) == {20, 60}
+    from mango.bench.cli import write_outputs
+
+    write_outputs(recs, str(tmp_path), command="mango bench test")
+    for f in ("report.md", "anytime.png", "ecdf.png"):
+        assert (tmp_path / f).stat().st_size > 1000
+
+
+def test_cli_bench(tmp_path, capsys):
+    from mango.cli import main
+
+    out = tmp_path / "cli"
+    rc = main(["bench", "--suite", "quick", "--problems", "sphere-box10", "--optimizers", "random,ga",
+               "--seeds", "1", "--budgets", "10,20", "--out", str(out), "--workers", "1"])
+    assert rc == 0
+    assert "Winner per budget" in capsys.readouterr().out
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2
+    assert main(["bench", "--suite", "quick", "--problems", "nope", "--out", str(out)]) == 2
+    assert main(["bench", "--suite", "quick", "--budgets", "a,b", "--out", str(out)]) == 2
+    assert main(["bench", "--suite", "quick", "--report-only", "--out", str(out)]) == 0
