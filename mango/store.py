@@ -227,7 +227,8 @@ class RunStore:
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not tables:
                 if self.mode == "r":
-                    raise StoreError(f"{self.path!r} is an empty SQLite file, not a mango run store.")
+                    raise StoreError(f"{self.path!r} holds no mango run (an empty SQLite file: a run killed while "
+                                     "creating it, or another program's empty database); start the run again.")
                 self._create()
             else:
                 self._check(tables)

@@ -1,0 +1,66 @@
+"""A small deterministic campaign used by the fault-injection tests (tests/test_store_faults.py).
+
+Run as a script: ``python tests/_campaign.py STORE OPTIMIZER SEED BUDGET BATCH SLEEP [--resume]``.
+Prints ``READY`` once imports are done, then runs :func:`mango.maximize` with
+``store=STORE`` (``resume=True`` with ``--resume``) on :class:`ImageSphere`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+import mango
+from mango.spaces import Box
+
+DIM = 6
+SPACE = Box(DIM, -1.0, 1.0)
+
+
+class ImageSphere:
+    """Deterministic objective with two response units and tiny 1x6x6 image stimuli.
+
+    ``evaluations`` counts the points evaluated by this object (to check that a
+    resumed run queries nothing twice); ``sleep`` seconds are spent per batch.
+    """
+
+    unit_names = ["sphere", "ripple"]
+    queries_per_point = 1
+
+    def __init__(self, sleep: float = 0.0):
+        self.sleep = sleep
+        self.evaluations = 0
+
+    def evaluate(self, points):
+        x = np.asarray(points, dtype=float)
+        if self.sleep:
+            time.sleep(self.sleep)
+        self.evaluations += len(x)
+        sphere = -np.sum((x - 0.3) ** 2, axis=1)
+        ripple = np.cos(3.0 * x).sum(axis=1)
+        stimuli = np.clip(0.5 + 0.5 * x[:, None, :, None] * x[:, None, None, :], 0.0, 1.0)
+        return sphere, {"responses": np.stack([sphere, ripple], axis=1), "stimuli": stimuli}
+
+    def describe(self) -> dict:
+        return {"name": "image-sphere", "dim": DIM}
+
+
+def run(store, optimizer: str, seed: int, budget: int, batch: int, sleep: float = 0.0, resume: bool = False,
+        objective: ImageSphere | None = None, **store_kw):
+    """One campaign; returns ``(result, objective)``."""
+    obj = objective or ImageSphere(sleep)
+    res = mango.maximize(obj, SPACE, optimizer=optimizer, budget=budget, batch_size=batch, seed=seed,
+                         progress=False, store=store, resume=resume)
+    return res, obj
+
+
+if __name__ == "__main__":
+    path, opt, seed, budget, batch, sleep = sys.argv[1:7]
+    resume = "--resume" in sys.argv[7:]
+    if opt == "cma":
+        import cma  # noqa: F401 - import before READY so kills land inside the run
+    print("READY", flush=True)
+    res, _ = run(path, opt, int(seed), int(budget), int(batch), float(sleep), resume=resume)
+    print("DONE", res.n_queries, flush=True)

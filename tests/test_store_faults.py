@@ -1,0 +1,175 @@
+"""Fault injection: campaigns killed with SIGKILL at random moments, then resumed.
+
+Each trial starts ``tests/_campaign.py`` in a subprocess (a deterministic
+objective, a store file), kills it with SIGKILL after a random delay, resumes
+the run (in-process, or in further subprocesses that are killed again) and
+checks: every query index 0..budget-1 recorded exactly once (zero lost, zero
+duplicated), the budget exact, nothing recorded was evaluated again, and the
+final history identical to an uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _campaign  # noqa: E402
+
+from mango.store import RunStore  # noqa: E402
+
+CAMPAIGN = os.path.join(os.path.dirname(__file__), "_campaign.py")
+BUDGET, BATCH, SLEEP = 200, 10, 0.01
+OPTIMIZERS = ("random", "cma", "ga")
+_REFERENCE: dict = {}
+
+
+def reference(opt: str, seed: int):
+    key = (opt, seed)
+    if key not in _REFERENCE:
+        res, obj = _campaign.run(None, opt, seed, BUDGET, BATCH)
+        assert obj.evaluations == BUDGET
+        _REFERENCE[key] = res
+    return _REFERENCE[key]
+
+
+def start(path, opt, seed, resume=False):
+    args = [sys.executable, CAMPAIGN, str(path), opt, str(seed), str(BUDGET), str(BATCH), str(SLEEP)]
+    if resume:
+        args.append("--resume")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.strip() == "READY", (line, proc.stderr.read())
+    return proc
+
+
+class Forked:
+    """A campaign in a forked child process (no interpreter start-up: fast enough for many trials)."""
+
+    def __init__(self, path, opt, seed, resume=False):
+        ctx = multiprocessing.get_context("fork")
+        self.proc = ctx.Process(target=_child, args=(str(path), opt, seed, resume), daemon=True)
+        self.proc.start()
+
+    def kill_after(self, delay: float) -> bool:
+        self.proc.join(timeout=delay)
+        if self.proc.exitcode is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.join()
+            assert self.proc.exitcode in (0, -signal.SIGKILL)  # 0: it finished just before the kill
+            return self.proc.exitcode != 0
+        assert self.proc.exitcode == 0
+        return False
+
+
+def _child(path, opt, seed, resume):
+    _campaign.run(path, opt, seed, BUDGET, BATCH, SLEEP, resume=resume)
+
+
+def kill_after(proc, delay: float) -> bool:
+    """SIGKILL ``proc`` after ``delay`` seconds unless it finished; True if it was killed."""
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0
+    return False
+
+
+def recorded(path) -> int:
+    if not os.path.exists(path):
+        return 0
+    with RunStore(path) as s:  # mode "a": a file killed while being created is completed as a new store
+        return s.n_points()
+
+
+def check_complete(path, ref, evaluated_after: int, recorded_before: int):
+    with RunStore(path, mode="r") as s:
+        q = s.read_queries()
+        assert s.status == "finished"
+        assert s.n_queries() == BUDGET
+        sessions = s.sessions()
+    # zero lost, zero duplicated, budget exact
+    assert q["query"].tolist() == list(range(BUDGET))
+    # nothing recorded was queried again by the resuming process
+    assert evaluated_after == BUDGET - recorded_before
+    # identical to the uninterrupted run
+    np.testing.assert_array_equal(q["points"], ref.points)
+    np.testing.assert_array_equal(q["values"], ref.values)
+    np.testing.assert_array_equal(q["batch"], ref.batch)
+    np.testing.assert_array_equal(q["responses"], ref.responses)
+    assert sessions[-1]["status"] == "finished"
+
+
+def one_trial(tmp_path, trial: int, rng: random.Random, kills: int = 1, fork: bool = True):
+    opt = OPTIMIZERS[trial % len(OPTIMIZERS)]
+    seed = trial
+    ref = reference(opt, seed)
+    path = tmp_path / f"run{trial}.sqlite"
+    killed = 0
+    for k in range(kills):
+        resume = k > 0 and os.path.exists(path)
+        delay = rng.uniform(0.0, 0.6)  # the uninterrupted campaign takes ~0.3-0.6 s: kill anywhere in it
+        if fork:
+            was_killed = Forked(path, opt, seed, resume).kill_after(delay)
+        else:
+            was_killed = kill_after(start(path, opt, seed, resume), delay)
+        if was_killed:
+            killed += 1
+        else:
+            break
+    before = recorded(path)
+    res, obj = _campaign.run(path, opt, seed, BUDGET, BATCH, resume=os.path.exists(path))
+    assert res.n_queries == BUDGET
+    np.testing.assert_array_equal(res.points, ref.points)
+    np.testing.assert_array_equal(res.values, ref.values)
+    assert res.best_value == ref.best_value and res.best_query == ref.best_query
+    check_complete(path, ref, obj.evaluations, before)
+    return killed, before
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path):
+    rng = random.Random(20261122)
+    for opt in OPTIMIZERS:  # import the optimizers' libraries before forking
+        reference(opt, 0)
+    stats = [one_trial(tmp_path, t, rng) for t in range(30)]
+    killed = sum(k for k, _ in stats)
+    # the kills must land mostly inside runs, at different progress points
+    assert killed >= 15, stats
+    progress = {b for _, b in stats}
+    assert len(progress) >= 5, stats
+    assert any(0 < b < BUDGET for _, b in stats), stats
+
+
+def test_sigkill_fresh_interpreter(tmp_path):
+    """The same in a freshly started Python (no fork): a couple of trials in the default suite."""
+    rng = random.Random(3)
+    stats = [one_trial(tmp_path, t, rng, fork=False) for t in (0, 2)]
+    assert sum(k for k, _ in stats) >= 1, stats
+
+
+@pytest.mark.slow
+def test_sigkill_repeatedly_many_trials(tmp_path):
+    """60 trials, each killed up to three times in a row (resumes killed too), then completed."""
+    rng = random.Random(7)
+    stats = [one_trial(tmp_path, t, rng, kills=3) for t in range(60)]
+    assert sum(k for k, _ in stats) >= 90, stats
+
+
+@pytest.mark.slow
+def test_sigkill_fresh_interpreter_many(tmp_path):
+    rng = random.Random(11)
+    stats = [one_trial(tmp_path, t, rng, kills=2, fork=False) for t in range(12)]
+    assert sum(k for k, _ in stats) >= 10, stats
