@@ -18,6 +18,7 @@ _REGISTRY: dict[str, object] = {
     "random": "mango.optimizers.random_search:RandomSearch",
     "cma": "mango.optimizers.cmaes:CMAES",
     "ga": "mango.optimizers.ga:GeneticAlgorithm",
+    "tt": "mango.optimizers.tt:TTOptimizer",
 }
 # names whose availability depends on an optional package: name -> (module to import, "module:Class")
 _OPTIONAL: dict[str, tuple[str, str]] = {}
