@@ -251,8 +251,8 @@ def markdown_report(records: Sequence[dict], targets: Sequence[float] = DEFAULT_
         lines.append("")
     e = ert(records, targets)
     lines += ["### Expected running time (queries) to reach a fraction of the best ever found",
-              "", "Summed over problems' ERTs is not meaningful across problems, so: median ERT over problems "
-              "(∞ when the optimizer failed on more than half of them), and successes / runs.", "",
+              "", "Per cell: the median over problems of the per-problem ERT (∞ when the optimizer reached the "
+              "target on at most half of the problems), and (successful runs / runs).", "",
               "| optimizer | " + " | ".join(f"≥{t:g}" for t in targets) + " |", "|---|" + "---|" * len(targets)]
     for o in opts:
         cells = []

@@ -1,0 +1,105 @@
+"""Run a benchmark suite and write benchmarks/RESULTS.md (or another file) with the exact
+command, machine, package versions, the tables and the figures.
+
+    python benchmarks/run_suite.py --suite zoo-small --seeds 3 --budgets 100,300,1000,3000 \
+        --out benchmarks/results/zoo-small --results benchmarks/RESULTS.md
+
+Everything after the script's own options is passed to ``mango bench`` (see
+``mango bench --help``); the run resumes from ``--out`` when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import platform
+import subprocess
+import sys
+
+
+def _versions() -> str:
+    out = []
+    for mod in ("mango", "numpy", "torch", "cma", "nevergrad", "protes", "jax", "dask", "pandas"):
+        try:
+            m = importlib.import_module(mod)
+            out.append(f"{mod} {getattr(m, '__version__', '?')}")
+        except ImportError:
+            out.append(f"{mod} (not installed)")
+    return ", ".join(out)
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default=None, help="markdown file to write (e.g. benchmarks/RESULTS.md)")
+    ap.add_argument("--note", default="", help="text (markdown) for the closing note, or @FILE")
+    args, rest = ap.parse_known_args(argv)
+    from mango.bench import cli as bench_cli, metrics
+    from mango.bench.runner import load_records
+    from mango.cli import build_parser
+
+    bargs = build_parser().parse_args(["bench"] + rest)
+    t0 = datetime.datetime.now(datetime.timezone.utc)
+    rc = bench_cli.run(bargs)
+    if rc or not args.results:
+        return rc
+    t1 = datetime.datetime.now(datetime.timezone.utc)
+    records = load_records(bargs.out)
+    rel = os.path.relpath(bargs.out, os.path.dirname(os.path.abspath(args.results)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=False).stdout.strip()
+    except OSError:
+        commit = "?"
+    note = args.note
+    if note.startswith("@"):
+        with open(note[1:]) as f:
+            note = f.read()
+    ran = metrics.ran(records)
+    lines = [
+        "# mango benchmark results", "",
+        f"Command: `python benchmarks/run_suite.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+        f"Finished {t1:%Y-%m-%d %H:%M} UTC ({len(ran)} runs, {(t1 - t0).total_seconds() / 60:.0f} min this "
+        f"invocation; resumed runs are not re-timed). Commit {commit}.", "",
+        f"Machine: {_cpu()}, {os.cpu_count()} cores (shared with other jobs during the run), no GPU; "
+        f"{platform.platform()}, Python {platform.python_version()}.", "",
+        f"Versions: {_versions()}.", "",
+        "Each run is seeded from (problem, optimizer, seed), executes the largest budget once and is read at "
+        "every smaller budget (anytime). Values are the activation of the unit for the run's recommendation "
+        "(the point with the best observed value; under noise its noiseless activation), divided by the "
+        "unit's maximum over the zoo's training images (`normalized`), or by the best value any run found on "
+        "the problem (`rel_best`). Raw results: "
+        f"[{rel}/results.csv]({rel}/results.csv), per-run curves in `{rel}/results.jsonl`.", "",
+        "## Problems", "",
+    ]
+    probs = {}
+    for r in records:
+        probs.setdefault(r["problem"], (r["problem_spec"], r["ref_max"]))
+    lines += ["| problem | kind | parameters | noise | reference max |", "|---|---|---|---|---|"]
+    for name, (spec, ref) in probs.items():
+        params = ", ".join(f"{k}={v}" for k, v in spec["params"].items())
+        lines.append(f"| {name} | {spec['kind']} | {params} | {spec['noise']} | {ref:.4g} |")
+    lines += ["", "## Figures", "", f"![anytime]({rel}/anytime.png)", "", f"![ecdf]({rel}/ecdf.png)", "",
+              "## Tables", "", metrics.markdown_report(records)]
+    if note:
+        lines += ["## Conclusion", "", note, ""]
+    with open(args.results, "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {args.results}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
