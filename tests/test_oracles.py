@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -303,6 +302,8 @@ def test_snn_loop_mode_equals_model_output():
     np.testing.assert_allclose(r, spk.mean(0)[:, [0, 2, 4]].numpy(), atol=1e-6)
     m = SNNOracle(net, layer="output", unit=[1], readout="membrane")(x)
     np.testing.assert_allclose(m[:, 0], mem.mean(0)[:, 1].numpy(), atol=1e-6)
+    with pytest.warns(UserWarning, match="model decides the number of steps"):
+        SNNOracle(net, layer="lif2", num_steps=30)(x)
     # hidden layer, counts, consecutive batches independent
     c = SNNOracle(net, layer="lif1", unit=[0, 7], readout="count")
     c1 = c(x)

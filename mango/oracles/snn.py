@@ -19,6 +19,7 @@ Every spiking neuron of the network is reset to zero state before every batch
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -164,6 +165,7 @@ class SNNOracle(Oracle):
                 raise UnknownNameError(name, val, valid)
         if mode == "auto":
             mode = "step" if all(getattr(m, "init_hidden", False) for _, m in neurons) else "loop"
+        self._steps_given = num_steps is not None
         if num_steps is None:
             num_steps = getattr(model, "num_steps", None)
         if num_steps is None and (mode == "step" or encoding == "poisson"):
@@ -204,7 +206,7 @@ class SNNOracle(Oracle):
                 self._gen.manual_seed(self.seed)
         self.prefix = (stateless_prefix(model, stop_at=self.module)
                        if (mode == "step" and encoding == "constant" and self.shortcut) else 0)
-        self.steps_seen: int | None = None  # time steps of the last batch
+        self.steps_seen: int | None = None  # time steps the target layer ran in the last batch
         if self.input_shape is not None:
             state = None if self._gen is None else self._gen.get_state()
             self(torch.zeros((1,) + self.input_shape))  # validates layer and units
@@ -271,6 +273,12 @@ class SNNOracle(Oracle):
         if steps[0] == 0:
             raise ConfigError(f"layer {self.layer_name!r} was not called during the forward pass of "
                               f"{type(self.model).__name__}; choose a layer the network uses.")
+        if (self.mode == "loop" and self._steps_given and self.encoding == "constant"
+                and steps[0] != self.num_steps and self.steps_seen is None):
+            warnings.warn(f"SNNOracle: num_steps={self.num_steps}, but the model's own time loop ran layer "
+                          f"{self.layer_name!r} {steps[0]} times; in loop mode the model decides the number of "
+                          "steps (rates are divided by the steps it ran). Set the model's num_steps instead.",
+                          UserWarning, stacklevel=4)
         self.steps_seen = steps[0]
         if self.readout_kind == "count":
             return acc[0]
