@@ -191,16 +191,25 @@ def _zoo_generator(generator: str, device):
     ``"gan-digits:64"`` (a Grid of 64 levels), ``"grating"``."""
     name, _, opt = generator.partition(":")
     if name == "grating":
-        from ..generators import ParametricGenerator
-
+        try:
+            from ..generators import ParametricGenerator
+        except ImportError as exc:
+            raise ConfigError("the 'grating' generator needs mango.generators.ParametricGenerator, "
+                              "which this installation lacks.") from exc
         return ParametricGenerator("grating", device=device)
     from .. import zoo
 
+    kw = {}
     if name.startswith("vqvae"):
-        return zoo.load_generator(name, view=opt or "codes", device=device)
-    if name.startswith("gan"):
-        return zoo.load_generator(name, levels=int(opt) if opt else None, device=device)
-    return zoo.load_generator(name, device=device)
+        kw["view"] = opt or "codes"
+    elif name.startswith("gan"):
+        kw["levels"] = int(opt) if opt else None
+    if hasattr(zoo, "load_generator"):
+        return zoo.load_generator(name, device=device, **kw)
+    from ..generators import GANGenerator, VQVAEGenerator
+
+    cls = VQVAEGenerator if name.startswith("vqvae") else GANGenerator
+    return cls(zoo.load(name, device=device), device=device, **kw)
 
 
 @functools.lru_cache(maxsize=8)
@@ -210,11 +219,24 @@ def _training_images():
     return load_digits().x_train
 
 
-def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0, device=None) -> Built:
+def _zoo_oracle(model: str, layer: str, unit: int, device):
     from .. import zoo
+
+    net = zoo.load(model, device=device)
+    if "snn" in model:
+        from ..oracles.snn import SNNOracle
+
+        return SNNOracle(net, layer=layer, unit=int(unit), device=device)
+    from ..oracles.torch import TorchOracle
+
+    return TorchOracle(net, layer=layer, unit=int(unit), device=device)
+
+
+def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0, device=None) -> Built:
+    """Unit ``unit`` of ``layer`` of zoo network ``model``, over a zoo generator (see :func:`_zoo_generator`)."""
     from ..objective import Objective
 
-    oracle = zoo.load(model, layer=layer, unit=int(unit), device=device)
+    oracle = _zoo_oracle(model, layer, unit, device)
     gen = _zoo_generator(generator, device)
     x = _training_images()
     resp = np.concatenate([np.asarray(oracle(x[i:i + 500]), dtype=float) for i in range(0, len(x), 500)])

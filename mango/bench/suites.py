@@ -55,11 +55,12 @@ _GENERATORS = {
 
 # (model, layer, unit) targets: output neurons and hidden units from several layers
 _TARGETS = {
-    "snn-out3": ("snn-digits", "output", 3),
-    "snn-h1u5": ("snn-digits", "lif1", 5),
-    "cnn-out7": ("cnn-digits", "output", 7),
-    "cnn-c2u4": ("cnn-digits", "conv2", 4),
-    "cnn-fc1u9": ("cnn-digits", "fc1", 9),
+    "snn-out3": ("snn-digits", "output", 3),      # output neuron (spike rate) of digit 3
+    "snn-l1u5": ("snn-digits", "lif1", 5),        # hidden: channel 5 of the first spiking layer
+    "snn-l2u7": ("snn-digits", "lif2", 7),        # hidden: channel 7 of the second spiking layer
+    "cnn-out7": ("cnn-digits", "output", 7),      # output logit of digit 7
+    "cnn-r2u4": ("cnn-digits", "features.relu2", 4),    # hidden: conv2 channel 4 after ReLU
+    "cnn-fc1u9": ("cnn-digits", "classifier.relu4", 9),  # hidden: fc1 unit 9 after ReLU
 }
 
 
@@ -85,8 +86,8 @@ def _zoo_small() -> list[Problem]:
         _zoo_problem("cnn-out7", "gan"),
         _zoo_problem("snn-out3", "vq"),
         _zoo_problem("snn-out3", "vqemb"),
-        _zoo_problem("cnn-c2u4", "vq", "poisson"),
-        _zoo_problem("snn-h1u5", "gan"),
+        _zoo_problem("cnn-r2u4", "vq", "poisson"),
+        _zoo_problem("snn-l2u7", "gan"),
     ]
 
 
