@@ -597,12 +597,21 @@ class RunStore:
         df = self.to_dataframe()
         doc = {"format": "mango-run-json-1", "config": self.config, "status": self.status,
                "summary": self.summary, "sessions": self.sessions(), "unit_names": self.unit_names,
-               "queries": json.loads(df.to_json(orient="records"))}
+               "queries": [{k: _plain_cell(v) for k, v in row.items()} for row in df.to_dict(orient="records")]}
         text = json.dumps(doc, indent=1, default=_json_default)
         if path is not None:
             with open(path, "w") as f:
                 f.write(text)
         return text
+
+
+def _plain_cell(v):
+    """A DataFrame cell as exact JSON: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
 
 
 def _space_dim(space_dict) -> int:
