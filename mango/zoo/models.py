@@ -132,6 +132,7 @@ class VectorQuantizerEMA(nn.Module):
         self.register_buffer("codebook", torch.randn(num_codes, dim) * 0.1)
         self.register_buffer("ema_count", torch.ones(num_codes))
         self.register_buffer("ema_sum", self.codebook.clone())
+        self.register_buffer("usage", torch.ones(num_codes))  # fast EMA of per-batch use (dead-code test)
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
         """Code indices of vectors ``z [..., D]`` (nearest in Euclidean distance)."""
@@ -154,12 +155,14 @@ class VectorQuantizerEMA(nn.Module):
                 n = self.ema_count.sum()
                 count = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n
                 self.codebook.copy_(self.ema_sum / count[:, None])
-                dead = self.ema_count < 1e-2
+                self.usage.mul_(0.9).add_((onehot.sum(0) > 0).type_as(z), alpha=0.1)
+                dead = self.usage < 0.05
                 if dead.any():  # restart dead codes on random encoder outputs
                     idx = torch.randint(0, flat.shape[0], (int(dead.sum()),), device=flat.device)
                     self.codebook[dead] = flat[idx]
                     self.ema_sum[dead] = flat[idx]
                     self.ema_count[dead] = 1.0
+                    self.usage[dead] = 1.0
         loss = F.mse_loss(z, z_q.detach())
         z_q = z + (z_q - z).detach()
         return z_q.permute(0, 3, 1, 2).contiguous(), loss, codes

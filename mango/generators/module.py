@@ -1,0 +1,75 @@
+"""Wrap any user module ``latent -> image`` as a Generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..spaces import Grid, Space
+from .base import Generator, default_device, module_device
+
+__all__ = ["ModuleGenerator"]
+
+
+class ModuleGenerator(Generator):
+    """A generator from any callable (usually a ``torch.nn.Module``) ``latent -> images``.
+
+    Points of ``space`` are passed as a float32 tensor ``[n, dim]`` on ``device``
+    (Grid points are first mapped to their Box values; Codebook points are passed as
+    an int64 tensor).  The module must return ``[n, C, H, W]``; the shape is checked
+    once at construction by generating one point.
+    """
+
+    name = "module"
+
+    def __init__(self, module, space: Space, transform=None, device=None):
+        if not callable(module):
+            raise ConfigError(
+                f"ModuleGenerator needs a callable module latent -> images, got {type(module).__name__}."
+            )
+        if not isinstance(space, Space):
+            raise ConfigError(
+                f"ModuleGenerator needs a mango Space (Box, Grid or Codebook) for its latent, "
+                f"got {type(space).__name__}. Example: ModuleGenerator(net, Box(16, -3, 3))."
+            )
+        self.module = module
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+            self.device = module_device(module, device) if device is None else default_device(device)
+            module.to(self.device)
+        else:
+            self.device = default_device(device)
+        self.space = space
+        self.transform = transform
+        self.output_shape = self._probe_shape()
+
+    def _generate(self, points: np.ndarray) -> torch.Tensor:
+        if isinstance(self.space, Grid):
+            z = torch.as_tensor(self.space.values(points), dtype=torch.float32, device=self.device)
+        elif self.space.dtype is float:
+            z = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+        else:
+            z = torch.as_tensor(points, dtype=torch.long, device=self.device)
+        out = self.module(z)
+        if not isinstance(out, torch.Tensor):
+            raise ConfigError(f"the module returned {type(out).__name__}; it must return a torch tensor [n, C, H, W].")
+        if out.dim() != 4 or out.shape[0] != len(points):
+            raise ConfigError(
+                f"the module returned shape {tuple(out.shape)} for {len(points)} points; it must return "
+                f"images [n, C, H, W] with n = {len(points)} (reshape inside the module or a transform)."
+            )
+        if not torch.isfinite(out).all():
+            raise ConfigError("the module returned NaN or infinite pixel values.")
+        return out
+
+    def to(self, device):
+        super().to(device)
+        if isinstance(self.module, torch.nn.Module):
+            self.module.to(self.device)
+        return self
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["module"] = type(self.module).__name__
+        return d
