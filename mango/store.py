@@ -533,7 +533,7 @@ class RunStore:
         rows = self._query("SELECT stimulus, stimulus_shape FROM queries WHERE query = ?", (int(query),))
         return _dequantize(*rows[0]) if rows else None
 
-    def stimuli(self, queries) -> dict[int, np.ndarray]:
+    def read_stimuli(self, queries) -> dict[int, np.ndarray]:
         """Stored stimuli of several queries (those without a stored stimulus are left out)."""
         out = {}
         for q in queries:
