@@ -73,8 +73,14 @@ def bench_hidden(net, shape, num_steps, index, n_batches, batch, seed=1):
     units = list(range(8))
     oracle = SNNOracle(net, layer=str(index), unit=units, num_steps=num_steps, readout="count")
     oracle(batches[0][:1])
-    t_naive, ref = timed(lambda x: naive_hidden_counts(net, x, num_steps, index, units).numpy(), batches)
-    t_mango, out = timed(oracle, batches)
+    t_naive, ref, t_mango, out = [], [], [], []
+    for x in batches:  # interleaved, as in bench()
+        t, r = timed(lambda x: naive_hidden_counts(net, x, num_steps, index, units).numpy(), [x])
+        t_naive += t
+        ref += r
+        t, r = timed(oracle, [x])
+        t_mango += t
+        out += r
     for a, b in zip(ref, out):
         if not abs(a - b).max() < 1e-9:
             raise AssertionError("hidden-layer counts differ from the naive loop")
@@ -166,16 +172,21 @@ def bench(name, net, shape, num_steps, n_batches, batch, extra=None, seed=0):
             ("SNNOracle (shortcut=False)", plain)]
     if extra is not None:
         runs += extra
-    ref = None
-    for label, fn in runs:
-        times, outs = timed(fn, batches)
-        if ref is None:
-            ref = outs
-        for a, b in zip(ref, outs):
+    # round-robin over methods for every batch, so that load from other processes hits all methods alike
+    times = {label: [] for label, _ in runs}
+    outs = {label: [] for label, _ in runs}
+    for x in batches:
+        for label, fn in runs:
+            t0 = time.perf_counter()
+            outs[label].append(fn(x))
+            times[label].append(time.perf_counter() - t0)
+    ref = outs["naive snntorch loop"]
+    for label, _ in runs:
+        for a, b in zip(ref, outs[label]):
             if not (a == b).all():
                 raise AssertionError(f"{name}: {label} output spike counts differ from the naive loop")
-        med = statistics.median(times)
-        rows[label] = {"median_s_per_batch": med, "stimuli_per_s": batch / med, "times_s": times}
+        med = statistics.median(times[label])
+        rows[label] = {"median_s_per_batch": med, "stimuli_per_s": batch / med, "times_s": times[label]}
         print(f"  {name:7s} {label:34s} {batch / med:9.2f} stimuli/s  (median {med:.3f} s / batch of {batch})")
     base = rows["naive snntorch loop"]["stimuli_per_s"]
     for r in rows.values():
@@ -189,10 +200,11 @@ def bench(name, net, shape, num_steps, n_batches, batch, extra=None, seed=0):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer/smaller batches (smoke test)")
+    ap.add_argument("--batches", type=int, default=None, help="timed batches per network (default 3, quick 2)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, for a fair shared box)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    nb = 2 if args.quick else 3
+    nb = args.batches or (2 if args.quick else 3)
     results = {"torch": torch.__version__, "snntorch": snn.__version__, "threads": args.threads,
                "machine": platform.processor() or platform.machine(), "networks": {}}
 
