@@ -217,7 +217,7 @@ class RunStore:
                 head = f.read(100)
             if not head.startswith(_SQLITE_HEADER):
                 raise StoreError(f"{self.path!r} is not a mango run store (not an SQLite file at all); "
-                                 "give another path for a new run.")
+                                 "check the path (a new run needs a fresh file).")
             if len(head) < 100:
                 raise StoreError(f"{self.path!r} is truncated ({os.path.getsize(self.path)} bytes, shorter "
                                  "than an SQLite header); the file is damaged beyond repair: start a new run.")
