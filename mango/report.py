@@ -189,8 +189,9 @@ def compare_figure(runs: list[RunData]):
     ax.set_ylabel("best so far")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    objectives = {json.dumps(r.config.get("objective"), sort_keys=True) for r in runs}
-    ax.set_title("runs compared" + ("" if len(objectives) == 1 else " (note: different objectives)"), fontsize=10)
+    neurons = {_neuron_key(r.config.get("objective")) for r in runs}
+    ax.set_title("runs compared" + ("" if len(neurons) == 1 else " (note: different neurons or objectives)"),
+                 fontsize=10)
     y = np.arange(len(runs))
     for yi, f in zip(y, finals):
         if np.isfinite(f):
@@ -209,6 +210,13 @@ def compare_figure(runs: list[RunData]):
     return fig
 
 
+def _neuron_key(objective) -> str:
+    """What identifies the neuron of a run: the oracle and unit when recorded, else the whole objective."""
+    if isinstance(objective, dict) and "oracle" in objective:
+        objective = {"oracle": objective["oracle"], "unit": objective.get("unit")}
+    return json.dumps(objective, sort_keys=True, default=str)
+
+
 def topk_figure(run: RunData, k: int = 16):
     """The top-k distinct stored stimuli as a grid titled with rank, query and value (None without stimuli)."""
     rows = topk_distinct(run, k)
@@ -218,7 +226,7 @@ def topk_figure(run: RunData, k: int = 16):
     n = len(rows)
     cols = min(n, 8)
     nr = -(-n // cols)
-    fig, axes = plt.subplots(nr, cols, figsize=(1.6 * cols, 1.85 * nr), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(nr, cols, figsize=(1.6 * cols, 2.1 * nr), dpi=110, squeeze=False)
     for a in axes.flat:
         a.axis("off")
     for rank, (i, a) in enumerate(zip(rows, axes.flat), 1):
