@@ -118,7 +118,7 @@ def digits_nets(seed: int = 0):
         import mango.zoo as zoo_pkg
 
         if hasattr(zoo_pkg, "load"):
-            zoo = zoo_pkg.load("snn-digits")
+            zoo = zoo_pkg.load("snn-digits", device="cpu")
             zoo = getattr(zoo, "model", zoo)
             if not isinstance(zoo, SNNDigits):
                 zoo = None
