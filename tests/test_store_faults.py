@@ -151,6 +151,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     progress = {b for _, b in stats}
     assert len(progress) >= 5, stats
     assert any(0 < b < BUDGET for _, b in stats), stats
+    print(f"\n{len(stats)} trials, {killed} killed; queries recorded at the kill: {sorted(b for _, b in stats)}")
 
 
 def test_sigkill_fresh_interpreter(tmp_path):
@@ -162,14 +163,14 @@ def test_sigkill_fresh_interpreter(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_repeatedly_many_trials(tmp_path):
-    """60 trials, each killed up to three times in a row (resumes killed too), then completed."""
+    """45 trials, each killed up to three times in a row (resumes killed too), then completed."""
     rng = random.Random(7)
-    stats = [one_trial(tmp_path, t, rng, kills=3) for t in range(60)]
-    assert sum(k for k, _ in stats) >= 90, stats
+    stats = [one_trial(tmp_path, t, rng, kills=3) for t in range(45)]
+    assert sum(k for k, _ in stats) >= 65, stats
 
 
 @pytest.mark.slow
 def test_sigkill_fresh_interpreter_many(tmp_path):
     rng = random.Random(11)
-    stats = [one_trial(tmp_path, t, rng, kills=2, fork=False) for t in range(12)]
-    assert sum(k for k, _ in stats) >= 10, stats
+    stats = [one_trial(tmp_path, t, rng, kills=2, fork=False) for t in range(8)]
+    assert sum(k for k, _ in stats) >= 6, stats
