@@ -2,11 +2,11 @@
 
 1. mango searches the grating parameters (orientation, spatial frequency, phase,
    contrast, aperture size, position) for the stimulus that drives one channel of
-   the zoo CNN's first conv layer hardest (CMA-ES, a few hundred queries).
+   the zoo CNN's second conv layer (at the image centre) hardest (CMA-ES, a few hundred queries).
 2. Around the best grating it sweeps orientation and spatial frequency, the
    classic tuning-curve experiment, and draws both curves with the best stimulus.
 
-    python examples/cnn_gratings_tuning.py [--layer features.conv1] [--unit 3] [--budget 300] [--out DIR]
+    python examples/cnn_gratings_tuning.py [--layer features.conv2] [--unit 7] [--budget 300] [--out DIR]
 
 Writes DIR/tuning.png and DIR/tuning.json (default DIR: ./cnn_gratings_out).
 """
@@ -24,8 +24,8 @@ import torch
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--layer", default="features.conv1")
-    p.add_argument("--unit", type=int, default=3)
+    p.add_argument("--layer", default="features.conv2")
+    p.add_argument("--unit", type=int, default=7)
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
 
     cnn = zoo.load("cnn-digits", device=a.device)
     oracle = TorchOracle(cnn, layer=a.layer, unit=a.unit, spatial="center", input_shape=(1, 28, 28))
-    gen = ParametricGenerator("grating", background=0.0, mean=0.5, device=a.device)
+    gen = ParametricGenerator("grating", device=a.device)  # grey screen, gratings in a soft aperture
     res = mango.maximize(oracle, generator=gen, optimizer="cma", budget=a.budget, seed=a.seed, progress=False)
     best = gen.params(res.best_point)
     print(f"best response {res.best_value:.4f} after {res.n_queries} queries; grating: "
@@ -74,6 +74,9 @@ def main(argv=None) -> dict:
     ax[1].set_title("orientation tuning")
     ax[2].semilogx(freqs, r_freq, "o-", ms=3)
     ax[2].axvline(float(best["frequency"][0]), color="r", lw=0.8)
+    ax[2].set_xticks([0.5, 1, 2, 4, 8])
+    ax[2].set_xticklabels(["0.5", "1", "2", "4", "8"])
+    ax[2].minorticks_off()
     ax[2].set_xlabel("spatial frequency (cycles / image)")
     ax[2].set_title("spatial-frequency tuning")
     fig.tight_layout()
@@ -89,8 +92,12 @@ def main(argv=None) -> dict:
     }
     with open(os.path.join(a.out, "tuning.json"), "w") as f:
         json.dump(out, f, indent=1)
-    print(f"preferred orientation {math.degrees(pref_ori):.0f} deg; orientation selectivity "
-          f"(max/min) {r_ori.max() / max(r_ori.min(), 1e-9):.2f}; wrote {a.out}/tuning.png")
+    depth = float(r_ori.max() - r_ori.min())
+    out["orientation_tuning_depth"] = depth
+    with open(os.path.join(a.out, "tuning.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"preferred orientation {math.degrees(pref_ori):.0f} deg; orientation tuning depth (max - min) "
+          f"{depth:.3f} vs best {res.best_value:.3f}; wrote {a.out}/tuning.png")
     return out
 
 
