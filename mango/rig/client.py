@@ -154,6 +154,7 @@ class RigOracle(Oracle):
         zmq = self._zmq
         sock = self._ctx.socket(zmq.DEALER)
         sock.linger = 0
+        sock.sndtimeo = max(1, int(self.timeout * 1000))  # no connection (e.g. refused handshake): send blocks
         sock.reconnect_ivl = 100
         sock.reconnect_ivl_max = 1000
         if self._curve is not None:
@@ -282,6 +283,12 @@ class RigOracle(Oracle):
                 self._open()
             try:
                 self._sock.send_multipart([b""] + frames, copy=False)
+            except zmq.Again:
+                self.stats["timeouts"] += 1
+                consecutive_timeouts += 1
+                last_fault = f"could not send within {self.timeout:g} s (no connection to the rig)"
+                log.warning("rig client: %s %s to %s: %s", what, msg_id, self.address, last_fault)
+                continue
             except zmq.ZMQError as exc:
                 last_fault = f"send failed: {exc}"
                 consecutive_timeouts += 1

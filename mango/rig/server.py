@@ -108,12 +108,10 @@ class _KeyList:
     """ZAP credentials provider: accept exactly the listed client public keys."""
 
     def __init__(self, keys: set[bytes]):
-        import zmq.utils.z85 as z85
+        self.keys = {bytes(k) for k in keys}
 
-        self.raw = {z85.decode(k) for k in keys}
-
-    def callback(self, domain, key) -> bool:
-        ok = bytes(key) in self.raw
+    def callback(self, domain, key) -> bool:  # key: the client's Z85-encoded public key
+        ok = (key.encode("ascii") if isinstance(key, str) else bytes(key)) in self.keys
         if not ok:
             log.warning("rig server: refused a CURVE client whose public key is not allowed")
         return ok
@@ -352,7 +350,7 @@ class RigServer:
                 return  # the request dies with the "crashed" process; the client retries
         reply = self.handle(body)
         if self.faults is not None and _looks_like_present(body):
-            action = self.faults.action(self, body)
+            action = self.faults.action(self, body, is_new)
         self._send(envelope, reply, action)
 
     def _send(self, envelope: list, reply: list, action=None) -> None:

@@ -98,8 +98,13 @@ class Faults:
             return True
         return False
 
-    def action(self, server, body: Sequence) -> tuple | None:
-        """What to do with the reply to ``body``: ``None`` (send), ``("drop",)``, ``("delay", s)``, ``("malformed", frames)``."""
+    def action(self, server, body: Sequence, is_new: bool = True) -> tuple | None:
+        """What to do with the reply to ``body``: ``None`` (send), ``("drop",)``, ``("delay", s)``, ``("malformed", frames)``.
+
+        Delays model a slow presentation, so they only hit requests presented
+        now (``is_new``), not retries answered from the cache; drops and
+        malformed replies (network faults) hit any reply.
+        """
         u = self.rng.random()
         msg_id = peek_id(body)
         if u < self.drop:
@@ -108,6 +113,8 @@ class Faults:
             return ("drop",)
         u -= self.drop
         if u < self.delay_prob:
+            if not is_new:
+                return None
             self.events.append(("delay", msg_id))
             log.warning("simulator fault: delaying the reply to request %s by %.2f s", msg_id, self.delay_s)
             return ("delay", self.delay_s)
