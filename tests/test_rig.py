@@ -186,10 +186,10 @@ def test_curve_any_client_that_knows_the_server_key(server, tmp_path):
         assert oracle(np.ones((2, 1, 1, 1)))[:, 0].tolist() == [1.0, 1.0]
         assert oracle.describe()["curve"] is True
     # no keys at all: refused (the handshake fails), clear error
-    with pytest.raises(RigError, match="refused|no reply"):
+    with pytest.raises(RigError, match="refused"):
         RigOracle(srv.endpoint, timeout=0.4, retries=0)
     # the wrong server key: refused too
-    with pytest.raises(RigError):
+    with pytest.raises(RigError, match="refused"):
         RigOracle(srv.endpoint, server_public_key=zmq.curve_keypair()[0], timeout=0.4, retries=0)
     assert srv.stats["presented_stimuli"] == 2
 
