@@ -226,7 +226,8 @@ def topk_figure(run: RunData, k: int = 16):
     n = len(rows)
     cols = min(n, 8)
     nr = -(-n // cols)
-    fig, axes = plt.subplots(nr, cols, figsize=(1.6 * cols, 2.1 * nr), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(nr, cols, figsize=(1.6 * cols, 2.0 * nr + 0.3), dpi=110, squeeze=False,
+                             layout="constrained")
     for a in axes.flat:
         a.axis("off")
     for rank, (i, a) in enumerate(zip(rows, axes.flat), 1):
@@ -234,7 +235,6 @@ def topk_figure(run: RunData, k: int = 16):
         a.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         a.set_title(f"#{rank} q{int(run.queries[i])}\n{run.values[i]:.4g}", fontsize=7)
     fig.suptitle(f"top {n} distinct stimuli: {run.label}", fontsize=9)
-    fig.tight_layout()
     return fig
 
 

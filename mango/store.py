@@ -53,6 +53,7 @@ from .errors import ConfigError
 
 __all__ = [
     "RunStore", "StoreError", "StoreCallback", "attach_store", "read_config", "result_to_dataframe",
+    "result_to_csv", "result_to_json", "stimulus_hash",
     "SCHEMA_VERSION", "MAGIC",
 ]
 
@@ -649,6 +650,16 @@ def result_to_dataframe(result):
         cols[f"x{j}"] = pts[:, j]
     cols.update(_response_columns(result.responses, result.unit_names))
     return pd.DataFrame(cols)
+
+
+def result_to_csv(result, path: str | os.PathLike) -> None:
+    """Write a Result's history as CSV (columns of :func:`result_to_dataframe`)."""
+    result_to_dataframe(result).to_csv(path, index=False)
+
+
+def result_to_json(result, path: str | os.PathLike | None = None) -> str:
+    """A Result with its full history as JSON (``Result.to_json(history=True)``)."""
+    return result.to_json(path, history=True)
 
 
 def read_config(path: str | os.PathLike) -> dict:

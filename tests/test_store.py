@@ -19,7 +19,7 @@ import mango
 from mango.errors import ConfigError
 from mango.spaces import Box, Codebook, Grid
 from mango.store import (MAGIC, SCHEMA_VERSION, RunStore, StoreError, attach_store, read_config,
-                         result_to_dataframe, stimulus_hash)
+                         result_to_csv, result_to_dataframe, result_to_json, stimulus_hash)
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _campaign  # noqa: E402
@@ -400,6 +400,10 @@ def test_export_dataframe_csv_json(tmp_path):
     rdf = result_to_dataframe(res)
     assert len(rdf) == 30 and "r_sphere" in rdf.columns
     np.testing.assert_array_equal(rdf["x3"].to_numpy(), res.points[:, 3])
+    result_to_csv(res, tmp_path / "res.csv")
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "res.csv")["r_sphere"].to_numpy(), res.responses[:, 0])
+    hist = json.loads(result_to_json(res, tmp_path / "res.json"))["history"]
+    assert hist["value"] == res.values.tolist() and (tmp_path / "res.json").exists()
 
 
 # -- property: resume loses nothing --------------------------------------------------
