@@ -174,3 +174,43 @@ def test_sigkill_fresh_interpreter_many(tmp_path):
     rng = random.Random(11)
     stats = [one_trial(tmp_path, t, rng, kills=2, fork=False) for t in range(8)]
     assert sum(k for k, _ in stats) >= 6, stats
+
+
+@pytest.mark.slow
+def test_cli_maximize_killed_then_resumed(tmp_path):
+    """`mango maximize --store` killed with SIGKILL mid-run, then `mango maximize --resume`."""
+    import time
+
+    cli = [sys.executable, "-m", "mango.cli", "maximize", "--objective", "sphere", "--dim", "5", "--budget", "400",
+           "--batch-size", "10", "--optimizer", "cma", "--seed", "3", "--no-progress"]
+    ref_path, path = tmp_path / "ref.sqlite", tmp_path / "run.sqlite"
+    subprocess.run(cli + ["--store", str(ref_path), "--out", str(tmp_path / "o0")], check=True, capture_output=True)
+    proc = subprocess.Popen(cli + ["--store", str(path), "--out", str(tmp_path / "o1")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while recorded_safely(path) < 50 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = recorded_safely(path)
+    assert 0 < before < 400, before
+    out = subprocess.run([sys.executable, "-m", "mango.cli", "maximize", "--resume", str(path), "--no-progress",
+                          "--out", str(tmp_path / "o2")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with RunStore(ref_path, mode="r") as a, RunStore(path, mode="r") as b:
+        qa, qb = a.read_queries(), b.read_queries()
+        assert b.status == "finished" and b.n_queries() == 400 and len(b.sessions()) == 2
+    assert qb["query"].tolist() == list(range(400))
+    np.testing.assert_array_equal(qa["points"], qb["points"])
+    np.testing.assert_array_equal(qa["values"], qb["values"])
+
+
+def recorded_safely(path) -> int:
+    """Points recorded so far in a store another process is writing (0 while it does not exist yet)."""
+    if not os.path.exists(path):
+        return 0
+    try:
+        with RunStore(path, mode="r") as s:
+            return s.n_points()
+    except Exception:  # noqa: BLE001 - the writer may be creating the file right now
+        return 0
