@@ -448,3 +448,19 @@ def test_property_resume_loses_nothing(tmp_path_factory, opt, seed, budget, batc
         q = s.read_queries()
         assert s.status == "finished"
     assert q["query"].tolist() == list(range(budget))
+
+
+def test_every_batch_is_committed_before_the_next_ask(tmp_path):
+    """While batch k is measured, another connection already sees batches 0..k-1 (the WAL allows live readers)."""
+    p = tmp_path / "r.sqlite"
+    seen = []
+
+    class Spy(_campaign.ImageSphere):
+        def evaluate(self, points):
+            with RunStore(p, mode="r") as s:
+                seen.append((s.n_points(), s.status))
+            return super().evaluate(points)
+
+    mango.maximize(Spy(), _campaign.SPACE, optimizer="ga", budget=60, batch_size=7, seed=0, progress=False, store=p)
+    assert [n for n, _ in seen] == [0, 7, 14, 21, 28, 35, 42, 49, 56]
+    assert all(st == "running" for _, st in seen)
