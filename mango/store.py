@@ -723,6 +723,14 @@ class StoreCallback:
                                  "machine; wait for it to finish or stop it before resuming.")
 
     def on_start(self, run) -> None:
+        try:
+            self._start(run)
+        except BaseException:
+            if self.own:  # the loop does not call on_end when on_start fails
+                self.store.close()
+            raise
+
+    def _start(self, run) -> None:
         store = self.store
         stored = store.config
         has_queries = store.n_points() > 0
