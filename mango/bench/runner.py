@@ -282,7 +282,7 @@ def write_csv(records: Iterable[dict], path: str) -> None:
                 f.write(_csv_line(row))
 
 
-def make_executor(workers: int = 2, dask: str | None = None, device=None):
+def make_executor(workers: int = 2, dask: str | None = None):
     """``(executor, close)``: a process pool, or a Dask cluster's executor for ``dask``
     (an address like ``tcp://host:8786``, or ``"local"`` for a LocalCluster)."""
     if dask:
@@ -367,7 +367,7 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
     if todo:
         close = None
         if executor is None:
-            executor, close = make_executor(workers, dask, device)
+            executor, close = make_executor(workers, dask)
         bar = None
         if progress or (progress is None and not os.environ.get("CI")):
             from tqdm.auto import tqdm
