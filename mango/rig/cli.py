@@ -57,7 +57,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     m.add_argument("--model", default="zoo:snn-digits", help="zoo:NAME or 'synthetic' (default zoo:snn-digits)")
     m.add_argument("--layer", default=None, help="layer of the zoo network (default its output)")
-    m.add_argument("--unit", default=None, help="unit index or name (default 0)")
+    m.add_argument("--unit", default="3", help="unit index or name (default 3, as `mango maximize`)")
     m.add_argument("--noise", default="poisson", choices=["poisson", "none"])
     m.add_argument("--window", type=float, default=0.5, help="Poisson counting window in seconds (default 0.5)")
     m.add_argument("--latency-ms", type=float, default=5.0, help="presentation time per batch (default 5 ms)")

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, UnknownNameError
+from ..oracles.base import OracleWrapper
 from .protocol import encode, peek_id
 from .server import RigServer
 
@@ -176,15 +177,31 @@ class SyntheticNeuron:
         return (self.max_rate / (1.0 + np.exp(-self.gain * drive)))[:, None]
 
 
+class _Scaled(OracleWrapper):
+    """Multiply an oracle's responses by ``factor`` (spiking rates per step -> spikes per second)."""
+
+    def __init__(self, oracle, factor: float):
+        super().__init__(oracle)
+        self.factor = float(factor)
+
+    def __call__(self, stimuli) -> np.ndarray:
+        return self._inner(stimuli) * self.factor
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "factor": self.factor}
+
+
 def build_oracle(model: str | None = "zoo:snn-digits", layer: str | None = None, unit=None, *,
-                 noise: str = "poisson", window: float = 0.5, seed: int = 0, device=None):
+                 noise: str = "poisson", window: float = 0.5, max_rate: float = 100.0, seed: int = 0, device=None):
     """The simulated neuron: ``"zoo:NAME"`` (a zoo network's unit), or ``"synthetic"`` (a Gabor cell).
 
-    If the zoo model cannot be loaded (not trained/installed), falls back to
-    the synthetic neuron with a warning.  ``noise="poisson"`` turns rates into
-    spike counts over ``window`` seconds (seeded); ``"none"`` keeps them exact.
+    A spiking zoo network's rate readout (fraction of time steps with a spike)
+    is scaled to ``max_rate`` spikes/s.  If the zoo model cannot be loaded,
+    falls back to the synthetic neuron with a warning.  ``noise="poisson"``
+    turns rates into spike-count estimates over ``window`` seconds (seeded);
+    ``"none"`` keeps them exact.
     """
-    from ..oracles import CallableOracle, Noisy
+    from ..oracles import CallableOracle, Noisy, SNNOracle
 
     if noise not in ("poisson", "none"):
         raise UnknownNameError("noise", noise, ["poisson", "none"])
@@ -200,30 +217,30 @@ def build_oracle(model: str | None = "zoo:snn-digits", layer: str | None = None,
     elif model != "synthetic":
         raise ConfigError(f"model {model!r} must be 'zoo:NAME' (e.g. zoo:snn-digits) or 'synthetic'.")
     if oracle is None:
-        oracle = CallableOracle(SyntheticNeuron(seed=seed), unit_names=["gabor"], input_shape=(1, 28, 28),
-                                device=device)
+        oracle = CallableOracle(SyntheticNeuron(max_rate=max_rate / 2, seed=seed), unit_names=["gabor"],
+                                input_shape=(1, 28, 28), device=device)
+    elif isinstance(oracle, SNNOracle):
+        oracle = _Scaled(oracle, float(max_rate))
     if noise == "poisson":
         oracle = Noisy(oracle, "poisson", window=window, clip_negative=True, seed=seed)
     return oracle
 
 
 def _zoo_oracle(name: str, layer, unit, seed: int, device):
-    import mango.zoo as zoo
+    import torch
+
+    from .. import zoo
     from ..oracles import SNNOracle, TorchOracle
     from ..oracles.snn import spiking_layers
 
-    load = getattr(zoo, "load", None)
-    if load is None:
-        raise AttributeError("mango.zoo has no load()")
-    net = load(name)
-    if hasattr(net, "eval"):
-        net.eval()
-    if hasattr(net, "oracle") and layer is None and unit is None and not isinstance(net, __import__("torch").nn.Module):
-        return net.oracle()
+    net = zoo.load(name, device=device)
+    if not isinstance(net, torch.nn.Module):
+        raise ConfigError(f"zoo model {name!r} is not a network that can be probed; use a classifier such as "
+                          "snn-digits or cnn-digits.")
     kw: dict = {"layer": layer or "output", "unit": 0 if unit is None else unit, "device": device}
     if spiking_layers(net):
         return SNNOracle(net, seed=seed, input_shape=(1, 28, 28), **kw)
-    return TorchOracle(net, **kw)
+    return TorchOracle(net, input_shape=(1, 28, 28), **kw)
 
 
 def make_present(oracle, latency_ms: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
