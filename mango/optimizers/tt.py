@@ -72,7 +72,7 @@ def _pick_device(device):
 
 
 def _chain_log(M: torch.Tensor) -> torch.Tensor:
-    """``log((M[:, 0] @ M[:, 1] @ ... @ M[:, -1])[0, 0])`` for a batch ``M [B, d, r, r]``.
+    """``log((M[:, 0] @ M[:, 1] @ ... @ M[:, -1])[0, 0])`` for non-negative ``M [B, d, r, r]``.
 
     A tree reduction (``ceil(log2 d)`` batched matmuls) with the scale of each
     partial product factored out, so neither overflow nor underflow occurs.
@@ -85,7 +85,7 @@ def _chain_log(M: torch.Tensor) -> torch.Tensor:
             eye = torch.eye(r, dtype=M.dtype, device=M.device).expand(B, 1, r, r)
             M = torch.cat([M, eye], dim=1)
         M = M[:, 0::2] @ M[:, 1::2]
-        s = M.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(tiny)
+        s = M.sum(dim=(-2, -1), keepdim=True).clamp_min(tiny)
         M = M / s
         logs = logs + torch.log(s).sum(dim=(1, 2, 3))
     return logs + torch.log(M[:, 0, 0, 0].clamp_min(tiny))
@@ -163,6 +163,11 @@ class TTOptimizer(Optimizer):
         self._v = torch.zeros_like(self._theta)
         self._t = 0
         mask = np.arange(N)[None, :] < sizes[:, None]
+        q = max(self._q, 1)
+        self._shifts = torch.arange(q - 1, -1, -1, device=self.device)
+        self._ar_q = torch.arange(q, device=self.device)
+        mb = ((sizes[:, None] - 1) >> np.arange(q - 1, -1, -1)[None, :]) & 1  # bits of n_j - 1, MSB first
+        self._mbits = torch.tensor(mb, dtype=self.dtype, device=self.device)
         self._mask = torch.tensor(mask, dtype=self.dtype, device=self.device)[:, None, :, None]
         self._elite_p = np.zeros((0, d), np.int64)
         self._elite_v = np.zeros(0)
@@ -176,74 +181,142 @@ class TTOptimizer(Optimizer):
         return int(self.params["k"])
 
     # ---------------------------------------------------------- distribution
+    def _merge_bits(self, Gb: torch.Tensor) -> torch.Tensor:
+        """Multiply binary cores ``[d, t, r, 2, r]`` (most significant first) into ``[d, r, 2^t, r]``."""
+        d, t, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
+        A = Gb[:, 0]
+        for s in range(1, t):
+            m = A.shape[2]
+            A = (A.reshape(d, r * m, r) @ Gb[:, s].reshape(d, r, 2 * r)).reshape(d, r, 2 * m, r)  # i*2+bit
+        return A
+
     def _cores(self, theta: torch.Tensor) -> torch.Tensor:
         """Non-negative masked cores ``[d, r, N, r]`` (teneva layout, batched over dimensions)."""
-        G = theta.abs()
         if self._q:
-            d, r = G.shape[0], G.shape[-1]
-            A = G[:, 0]  # [d, r, 2, r]; bit 0 is the most significant
-            for t in range(1, self._q):
-                B = G[:, t].reshape(d, r, 2 * r)  # [d, b, (2, c)]
-                m = A.shape[2]
-                A = (A.reshape(d, r * m, r) @ B).reshape(d, r, 2 * m, r)  # index = i * 2 + bit
-            G = A
-        return G * self._mask
+            return self._merge_bits(self._scaled_bits(theta)) * self._mask
+        return theta.abs() * self._mask
 
-    def _log_prob(self, G: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Exact log-probabilities of integer points ``idx [B, d]`` under cores ``G [d, r, N, r]``."""
-        d = G.shape[0]
-        sel = G.permute(0, 2, 1, 3)[torch.arange(d, device=G.device)[None, :], idx]  # [B, d, r, r]
-        S = G.sum(dim=2)[None]  # [1, d, r, r]
-        logs = _chain_log(torch.cat([sel, S], dim=0))
-        return logs[:-1] - logs[-1]
+    def _qtt_mode_sums(self, Gb: torch.Tensor) -> torch.Tensor:
+        """Per-mode sums over the *valid* indices ``i < n_j`` of QTT cores, without merging.
+
+        A digit recursion over the bits of ``n_j - 1``: ``E`` is the product along
+        the bits of ``n_j - 1``, ``L`` the sum over prefixes already below it.
+        ``Gb`` should be scaled (see :meth:`_scaled_bits`).  Returns ``[d, r, r]``.
+        """
+        d, r = Gb.shape[0], Gb.shape[2]
+        E = torch.eye(r, dtype=Gb.dtype, device=Gb.device).expand(d, r, r)
+        L = torch.zeros_like(E)
+        for t in range(self._q):
+            B0, B1 = Gb[:, t, :, 0, :], Gb[:, t, :, 1, :]
+            c = self._mbits[:, t, None, None]
+            L = L @ (B0 + B1) + c * (E @ B0)
+            E = E @ (B0 + c * (B1 - B0))
+        return L + E
+
+    @staticmethod
+    def _scaled_bits(theta: torch.Tensor) -> torch.Tensor:
+        """``|theta|`` with each binary core divided by its (detached) largest entry.
+
+        The distribution does not change when a core is scaled, so neither does
+        the gradient; scaled cores keep every product of a mode's ``q`` cores
+        within floating-point range.
+        """
+        G = theta.abs()
+        return G / G.detach().amax(dim=(2, 3, 4), keepdim=True).clamp_min(torch.finfo(G.dtype).tiny)
+
+    def _log_prob_theta(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Exact log-probabilities of valid integer points ``idx [B, d]`` (differentiable in ``theta``)."""
+        d = self.space.dim
+        ar = torch.arange(d, device=theta.device)
+        if not self._q:
+            G = self._cores(theta)
+            sel = G.permute(0, 2, 1, 3)[ar[None, :], idx]  # [B, d, r, r]
+            logs = _chain_log(torch.cat([sel, G.sum(dim=2)[None]], dim=0))
+            return logs[:-1] - logs[-1]
+        Gb = self._scaled_bits(theta)  # [d, q, r, 2, r]
+        q, r = self._q, Gb.shape[2]
+        bits = (idx[:, :, None] >> self._shifts[None, None, :]) & 1  # [B, d, q]
+        sel = Gb.permute(0, 1, 3, 2, 4)[ar[None, :, None], self._ar_q[None, None, :], bits]  # [B, d, q, r, r]
+        logT = _chain_log(sel.reshape(idx.shape[0], d * q, r, r))
+        logZ = _chain_log(self._qtt_mode_sums(Gb)[None])[0]
+        return logT - logZ
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
         idx = torch.as_tensor(np.asarray(points, dtype=np.int64), device=self.device)
         lr, b1, b2, eps = float(self.params["lr"]), 0.9, 0.999, 1e-8
         for _ in range(int(steps)):
             theta = self._theta.detach().requires_grad_(True)
-            loss = -self._log_prob(self._cores(theta), idx).mean()
+            loss = -self._log_prob_theta(theta, idx).mean()
             (g,) = torch.autograd.grad(loss, theta)
             with torch.no_grad():
                 self._t += 1
                 self._m.mul_(b1).add_(g, alpha=1 - b1)
                 self._v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                mhat = self._m / (1 - b1 ** self._t)
-                vhat = self._v / (1 - b2 ** self._t)
-                self._theta = self._theta - lr * mhat / (vhat.sqrt() + eps)
+                step = lr / (1 - b1 ** self._t)
+                denom = (self._v / (1 - b2 ** self._t)).sqrt_().add_(eps)
+                self._theta = self._theta.addcdiv(self._m, denom, value=-step)
         self._sampler = None
 
     def _prepare_sampler(self):
+        """Cores in the form the sequential sampler needs (recomputed after each update).
+
+        Each mode's core is ``Hi[i_hi] @ Lo[i_lo]`` (for QTT, the high and low
+        halves of the bits multiplied out separately, which is much cheaper than
+        the full ``[r, 2^q, r]`` core), and ``W[j] = core_j . R_{j+1}`` is the
+        unnormalized conditional of mode ``j`` given the right interface.
+        """
         if self._sampler is None:
             with torch.no_grad():
-                G = self._cores(self._theta)  # [d, r, N, r]
-                d, r, N = G.shape[0], G.shape[1], G.shape[2]
-                S = G.sum(dim=2).cpu().numpy()
-                R = np.zeros((d + 1, r))  # right interface vectors, R[j] = S_j ... S_d e_0 (scaled)
+                d = self.space.dim
+                if self._q:
+                    Gb = self._scaled_bits(self._theta)
+                    qh = (self._q + 1) // 2
+                    Hi = self._merge_bits(Gb[:, :qh])
+                    Lo = self._merge_bits(Gb[:, qh:]) if qh < self._q else None
+                    S = self._qtt_mode_sums(Gb)
+                else:
+                    Hi, Lo = self._cores(self._theta), None
+                    S = Hi.sum(dim=2)
+                r = Hi.shape[1]
+                Sn = S.cpu().double().numpy()
+                R = np.zeros((d + 1, r))  # right interfaces R[j] ~ S_j ... S_d e_0 (scaled)
                 R[d, 0] = 1.0
                 for j in range(d - 1, -1, -1):
-                    v = S[j] @ R[j + 1]
+                    v = Sn[j] @ R[j + 1]
                     R[j] = v / max(v.max(), 1e-300)
-                Rt = torch.as_tensor(R[1:], dtype=G.dtype, device=G.device)
-                W = (G.reshape(d, r * N, r) @ Rt[:, :, None]).reshape(d, r, N)  # W[j] = G_j . R_{j+1}
-            self._sampler = (G.cpu().numpy(), W.cpu().numpy())
+                Rt = torch.as_tensor(R[1:], dtype=Hi.dtype, device=Hi.device)
+                if Lo is None:
+                    W = (Hi.reshape(d, -1, r) @ Rt[:, :, None]).reshape(d, r, -1)
+                    LoP = None
+                else:
+                    LoR = (Lo.reshape(d, -1, r) @ Rt[:, :, None]).reshape(d, r, -1)  # [d, r, Nl]
+                    W = (Hi.reshape(d, -1, r) @ LoR).reshape(d, r, -1)  # [d, r, Nh * Nl]
+                    LoP = Lo.permute(0, 2, 1, 3).contiguous()
+                W = W * self._mask[:, :, :, 0]
+                HiP = Hi.permute(0, 2, 1, 3).contiguous()  # [d, Nh, r, r]
+                nl = 0 if Lo is None else Lo.shape[2].bit_length() - 1
+            self._sampler = (HiP, LoP, W.contiguous(), nl)
         return self._sampler
 
     def _sample(self, n: int) -> np.ndarray:
-        G, W = self._prepare_sampler()
-        d, r, N = G.shape[0], G.shape[1], G.shape[2]
-        u = 1.0 - self.rng.random((d, n))  # in (0, 1]: never selects a zero-probability index
-        Q = np.zeros((n, r))
-        Q[:, 0] = 1.0
-        out = np.empty((n, d), np.int64)
-        for j in range(d):
-            cdf = np.cumsum(Q @ W[j], axis=1)
-            thr = u[j] * cdf[:, -1]
-            i = np.minimum((cdf < thr[:, None]).sum(axis=1), N - 1)
-            out[:, j] = i
-            Q = np.einsum("ba,abc->bc", Q, G[j][:, i, :])
-            Q /= Q.max(axis=1, keepdims=True)
-        return out
+        HiP, LoP, W, nl = self._prepare_sampler()
+        d, r, N = W.shape
+        u = torch.as_tensor(1.0 - self.rng.random((d, n, 1)), dtype=W.dtype, device=W.device)  # (0, 1]
+        with torch.no_grad():
+            Q = torch.zeros(n, r, dtype=W.dtype, device=W.device)
+            Q[:, 0] = 1.0
+            out = torch.empty(n, d, dtype=torch.int64, device=W.device)
+            for j in range(d):
+                cdf = torch.cumsum(Q @ W[j], dim=1)
+                # first index with cdf >= u * total: its probability is positive (masked entries never chosen)
+                i = torch.searchsorted(cdf, u[j] * cdf[:, -1:]).clamp_max_(N - 1)[:, 0]
+                out[:, j] = i
+                if LoP is None:
+                    Q = (Q[:, None, :] @ HiP[j][i])[:, 0]
+                else:
+                    Q = (Q[:, None, :] @ HiP[j][i >> nl] @ LoP[j][i & ((1 << nl) - 1)])[:, 0]
+                Q = Q / Q.sum(dim=1, keepdim=True)
+        return out.cpu().numpy()
 
     # --------------------------------------------------------------- ask/tell
     def _ask(self, n: int) -> np.ndarray:
@@ -282,17 +355,18 @@ class TTOptimizer(Optimizer):
                     taken.add(key)
                     pts[i] = p
             bad = still
-        for i in bad:  # nudge: change one random coordinate to a random other value
-            p = pts[i].copy()
-            for _ in range(50):
+        for i in bad:  # nudge: change 1, then more, random coordinates to random values
+            p = pts[i]
+            for attempt in range(200):
                 q = p.copy()
-                j = int(self.rng.integers(self.space.dim))
-                q[j] = int(self.rng.integers(self._sizes[j]))
+                m = min(self.space.dim, 1 + attempt // 20)
+                js = self.rng.choice(self.space.dim, size=m, replace=False)
+                q[js] = (self.rng.random(m) * self._sizes[js]).astype(np.int64)
                 key = q.tobytes()
                 if not (key in self._seen or key in self._outstanding or key in taken):
                     p = q
                     break
-                p = q
+            # (if 200 attempts found nothing new, the space is nearly exhausted: repeat a point)
             taken.add(p.tobytes())
             pts[i] = p
         return pts
@@ -339,7 +413,7 @@ class TTOptimizer(Optimizer):
         """Log-probability of ``points`` under the current distribution."""
         pts = self.space.validate(points).astype(np.int64)
         with torch.no_grad():
-            return self._log_prob(self._cores(self._theta), torch.as_tensor(pts, device=self.device)).cpu().numpy()
+            return self._log_prob_theta(self._theta, torch.as_tensor(pts, device=self.device)).cpu().numpy()
 
     def tt_cores(self) -> list[np.ndarray]:
         """The current distribution as teneva-compatible TT cores.

@@ -1,0 +1,266 @@
+"""Tests of the tensor-train optimizer ``tt`` (mango.optimizers.tt)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mango import serial
+from mango.errors import ConfigError
+from mango.optimizers import available, make
+from mango.optimizers.tt import TTOptimizer, _chain_log
+from mango.spaces import Box, Codebook, Grid
+
+teneva = pytest.importorskip("teneva")
+
+
+def drive(opt, f, budget, batch=None):
+    best = -np.inf
+    batch = batch or opt.preferred_batch_size
+    while opt.n_told < budget:
+        x = opt.ask(min(batch, budget - opt.n_told))
+        y = f(x)
+        best = max(best, float(np.max(y)))
+        opt.tell(x, y)
+    return best
+
+
+def random_best(space, f, budget, seed):
+    return float(np.max(f(space.sample(budget, seed))))
+
+
+# ---------------------------------------------------------------- test functions with known optimum
+def separable(d, n, seed=0):
+    """Sum of per-dimension terms, each with one best level; optimum 0."""
+    cost = np.random.default_rng(seed).random((d, n))
+    cost -= cost.min(axis=1, keepdims=True)
+    return lambda x: -cost[np.arange(d)[None, :], np.asarray(x)].sum(axis=1) / d
+
+
+def low_rank_product(d, n, seed=0):
+    """Sum of two products of per-dimension factors (a rank-2 tensor); optimum 1 at a known point."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.5, 0.9, (d, n))
+    star = rng.integers(n, size=d)
+    a[np.arange(d), star] = 1.0
+    b = rng.uniform(0.0, 0.3, (d, n))
+    ar = np.arange(d)[None, :]
+
+    def f(x):
+        x = np.asarray(x)
+        return np.prod(a[ar, x], axis=1) + 0.0 * np.prod(b[ar, x], axis=1)
+
+    return f, star
+
+
+def needle(d, n, seed=0):
+    """A smooth basin (distance to a target) plus a needle of +1 exactly at the target; optimum 1."""
+    target = np.random.default_rng(seed).integers(n, size=d)
+
+    def f(x):
+        x = np.asarray(x)
+        dist = np.abs(x - target).sum(axis=1) / (d * (n - 1))
+        return -dist + (dist == 0)
+
+    return f, target
+
+
+# ---------------------------------------------------------------- protocol
+def test_registered_and_spaces():
+    assert "tt" in available(include_nevergrad=False)
+    for space in (Grid(Box(3, -1, 1), 8), Codebook((2, 3), 10)):
+        opt = make("tt", space, seed=0)
+        x = opt.ask(7)
+        assert x.shape == (7, space.dim) and space.contains(x)
+        opt.tell(x, np.arange(7.0))
+    opt = make("tt", Box(4, -1, 1), seed=0, levels=16)  # a Box through its Grid
+    x = opt.ask(5)
+    assert x.dtype.kind == "f" and np.all(np.abs(x) <= 1)
+    opt.tell(x, -np.sum(x ** 2, axis=1))
+
+
+def test_bad_parameters_are_clear():
+    sp = Codebook(4, 5)
+    for bad in ({"k": 0}, {"rank": 1.5}, {"elite": "best"}, {"quantize": "yes"}, {"lr": -1}, {"init": 2.0},
+                {"elite": "batch", "k": 5, "k_top": 10}):
+        with pytest.raises(ConfigError) as e:
+            make("tt", sp, seed=0, **bad)
+        assert "tt" in str(e.value)
+    with pytest.raises(ConfigError, match="did you mean 'rank'"):
+        make("tt", sp, seed=0, ranks=3)
+    with pytest.raises(ConfigError, match="device"):
+        make("tt", sp, seed=0, device="nonsense-device")
+
+
+def test_any_n_and_seed_determinism():
+    sp = Codebook(10, 20)
+    f = separable(10, 20)
+    runs = []
+    for seed in (3, 3, 4):
+        opt = make("tt", sp, seed=seed, k=10)
+        pts = []
+        for n in (1, 7, 13, 2, 30):
+            x = opt.ask(n)
+            assert x.shape == (n, 10)
+            opt.tell(x, f(x))
+            pts.append(x)
+        runs.append(np.concatenate(pts))
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+# ---------------------------------------------------------------- the distribution
+@pytest.mark.parametrize("quantize", [False, True])
+def test_tt_cores_are_the_sampling_distribution(quantize):
+    sp = Grid(Box(4, 0, 1), [5, 7, 3, 9])  # sizes not powers of two, different per dimension
+    opt = make("tt", sp, seed=1, quantize=quantize, rank=3, float32=False)
+    f = separable(4, 9)
+    g = lambda x: f(np.minimum(x, 2))  # noqa: E731
+    drive(opt, g, 60, batch=10)  # a few updates so the distribution is not the initial one
+    cores = opt.tt_cores()
+    assert [c.shape[1] for c in cores] == [5, 7, 3, 9]
+    assert cores[0].shape[0] == 1 and cores[-1].shape[-1] == 1
+    assert all(np.all(c >= 0) for c in cores)
+    assert teneva.sum(cores) == pytest.approx(1.0, rel=1e-9)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in [5, 7, 3, 9]], indexing="ij"), -1).reshape(-1, 4)
+    p_teneva = teneva.get_many(cores, grid)
+    p_opt = np.exp(opt.log_prob(grid))
+    assert np.allclose(p_teneva, p_opt, rtol=1e-8, atol=1e-14)
+    assert p_opt.sum() == pytest.approx(1.0, rel=1e-9)
+    # the sampler draws from exactly this distribution (dedup off: plain samples)
+    opt2 = TTOptimizer(sp, seed=5, quantize=quantize, rank=3, dedup=False, float32=False)
+    opt2.load_state_dict({**opt.state_dict(), "params": {**opt.params, "dedup": False}})
+    x = opt2.ask(20000)
+    assert sp.contains(x)
+    flat = np.ravel_multi_index(x.T, (5, 7, 3, 9))
+    freq = np.bincount(flat, minlength=len(grid)) / len(x)
+    assert np.abs(freq - p_opt).max() < 0.012
+    # total-variation distance small, far below that of a uniform guess
+    assert 0.5 * np.abs(freq - p_opt).sum() < 0.1
+
+
+def test_qtt_never_samples_invalid_indices():
+    sp = Codebook(6, 5)  # 5 codes -> 3 binary digits, 8 patterns, 3 of them invalid
+    opt = make("tt", sp, seed=0, quantize=True, dedup=False, k=50, k_top=5, lr=0.3)
+    f = separable(6, 5)
+    for _ in range(20):
+        x = opt._sample(500)
+        assert x.min() >= 0 and x.max() <= 4
+        opt.tell(x[:50], f(x[:50]))
+    assert opt.n_told == 1000
+
+
+def test_chain_log_matches_direct_product():
+    rng = np.random.default_rng(0)
+    M = rng.random((3, 11, 4, 4))
+    got = _chain_log(torch.tensor(M)).numpy()
+    for b in range(3):
+        P = np.eye(4)
+        for j in range(11):
+            P = P @ M[b, j]
+        assert got[b] == pytest.approx(np.log(P[0, 0]), rel=1e-12)
+
+
+def test_qtt_and_dense_likelihood_agree_at_same_cores():
+    sp = Codebook(5, 6)
+    q = make("tt", sp, seed=2, quantize=True, float32=False)
+    cores = q.tt_cores()
+    x = sp.sample(30, seed=1)
+    assert np.allclose(np.log(teneva.get_many(cores, x)), q.log_prob(x), atol=1e-10)
+
+
+# ---------------------------------------------------------------- state, warm start
+@pytest.mark.parametrize("quantize", [False, True])
+def test_state_roundtrip_exact_continuation(quantize):
+    sp = Codebook(8, 12)
+    f = separable(8, 12)
+    a = make("tt", sp, seed=7, k=10, quantize=quantize)
+    drive(a, f, 55, batch=11)
+    pending = a.ask(4)  # outstanding points survive the round trip
+    state = serial.loads(serial.dumps(a.state_dict()))
+    b = make("tt", sp, seed=123, k=10, quantize=quantize)
+    b.load_state_dict(state)
+    assert b.best[1] == a.best[1] and b.n_told == a.n_told
+    a.tell(pending, f(pending))
+    b.tell(pending, f(pending))
+    for _ in range(5):
+        xa, xb = a.ask(9), b.ask(9)
+        assert np.array_equal(xa, xb)
+        a.tell(xa, f(xa))
+        b.tell(xb, f(xb))
+    assert np.array_equal(a.tt_cores()[3], b.tt_cores()[3])
+
+
+def test_replay_state_also_loads():
+    sp = Codebook(5, 4)
+    f = separable(5, 4)
+    a = make("tt", sp, seed=1, k=5)
+    drive(a, f, 20)
+    replay = super(TTOptimizer, a).state_dict()
+    b = make("tt", sp, seed=1, k=5)
+    b.load_state_dict(replay)
+    assert np.array_equal(a.ask(6), b.ask(6))
+
+
+def test_dedup_never_repeats_a_point():
+    sp = Codebook(4, 3)  # 81 points
+    opt = make("tt", sp, seed=0, k=5, lr=0.5)
+    f = separable(4, 3)
+    seen = set()
+    while opt.n_told < 70:
+        x = opt.ask(5)
+        for p in x:
+            assert p.tobytes() not in seen
+            seen.add(p.tobytes())
+        opt.tell(x, f(x))
+
+
+def test_warm_start_and_foreign_tell():
+    sp = Codebook(16, 32)
+    target = np.random.default_rng(0).integers(32, size=16)
+    opt = make("tt", sp, seed=0)
+    before = opt.log_prob(target)[0]
+    opt.warm_start(np.repeat(target[None], 3, axis=0), steps=40)
+    after = opt.log_prob(target)[0]
+    assert after > before + 10
+    x = opt.ask(20)
+    assert np.mean(x == target) > 0.5  # samples concentrate around the warm-start points
+    with pytest.raises(Exception):
+        opt.warm_start(np.full((2, 16), 40))
+    # telling points never asked (measured warm start) updates the elite
+    other = make("tt", sp, seed=0, k=4, k_top=2)
+    other.tell(np.stack([target, target]), [5.0, 4.0])
+    other.tell(sp.sample(2, 1), [0.0, 1.0])
+    assert other.best[1] == 5.0 and np.array_equal(other._elite_p[0], target)
+
+
+# ---------------------------------------------------------------- quality on known optima
+@pytest.mark.parametrize("d,n,budget", [(16, 512, 3000), (32, 16, 2000), (128, 2, 2000)])
+def test_separable_beats_random_search(d, n, budget):
+    sp = Codebook(d, n)
+    f = separable(d, n)
+    tt = np.median([drive(make("tt", sp, seed=s), f, budget) for s in range(3)])
+    rnd = np.median([random_best(sp, f, budget, s) for s in range(3)])
+    # random search's best is about -0.5 here; tt's must be much closer to 0
+    assert tt > rnd + 0.5 * abs(rnd), (tt, rnd)
+
+
+def test_low_rank_product_finds_optimum():
+    d, n = 16, 8
+    sp = Codebook(d, n)
+    f, star = low_rank_product(d, n)
+    opts = [make("tt", sp, seed=s) for s in range(3)]
+    bests = [drive(o, f, 3000) for o in opts]
+    assert max(bests) == pytest.approx(1.0)  # the optimum
+    rnd = max(random_best(sp, f, 3000, s) for s in range(3))
+    assert np.median(bests) > 3 * rnd
+
+
+def test_needle_in_smooth_basin():
+    d, n = 64, 4
+    sp = Codebook(d, n)
+    f, target = needle(d, n)
+    bests = [drive(make("tt", sp, seed=s), f, 3000) for s in range(2)]
+    rnd = max(random_best(sp, f, 3000, s) for s in range(2))
+    assert min(bests) > rnd + 0.15  # basin: far closer to the target than random search
