@@ -241,3 +241,17 @@ def test_cli_bench(tmp_path, capsys):
     assert main(["bench", "--suite", "quick", "--problems", "nope", "--out", str(out)]) == 2
     assert main(["bench", "--suite", "quick", "--budgets", "a,b", "--out", str(out)]) == 2
     assert main(["bench", "--suite", "quick", "--report-only", "--out", str(out)]) == 0
+
+
+def test_a_failing_run_is_reported_and_retried_not_fatal(tmp_path):
+    bad = Problem.make("bad-fn", "function", fn="sphere", dim=3, nonsense=1)
+    with pytest.warns(RuntimeWarning, match="bad-fn"):
+        recs = bench.run_benchmark([SPHERE, bad], "random", 1, [10], tmp_path, executor=SerialExecutor(),
+                                   progress=False)
+    assert [r["problem"] for r in recs] == ["sphere-6"]
+    err = [json.loads(l) for l in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert err[0]["problem"] == "bad-fn" and "bad parameters" in err[0]["error"]
+    ex = SerialExecutor()
+    with pytest.warns(RuntimeWarning):
+        bench.run_benchmark([SPHERE, bad], "random", 1, [10], tmp_path, executor=ex, progress=False)
+    assert len(ex.submitted) == 1  # only the failed run is retried

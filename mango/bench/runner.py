@@ -27,6 +27,7 @@ import math
 import multiprocessing
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -242,7 +243,13 @@ def _task(args) -> dict:
             torch.set_num_threads(int(threads))
         except Exception:  # pragma: no cover - torch is a core dependency
             pass
-    return run_one(problem, optimizer, seed, budgets, device=device, batch_size=batch_size)
+    try:
+        return run_one(problem, optimizer, seed, budgets, device=device, batch_size=batch_size)
+    except Exception as exc:  # one failing run must not sink the benchmark; it is reported and retried
+        import traceback
+
+        return {"problem": problem.name, "optimizer": optimizer.label, "seed": int(seed),
+                "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
 
 
 def load_records(out: str | os.PathLike) -> list[dict]:
@@ -326,6 +333,9 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
     executor : any ``concurrent.futures``-style executor (``submit``); default a
         process pool of ``workers`` (``spawn``), or a Dask cluster with ``dask=``.
     resume : skip runs already in ``out/results.jsonl`` that cover ``budgets``.
+        A run that raises is not fatal: it is warned about, written to
+        ``out/errors.jsonl`` with its traceback, left out of the results and
+        retried by the next call.
     threads : torch threads per worker (1 keeps workers from fighting over cores).
     """
     opts = parse_optimizers(optimizers)
@@ -355,7 +365,8 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
             if os.path.exists(p):
                 os.remove(p)
     done = {(r["problem"], r["optimizer"], r["seed"]) for r in old if set(budgets) <= set(r["budgets"])}
-    todo = [(p, o, s) for p in problems for o in opts for s in seeds if (p.name, o.label, s) not in done]
+    # seed-major order: an interrupted benchmark has every (problem, optimizer) with fewer seeds
+    todo = [(p, o, s) for s in seeds for p in problems for o in opts if (p.name, o.label, s) not in done]
     keep = [r for r in old if (r["problem"], r["optimizer"], r["seed"]) in done]
     if len(keep) != len(old):  # drop stale records (fewer budgets) so they are redone
         with open(jsonl, "w") as f:
@@ -369,6 +380,7 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
         if executor is None:
             executor, close = make_executor(workers, dask)
         bar = None
+        errors: list[dict] = []
         if progress or (progress is None and not os.environ.get("CI")):
             from tqdm.auto import tqdm
 
@@ -378,6 +390,16 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
                     for p, o, s in todo}
             for fut in cf.as_completed(futs):
                 rec = fut.result()
+                if "error" in rec:
+                    errors.append(rec)
+                    with open(os.path.join(out, "errors.jsonl"), "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    if bar is not None:
+                        bar.update(1)
+                    warnings.warn(f"run {rec['problem']} / {rec['optimizer']} / seed {rec['seed']} failed: "
+                                  f"{rec['error']} (traceback in {out}/errors.jsonl; rerun to retry)",
+                                  RuntimeWarning, stacklevel=2)
+                    continue
                 with open(csv, "a") as f:
                     for row in rec["rows"]:
                         f.write(_csv_line(row))

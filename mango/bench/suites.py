@@ -9,8 +9,11 @@
   several layers) over the zoo generators: VQ-VAE codes (Codebook) and its
   continuous embedding view, the GAN latent (Box, and a 64-level Grid) and
   gratings; noise none and Poisson.
-* ``zoo-small`` -- a handful of ``zoo`` problems for a run of about an hour on
-  two cores.
+* ``zoo-small`` -- five ``zoo`` problems (CNN output / hidden units and an SNN
+  hidden unit; GAN latent, gratings, VQ-VAE codes; one with Poisson noise) for
+  a run of well under an hour on two cores (benchmarks/RESULTS.md).  The SNN's
+  output neurons are left out of it: their spike rate saturates at 1 for most
+  random stimuli, so every optimizer ties.
 
 ``get(name)`` returns the list; ``SUITES`` maps names to builders and
 ``DEFAULT_OPTIMIZERS`` to each suite's default optimizer list.
@@ -82,12 +85,11 @@ def _zoo() -> list[Problem]:
 
 def _zoo_small() -> list[Problem]:
     return [
-        _zoo_problem("cnn-out7", "vq"),
         _zoo_problem("cnn-out7", "gan"),
-        _zoo_problem("snn-out3", "vq"),
-        _zoo_problem("snn-out3", "vqemb"),
-        _zoo_problem("cnn-r2u4", "vq", "poisson"),
         _zoo_problem("snn-l2u7", "gan"),
+        _zoo_problem("cnn-out7", "grat"),
+        _zoo_problem("cnn-out7", "vq"),
+        _zoo_problem("cnn-fc1u9", "vq", "poisson"),
     ]
 
 
