@@ -292,3 +292,49 @@ def test_fuzz_live_client_discards_garbage(junk):
         t.join(2)
         router.close(0)
         ctx.term()
+
+
+# -- the simulator's neuron ------------------------------------------------------------------
+
+def test_simulator_default_neuron_is_a_zoo_snn_unit():
+    from mango.rig.simulator import build_oracle
+
+    oracle = build_oracle("zoo:snn-digits", unit=3, seed=0)
+    d = oracle.describe()
+    assert d["kind"] == "poisson" and d["oracle"]["oracle"]["class"] == "SNNOracle"
+    assert oracle.unit_names == ["lif3:3"] and oracle.input_shape == (1, 28, 28)
+    x = np.random.default_rng(0).random((4, 1, 28, 28))
+    r1 = oracle(x)
+    r2 = build_oracle("zoo:snn-digits", unit=3, seed=0)(x)
+    assert r1.shape == (4, 1) and np.all(r1 >= 0)
+    np.testing.assert_array_equal(r1, r2)  # same seed, same spikes
+
+
+def test_simulator_falls_back_when_zoo_missing(monkeypatch, caplog):
+    import mango.zoo
+    from mango.errors import UnknownNameError
+    from mango.rig.simulator import build_oracle
+
+    def missing(name, device=None):
+        raise FileNotFoundError("weights not installed")
+
+    monkeypatch.setattr(mango.zoo, "load", missing)
+    caplog.set_level(logging.WARNING, logger="mango.rig")
+    oracle = build_oracle("zoo:snn-digits", noise="none")
+    assert oracle.unit_names == ["gabor"] and "synthetic Gabor neuron instead" in caplog.text
+    monkeypatch.undo()
+    with pytest.raises(UnknownNameError):
+        build_oracle("zoo:no-such-net")
+    with pytest.raises(ConfigError, match="zoo:NAME"):
+        build_oracle("resnet")
+
+
+def test_faults_are_seeded():
+    from mango.rig.protocol import make_present
+
+    body = make_present("x", np.zeros((1, 1)))
+    runs = []
+    for _ in range(2):
+        f = Faults(drop=0.2, delay_prob=0.2, malformed_prob=0.2, delay_s=0.0, seed=5)
+        runs.append([None if a is None else a[0] for a in (f.action(None, body) for _ in range(50))])
+    assert runs[0] == runs[1] and {"drop", "delay", "malformed", None} <= set(runs[0])

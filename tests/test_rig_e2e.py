@@ -163,3 +163,39 @@ def test_cli_errors_are_clear(capsys):
     assert "MODULE:FUNCTION" in capsys.readouterr().err
     assert rig_main(["rig", "simulate", "--port", "0", "--drop", "2", "--timeout", "1"]) == 2
     assert "probability" in capsys.readouterr().err
+
+
+def test_present_template_runs(monkeypatch):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "rig_present_template.py"
+    spec = importlib.util.spec_from_file_location("rig_present_template", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "STIMULUS_S", 0.0)
+    monkeypatch.setattr(mod, "BLANK_S", 0.0)
+    from mango.rig import RigServer
+
+    with RigServer(mod.present, "tcp://127.0.0.1:0", unit_names=["ch12"], input_shape=(1, 28, 28)) as srv:
+        with RigOracle(srv.endpoint, timeout=5.0) as oracle:
+            r = oracle(np.zeros((3, 1, 28, 28)))
+    assert r.shape == (3, 1) and np.all(r >= 0)
+
+
+def test_mango_maximize_cli_with_rig_oracle(procs, tmp_path):
+    """`mango maximize --oracle rig://...` (the main CLI) against the simulator process."""
+    log = tmp_path / "presented.jsonl"
+    sim = procs(["simulate", "--port", "0", "--model", "synthetic", "--latency-ms", "1", "--log", str(log),
+                 "--timeout", "150"])
+    port = sim.endpoint.rsplit(":", 1)[1]
+    out = subprocess.run([sys.executable, "-m", "mango.cli", "maximize", "--oracle", f"rig://127.0.0.1:{port}",
+                          "--budget", "40", "--batch-size", "10", "--optimizer", "random", "--no-progress",
+                          "--store", str(tmp_path / "run.sqlite"), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=180, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    from mango.store import RunStore
+
+    with RunStore(tmp_path / "run.sqlite", "r") as store:
+        assert store.n_queries() == 40 and store.n_points() == 40
+    assert sum(r["n"] for r in _presentations(log)) == 40
