@@ -15,6 +15,15 @@ from mango.spaces import Box, Codebook, Grid
 teneva = pytest.importorskip("teneva")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tensors are tiny: one thread is fastest, and fair to a shared CI machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def drive(opt, f, budget, batch=None):
     best = -np.inf
     batch = batch or opt.preferred_batch_size
