@@ -49,7 +49,7 @@ class Generator:
 
     Subclasses implement ``_generate(points: np.ndarray) -> torch.Tensor`` for
     already-validated points and set ``space``, ``device`` and ``output_shape``.
-    Calls run under :func:`torch.inference_mode`, in chunks of ``max_batch`` points,
+    Calls run without autograd (:func:`torch.no_grad`), in chunks of ``max_batch`` points,
     and apply the optional output ``transform`` (default: none; outputs in [0, 1]).
     """
 
@@ -63,7 +63,9 @@ class Generator:
     def __call__(self, points) -> torch.Tensor:
         pts = self.space.validate(points)
         outs = []
-        with torch.inference_mode():
+        # no_grad rather than inference_mode: the images stay ordinary tensors that a
+        # user may feed to a model outside no_grad without "inference tensor" errors
+        with torch.no_grad():
             for i in range(0, len(pts), self.max_batch):
                 x = self._generate(pts[i:i + self.max_batch])
                 if self.transform is not None:

@@ -113,7 +113,7 @@ class VQVAEGenerator(Generator):
         if not hasattr(self.model, "encode"):
             raise ConfigError(f"{type(self.model).__name__} has no .encode(images); cannot encode images.")
         x = as_images(images, self.device)
-        with torch.inference_mode():
+        with torch.no_grad():
             z = self.model.encode(x)
         if tuple(z.shape[2:]) != self.latent_shape or z.shape[1] != self.embedding_dim:
             raise ConfigError(
