@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import mango
 from mango.errors import ConfigError
 from mango.rig import Faults, RigError, RigOracle, RigServer, parse_rig_uri, write_keypair
-from mango.rig.protocol import ProtocolError, decode, make_ping, make_reply
+from mango.rig.protocol import decode, make_ping, make_reply
 from mango.spaces import Box
 
 
@@ -282,10 +282,7 @@ def test_fuzz_live_client_discards_garbage(junk):
     t.start()
     try:
         with RigOracle(f"tcp://127.0.0.1:{port}", timeout=2.0, retries=0) as oracle:
-            try:
-                r = oracle(np.zeros((3, 2)))
-            except ProtocolError:  # junk shaped as a well-formed 'malformed' error for our id cannot occur
-                raise
+            r = oracle(np.zeros((3, 2)))
             assert r[:, 0].tolist() == [7.0, 7.0, 7.0]
     finally:
         stop.set()

@@ -168,7 +168,9 @@ class RigServer:
             raise ConfigError(f"cache_size must be >= 1, got {cache_size}.")
         self.present = present
         self._pass_meta = _accepts_meta(present)
-        self.address = address.replace(":0", ":*") if address.endswith(":0") else address
+        if address.startswith("tcp://") and address.endswith(":0"):
+            address = address[:-2] + ":*"  # any free port; see .endpoint
+        self.address = address
         self.unit_names = [str(u) for u in (unit_names if unit_names is not None else ["response"])]
         if not self.unit_names:
             raise ConfigError("unit_names must name at least one response column.")
@@ -290,6 +292,12 @@ class RigServer:
                            "Pick another --port/--address.")
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sock = sock
+        host = self.endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+        if self.keys is None and self.endpoint.startswith("tcp://") and not (
+                host.startswith("127.") or host in ("localhost", "::1")):
+            log.warning("rig server: bound to %s without CURVE: anyone who can reach this port can present "
+                        "stimuli. Use curve_secret_key= (`--curve-secret`, keys from `mango rig keys`) on a "
+                        "lab network.", self.endpoint)
         return self.endpoint
 
     def _close_socket(self) -> None:
