@@ -108,7 +108,7 @@ def test_simulator_and_maximize_end_to_end(procs, tmp_path):
 
 def test_faults_nothing_lost_nor_double_counted(procs, tmp_path, caplog):
     log = tmp_path / "presented.jsonl"
-    sim = procs(["simulate", "--port", "0", "--model", "synthetic", "--latency-ms", "1", "--seed", "1",
+    sim = procs(["simulate", "--port", "0", "--model", "synthetic", "--latency-ms", "1", "--seed", "3",
                  "--drop", "0.1", "--delay-prob", "0.1", "--delay-s", "0.45", "--malformed-prob", "0.1",
                  "--restart-after", "8", "--restart-pause", "0.3", "--log", str(log), "--timeout", "150"])
     caplog.set_level(logging.INFO, logger="mango.rig")

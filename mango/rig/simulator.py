@@ -58,7 +58,8 @@ class Faults:
     restart_after : restart the server when the N-th new request arrives
         (before presenting it), once.  ``None``: never.
     restart_pause : seconds the server stays down.
-    seed : seed of the fault draws; same seed and requests, same faults.
+    seed : seed of the fault draws; same seed and requests, same faults (the
+        faults of the n-th new request do not depend on earlier retries).
 
     ``events`` lists every injected fault as ``(kind, request id)``.
     """
@@ -79,7 +80,10 @@ class Faults:
         self.restart_after = None if restart_after is None else int(restart_after)
         self.restart_pause = float(restart_pause)
         self.seed = seed
+        # new requests and retries draw from separate streams, so the faults hitting the n-th new request
+        # do not depend on how many retries timing caused before it
         self.rng = np.random.default_rng(seed)
+        self.rng_retry = np.random.default_rng([seed, 1])
         self.new_requests = 0
         self.restarted = False
         self.events: list[tuple[str, Any]] = []
@@ -106,7 +110,8 @@ class Faults:
         now (``is_new``), not retries answered from the cache; drops and
         malformed replies (network faults) hit any reply.
         """
-        u = self.rng.random()
+        rng = self.rng if is_new else self.rng_retry
+        u = rng.random()
         msg_id = peek_id(body)
         if u < self.drop:
             self.events.append(("drop", msg_id))
@@ -121,10 +126,10 @@ class Faults:
             return ("delay", self.delay_s)
         u -= self.delay_prob
         if u < self.malformed_prob:
-            variant = int(self.rng.integers(len(_MALFORMED)))
+            variant = int(rng.integers(len(_MALFORMED)))
             self.events.append(("malformed", msg_id))
             log.warning("simulator fault: sending a malformed reply (%s) to request %s", _MALFORMED[variant][0], msg_id)
-            return ("malformed", _MALFORMED[variant][1](msg_id, self.rng))
+            return ("malformed", _MALFORMED[variant][1](msg_id, rng))
         return None
 
     def describe(self) -> dict:
