@@ -68,6 +68,9 @@ def main(argv=None) -> int:
         with open(note[1:]) as f:
             note = f.read()
     ran = metrics.ran(records)
+    from mango.bench.runner import parse_optimizers
+
+    order = [o.label for o in parse_optimizers(bargs.optimizers)] if bargs.optimizers else None
     lines = [
         "# mango benchmark results", "",
         f"Command: `python benchmarks/run_suite.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
         params = ", ".join(f"{k}={v}" for k, v in spec["params"].items())
         lines.append(f"| {name} | {spec['kind']} | {params} | {spec['noise']} | {ref:.4g} |")
     lines += ["", "## Figures", "", f"![anytime]({rel}/anytime.png)", "", f"![ecdf]({rel}/ecdf.png)", "",
-              "## Tables", "", metrics.markdown_report(records)]
+              "## Tables", "", metrics.markdown_report(records, order=order)]
     if note:
         lines += ["## Conclusion", "", note, ""]
     with open(args.results, "w") as f:

@@ -218,7 +218,7 @@ def test_report_tables_and_figures(tmp_path):
     text = metrics.markdown_report(recs)
     assert "| random |" in text and "60 queries" in text
     assert "cma on codebook-8" in text  # the skipped pair is named
-    assert "1 of 2 problems" in text  # pooled tables only on common problems
+    assert "group 1 of 2" in text and "group 2 of 2" in text  # pooled only over comparable problems
     w = metrics.winners(metrics.rows(recs))
     assert set(w["budget"]) == {20, 60}
     from mango.bench.cli import write_outputs

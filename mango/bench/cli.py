@@ -58,11 +58,13 @@ def _default_device():
         return "cpu"
 
 
-def write_outputs(records, out: str, command: str | None = None) -> str:
-    """Write ``report.md``, ``anytime.png`` and ``ecdf.png`` into ``out``; return the report text."""
+def write_outputs(records, out: str, command: str | None = None, order=None) -> str:
+    """Write ``report.md``, ``anytime.png`` and ``ecdf.png`` into ``out``; return the report text.
+
+    ``order``: optimizer labels in display order."""
     from . import metrics, plots
 
-    text = metrics.markdown_report(records)
+    text = metrics.markdown_report(records, order=order)
     plots.save_figures(records, out)
     head = ["# mango bench report", ""]
     if command:
@@ -94,12 +96,15 @@ def run(args) -> int:
         for p in problems:
             print(p.name, json.dumps(p.to_dict()))
         return 0
+    from .runner import parse_optimizers
+
+    optimizers = args.optimizers or suites.DEFAULT_OPTIMIZERS.get(args.suite, "random,cma")
+    order = [o.label for o in parse_optimizers(optimizers)]
     if args.report_only:
         records = load_records(args.out)
         if not records:
             raise ConfigError(f"no results in {args.out!r}: run without --report-only first.")
     else:
-        optimizers = args.optimizers or suites.DEFAULT_OPTIMIZERS.get(args.suite, "random,cma")
         if args.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {args.seeds}.")
         t0 = time.time()
@@ -107,6 +112,6 @@ def run(args) -> int:
                                 workers=args.workers, dask=args.dask, device=args.device or _default_device(),
                                 resume=not args.no_resume)
         print(f"{len(records)} runs in {args.out} ({time.time() - t0:.0f} s)", file=sys.stderr)
-    text = write_outputs(records, args.out, command="mango bench " + " ".join(sys.argv[2:]))
+    text = write_outputs(records, args.out, command="mango bench " + " ".join(sys.argv[2:]), order=order)
     print(text)
     return 0

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["ran", "rows", "common_problems", "best_ever", "add_rel_best", "bootstrap_median_ci", "summary", "per_problem", "hitting_times",
+__all__ = ["ran", "rows", "common_problems", "problem_groups", "best_ever", "add_rel_best", "bootstrap_median_ci", "summary", "per_problem", "hitting_times",
            "ert", "ecdf", "timing", "winners", "markdown_report", "DEFAULT_TARGETS"]
 
 DEFAULT_TARGETS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -210,26 +210,24 @@ def _f(x, nd=3):
     return f"{x:.{nd}f}"
 
 
-def markdown_report(records: Sequence[dict], targets: Sequence[float] = DEFAULT_TARGETS, seed: int = 0) -> str:
-    """Markdown tables: medians with CIs per budget, per-problem medians, ERT, timings, winners."""
-    full = rows(records)
-    common = common_problems(full)
-    if not common:
-        raise ConfigError("no problem was run by every optimizer; pooled tables need common problems.")
-    df = full[full["problem"].isin(common)]
-    opts = list(dict.fromkeys(full["optimizer"]))
-    budgets = sorted(df["budget"].unique().tolist())
-    n_all = full["problem"].nunique()
-    lines = []
-    if len(common) < n_all:
-        lines += [f"Pooled tables use the {len(common)} of {n_all} problems that every optimizer ran "
-                  f"({', '.join(common)}); the per-problem table shows all.", ""]
+def problem_groups(df) -> list[tuple[list[str], list[str], list[int]]]:
+    """Problems grouped by (optimizers that ran them, budgets): ``[(problems, optimizers, budgets)]``.
+
+    Pooled tables are only fair within a group: same optimizers, same budgets.
+    """
+    key = {}
+    for p, g in df.groupby("problem", sort=False):
+        k = (tuple(dict.fromkeys(g["optimizer"])), tuple(sorted(g["budget"].unique().tolist())))
+        key.setdefault(k, []).append(p)
+    return [(probs, list(o), list(b)) for (o, b), probs in key.items()]
+
+
+def _pooled(df, opts, budgets, seed, lines):
     for col, title in (("normalized", "activation / reference max (zoo: max over the training images; "
                                       "test functions: 0 = random, 1 = optimum)"),
                        ("rel_best", "value / best ever found on the problem across all runs")):
         s = summary(df, col, seed=seed)
-        lines += [f"### Median {title}", "",
-                  "Median over all (problem, seed) runs, [95% bootstrap CI].", "",
+        lines += [f"Median {title}, over all (problem, seed) runs, [95% bootstrap CI]:", "",
                   "| optimizer | " + " | ".join(f"{b} queries" for b in budgets) + " |",
                   "|---|" + "---|" * len(budgets)]
         for o in opts:
@@ -240,42 +238,64 @@ def markdown_report(records: Sequence[dict], targets: Sequence[float] = DEFAULT_
                                                  f"{_f(r['ci_high'].iloc[0])}]")
             lines.append(f"| {o} | " + " | ".join(cells) + " |")
         lines.append("")
-    for b in budgets[-1:]:
-        pp = per_problem(full, b)
-        lines += [f"### Per problem at {b} queries: median normalized value over seeds", "",
-                  "| problem | " + " | ".join(opts) + " |", "|---|" + "---|" * len(opts)]
-        for p, r in pp.iterrows():
-            best = np.nanmax(r.to_numpy(dtype=float))
-            cells = [("**" + _f(r.get(o)) + "**") if r.get(o) == best else _f(r.get(o)) for o in opts]
-            lines.append(f"| {p} | " + " | ".join(cells) + " |")
-        lines.append("")
-    e = ert(records, targets)
-    lines += ["### Expected running time (queries) to reach a fraction of the best ever found",
-              "", "Per cell: the median over problems of the per-problem ERT (∞ when the optimizer reached the "
-              "target on at most half of the problems), and (successful runs / runs).", "",
-              "| optimizer | " + " | ".join(f"≥{t:g}" for t in targets) + " |", "|---|" + "---|" * len(targets)]
-    for o in opts:
-        cells = []
-        for t in targets:
-            g = e[(e["optimizer"] == o) & (e["target"] == t)]
-            med = float(np.median(g["ert"].to_numpy())) if len(g) else math.nan
-            cells.append(f"{_f(med, 0)} ({int(g['successes'].sum())}/{int(g['runs'].sum())})")
-        lines.append(f"| {o} | " + " | ".join(cells) + " |")
-    lines.append("")
-    tm = timing(records)
-    tm = tm.reindex(opts)
-    lines += ["### Time per query (median over runs)", "", "| optimizer | optimizer ms/query | oracle ms/query | "
-              "wall s/run |", "|---|---|---|---|"]
-    for o in opts:
-        r = tm.loc[o]
-        lines.append(f"| {o} | {_f(r['opt_ms'], 3)} | {_f(r['oracle_ms'], 3)} | {_f(r['wall_s'], 1)} |")
-    lines.append("")
     w = winners(df)
-    lines += ["### Winner per budget (mean over problems of the median normalized value)", "",
+    lines += ["Winner per budget (mean over problems of the median normalized value over seeds):", "",
               "| budget | best | score | runner-up | score | ratio |", "|---|---|---|---|---|---|"]
     for _, r in w.iterrows():
         lines.append(f"| {r['budget']} | {r['best']} | {_f(r['score'])} | {r.get('second', '–')} | "
                      f"{_f(r.get('second_score'))} | {_f(r.get('ratio'), 2)} |")
+    lines.append("")
+
+
+def markdown_report(records: Sequence[dict], targets: Sequence[float] = DEFAULT_TARGETS, seed: int = 0,
+                    order: Sequence[str] | None = None) -> str:
+    """Markdown tables: pooled medians with CIs and winners per group of comparable problems,
+    per-problem medians at every budget, ERT, and time per query.  ``order``: optimizer labels in
+    the order to show them (default: order of appearance)."""
+    full = rows(records)
+    seen = list(dict.fromkeys(full["optimizer"]))
+    opts_all = [o for o in (order or []) if o in seen] + [o for o in seen if o not in (order or [])]
+    lines = []
+    groups = problem_groups(full)
+    groups = [(probs, [o for o in opts_all if o in opts], budgets) for probs, opts, budgets in groups]
+    for i, (probs, opts, budgets) in enumerate(groups):
+        lines += [f"### Pooled over {', '.join(probs)}" + (f" (group {i + 1} of {len(groups)}: problems run by "
+                                                           "the same optimizers at the same budgets)"
+                                                           if len(groups) > 1 else ""), ""]
+        _pooled(full[full["problem"].isin(probs)], opts, budgets, seed, lines)
+    for b in sorted(full["budget"].unique().tolist()):
+        pp = per_problem(full, b)
+        lines += [f"### Per problem at {b} queries: median normalized value over seeds", "",
+                  "| problem | " + " | ".join(opts_all) + " |", "|---|" + "---|" * len(opts_all)]
+        for p, r in pp.iterrows():
+            best = np.nanmax(r.to_numpy(dtype=float))
+            cells = [("**" + _f(r.get(o)) + "**") if r.get(o) == best else _f(r.get(o)) for o in opts_all]
+            lines.append(f"| {p} | " + " | ".join(cells) + " |")
+        lines.append("")
+    e = ert(records, targets)
+    lines += ["### Expected running time (queries) to reach a fraction of the best ever found", "",
+              "Per cell: the median over problems of the per-problem ERT (failed runs count their whole "
+              "budget; ∞ when the optimizer reached the target on at most half of the problems), and "
+              "(successful runs / runs).", ""]
+    for probs, opts, budgets in groups:
+        if len(groups) > 1:
+            lines += [f"Problems {', '.join(probs)} (budget {budgets[-1]}):", ""]
+        lines += ["| optimizer | " + " | ".join(f"≥{t:g}" for t in targets) + " |", "|---|" + "---|" * len(targets)]
+        eg = e[e["problem"].isin(probs)]
+        for o in opts:
+            cells = []
+            for t in targets:
+                g = eg[(eg["optimizer"] == o) & (eg["target"] == t)]
+                med = float(np.median(g["ert"].to_numpy())) if len(g) else math.nan
+                cells.append(f"{_f(med, 0)} ({int(g['successes'].sum())}/{int(g['runs'].sum())})")
+            lines.append(f"| {o} | " + " | ".join(cells) + " |")
+        lines.append("")
+    tm = timing(records).reindex(opts_all)
+    lines += ["### Time per query (median over runs)", "", "| optimizer | optimizer ms/query | oracle ms/query | "
+              "wall s/run |", "|---|---|---|---|"]
+    for o in opts_all:
+        r = tm.loc[o]
+        lines.append(f"| {o} | {_f(r['opt_ms'], 3)} | {_f(r['oracle_ms'], 3)} | {_f(r['wall_s'], 1)} |")
     lines.append("")
     skipped = sorted({(r["problem"], r["optimizer"], r["skipped"]) for r in records if r.get("skipped")})
     if skipped:
