@@ -273,3 +273,20 @@ def test_needle_in_smooth_basin():
     bests = [drive(make("tt", sp, seed=s), f, 3000) for s in range(2)]
     rnd = max(random_best(sp, f, 3000, s) for s in range(2))
     assert min(bests) > rnd + 0.15  # basin: far closer to the target than random search
+
+
+# ---------------------------------------------------------------- optional peer
+@pytest.mark.slow  # jax compiles protes's functions (a minute on a busy 2-core machine)
+def test_protes_peer_ask_tell():
+    pytest.importorskip("protes")
+    assert "protes" in available(include_nevergrad=False)
+    sp = Codebook(8, 6)
+    f = separable(8, 6)
+    a = make("protes", sp, seed=0, k=20, k_top=4)
+    best = drive(a, f, 400, batch=13)  # any batch size
+    assert best > random_best(sp, f, 400, 0)
+    b = make("protes", sp, seed=0, k=20, k_top=4)
+    b.load_state_dict(a.state_dict())  # exact replay
+    assert np.array_equal(a.ask(5), b.ask(5))
+    with pytest.raises(ConfigError, match="same number of levels"):
+        make("protes", Grid(Box(3, 0, 1), [4, 5, 6]), seed=0)

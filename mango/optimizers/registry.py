@@ -21,7 +21,9 @@ _REGISTRY: dict[str, object] = {
     "tt": "mango.optimizers.tt:TTOptimizer",
 }
 # names whose availability depends on an optional package: name -> (module to import, "module:Class")
-_OPTIONAL: dict[str, tuple[str, str]] = {}
+_OPTIONAL: dict[str, tuple[str, str]] = {
+    "protes": ("protes", "mango.optimizers.tt_peers:ProtesOptimizer"),
+}
 
 
 def register(name: str, target=None, *, requires: str | None = None):
