@@ -163,6 +163,7 @@ class TTOptimizer(Optimizer):
         self._v = torch.zeros_like(self._theta)
         self._t = 0
         mask = np.arange(N)[None, :] < sizes[:, None]
+        self._masked = not bool(mask.all())
         q = max(self._q, 1)
         self._shifts = torch.arange(q - 1, -1, -1, device=self.device)
         self._ar_q = torch.arange(q, device=self.device)
@@ -192,9 +193,8 @@ class TTOptimizer(Optimizer):
 
     def _cores(self, theta: torch.Tensor) -> torch.Tensor:
         """Non-negative masked cores ``[d, r, N, r]`` (teneva layout, batched over dimensions)."""
-        if self._q:
-            return self._merge_bits(self._scaled_bits(theta)) * self._mask
-        return theta.abs() * self._mask
+        G = self._merge_bits(self._scaled_bits(theta)) if self._q else theta.abs()
+        return G * self._mask if self._masked else G
 
     def _qtt_mode_sums(self, Gb: torch.Tensor) -> torch.Tensor:
         """Per-mode sums over the *valid* indices ``i < n_j`` of QTT cores, without merging.
@@ -292,8 +292,9 @@ class TTOptimizer(Optimizer):
                     LoR = (Lo.reshape(d, -1, r) @ Rt[:, :, None]).reshape(d, r, -1)  # [d, r, Nl]
                     W = (Hi.reshape(d, -1, r) @ LoR).reshape(d, r, -1)  # [d, r, Nh * Nl]
                     LoP = Lo.permute(0, 2, 1, 3).contiguous()
-                W = W * self._mask[:, :, :, 0]
-                HiP = Hi.permute(0, 2, 1, 3).contiguous()  # [d, Nh, r, r]
+                if self._masked:
+                    W = W * self._mask[:, :, :, 0]
+                HiP = Hi.permute(0, 2, 1, 3)  # [d, Nh, r, r] view: HiP[j][i] are matrices
                 nl = 0 if Lo is None else Lo.shape[2].bit_length() - 1
             self._sampler = (HiP, LoP, W.contiguous(), nl)
         return self._sampler
