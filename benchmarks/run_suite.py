@@ -45,13 +45,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=None, help="markdown file to write (e.g. benchmarks/RESULTS.md)")
     ap.add_argument("--note", default="", help="text (markdown) for the closing note, or @FILE")
+    ap.add_argument("--command", default=None,
+                    help="the command(s) to state in the results file (default: this invocation), e.g. when "
+                         "the results were produced by several invocations and this one only writes the report")
     args, rest = ap.parse_known_args(argv)
     from mango.bench import cli as bench_cli, metrics
     from mango.bench.runner import load_records
     from mango.cli import build_parser
 
     bargs = build_parser().parse_args(["bench"] + rest)
-    t0 = datetime.datetime.now(datetime.timezone.utc)
     rc = bench_cli.run(bargs)
     if rc or not args.results:
         return rc
@@ -73,9 +75,12 @@ def main(argv=None) -> int:
     order = [o.label for o in parse_optimizers(bargs.optimizers)] if bargs.optimizers else None
     lines = [
         "# mango benchmark results", "",
-        f"Command: `python benchmarks/run_suite.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
-        f"Finished {t1:%Y-%m-%d %H:%M} UTC ({len(ran)} runs, {(t1 - t0).total_seconds() / 60:.0f} min this "
-        f"invocation; resumed runs are not re-timed). Commit {commit}.", "",
+        "Command: " + (args.command or
+                       f"`python benchmarks/run_suite.py {' '.join(argv if argv is not None else sys.argv[1:])}`"),
+        "",
+        f"Report written {t1:%Y-%m-%d %H:%M} UTC from {len(ran)} runs "
+        f"(summed wall time of the runs: {sum(r['wall_s'] for r in ran) / 60:.0f} min on 2 workers). "
+        f"Commit {commit}.", "",
         f"Machine: {_cpu()}, {os.cpu_count()} cores (shared with other jobs during the run), no GPU; "
         f"{platform.platform()}, Python {platform.python_version()}.", "",
         f"Versions: {_versions()}.", "",
