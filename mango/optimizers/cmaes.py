@@ -5,6 +5,8 @@ suits boxes of any size, with ``cma``'s bound handling.  All randomness comes
 from the optimizer's own seeded generator (``cma``'s ``randn`` option), never
 from numpy's global state.  When CMA-ES meets one of its stopping criteria
 before the budget is spent, it restarts with a doubled population (IPOP).
+``cma`` does not handle one-dimensional problems, so a 1-D box is searched with
+one extra dummy coordinate that the objective never sees.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class CMAES(GenerationOptimizer):
             z0 = self.rng.random(box.dim)
         else:
             z0 = (np.asarray(x0, dtype=float) - box.low) / (box.high - box.low)
+        if box.dim == 1:
+            z0 = np.append(z0, 0.5)  # dummy coordinate: cma needs dim >= 2
         rng = self.rng
         opts = {
             "bounds": [0.0, 1.0],
@@ -81,7 +85,7 @@ class CMAES(GenerationOptimizer):
             warnings.simplefilter("ignore")
             z = self._es.ask()
         z = np.clip(np.asarray(z), 0.0, 1.0)
-        x = self.space.low + z * (self.space.high - self.space.low)
+        x = self.space.low + z[:, : self.space.dim] * (self.space.high - self.space.low)
         return self.space.clip(x), (self._es, self._es.countiter, [zi.copy() for zi in z])
 
     def _tell_generation(self, points, values, token) -> None:
@@ -98,4 +102,6 @@ class CMAES(GenerationOptimizer):
 
     def _tell_extra(self, points, values) -> None:
         z = (points - self.space.low) / (self.space.high - self.space.low)
+        if self.space.dim == 1:
+            z = np.hstack([z, np.full((len(z), 1), 0.5)])
         self._es.inject(list(z), force=True)

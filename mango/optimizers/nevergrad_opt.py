@@ -15,7 +15,7 @@ from collections import deque
 
 import numpy as np
 
-from ..errors import UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 from .base import Optimizer
 
 
@@ -45,7 +45,7 @@ class NevergradOptimizer(Optimizer):
         if self.space.kind == "box":
             param = ng.p.Array(shape=(self.space.dim,), lower=self.space.low, upper=self.space.high)
         else:  # codebook: categorical per position
-            param = ng.p.Choice(list(range(self.space.codes)), repetitions=self.space.dim)
+            param = ng.p.Choice(list(range(self.space.codes)), repetitions=self.space.dim, deterministic=True)
         param.random_state = np.random.RandomState(self.rng.integers(2**31 - 1))
         self._param = param
         with warnings.catch_warnings():
@@ -62,7 +62,13 @@ class NevergradOptimizer(Optimizer):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for _ in range(n):
-                cand = self._opt.ask()
+                try:
+                    cand = self._opt.ask()
+                except ImportError as exc:  # some nevergrad methods pick optional backends (e.g. fcmaes)
+                    raise ConfigError(
+                        f"nevergrad's {self.params['method']} needs an optional package on this space: {exc}. "
+                        "Install it, or choose another method (e.g. ng:CMA, ng:NGOpt)."
+                    ) from None
                 pt = self._to_point(cand)
                 if self.space.kind == "box":
                     pt = self.space.clip(pt)

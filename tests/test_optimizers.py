@@ -1,0 +1,155 @@
+"""The optimizer protocol, for every registered optimizer."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import mango
+import mango.optimizers as mo
+from mango import serial
+from mango.errors import ConfigError, UnknownNameError
+from mango.optimizers.registry import _OPTIONAL
+from mango.spaces import Box, Codebook, Grid
+from mango.testfunctions import rastrigin, separable_codebook, shifted_sphere
+
+NG = ["ng:NGOpt", "ng:Portfolio", "ng:DiagonalCMA", "ng:TwoPointsDE", "ng:OnePlusOne"]
+OWN = [n for n in mo.available(include_nevergrad=False) if n not in _OPTIONAL]  # optional peers: own tests
+ALL = OWN + NG
+
+
+def _supports(name, space):
+    try:
+        opt = mo.make(name, space, seed=0, budget=60, batch_size=4)
+        opt.tell(opt.ask(4), np.zeros(4))
+        opt.ask(4)
+    except ConfigError:
+        return False
+    return True
+
+
+spaces = st.one_of(
+    st.builds(Box, st.integers(1, 6), st.just(-2.0), st.just(3.0)),
+    st.builds(lambda d, l: Grid(Box(d, -1, 1), l), st.integers(1, 6), st.integers(2, 9)),
+    st.builds(Codebook, st.integers(1, 6), st.integers(2, 9)),
+)
+
+
+def _f(points):
+    return -np.sum((np.asarray(points, float) - 0.7) ** 2, axis=1)
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(space=spaces, budget=st.integers(1, 60), batch=st.integers(1, 17), seed=st.integers(0, 1000))
+def test_budget_exact_and_deterministic(name, space, budget, batch, seed):
+    if not _supports(name, space):
+        return
+    r1 = mango.maximize(_f, space, optimizer=name, budget=budget, batch_size=batch, seed=seed, progress=False)
+    assert r1.n_queries == budget
+    assert len(r1.values) == budget and r1.queries.tolist() == list(range(budget))
+    assert r1.best_value == max(r1.values)
+    r2 = mango.maximize(_f, space, optimizer=name, budget=budget, batch_size=batch, seed=seed, progress=False)
+    assert np.array_equal(r1.points, r2.points) and np.array_equal(r1.values, r2.values)
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(space=spaces, steps=st.integers(0, 6), n=st.integers(1, 9), seed=st.integers(0, 1000))
+def test_state_dict_roundtrip_same_continuation(name, space, steps, n, seed):
+    if not _supports(name, space):
+        return
+    a = mo.make(name, space, seed=seed, budget=100, batch_size=n)
+    for _ in range(steps):
+        p = a.ask(n)
+        a.tell(p, _f(p))
+    pending = a.ask(n)  # asked but not told: must survive too
+    state = serial.loads(serial.dumps(a.state_dict()))  # through JSON, never pickle
+    b = mo.make(name, space, seed=None, budget=None, batch_size=None)
+    b.load_state_dict(state)
+    for opt in (a, b):
+        opt.tell(pending, _f(pending))
+    for _ in range(3):
+        pa, pb = a.ask(n), b.ask(n)
+        assert np.array_equal(pa, pb)
+        a.tell(pa, _f(pa))
+        b.tell(pb, _f(pb))
+    assert a.best[1] == b.best[1]
+
+
+def _median_best(name, f, space, budget, seeds=(0, 1, 2), **kw):
+    return float(np.median([
+        mango.maximize(f, space, optimizer=name, budget=budget, seed=s, progress=False, **kw).best_value
+        for s in seeds
+    ]))
+
+
+_SPHERE10 = (shifted_sphere(0.3), Box(10, -1, 1), 1000)
+_SPHERE50 = (shifted_sphere(0.3), Box(50, -1, 1), 2000)
+_RAST10 = (rastrigin(0.3), Box(10, -5.12, 5.12), 2000)
+_CONTINUOUS = [(n, c) for n in ("cma", "ga") for c in (_SPHERE10, _SPHERE50, _RAST10)] + [
+    (n, c) for n in ("ng:NGOpt", "ng:CMA", "ng:TwoPointsDE", "ng:OnePlusOne") for c in (_SPHERE10, _RAST10)
+] + [("ng:Portfolio", _SPHERE10)]
+
+
+@pytest.mark.parametrize("name, case", _CONTINUOUS, ids=lambda v: v if isinstance(v, str) else
+                         f"{v[0].__name__}{v[1].dim}")
+def test_beats_random_on_continuous(name, case):
+    fn, space, budget = case
+    rand = _median_best("random", fn, space, budget)
+    best = _median_best(name, fn, space, budget)
+    # real margin: the gap to the optimum (0) at least halved
+    assert best > rand / 2, (name, best, rand)
+
+
+@pytest.mark.parametrize("name", ["ga", "ng:DiscreteOnePlusOne", "ng:NGOpt"] +
+                         (["tt"] if "tt" in mo.available(include_nevergrad=False) else []))
+def test_beats_random_on_codebook(name):
+    space = Codebook(16, 16)
+    f = separable_codebook(space, seed=1)
+    rand = _median_best("random", f, space, 1000)
+    best = _median_best(name, f, space, 1000)
+    assert best > rand / 2, (name, best, rand)
+
+
+def test_cma_on_grid_snaps_to_levels():
+    grid = Grid(Box(6, -1, 1), 21)
+    r = mango.maximize(lambda idx: _f(grid.values(idx)), grid, optimizer="cma", budget=600, seed=0, progress=False)
+    assert r.points.dtype == np.int64
+    assert r.best_value > -0.05  # 0.7 lies on the grid (level 17 of 0..20)
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(UnknownNameError, match="Did you mean 'cma'") as e:
+        mo.make("cmaa", Box(2), seed=0)
+    assert "random" in str(e.value) and "ng:<Name>" in str(e.value)
+    with pytest.raises(UnknownNameError, match="ng:NGOpt"):
+        mo.make("ng:NGopt", Box(2))
+
+
+def test_unknown_parameter_and_codebook_refusal():
+    with pytest.raises(ConfigError, match="did you mean 'sigma0'"):
+        mo.make("cma", Box(3), sigma=0.1)
+    with pytest.raises(ConfigError, match="cannot search a Codebook"):
+        mo.make("cma", Codebook(4, 8))
+    with pytest.raises(ConfigError, match="n >= 1"):
+        mo.make("random", Box(3)).ask(0)
+
+
+def test_tell_rejects_nan_and_mismatch():
+    opt = mo.make("random", Box(2), seed=0)
+    p = opt.ask(2)
+    with pytest.raises(ConfigError, match="non-finite"):
+        opt.tell(p, [1.0, np.nan])
+    with pytest.raises(ConfigError, match="one value per point"):
+        opt.tell(p, [1.0])
+
+
+def test_warm_start_points_enter_ga_population():
+    space = Box(3, -1, 1)
+    opt = mo.make("ga", space, seed=0, popsize=6, n_elite=2)
+    good = np.full((1, 3), 0.7)
+    opt.tell(good, _f(good))  # never asked
+    for _ in range(3):
+        p = opt.ask(4)
+        opt.tell(p, _f(p))
+    assert opt.best[1] == 0.0 and np.allclose(opt.best[0], 0.7)
