@@ -1,0 +1,41 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mango.cli import main
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "mango.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("mango ")
+
+
+def test_maximize_test_function_writes_files(tmp_path):
+    assert main(["maximize", "--objective", "rastrigin", "--dim", "4", "--budget", "120", "--optimizer", "ga",
+                 "--param", "popsize=12", "--out", str(tmp_path), "--no-progress"]) == 0
+    d = json.loads((tmp_path / "result.json").read_text())
+    assert d["n_queries"] == 120 and d["budget"] == 120 and d["optimizer"] == "ga"
+    lines = (tmp_path / "curve.csv").read_text().splitlines()
+    assert lines[0] == "query,value,best_so_far" and len(lines) == 121
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--budget", "0"], "--budget must be >= 1"),
+    (["--optimizer", "cmaa"], "Did you mean 'cma'"),
+    (["--objective", "codebook", "--optimizer", "cma"], "cannot search a Codebook"),
+    (["--param", "sigma0"], "KEY=VALUE"),
+])
+def test_maximize_errors_are_clean(tmp_path, capsys, args, msg):
+    base = ["maximize", "--objective", "sphere", "--out", str(tmp_path), "--no-progress"]
+    assert main(base + args) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_list_optimizers(capsys):
+    assert main(["maximize", "--list-optimizers"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"random", "cma", "ga", "ng:NGOpt"} <= set(names)
