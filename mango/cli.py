@@ -106,7 +106,7 @@ def build_oracle(args):
             raise ConfigError(f"--oracle takes rig://HOST:PORT, got {args.oracle!r}.")
         from .rig import RigOracle
 
-        return RigOracle("tcp://" + args.oracle[len("rig://"):], timeout=args.rig_timeout, retries=args.rig_retries)
+        return RigOracle.from_uri(args.oracle, timeout=args.rig_timeout, retries=args.rig_retries)
     from . import oracles
 
     model = build_model(args.model, args.weights, device=args.device)
