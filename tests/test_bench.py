@@ -139,6 +139,11 @@ def test_run_benchmark_writes_csv_and_resumes(tmp_path):
     recs2 = bench.run_benchmark([SPHERE, CODEBOOK], "random,ga", 2, [20, 40], tmp_path, executor=ex2,
                                 progress=False)
     assert ex2.submitted == [] and _numbers(recs2) == _numbers(recs)
+    # a duplicated line (two invocations sharing a directory) is read once
+    jl = (tmp_path / "results.jsonl").read_text().splitlines()
+    (tmp_path / "results.jsonl").write_text("\n".join(jl + jl[:1]) + "\n")
+    assert _numbers(bench.load_records(tmp_path)) == _numbers(recs)
+    (tmp_path / "results.jsonl").write_text("\n".join(jl) + "\n")
     # a lost run (and a truncated last line) is redone, and only it
     jl = (tmp_path / "results.jsonl").read_text().splitlines()
     (tmp_path / "results.jsonl").write_text("\n".join(jl[:-1]) + "\n" + jl[-1][:40])

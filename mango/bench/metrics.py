@@ -265,11 +265,21 @@ def markdown_report(records: Sequence[dict], targets: Sequence[float] = DEFAULT_
         _pooled(full[full["problem"].isin(probs)], opts, budgets, seed, lines)
     for b in sorted(full["budget"].unique().tolist()):
         pp = per_problem(full, b)
+        g = full[full["budget"] == b]
+        counts = g.pivot_table(index="problem", columns="optimizer", values="normalized", aggfunc="count")
+        n_max = int(counts.max().max())
         lines += [f"### Per problem at {b} queries: median normalized value over seeds", "",
+                  f"Over {n_max} seeds; (n=…) marks cells with fewer finished runs.", "",
                   "| problem | " + " | ".join(opts_all) + " |", "|---|" + "---|" * len(opts_all)]
         for p, r in pp.iterrows():
             best = np.nanmax(r.to_numpy(dtype=float))
-            cells = [("**" + _f(r.get(o)) + "**") if r.get(o) == best else _f(r.get(o)) for o in opts_all]
+            cells = []
+            for o in opts_all:
+                c = ("**" + _f(r.get(o)) + "**") if r.get(o) == best else _f(r.get(o))
+                n = counts.loc[p].get(o) if o in counts.columns else None
+                if n is not None and np.isfinite(n) and 0 < int(n) < n_max:
+                    c += f" (n={int(n)})"
+                cells.append(c)
             lines.append(f"| {p} | " + " | ".join(cells) + " |")
         lines.append("")
     e = ert(records, targets)

@@ -267,7 +267,10 @@ def load_records(out: str | os.PathLike) -> list[dict]:
                 recs.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a run killed mid-write; it will be redone
-    return recs
+    # one record per (problem, optimizer, seed): the last written (runs are deterministic, so duplicates
+    # from two invocations sharing a directory carry the same numbers)
+    last = {(r["problem"], r["optimizer"], r["seed"]): r for r in recs}
+    return list(last.values())
 
 
 def _csv_line(row: dict) -> str:
