@@ -32,8 +32,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WEIGHTS = os.path.join(HERE, "weights")
 SHEETS = os.path.join(HERE, "sheets")
 METRICS = os.path.join(HERE, "metrics.json")
+_SHEET_DIR = [SHEETS]  # sheets go beside the weights when --out-dir is given
 
-DEFAULT_EPOCHS = {"cnn-digits": 15, "snn-digits": 20, "vqvae-digits": 15, "gan-digits": 20}
+DEFAULT_EPOCHS = {"cnn-digits": 15, "snn-digits": 20, "vqvae-digits": 15, "gan-digits": 40}
 
 
 def log(msg: str) -> None:
@@ -221,7 +222,7 @@ def train_vqvae(data, epochs: int, gen: torch.Generator):
         g = torch.Generator().manual_seed(1)
         rnd = model.decode_codes(torch.randint(0, model.num_codes, (20, 49), generator=g))
         sheet = torch.cat([data.x_test[::50][:20], recon[::50][:20], rnd])
-        save_sheet(sheet, os.path.join(SHEETS, "vqvae-digits.png"), nrow=10)
+        save_sheet(sheet, os.path.join(_SHEET_DIR[0], "vqvae-digits.png"), nrow=10)
     return model, metrics
 
 
@@ -266,7 +267,7 @@ def train_gan(data, epochs: int, gen: torch.Generator):
             metrics["cnn_confident_fraction_0.9"] = float((conf > 0.9).float().mean())
             metrics["cnn_class_histogram"] = torch.bincount(cls, minlength=10).tolist()
             metrics["n_samples_judged"] = 1000
-        save_sheet(samples[:60], os.path.join(SHEETS, "gan-digits.png"), nrow=10)
+        save_sheet(samples[:60], os.path.join(_SHEET_DIR[0], "gan-digits.png"), nrow=10)
     return G, metrics
 
 
@@ -285,8 +286,12 @@ def train(name: str, seed: int = 0, epochs: int | None = None, data_dir: str | N
     epochs = DEFAULT_EPOCHS[name] if epochs is None else int(epochs)
     data = load_digits(source, data_dir)
     log(f"training {name}: seed {seed}, epochs {epochs}, data {data.describe()}")
+    _SHEET_DIR[0] = out_dir or SHEETS
     t0 = time.time()
-    model, metrics = TRAINERS[name](data, epochs, gen)
+    try:
+        model, metrics = TRAINERS[name](data, epochs, gen)
+    finally:
+        _SHEET_DIR[0] = SHEETS
     elapsed = time.time() - t0
     wdir = out_dir or WEIGHTS
     os.makedirs(wdir, exist_ok=True)
