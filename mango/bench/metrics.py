@@ -217,7 +217,7 @@ def problem_groups(df) -> list[tuple[list[str], list[str], list[int]]]:
     """
     key = {}
     for p, g in df.groupby("problem", sort=False):
-        k = (tuple(dict.fromkeys(g["optimizer"])), tuple(sorted(g["budget"].unique().tolist())))
+        k = (tuple(sorted(set(g["optimizer"]))), tuple(sorted(g["budget"].unique().tolist())))
         key.setdefault(k, []).append(p)
     return [(probs, list(o), list(b)) for (o, b), probs in key.items()]
 

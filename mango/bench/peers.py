@@ -7,8 +7,9 @@ batch protes wants evaluated, ``tell`` hands the values back and protes makes
 its next update.  Nothing of protes is re-implemented, so the benchmark
 compares against the package as users run it.
 
-Registered as optimizer ``"protes"`` when the package is installed and no other
-``protes`` optimizer is registered (importing :mod:`mango.bench` does it).
+Registered as optimizer ``"protes-loop"`` when the package is installed, and as
+``"protes"`` when no other ``protes`` optimizer is registered (importing
+:mod:`mango.bench` does it).
 
 Parameters are protes's own (``k=100``, ``k_top=10``, ``k_gd=1``, ``lr=0.05``,
 ``r=5``: its defaults) plus ``quantize``: ``True`` searches the QTT form (each
@@ -20,6 +21,7 @@ size are padded to the largest (indices clipped).
 
 from __future__ import annotations
 
+import atexit
 import math
 import queue
 import threading
@@ -33,8 +35,16 @@ from ..optimizers.base import GenerationOptimizer
 __all__ = ["ProtesPeer", "register"]
 
 
-class _Stop(Exception):
-    pass
+_LIVE: list = []  # (thread, resp queue) of running protes loops
+
+
+@atexit.register
+def _shutdown() -> None:
+    """End every protes loop before the interpreter finalizes (a daemon thread inside jax at exit aborts)."""
+    for thread, resp in list(_LIVE):
+        if thread.is_alive():
+            resp.put(None)
+            thread.join(timeout=10)
 
 
 def _run_protes(req: queue.Queue, resp: queue.Queue, d: int, n: int, kw: dict) -> None:
@@ -51,6 +61,8 @@ def _run_protes(req: queue.Queue, resp: queue.Queue, d: int, n: int, kw: dict) -
     except BaseException as exc:  # surfaced in ask()
         req.put(exc)
         return
+    finally:
+        _LIVE[:] = [(t, q) for t, q in _LIVE if q is not resp]
     req.put(None)
 
 
@@ -95,6 +107,7 @@ class ProtesPeer(GenerationOptimizer):
                                         daemon=True, name="protes")
         # when this optimizer is dropped (e.g. after a truncated last batch), let protes's loop end
         weakref.finalize(self, self._resp.put, None)
+        _LIVE.append((self._thread, self._resp))
         self._thread.start()
 
     def _decode(self, I: np.ndarray) -> np.ndarray:
@@ -123,10 +136,13 @@ class ProtesPeer(GenerationOptimizer):
 
 
 def register() -> bool:
-    """Register ``"protes"`` in mango's optimizer registry unless it is already there."""
+    """Register this adapter as ``"protes-loop"``, and as ``"protes"`` unless another is registered
+    (mango.optimizers.tt_peers provides one that re-steps the package's jitted functions).
+    Returns whether ``"protes"`` is this adapter."""
     from ..optimizers import registry
 
+    registry.register("protes-loop", "mango.bench.peers:ProtesPeer", requires="protes")
     if "protes" in registry._REGISTRY or "protes" in registry._OPTIONAL:
-        return False
+        return registry._OPTIONAL.get("protes", (None, None))[1] == "mango.bench.peers:ProtesPeer"
     registry.register("protes", "mango.bench.peers:ProtesPeer", requires="protes")
     return True
