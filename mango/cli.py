@@ -112,7 +112,7 @@ def build_oracle(args):
     model = build_model(args.model, args.weights, device=args.device)
     unit = args.unit
     if _is_spiking(model):
-        kw = {}
+        kw = {"readout": args.readout}
         if args.num_steps:
             kw["num_steps"] = args.num_steps
         oracle = oracles.SNNOracle(model, layer=args.layer, unit=unit, device=args.device, **kw)
@@ -152,8 +152,8 @@ def build_generator(spec: str, device=None):
 def _add_maximize(sub):
     p = sub.add_parser(
         "maximize", help="find the stimulus that drives a neuron hardest",
-        description="Maximize one unit's response. With no arguments: an output neuron of the bundled spiking "
-                    f"network ({DEFAULT_MODEL}) over the bundled VQ-VAE's embedding space, CMA-ES, "
+        description="Maximize one unit's response. With no arguments: the membrane potential of output neuron 3 "
+                    f"of the bundled spiking network ({DEFAULT_MODEL}) over the bundled VQ-VAE's embedding space, CMA-ES, "
                     f"{DEFAULT_BUDGET} queries.",
     )
     g = p.add_argument_group("target")
@@ -162,6 +162,9 @@ def _add_maximize(sub):
     g.add_argument("--layer", default="output", help="dotted module name, or 'output' (default)")
     g.add_argument("--unit", type=int, default=3, help="unit index in the layer (default %(default)s)")
     g.add_argument("--num-steps", type=int, help="time steps for spiking networks (default: the model's)")
+    g.add_argument("--readout", choices=["membrane", "rate", "count"], default="membrane",
+                   help="spiking networks: mean membrane potential (default: it does not saturate, unlike the "
+                        "spike rate, which ties at 1.0 within a few hundred queries), spike rate or count")
     g.add_argument("--oracle", help="rig://HOST:PORT: a lab rig (or simulator) instead of --model")
     g.add_argument("--rig-timeout", type=float, default=5.0, help="seconds per rig request (default %(default)s)")
     g.add_argument("--rig-retries", type=int, default=3)
@@ -187,7 +190,7 @@ def _add_maximize(sub):
     p.set_defaults(func=cmd_maximize)
 
 
-_RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "oracle", "rig_timeout", "rig_retries", "noise",
+_RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "oracle", "rig_timeout", "rig_retries", "noise",
                 "repeats", "objective", "dim", "generator", "optimizer", "param", "budget", "batch_size", "seed",
                 "device")
 
