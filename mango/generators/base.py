@@ -7,21 +7,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..devices import default_device
 from ..errors import ConfigError
 from ..spaces import Space
 from .transforms import describe_transform
 
 __all__ = ["Generator", "default_device", "as_images"]
-
-
-def default_device(device=None) -> torch.device:
-    """``device`` as a torch.device; None means CUDA when available, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"invalid device {device!r}: use e.g. 'cpu', 'cuda' or 'cuda:0'.") from e
 
 
 def module_device(module: torch.nn.Module, fallback=None) -> torch.device:

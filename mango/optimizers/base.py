@@ -124,13 +124,7 @@ class Optimizer:
         told = [(p, v) for kind, _, p, v in self._log if kind == "t"]
         dim = self.space.dim
         return {
-            "format": "replay-1",
-            "optimizer": self.name,
-            "space": self.space.to_dict(),
-            "seed": self.seed,
-            "budget": self.budget,
-            "batch_size": self.batch_size,
-            "params": dict(self.params),
+            **self._state_header("replay-1"),
             "events": events,
             "counts": counts,
             "points": np.concatenate([p for p, _ in told]) if told else np.zeros((0, dim), self.space.dtype),
@@ -138,15 +132,24 @@ class Optimizer:
             "n_asked": int(sum(asks)),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("format") != "replay-1":
-            raise ConfigError(f"unrecognized optimizer state format {state.get('format')!r}.")
+    def _state_header(self, fmt: str) -> dict:
+        """What every state format starts with: format, name, space, seed, hints, parameters."""
+        return {"format": fmt, "optimizer": self.name, "space": self.space.to_dict(), "seed": self.seed,
+                "budget": self.budget, "batch_size": self.batch_size, "params": dict(self.params)}
+
+    def _restore_header(self, state: dict, fmt: str) -> None:
+        """Check a state's header against this optimizer and take its seed, hints and parameters."""
+        if state.get("format") != fmt:
+            raise ConfigError(f"unrecognized {self.name} optimizer state format {state.get('format')!r}.")
         if state.get("optimizer") != self.name:
             raise ConfigError(f"state is for optimizer {state.get('optimizer')!r}, not {self.name!r}.")
         if space_from_dict(state["space"]) != self.space:
             raise ConfigError(f"state is for space {state['space']}, not {self.space.to_dict()}.")
         self.seed, self.budget, self.batch_size = state["seed"], state["budget"], state["batch_size"]
         self.params = dict(state["params"])
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restore_header(state, "replay-1")
         self._reset()
         points = np.asarray(state["points"]).reshape(-1, self.space.dim)
         values = np.asarray(state["values"], dtype=float)

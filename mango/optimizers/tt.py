@@ -56,19 +56,10 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..spaces import space_from_dict
+from ..devices import default_device
 from .base import Optimizer
 
 __all__ = ["TTOptimizer"]
-
-
-def _pick_device(device):
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"tt: invalid device {device!r} ({exc}); use e.g. 'cpu' or 'cuda'.") from None
 
 
 def _chain_log(M: torch.Tensor) -> torch.Tensor:
@@ -144,7 +135,7 @@ class TTOptimizer(Optimizer):
     def _setup(self) -> None:
         self._check_params()
         p = self.params
-        self.device = _pick_device(p["device"])
+        self.device = default_device(p["device"])
         self.dtype = torch.float32 if p["float32"] else torch.float64
         sizes = np.asarray(self.space.sizes, dtype=np.int64)
         self._sizes = sizes
@@ -451,13 +442,7 @@ class TTOptimizer(Optimizer):
         outk = list(self._outstanding.items())
         outstanding = np.array([np.frombuffer(k, dtype=np.int64) for k, _ in outk], dtype=np.int64).reshape(-1, self.space.dim)
         return {
-            "format": "tt-1",
-            "optimizer": self.name,
-            "space": self.space.to_dict(),
-            "seed": self.seed,
-            "budget": self.budget,
-            "batch_size": self.batch_size,
-            "params": dict(self.params),
+            **self._state_header("tt-1"),
             "theta": self._theta.detach().cpu().numpy().copy(),
             "adam_m": self._m.detach().cpu().numpy().copy(),
             "adam_v": self._v.detach().cpu().numpy().copy(),
@@ -478,12 +463,7 @@ class TTOptimizer(Optimizer):
         """Restore a :meth:`state_dict` (also accepts the base class's replay format)."""
         if state.get("format") == "replay-1":
             return super().load_state_dict(state)
-        if state.get("format") != "tt-1":
-            raise ConfigError(f"unrecognized tt optimizer state format {state.get('format')!r}.")
-        if space_from_dict(state["space"]) != self.space:
-            raise ConfigError(f"state is for space {state['space']}, not {self.space.to_dict()}.")
-        self.seed, self.budget, self.batch_size = state["seed"], state["budget"], state["batch_size"]
-        self.params = dict(state["params"])
+        self._restore_header(state, "tt-1")
         self._reset()
         th = np.asarray(state["theta"])
         if th.shape != tuple(self._theta.shape):
