@@ -39,3 +39,34 @@ def test_list_optimizers(capsys):
     assert main(["maximize", "--list-optimizers"]) == 0
     names = capsys.readouterr().out.split()
     assert {"random", "cma", "ga", "ng:NGOpt"} <= set(names)
+
+
+USER_NET = '''
+import torch
+from torch import nn
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 24 * 24, 3))
+'''
+
+
+def test_maximize_user_model_file_with_weights(tmp_path):
+    import torch
+
+    (tmp_path / "my_net.py").write_text(USER_NET)
+    ns = {}
+    exec(USER_NET, ns)
+    net = ns["build"]()
+    with torch.no_grad():
+        net[0].bias.fill_(0.5)
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "o"
+    assert main(["maximize", "--model", f"{tmp_path / 'my_net.py'}:build", "--weights", str(tmp_path / "w.pt"),
+                 "--layer", "0", "--unit", "2", "--generator", "grating", "--optimizer", "cma", "--budget", "40",
+                 "--out", str(out), "--no-progress"]) == 0
+    d = json.loads((out / "result.json").read_text())
+    assert d["n_queries"] == 40 and (out / "best.png").exists()
+    # a wrong layer name is a clean error with close matches
+    assert main(["maximize", "--model", f"{tmp_path / 'my_net.py'}:build", "--layer", "O", "--generator",
+                 "grating", "--budget", "5", "--out", str(out), "--no-progress"]) == 2
