@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -113,15 +114,41 @@ def check_complete(path, ref, evaluated_after: int, recorded_before: int):
     assert sessions[-1]["status"] == "finished"
 
 
+_DURATION: dict = {}
+
+
+def campaign_seconds(tmp_path, fork: bool) -> float:
+    """Wall time of one uninterrupted campaign in a child, measured on this machine (slowest optimizer).
+
+    Kill delays are drawn as fractions of it, so the kills land inside runs however fast or
+    loaded the machine is.
+    """
+    if fork not in _DURATION:
+        longest = 0.0
+        for opt in OPTIMIZERS:
+            path = tmp_path / f"calibrate-{opt}-{fork}.sqlite"
+            if fork:
+                t = time.perf_counter()
+                assert not Forked(path, opt, 0).kill_after(120.0)
+            else:
+                proc = start(path, opt, 0)  # the clock starts at READY, as in a trial
+                t = time.perf_counter()
+                assert not kill_after(proc, 120.0)
+            longest = max(longest, time.perf_counter() - t)
+        _DURATION[fork] = longest
+    return _DURATION[fork]
+
+
 def one_trial(tmp_path, trial: int, rng: random.Random, kills: int = 1, fork: bool = True):
     opt = OPTIMIZERS[trial % len(OPTIMIZERS)]
     seed = trial
     ref = reference(opt, seed)
     path = tmp_path / f"run{trial}.sqlite"
     killed = 0
+    duration = campaign_seconds(tmp_path, fork)
     for k in range(kills):
         resume = k > 0 and os.path.exists(path)
-        delay = rng.uniform(0.0, 0.6)  # the uninterrupted campaign takes ~0.3-0.6 s: kill anywhere in it
+        delay = rng.uniform(0.0, 1.1) * duration  # anywhere in the campaign (and now and then just after it)
         if fork:
             was_killed = Forked(path, opt, seed, resume).kill_after(delay)
         else:
