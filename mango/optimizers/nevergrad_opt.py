@@ -6,6 +6,15 @@ handling, not rounding); a Grid is searched through its Box by
 :func:`mango.optimizers.make`.  nevergrad minimizes, so values are negated.
 The loop's budget and batch size are passed on as nevergrad's ``budget`` and
 ``num_workers`` (NGOpt and the portfolios choose their algorithms from them).
+
+Speed on a Codebook: nevergrad represents a ``Choice`` by one weight per code,
+so a 7x7 VQ-VAE grid of 128 codes is a 6,272-dimensional parametrization.
+Its scrambled Halton/Hammersley sampler (``ScrHammersleySearch``, one third of
+``ng:Portfolio``) redraws one random permutation per dimension -- of sizes up
+to the 6,271st prime, 62,701 -- from the same seed on *every* sample: ~3 s per
+ask there.  :func:`_memoize_scrambled_halton` keeps those permutations (only
+the entries a sample can reach) per sampler instead; the samples are
+bit-identical (``tests/test_nevergrad_halton.py``), only faster.
 """
 
 from __future__ import annotations
@@ -17,6 +26,73 @@ import numpy as np
 
 from ..errors import ConfigError, UnknownNameError
 from .base import Optimizer
+
+
+# scrambled samplers of fewer dimensions than this are fast enough as they are
+_HALTON_MEMO_MIN_DIM = 256
+# entries kept per permutation when the sampler has no budget
+_HALTON_MEMO_DEFAULT_LEN = 4096
+
+
+class _PermPrefix:
+    """A permutation of ``range(p)`` of which only the first ``len(prefix)`` entries are kept;
+    ``len()`` is ``p``, as nevergrad's ``vdc`` takes the base from it."""
+
+    __slots__ = ("p", "prefix")
+
+    def __init__(self, p: int, prefix: np.ndarray):
+        self.p, self.prefix = p, prefix
+
+    def __len__(self) -> int:
+        return self.p
+
+    def __getitem__(self, r):
+        return self.prefix[r]  # an IndexError would mean a digit we did not keep (never: see the caller)
+
+
+def _memoize_scrambled_halton() -> None:
+    """Make nevergrad's scrambled Halton/Hammersley sampling keep its permutations (exact).
+
+    ``HaltonPermutationGenerator.get_permutations_generator`` re-creates the
+    same permutations (a fresh ``RandomState(self.seed)`` each call) on every
+    sample, which costs O(sum of the first ``dimension`` primes) per sample.
+    Sample ``index`` reads entry ``(index + 1)`` of each permutation of size
+    ``p > index + 1`` (one digit in base ``p``) and any entry of smaller ones,
+    so keeping the first ``K`` entries of each permutation reproduces every
+    sample with ``index + 1 < K`` exactly; later samples fall back to
+    nevergrad's own code.  ``K`` is the sampler's budget + 2 (nevergrad's
+    samplers never exceed their budget).  Installed once; a no-op when the
+    nevergrad internals it relies on are missing.
+    """
+    try:
+        from nevergrad.optimization import sequences as seq
+    except ImportError:  # pragma: no cover - nevergrad is a core dependency
+        return
+    cls = getattr(seq, "HaltonSampler", None)
+    if cls is None or getattr(cls, "_mango_memo", False) or not hasattr(cls, "vdc"):
+        return
+    original = cls._internal_sampler
+
+    def _internal_sampler(self):
+        gen = getattr(self, "permgen", None)
+        if (gen is None or not getattr(gen, "scrambling", False) or gen.dimension < _HALTON_MEMO_MIN_DIM
+                or not hasattr(gen, "primes")):
+            return original(self)
+        memo = self.__dict__.get("_mango_perms")
+        if memo is None:
+            k = int(self.budget) + 2 if self.budget else _HALTON_MEMO_DEFAULT_LEN
+            dtype = np.uint16 if (gen.primes[-1] if gen.primes else 0) <= 65535 else np.int64
+            memo = [_PermPrefix(int(p), np.array(perm[:k], dtype=dtype))
+                    for p, perm in zip(gen.primes, gen.get_permutations_generator())]
+            self.__dict__["_mango_perms"] = memo
+            self.__dict__["_mango_k"] = k
+        if self.index + 1 >= self.__dict__["_mango_k"]:
+            return original(self)
+        return [self.vdc(self.index, perm) for perm in memo]
+
+    cls._internal_sampler = _internal_sampler
+    cls._mango_memo = True
+    cls._mango_original_sampler = original
 
 
 def nevergrad_names() -> list[str]:
@@ -36,6 +112,8 @@ class NevergradOptimizer(Optimizer):
 
     def _setup(self) -> None:
         import nevergrad as ng
+
+        _memoize_scrambled_halton()
 
         method = self.params["method"]
         registry = ng.optimizers.registry
