@@ -79,7 +79,8 @@ def main(argv=None) -> int:
                        f"`python benchmarks/run_suite.py {' '.join(argv if argv is not None else sys.argv[1:])}`"),
         "",
         f"Report written {t1:%Y-%m-%d %H:%M} UTC from {len(ran)} runs "
-        f"(summed wall time of the runs: {sum(r['wall_s'] for r in ran) / 60:.0f} min on 2 workers). "
+        f"(summed wall time of the runs: {sum(r['wall_s'] for r in ran) / 60:.0f} min on {bargs.workers} "
+        f"worker{'s' if bargs.workers != 1 else ''}). "
         f"Commit {commit}.", "",
         f"Machine: {_cpu()}, {os.cpu_count()} cores (shared with other jobs during the run), no GPU; "
         f"{platform.platform()}, Python {platform.python_version()}.", "",

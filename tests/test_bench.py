@@ -171,6 +171,33 @@ def test_run_benchmark_rejects_bad_input(tmp_path):
         bench.suites.get("quik")
 
 
+def test_lab_suite_covers_the_lab_problems_and_reads_snn_outputs_by_membrane(capsys):
+    from mango.bench.problems import _zoo_oracle
+    from mango.cli import main
+
+    probs = {p.name: p for p in bench.suites.get("lab")}
+    assert set(probs) == {"snn-out3@vq", "snn-out3@vqemb", "snn-l2u7@gan", "cnn-out7@vqemb", "cnn-r2u4@gan64",
+                          "cnn-out7@grat", "cnn-fc1u9@vqemb+poisson"}
+    assert bench.suites.DEFAULT_OPTIMIZERS["lab"] == bench.suites.PAPER_OPTIMIZERS
+    gens = {p.kw["generator"] for p in probs.values()}
+    assert {"vqvae-digits:codes", "vqvae-digits:embedding", "gan-digits", "gan-digits:64", "grating"} <= gens
+    assert [p.name for p in probs.values() if p.noise == "poisson"] == ["cnn-fc1u9@vqemb+poisson"]
+    # the SNN output neuron is read out by its membrane potential (its spike rate saturates); hidden by rate
+    for name, p in probs.items():
+        want = "membrane" if name.startswith("snn-out") else None
+        assert p.kw.get("readout") == want, name
+    assert all(p.kw["readout"] == "membrane" for p in bench.suites.get("zoo") if p.name.startswith("snn-out"))
+    kw = probs["snn-out3@vq"].kw
+    oracle = _zoo_oracle(kw["model"], kw["layer"], kw["unit"], "cpu", kw["readout"])
+    assert oracle.readout_kind == "membrane"
+    assert _zoo_oracle("snn-digits", "lif2", 7, "cpu").readout_kind == "rate"
+    with pytest.raises(ConfigError, match="spiking networks only"):
+        _zoo_oracle("cnn-digits", "output", 7, "cpu", "membrane")
+    assert main(["bench", "--suite", "lab", "--list", "--out", "unused"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(probs)
+
+
 def test_quick_suite_on_dask_localcluster_matches_local_executor(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     problems = bench.suites.get("quick")

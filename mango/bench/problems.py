@@ -219,24 +219,32 @@ def _training_images():
     return load_digits().x_train
 
 
-def _zoo_oracle(model: str, layer: str, unit: int, device):
+def _zoo_oracle(model: str, layer: str, unit: int, device, readout: str | None = None):
     from .. import zoo
 
     net = zoo.load(model, device=device)
     if "snn" in model:
         from ..oracles.snn import SNNOracle
 
-        return SNNOracle(net, layer=layer, unit=int(unit), device=device)
+        kw = {} if readout is None else {"readout": readout}
+        return SNNOracle(net, layer=layer, unit=int(unit), device=device, **kw)
+    if readout is not None:
+        raise ConfigError(f"readout={readout!r} applies to spiking networks only; {model!r} is not one.")
     from ..oracles.torch import TorchOracle
 
     return TorchOracle(net, layer=layer, unit=int(unit), device=device)
 
 
-def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0, device=None) -> Built:
-    """Unit ``unit`` of ``layer`` of zoo network ``model``, over a zoo generator (see :func:`_zoo_generator`)."""
+def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0, readout: str | None = None,
+               device=None) -> Built:
+    """Unit ``unit`` of ``layer`` of zoo network ``model``, over a zoo generator (see :func:`_zoo_generator`).
+
+    ``readout`` (spiking networks only): ``"rate"`` (SNNOracle's default when
+    not given), ``"count"`` or ``"membrane"`` (mean membrane potential, as in
+    the main job: an output neuron's spike rate saturates at 1)."""
     from ..objective import Objective
 
-    oracle = _zoo_oracle(model, layer, unit, device)
+    oracle = _zoo_oracle(model, layer, unit, device, readout)
     gen = _zoo_generator(generator, device)
     x = _training_images()
     resp = np.concatenate([np.asarray(oracle(x[i:i + 500]), dtype=float) for i in range(0, len(x), 500)])

@@ -11,9 +11,17 @@
   gratings; noise none and Poisson.
 * ``zoo-small`` -- five ``zoo`` problems (CNN output / hidden units and an SNN
   hidden unit; GAN latent, gratings, VQ-VAE codes; one with Poisson noise) for
-  a run of well under an hour on two cores (benchmarks/RESULTS.md).  The SNN's
-  output neurons are left out of it: their spike rate saturates at 1 for most
-  random stimuli, so every optimizer ties.
+  a run of well under an hour on two cores.  No SNN output neuron.
+* ``lab`` -- seven ``zoo`` problems for lab-sized budgets (100-3,000 queries;
+  benchmarks/RESULTS.md): the SNN's output neuron 3 read out by its membrane
+  potential (as in the main job) over the VQ-VAE codes and over its continuous
+  embedding view; an SNN hidden unit over the GAN latent; CNN units over the
+  VQ-VAE embedding, the GAN's 64-level Grid and gratings; a CNN hidden unit
+  with Poisson noise over the VQ-VAE embedding.
+
+The SNN output neuron (``snn-out3``) is always read out by its membrane
+potential: its spike rate saturates at 1 for most stimuli, so with a rate
+readout every optimizer ties.  Hidden SNN units are read out by spike rate.
 
 ``get(name)`` returns the list; ``SUITES`` maps names to builders and
 ``DEFAULT_OPTIMIZERS`` to each suite's default optimizer list.
@@ -28,8 +36,11 @@ from .problems import Problem
 
 __all__ = ["get", "available", "SUITES", "DEFAULT_OPTIMIZERS", "PAPER_OPTIMIZERS"]
 
-# every optimizer the issue names, with protes both in the QTT paper's settings and in its defaults
-PAPER_OPTIMIZERS = "random,ga,cma,ng:NGOpt,ng:Portfolio,tt,protes[k=10;k_top=1],protes"
+# every optimizer the issue names, with the protes package both in the QTT paper's settings (k=10, k_top=1,
+# quantized) and in its defaults.  ``protes-loop`` is the package's own loop driven by ask/tell
+# (mango.bench.peers); it has the ``quantize`` option, which ``protes`` (mango.optimizers.tt_peers,
+# registered under that name whenever the package is installed) does not.
+PAPER_OPTIMIZERS = "random,ga,cma,ng:NGOpt,ng:Portfolio,tt,protes-loop[k=10;k_top=1;quantize=true],protes-loop"
 
 
 def _quick() -> list[Problem]:
@@ -56,9 +67,9 @@ _GENERATORS = {
     "grat": "grating",
 }
 
-# (model, layer, unit) targets: output neurons and hidden units from several layers
+# (model, layer, unit[, SNN readout]) targets: output neurons and hidden units from several layers
 _TARGETS = {
-    "snn-out3": ("snn-digits", "output", 3),      # output neuron (spike rate) of digit 3
+    "snn-out3": ("snn-digits", "output", 3, "membrane"),  # output neuron of digit 3, membrane readout
     "snn-l1u5": ("snn-digits", "lif1", 5),        # hidden: channel 5 of the first spiking layer
     "snn-l2u7": ("snn-digits", "lif2", 7),        # hidden: channel 7 of the second spiking layer
     "cnn-out7": ("cnn-digits", "output", 7),      # output logit of digit 7
@@ -68,10 +79,11 @@ _TARGETS = {
 
 
 def _zoo_problem(target: str, gen: str, noise: str = "none") -> Problem:
-    model, layer, unit = _TARGETS[target]
+    model, layer, unit, *readout = _TARGETS[target]
     name = f"{target}@{gen}" + ("" if noise == "none" else f"+{noise}")
+    kw = {"readout": readout[0]} if readout else {}
     return Problem.make(name, "zoo", noise=noise, family=f"{model}:{gen}", model=model, layer=layer,
-                        unit=unit, generator=_GENERATORS[gen])
+                        unit=unit, generator=_GENERATORS[gen], **kw)
 
 
 def _zoo() -> list[Problem]:
@@ -93,8 +105,20 @@ def _zoo_small() -> list[Problem]:
     ]
 
 
+def _lab() -> list[Problem]:
+    return [
+        _zoo_problem("snn-out3", "vq"),
+        _zoo_problem("snn-out3", "vqemb"),
+        _zoo_problem("snn-l2u7", "gan"),
+        _zoo_problem("cnn-out7", "vqemb"),
+        _zoo_problem("cnn-r2u4", "gan64"),
+        _zoo_problem("cnn-out7", "grat"),
+        _zoo_problem("cnn-fc1u9", "vqemb", "poisson"),
+    ]
+
+
 SUITES: dict[str, Callable[[], list[Problem]]] = {
-    "quick": _quick, "functions": _functions, "zoo": _zoo, "zoo-small": _zoo_small,
+    "quick": _quick, "functions": _functions, "zoo": _zoo, "zoo-small": _zoo_small, "lab": _lab,
 }
 
 DEFAULT_OPTIMIZERS = {
@@ -102,6 +126,7 @@ DEFAULT_OPTIMIZERS = {
     "functions": "random,ga,cma,ng:NGOpt",
     "zoo": PAPER_OPTIMIZERS,
     "zoo-small": PAPER_OPTIMIZERS,
+    "lab": PAPER_OPTIMIZERS,
 }
 
 
