@@ -101,7 +101,7 @@ def main(argv=None):
         have_protes = False
         print("protes is not installed (pip install 'mango-am[peers]'); timing mango only.")
 
-    same = dict(rank=5, lr=0.05, k_gd=1, elite="batch", dedup=False, device="cpu")
+    same = dict(rank=5, lr=0.05, k_gd=1, elite="batch", dedup=False)
     cases = [
         ("d=64 n=512 k=100 k_top=10", 64, 512, 100, 10, {}),
         ("QTT d=64*9 n=2 k=10 k_top=1", 576, 2, 10, 1, {"quantize": True}),
@@ -127,7 +127,7 @@ def main(argv=None):
         else:
             row["tt"] = run_mango(Codebook(d, n), f, budget, k=k, k_top=k_top, **same, **extra)
         row["tt_defaults_dedup_seen"] = run_mango(
-            Codebook(64, 512), base, budget, k=k, k_top=k_top, rank=5, lr=0.05, k_gd=1, device="cpu",
+            Codebook(64, 512), base, budget, k=k, k_top=k_top, rank=5, lr=0.05, k_gd=1,
             **extra)
         rows.append(row)
         for key, v in row.items():

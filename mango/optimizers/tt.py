@@ -1,4 +1,4 @@
-"""Tensor-train optimizer of the PROTES family, in torch and numpy (no jax).
+"""Tensor-train optimizer of the PROTES family, in numpy (no jax, no autograd).
 
 The method (Batsheva, Chertkov, Ryzhakov, Oseledets, 2023, "PROTES:
 probabilistic optimization with tensor sampling") keeps a probability
@@ -16,9 +16,10 @@ Core ``j`` is a non-negative tensor ``G_j`` of shape ``[r, n_j, r]``
 (the first core uses its first row, the last core its first column, so the
 product is a number).  Because the cores are non-negative this *is* the
 distribution PROTES samples from with its sequential conditionals; here the
-likelihood and ``Z`` are computed exactly as chain products of matrices, in
-``log2(d)`` batched steps (a tree reduction with log-scaling), so a gradient
-step costs a handful of tensor operations whatever ``d`` is.
+likelihood and ``Z`` are computed exactly as chain products of matrices, and
+their gradients in closed form (prefix and suffix products by doubling scans,
+:mod:`mango.optimizers.tt_math`), so an Adam step costs a few hundred small
+array operations whatever ``d`` is, and no autograd graph.
 
 Quantization (QTT)
 ------------------
@@ -53,33 +54,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
-from ..devices import default_device
+from . import tt_math
 from .base import Optimizer
 
 __all__ = ["TTOptimizer"]
-
-
-def _chain_log(M: torch.Tensor) -> torch.Tensor:
-    """``log((M[:, 0] @ M[:, 1] @ ... @ M[:, -1])[0, 0])`` for non-negative ``M [B, d, r, r]``.
-
-    A tree reduction (``ceil(log2 d)`` batched matmuls) with the scale of each
-    partial product factored out, so neither overflow nor underflow occurs.
-    """
-    B, r = M.shape[0], M.shape[-1]
-    tiny = torch.finfo(M.dtype).tiny
-    logs = torch.zeros(B, dtype=M.dtype, device=M.device)
-    while M.shape[1] > 1:
-        if M.shape[1] % 2:
-            eye = torch.eye(r, dtype=M.dtype, device=M.device).expand(B, 1, r, r)
-            M = torch.cat([M, eye], dim=1)
-        M = M[:, 0::2] @ M[:, 1::2]
-        s = M.sum(dim=(-2, -1), keepdim=True).clamp_min(tiny)
-        M = M / s
-        logs = logs + torch.log(s).sum(dim=(1, 2, 3))
-    return logs + torch.log(M[:, 0, 0, 0].clamp_min(tiny))
 
 
 class TTOptimizer(Optimizer):
@@ -103,14 +83,17 @@ class TTOptimizer(Optimizer):
     dedup : redraw points already seen or outstanding (see module doc).
     init : scale of the random initial cores (uniform in ``[1 - init, 1]``;
         1.0 is PROTES's uniform ``[0, 1]``, 0.0 the uniform distribution).
-    float32 : compute in single precision (default; as PROTES) or double.
-    device : torch device of the gradient steps (default: CUDA when available).
+
+    The arithmetic is a few hundred operations on ``r x r`` matrices per
+    update: it runs in double precision in numpy on the host (see
+    :mod:`mango.optimizers.tt_math`), where such small operations are fastest,
+    whatever device the generator and the network use.
     """
 
     name = "tt"
     native = ("grid", "codebook")
     defaults = {"rank": 5, "k": 20, "k_top": 5, "lr": 0.1, "k_gd": 2, "elite": "seen",
-                "quantize": False, "dedup": True, "init": 1.0, "float32": True, "device": None}
+                "quantize": False, "dedup": True, "init": 1.0}
 
     # ------------------------------------------------------------------ setup
     def _check_params(self) -> None:
@@ -135,8 +118,6 @@ class TTOptimizer(Optimizer):
     def _setup(self) -> None:
         self._check_params()
         p = self.params
-        self.device = default_device(p["device"])
-        self.dtype = torch.float32 if p["float32"] else torch.float64
         sizes = np.asarray(self.space.sizes, dtype=np.int64)
         self._sizes = sizes
         d, r, nmax = self.space.dim, int(p["rank"]), int(sizes.max())
@@ -148,167 +129,223 @@ class TTOptimizer(Optimizer):
         self._N = N
         lo = 1.0 - float(p["init"])
         shape = (d, self._q, r, 2, r) if self._q else (d, r, N, r)
-        init = lo + (1.0 - lo) * self.rng.random(shape)
-        self._theta = torch.tensor(init, dtype=self.dtype, device=self.device)
-        self._m = torch.zeros_like(self._theta)
-        self._v = torch.zeros_like(self._theta)
+        # dense parameters are large ([d, r, r, N]) and every Adam step streams them: single precision
+        # (as PROTES); QTT parameters are small and kept in double.  Chains are always evaluated in double.
+        self._dtype = np.float64 if self._q else np.float32
+        self._theta = self._from_teneva(lo + (1.0 - lo) * self.rng.random(shape)).astype(self._dtype)
+        self._m = np.zeros_like(self._theta)
+        self._v = np.zeros_like(self._theta)
         self._t = 0
-        mask = np.arange(N)[None, :] < sizes[:, None]
+        mask = np.arange(N)[None, :] < sizes[:, None]  # [d, N]: valid indices of each mode
         self._masked = not bool(mask.all())
+        self._mask = mask.astype(np.float64)[:, None, :, None]  # broadcasts over [d, r, N, r]
+        self._mask_rrn = mask.astype(np.float64)[:, None, None, :]  # over the dense parameters [d, r, r, N]
         q = max(self._q, 1)
-        self._shifts = torch.arange(q - 1, -1, -1, device=self.device)
-        self._ar_q = torch.arange(q, device=self.device)
-        mb = ((sizes[:, None] - 1) >> np.arange(q - 1, -1, -1)[None, :]) & 1  # bits of n_j - 1, MSB first
-        self._mbits = torch.tensor(mb, dtype=self.dtype, device=self.device)
-        self._mask = torch.tensor(mask, dtype=self.dtype, device=self.device)[:, None, :, None]
+        self._shifts = np.arange(q - 1, -1, -1)
+        # binary digits of n_j - 1, most significant first (the digit recursion of the valid sums)
+        self._cbits = (((sizes[:, None] - 1) >> self._shifts[None, :]) & 1).astype(np.float64)
         self._elite_p = np.zeros((0, d), np.int64)
         self._elite_v = np.zeros(0)
         self._pending = 0
         self._seen: set[bytes] = set()
         self._outstanding: dict[bytes, int] = {}
-        self._sampler = None  # cached numpy arrays for sampling; None after an update
+        self._cache = self._tables = None  # derived from theta; reset by every update
 
     @property
     def preferred_batch_size(self) -> int:
         return int(self.params["k"])
 
     # ---------------------------------------------------------- distribution
-    def _merge_bits(self, Gb: torch.Tensor) -> torch.Tensor:
-        """Multiply binary cores ``[d, t, r, 2, r]`` (most significant first) into ``[d, r, 2^t, r]``."""
-        d, t, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
-        A = Gb[:, 0]
-        for s in range(1, t):
-            m = A.shape[2]
-            A = (A.reshape(d, r * m, r) @ Gb[:, s].reshape(d, r, 2 * r)).reshape(d, r, 2 * m, r)  # i*2+bit
-        return A
+    def _scaled_bits(self) -> tuple[np.ndarray, np.ndarray]:
+        """``|theta|`` of the binary cores, each divided by its largest entry, and those scales.
 
-    def _cores(self, theta: torch.Tensor) -> torch.Tensor:
+        Scaling a core does not change the distribution; scaled cores keep every
+        product of a mode's ``q`` cores within floating-point range.
+        """
+        G = np.abs(self._theta)
+        m = np.maximum(G.max(axis=(2, 3, 4), keepdims=True), np.finfo(np.float64).tiny)
+        return G / m, m
+
+    def _from_teneva(self, a: np.ndarray) -> np.ndarray:
+        """Parameters from teneva's core layout ``[d, r, N, r]`` to the dense layout ``[d, r, r, N]``
+        (levels last: contiguous sums and sampling rows); QTT parameters are unchanged."""
+        return a if self._q else np.ascontiguousarray(a.transpose(0, 1, 3, 2))
+
+    def _to_teneva(self, a: np.ndarray) -> np.ndarray:
+        return a.copy() if self._q else np.ascontiguousarray(a.transpose(0, 1, 3, 2))
+
+    def _cores(self) -> np.ndarray:
         """Non-negative masked cores ``[d, r, N, r]`` (teneva layout, batched over dimensions)."""
-        G = self._merge_bits(self._scaled_bits(theta)) if self._q else theta.abs()
-        return G * self._mask if self._masked else G
+        G = tt_math.merge_bits(self._scaled_bits()[0]) if self._q else self._dist()["G"].transpose(0, 1, 3, 2)
+        return G * self._mask if self._masked and self._q else G
 
-    def _qtt_mode_sums(self, Gb: torch.Tensor) -> torch.Tensor:
-        """Per-mode sums over the *valid* indices ``i < n_j`` of QTT cores, without merging.
+    def _dist(self) -> dict:
+        """What the current cores determine, computed once per update and shared by sampling,
+        likelihoods and the next gradient: the cores, the per-mode sums ``S_j`` over valid
+        indices, and ``Z``'s chain of them (log value and interface vectors)."""
+        if self._cache is None:
+            c: dict = {}
+            if self._q:
+                c["Gb"], c["scale"] = self._scaled_bits()
+                S = tt_math.digit_sums(c["Gb"], self._cbits)
+            else:
+                G = np.abs(self._theta)  # [d, r, r, N]
+                c["G"] = G * self._mask_rrn if self._masked else G
+                S = c["G"].sum(axis=3, dtype=np.float64)
+            logZ, lv, rv, den = tt_math.chain_vectors(S[None])
+            c.update(S=S, logZ=float(logZ[0]), lvZ=lv[0], rvZ=rv[0], denZ=den[0])
+            self._cache = c
+        return self._cache
 
-        A digit recursion over the bits of ``n_j - 1``: ``E`` is the product along
-        the bits of ``n_j - 1``, ``L`` the sum over prefixes already below it.
-        ``Gb`` should be scaled (see :meth:`_scaled_bits`).  Returns ``[d, r, r]``.
-        """
-        d, r = Gb.shape[0], Gb.shape[2]
-        E = torch.eye(r, dtype=Gb.dtype, device=Gb.device).expand(d, r, r)
-        L = torch.zeros_like(E)
-        for t in range(self._q):
-            B0, B1 = Gb[:, t, :, 0, :], Gb[:, t, :, 1, :]
-            c = self._mbits[:, t, None, None]
-            L = L @ (B0 + B1) + c * (E @ B0)
-            E = E @ (B0 + c * (B1 - B0))
-        return L + E
+    def _bits(self, idx: np.ndarray) -> np.ndarray:
+        """Binary digits ``[B, d, q]`` of integer points ``idx [B, d]``, most significant first."""
+        return (idx[:, :, None] >> self._shifts[None, None, :]) & 1
 
-    @staticmethod
-    def _scaled_bits(theta: torch.Tensor) -> torch.Tensor:
-        """``|theta|`` with each binary core divided by its (detached) largest entry.
-
-        The distribution does not change when a core is scaled, so neither does
-        the gradient; scaled cores keep every product of a mode's ``q`` cores
-        within floating-point range.
-        """
-        G = theta.abs()
-        return G / G.detach().amax(dim=(2, 3, 4), keepdim=True).clamp_min(torch.finfo(G.dtype).tiny)
-
-    def _log_prob_theta(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Exact log-probabilities of valid integer points ``idx [B, d]`` (differentiable in ``theta``)."""
-        d = self.space.dim
-        ar = torch.arange(d, device=theta.device)
+    def _selected(self, idx: np.ndarray):
+        """The matrices that points ``idx [B, d]`` select: ``[B, d, r, r]`` per mode (and, for QTT,
+        the selected binary cores ``[B, d, q, r, r]`` and the digits)."""
+        c, ar = self._dist(), np.arange(self.space.dim)
         if not self._q:
-            G = self._cores(theta)
-            sel = G.permute(0, 2, 1, 3)[ar[None, :], idx]  # [B, d, r, r]
-            logs = _chain_log(torch.cat([sel, G.sum(dim=2)[None]], dim=0))
-            return logs[:-1] - logs[-1]
-        Gb = self._scaled_bits(theta)  # [d, q, r, 2, r]
-        q, r = self._q, Gb.shape[2]
-        bits = (idx[:, :, None] >> self._shifts[None, None, :]) & 1  # [B, d, q]
-        sel = Gb.permute(0, 1, 3, 2, 4)[ar[None, :, None], self._ar_q[None, None, :], bits]  # [B, d, q, r, r]
-        logT = _chain_log(sel.reshape(idx.shape[0], d * q, r, r))
-        logZ = _chain_log(self._qtt_mode_sums(Gb)[None])[0]
-        return logT - logZ
+            return c["G"].transpose(0, 3, 1, 2)[ar[None, :], idx], None, None
+        bits = self._bits(idx)
+        Bsel = c["Gb"].transpose(0, 1, 3, 2, 4)[ar[None, :, None], np.arange(self._q)[None, None, :], bits]
+        A = Bsel[:, :, 0]
+        for t in range(1, self._q):
+            A = A @ Bsel[:, :, t]
+        return A, Bsel, bits
+
+    def _log_prob(self, idx: np.ndarray) -> np.ndarray:
+        """Exact log-probabilities of valid integer points ``idx [B, d]``."""
+        return tt_math.chain_log(self._selected(idx)[0]) - self._dist()["logZ"]
+
+    def _loss_grad(self, idx: np.ndarray) -> np.ndarray:
+        """Gradient in ``theta`` of the loss ``-mean(log p(idx))``, exact and in closed form.
+
+        ``log p = log T(idx) - log Z``: the chain of the selected matrices minus the
+        chain of the per-mode sums.  The derivative of a chain in a factor is the outer
+        product of its interface vectors (:func:`tt_math.chain_vectors`); for QTT the
+        vectors are carried through a mode's binary cores, and through the digit
+        recursion of ``S_j`` for ``Z`` (:func:`tt_math.digit_sums_vjp`).  ``|.|``
+        contributes ``sign(theta)``.
+        """
+        c, B = self._dist(), len(idx)
+        A, Bsel, bits = self._selected(idx)
+        _, lv, rv, den = tt_math.chain_vectors(A)  # [B, d, r], [B, d]
+        if not self._q:
+            G = c["G"]
+            gG = np.empty_like(G)  # d log Z / d S_j at every index: S_j sums G_j over the (valid) indices
+            gG[:] = (c["lvZ"][:, :, None] * c["rvZ"][:, None, :] / c["denZ"][:, None, None])[:, :, :, None]
+            g = lv[..., :, None] * rv[..., None, :] * (-1.0 / B / den)[..., None, None]
+            np.add.at(gG.transpose(0, 3, 1, 2), (np.broadcast_to(np.arange(G.shape[0]), idx.shape), idx), g)
+            if self._masked:
+                gG *= self._mask_rrn
+            np.negative(gG, out=gG, where=self._theta < 0)  # d|theta|/dtheta
+            return gG
+        q = self._q
+        lam = np.empty(Bsel.shape[:3] + (1, Bsel.shape[-1]))  # row vectors entering each binary core
+        rho = np.empty(Bsel.shape[:3] + (Bsel.shape[-1], 1))  # column vectors leaving it
+        lam[:, :, 0, 0] = lv
+        rho[:, :, q - 1, :, 0] = rv
+        for t in range(q - 1):
+            lam[:, :, t + 1] = lam[:, :, t] @ Bsel[:, :, t]
+            rho[:, :, q - 2 - t] = Bsel[:, :, q - 1 - t] @ rho[:, :, q - 1 - t]
+        g = (lam.transpose(0, 1, 2, 4, 3) * rho.transpose(0, 1, 2, 4, 3)) * (-1.0 / B / den)[:, :, None, None, None]
+        gGb = np.empty_like(c["Gb"])
+        gGb[:, :, :, 1, :] = np.einsum("bjt,bjtrs->jtrs", bits.astype(np.float64), g)
+        gGb[:, :, :, 0, :] = g.sum(axis=0) - gGb[:, :, :, 1, :]
+        gGb += tt_math.digit_sums_vjp(c["Gb"], self._cbits, c["lvZ"], c["rvZ"]) / c["denZ"][:, None, None, None, None]
+        return gGb * (np.sign(self._theta) / c["scale"])
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
-        idx = torch.as_tensor(np.asarray(points, dtype=np.int64), device=self.device)
+        idx = np.asarray(points, dtype=np.int64)
         lr, b1, b2, eps = float(self.params["lr"]), 0.9, 0.999, 1e-8
         for _ in range(int(steps)):
-            theta = self._theta.detach().requires_grad_(True)
-            loss = -self._log_prob_theta(theta, idx).mean()
-            (g,) = torch.autograd.grad(loss, theta)
-            with torch.no_grad():
-                self._t += 1
-                self._m.mul_(b1).add_(g, alpha=1 - b1)
-                self._v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                step = lr / (1 - b1 ** self._t)
-                denom = (self._v / (1 - b2 ** self._t)).sqrt_().add_(eps)
-                self._theta = self._theta.addcdiv(self._m, denom, value=-step)
-        self._sampler = None
+            g = self._loss_grad(idx).astype(self._dtype, copy=False)  # a fresh array: updated in place
+            self._t += 1
+            # Adam, in place (no temporaries of the parameters' size):
+            # m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta -= lr mhat / (sqrt(vhat) + eps)
+            g *= 1 - b1
+            self._m *= b1
+            self._m += g
+            g *= g
+            g *= (1 - b2) / (1 - b1) ** 2
+            self._v *= b2
+            self._v += g
+            np.sqrt(self._v, out=g)
+            g += eps * math.sqrt(1 - b2 ** self._t)
+            np.divide(self._m, g, out=g)
+            g *= lr * math.sqrt(1 - b2 ** self._t) / (1 - b1 ** self._t)
+            self._theta -= g
+            self._cache = self._tables = None
 
-    def _prepare_sampler(self):
-        """Cores in the form the sequential sampler needs (recomputed after each update).
+    def _sampling_tables(self):
+        """Tables for drawing points (built once per update).
 
-        Each mode's core is ``Hi[i_hi] @ Lo[i_lo]`` (for QTT, the high and low
-        halves of the bits multiplied out separately, which is much cheaper than
-        the full ``[r, 2^q, r]`` core), and ``W[j] = core_j . R_{j+1}`` is the
-        unnormalized conditional of mode ``j`` given the right interface.
+        A draw is exact and vectorized over the modes: the chain's rank index after
+        each mode is a Markov chain (transitions ``S_j[a, b] R_j[b]``, ``R_j`` the
+        right interface) sampled by pointer jumping; given the rank indices ``a``
+        before and ``b`` after mode ``j``, its index is drawn from ``G_j[a, :, b]``
+        (for QTT in two halves: the high digits, the rank index between the halves,
+        then the low digits), from tables of cumulative probabilities.
         """
-        if self._sampler is None:
-            with torch.no_grad():
-                d = self.space.dim
-                if self._q:
-                    Gb = self._scaled_bits(self._theta)
-                    qh = (self._q + 1) // 2
-                    Hi = self._merge_bits(Gb[:, :qh])
-                    Lo = self._merge_bits(Gb[:, qh:]) if qh < self._q else None
-                    S = self._qtt_mode_sums(Gb)
-                else:
-                    Hi, Lo = self._cores(self._theta), None
-                    S = Hi.sum(dim=2)
-                r = Hi.shape[1]
-                Sn = S.cpu().double().numpy()
-                R = np.zeros((d + 1, r))  # right interfaces R[j] ~ S_j ... S_d e_0 (scaled)
-                R[d, 0] = 1.0
-                for j in range(d - 1, -1, -1):
-                    v = Sn[j] @ R[j + 1]
-                    R[j] = v / max(v.max(), 1e-300)
-                Rt = torch.as_tensor(R[1:], dtype=Hi.dtype, device=Hi.device)
-                if Lo is None:
-                    W = (Hi.reshape(d, -1, r) @ Rt[:, :, None]).reshape(d, r, -1)
-                    LoP = None
-                else:
-                    LoR = (Lo.reshape(d, -1, r) @ Rt[:, :, None]).reshape(d, r, -1)  # [d, r, Nl]
-                    W = (Hi.reshape(d, -1, r) @ LoR).reshape(d, r, -1)  # [d, r, Nh * Nl]
-                    LoP = Lo.permute(0, 2, 1, 3).contiguous()
-                if self._masked:
-                    W = W * self._mask[:, :, :, 0]
-                HiP = Hi.permute(0, 2, 1, 3)  # [d, Nh, r, r] view: HiP[j][i] are matrices
-                nl = 0 if Lo is None else Lo.shape[2].bit_length() - 1
-            self._sampler = (HiP, LoP, W.contiguous(), nl)
-        return self._sampler
+        if self._tables is None:
+            c, d = self._dist(), self.space.dim
+            T = c["S"] * c["rvZ"][:, None, :]
+            cdf = np.cumsum(T, axis=2)
+            cdf /= np.maximum(cdf[:, :, -1:], np.finfo(np.float64).tiny)
+            if not self._q:
+                G = c["G"]  # [d, r, r, N]: rows (j, a, b)
+                high = tt_math.RowTable(G.reshape(-1, G.shape[3]))
+                self._tables = (cdf, high, None)
+                return self._tables
+            Gb, q = c["Gb"], self._q
+            qh = (q + 1) // 2
+            Hi = tt_math.merge_bits(Gb[:, :qh])  # [d, r, Nh, r]
+            r, Nh = Hi.shape[1], Hi.shape[2]
+            nmax = self._sizes - 1
+            if qh == q:
+                U = Hi * self._mask if self._masked else Hi
+                self._tables = (cdf, tt_math.RowTable(U.transpose(0, 1, 3, 2).reshape(d * r * r, Nh)), None)
+                return self._tables
+            Lo = tt_math.merge_bits(Gb[:, qh:])  # [d, r, Nl, r]
+            Nl = Lo.shape[2]
+            hmax, lmax = nmax >> (q - qh), nmax & (Nl - 1)
+            Hf = Hi.reshape(d, r * Nh, r)
+            if not self._masked:  # every index valid: one variant of the low half
+                LoS = Lo.sum(axis=2)[:, None]  # [d, 1, r, r]
+                U = (Hf @ LoS[:, 0]).reshape(d, r, Nh, r)
+                LoT = Lo[:, None]
+            else:  # the last valid high index allows only the lows up to lmax (variant 1)
+                lo_ok = (np.arange(Nl)[None, :] <= lmax[:, None]).astype(np.float64)[:, None, :, None]
+                LoS = np.stack([Lo.sum(axis=2), (Lo * lo_ok).sum(axis=2)], axis=1)  # [d, 2, r, r]
+                h = np.arange(Nh)[None, :]
+                U = np.where((h < hmax[:, None])[:, None, :, None], (Hf @ LoS[:, 0]).reshape(d, r, Nh, r), 0.0)
+                U += np.where((h == hmax[:, None])[:, None, :, None], (Hf @ LoS[:, 1]).reshape(d, r, Nh, r), 0.0)
+                LoT = np.stack([Lo, Lo * lo_ok], axis=1)  # [d, 2, r, Nl, r]
+            high = tt_math.RowTable(U.transpose(0, 1, 3, 2).reshape(d * r * r, Nh))
+            low = tt_math.RowTable(LoT.transpose(0, 1, 2, 4, 3).reshape(-1, Nl))
+            self._tables = (cdf, high, (Hi, LoS, low, hmax, Nl))
+        return self._tables
 
     def _sample(self, n: int) -> np.ndarray:
-        HiP, LoP, W, nl = self._prepare_sampler()
-        d, r, N = W.shape
-        u = torch.as_tensor(1.0 - self.rng.random((d, n, 1)), dtype=W.dtype, device=W.device)  # (0, 1]
-        with torch.no_grad():
-            Q = torch.zeros(n, r, dtype=W.dtype, device=W.device)
-            Q[:, 0] = 1.0
-            out = torch.empty(n, d, dtype=torch.int64, device=W.device)
-            for j in range(d):
-                cdf = torch.cumsum(Q @ W[j], dim=1)
-                # first index with cdf >= u * total: its probability is positive (masked entries never chosen)
-                i = torch.searchsorted(cdf, u[j] * cdf[:, -1:]).clamp_max_(N - 1)[:, 0]
-                out[:, j] = i
-                if LoP is None:
-                    Q = (Q[:, None, :] @ HiP[j][i])[:, 0]
-                else:
-                    Q = (Q[:, None, :] @ HiP[j][i >> nl] @ LoP[j][i & ((1 << nl) - 1)])[:, 0]
-                Q = Q / Q.sum(dim=1, keepdim=True)
-        return out.cpu().numpy()
+        cdf, high, halves = self._sampling_tables()
+        d, r = self.space.dim, cdf.shape[-1]
+        u = 1.0 - self.rng.random((4, n, d))  # (0, 1]: rank path, high index, middle rank, low index
+        b = tt_math.sample_path(cdf, u[0])  # rank index after each mode
+        a = np.zeros_like(b)
+        a[:, 1:] = b[:, :-1]
+        j = np.broadcast_to(np.arange(d), (n, d))
+        hi = high.draw((j * r + a) * r + b, u[1])
+        if halves is None:
+            return hi
+        Hi, LoS, low, hmax, Nl = halves
+        nv = LoS.shape[1]  # variants of the low half: 1, or 2 when the last high allows only some lows
+        last = (hi == hmax[None, :]).astype(np.int64) if nv == 2 else np.zeros_like(hi)
+        w = Hi[j, a, hi] * LoS[j, last, :, b]  # [n, d, r]: weight of each middle rank index
+        cw = np.cumsum(w, axis=2)
+        mid = np.minimum((cw[:, :, :-1] < u[2][:, :, None] * cw[:, :, -1:]).sum(axis=2), r - 1)
+        lo = low.draw(((j * nv + last) * r + mid) * r + b, u[3])
+        return hi * Nl + lo
 
     # --------------------------------------------------------------- ask/tell
     def _ask(self, n: int) -> np.ndarray:
@@ -403,9 +440,7 @@ class TTOptimizer(Optimizer):
 
     def log_prob(self, points) -> np.ndarray:
         """Log-probability of ``points`` under the current distribution."""
-        pts = self.space.validate(points).astype(np.int64)
-        with torch.no_grad():
-            return self._log_prob_theta(self._theta, torch.as_tensor(pts, device=self.device)).cpu().numpy()
+        return self._log_prob(self.space.validate(points).astype(np.int64))
 
     def tt_cores(self) -> list[np.ndarray]:
         """The current distribution as teneva-compatible TT cores.
@@ -419,15 +454,13 @@ class TTOptimizer(Optimizer):
         ``teneva.sum(cores)`` (= 1), ``teneva.optima_tt(cores)`` (the most
         probable point).
         """
-        with torch.no_grad():
-            G = self._cores(self._theta)
-            logZ = float(_chain_log(G.sum(dim=2)[None])[0])
-            G = G.cpu().numpy()
+        G = self._cores()
+        logZ = self._dist()["logZ"]
         d = G.shape[0]
         scale = math.exp(-logZ / d)
         cores = []
         for j in range(d):
-            c = G[j, :, : self._sizes[j]] * scale  # [r, n_j, r]
+            c = G[j, :, : self._sizes[j]].astype(np.float64) * scale  # [r, n_j, r]
             if j == 0:
                 c = c[:1]
             if j == d - 1:
@@ -443,9 +476,9 @@ class TTOptimizer(Optimizer):
         outstanding = np.array([np.frombuffer(k, dtype=np.int64) for k, _ in outk], dtype=np.int64).reshape(-1, self.space.dim)
         return {
             **self._state_header("tt-1"),
-            "theta": self._theta.detach().cpu().numpy().copy(),
-            "adam_m": self._m.detach().cpu().numpy().copy(),
-            "adam_v": self._v.detach().cpu().numpy().copy(),
+            "theta": self._to_teneva(self._theta),
+            "adam_m": self._to_teneva(self._m),
+            "adam_v": self._to_teneva(self._v),
             "adam_t": int(self._t),
             "elite_points": self._elite_p.copy(),
             "elite_values": self._elite_v.copy(),
@@ -466,10 +499,11 @@ class TTOptimizer(Optimizer):
         self._restore_header(state, "tt-1")
         self._reset()
         th = np.asarray(state["theta"])
-        if th.shape != tuple(self._theta.shape):
-            raise ConfigError(f"tt state has cores of shape {th.shape}, expected {tuple(self._theta.shape)}.")
-        as_t = lambda a: torch.tensor(np.asarray(a), dtype=self.dtype, device=self.device)  # noqa: E731
-        self._theta, self._m, self._v = as_t(th), as_t(state["adam_m"]), as_t(state["adam_v"])
+        expected = self._to_teneva(self._theta).shape
+        if th.shape != expected:
+            raise ConfigError(f"tt state has cores of shape {th.shape}, expected {expected}.")
+        as_a = lambda a: self._from_teneva(np.array(a, dtype=self._dtype))  # noqa: E731
+        self._theta, self._m, self._v = as_a(th), as_a(state["adam_m"]), as_a(state["adam_v"])
         self._t = int(state["adam_t"])
         self._elite_p = np.asarray(state["elite_points"], dtype=np.int64).reshape(-1, self.space.dim)
         self._elite_v = np.asarray(state["elite_values"], dtype=float)
@@ -484,4 +518,4 @@ class TTOptimizer(Optimizer):
         self._best_point = None if bp is None else np.asarray(bp).astype(self.space.dtype)
         self._best_value = None if state["best_value"] is None else float(state["best_value"])
         self._n_told = int(state["n_told"])
-        self._sampler = None
+        self._cache = self._tables = None
