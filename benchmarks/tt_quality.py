@@ -82,7 +82,7 @@ class Recorder:
 
 def run_mango(d, n, f, budget, seed, params):
     rec = Recorder(f, budget)
-    opt = make("tt", Codebook(d, n), seed=seed, device="cpu", **params)
+    opt = make("tt", Codebook(d, n), seed=seed, **params)
     k = opt.preferred_batch_size
     while opt.n_told < budget:
         x = opt.ask(min(k, budget - opt.n_told))

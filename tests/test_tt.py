@@ -289,3 +289,67 @@ def test_protes_peer_ask_tell():
     assert np.array_equal(a.ask(5), b.ask(5))
     with pytest.raises(ConfigError, match="same number of levels"):
         make("protes", Grid(Box(3, 0, 1), [4, 5, 6]), seed=0)
+
+
+# ---------------------------------------------------------------- the closed-form gradients and the sampler
+def _autograd_loss_grad(opt, idx):
+    """-mean log p(idx) and its gradient in theta (teneva layout), by torch autograd on the full cores."""
+    theta = torch.tensor(opt._to_teneva(opt._theta).astype(np.float64), requires_grad=True)
+    d = opt.space.dim
+    if opt._q:
+        G = theta.abs()
+        G = G / G.detach().amax(dim=(2, 3, 4), keepdim=True)
+        A = G[:, 0]
+        for s in range(1, opt._q):
+            m, r = A.shape[2], A.shape[1]
+            A = (A.reshape(d, r * m, r) @ G[:, s].reshape(d, r, 2 * r)).reshape(d, r, 2 * m, r)
+        G = A
+    else:
+        G = theta.abs()
+    G = G * torch.tensor(opt._mask)
+
+    def chain(mats):
+        v = mats[0][0:1]
+        for M in mats[1:]:
+            v = v @ M
+        return v[0, 0]
+
+    logZ = torch.log(chain([G[j].sum(1) for j in range(d)]))
+    logp = torch.stack([torch.log(chain([G[j][:, int(i[j]), :] for j in range(d)])) for i in idx]) - logZ
+    (-logp.mean()).backward()
+    return logp.detach().numpy(), theta.grad.numpy()
+
+
+@pytest.mark.parametrize("space,quantize", [
+    (Grid(Box(4, 0, 1), [5, 7, 3, 9]), False),   # masked dense cores
+    (Grid(Box(4, 0, 1), [5, 7, 3, 9]), True),    # masked QTT (digit recursion)
+    (Codebook(6, 8), True),                        # QTT, every index valid
+    (Codebook(3, 300), True),                      # QTT, high/low halves, masked
+    (Codebook(7, 4), False),
+])
+def test_closed_form_gradient_equals_autograd(space, quantize):
+    opt = make("tt", space, seed=1, quantize=quantize, rank=3)
+    drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 40, batch=10)  # away from the initial cores
+    idx = space.sample(4, seed=2).astype(np.int64)
+    logp_ref, g_ref = _autograd_loss_grad(opt, idx)
+    tol = 1e-6 if opt._theta.dtype == np.float32 else 1e-10
+    assert np.allclose(opt._log_prob(idx), logp_ref, atol=tol * 10)
+    assert np.allclose(opt._to_teneva(opt._loss_grad(idx)), g_ref, atol=tol * np.abs(g_ref).max())
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_sampler_marginals_with_many_levels(quantize):
+    """Modes of 70 and 100 levels: the row tables split them into blocks; draws follow the distribution."""
+    sp = Grid(Box(2, 0, 1), [70, 100])
+    opt = make("tt", sp, seed=3, quantize=quantize, rank=3, dedup=False, lr=0.3, k=20, k_top=5)
+    f = lambda x: -np.abs(np.asarray(x) - [20, 80]).sum(axis=1)  # noqa: E731
+    drive(opt, f, 200, batch=20)
+    grid = np.stack(np.meshgrid(np.arange(70), np.arange(100), indexing="ij"), -1).reshape(-1, 2)
+    p = np.exp(opt.log_prob(grid)).reshape(70, 100)
+    assert p.sum() == pytest.approx(1.0, rel=1e-5)
+    for n in (30, 20000):  # few draws (rows gathered) and many (one sorted table)
+        x = np.concatenate([opt._sample(n) for _ in range(max(1, 20000 // n))])
+        assert x[:, 0].max() < 70 and x[:, 1].max() < 100 and x.min() >= 0
+        for axis in (0, 1):
+            freq = np.bincount(x[:, axis], minlength=p.shape[axis]) / len(x)
+            assert 0.5 * np.abs(freq - p.sum(axis=1 - axis)).sum() < 0.03

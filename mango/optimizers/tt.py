@@ -192,8 +192,7 @@ class TTOptimizer(Optimizer):
                 G = np.abs(self._theta)  # [d, r, r, N]
                 c["G"] = G * self._mask_rrn if self._masked else G
                 S = c["G"].sum(axis=3, dtype=np.float64)
-            logZ, lv, rv, den = tt_math.chain_vectors(S[None])
-            c.update(S=S, logZ=float(logZ[0]), lvZ=lv[0], rvZ=rv[0], denZ=den[0])
+            c.update(S=S, rvZ=tt_math.right_vectors(S[None])[0])
             self._cache = c
         return self._cache
 
@@ -216,7 +215,13 @@ class TTOptimizer(Optimizer):
 
     def _log_prob(self, idx: np.ndarray) -> np.ndarray:
         """Exact log-probabilities of valid integer points ``idx [B, d]``."""
-        return tt_math.chain_log(self._selected(idx)[0]) - self._dist()["logZ"]
+        return tt_math.chain_log(self._selected(idx)[0]) - self._log_z()
+
+    def _log_z(self) -> float:
+        c = self._dist()
+        if "logZ" not in c:
+            c["logZ"] = float(tt_math.chain_log(c["S"][None])[0])
+        return c["logZ"]
 
     def _loss_grad(self, idx: np.ndarray) -> np.ndarray:
         """Gradient in ``theta`` of the loss ``-mean(log p(idx))``, exact and in closed form.
@@ -230,11 +235,13 @@ class TTOptimizer(Optimizer):
         """
         c, B = self._dist(), len(idx)
         A, Bsel, bits = self._selected(idx)
-        _, lv, rv, den = tt_math.chain_vectors(A)  # [B, d, r], [B, d]
+        lv, rv, den = tt_math.chain_vectors(np.concatenate([A, c["S"][None]]))  # the elite's chains and Z's
+        (lv, lvZ), (rv, rvZ), (den, denZ) = (np.split(a, [B]) for a in (lv, rv, den))
+        lvZ, rvZ, denZ = lvZ[0], rvZ[0], denZ[0]
         if not self._q:
             G = c["G"]
             gG = np.empty_like(G)  # d log Z / d S_j at every index: S_j sums G_j over the (valid) indices
-            gG[:] = (c["lvZ"][:, :, None] * c["rvZ"][:, None, :] / c["denZ"][:, None, None])[:, :, :, None]
+            gG[:] = (lvZ[:, :, None] * rvZ[:, None, :] / denZ[:, None, None])[:, :, :, None]
             g = lv[..., :, None] * rv[..., None, :] * (-1.0 / B / den)[..., None, None]
             np.add.at(gG.transpose(0, 3, 1, 2), (np.broadcast_to(np.arange(G.shape[0]), idx.shape), idx), g)
             if self._masked:
@@ -253,7 +260,7 @@ class TTOptimizer(Optimizer):
         gGb = np.empty_like(c["Gb"])
         gGb[:, :, :, 1, :] = np.einsum("bjt,bjtrs->jtrs", bits.astype(np.float64), g)
         gGb[:, :, :, 0, :] = g.sum(axis=0) - gGb[:, :, :, 1, :]
-        gGb += tt_math.digit_sums_vjp(c["Gb"], self._cbits, c["lvZ"], c["rvZ"]) / c["denZ"][:, None, None, None, None]
+        gGb += tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ, rvZ) / denZ[:, None, None, None, None]
         return gGb * (np.sign(self._theta) / c["scale"])
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
@@ -455,7 +462,7 @@ class TTOptimizer(Optimizer):
         probable point).
         """
         G = self._cores()
-        logZ = self._dist()["logZ"]
+        logZ = self._log_z()
         d = G.shape[0]
         scale = math.exp(-logZ / d)
         cores = []

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 __all__ = [
-    "chain_log", "chain_vectors", "merge_bits", "digit_sums", "digit_sums_vjp",
+    "chain_log", "chain_vectors", "right_vectors", "merge_bits", "digit_sums", "digit_sums_vjp",
     "sample_path", "RowTable",
 ]
 
@@ -71,10 +71,22 @@ def _scan(M: np.ndarray, suffix: bool) -> np.ndarray:
     return P
 
 
-def chain_vectors(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Log chain values and the interface vectors of every factor.
+def right_vectors(M: np.ndarray) -> np.ndarray:
+    """``rv [C, L, r]``: the first column of ``M[c, j+1] ... M[c, L-1]`` for every factor ``j``
+    (scaled to sum 1): the right interfaces a sampler conditions on."""
+    C, L, r = M.shape[0], M.shape[1], M.shape[-1]
+    rv = np.zeros((C, L, r))
+    rv[:, -1, 0] = 1.0
+    if L > 1:
+        rv[:, :-1] = _scan(np.asarray(M[:, 1:], dtype=np.float64), suffix=True)[:, :, :, 0]
+    rv /= np.maximum(rv.sum(axis=-1, keepdims=True), _TINY)
+    return rv
 
-    Returns ``(logv [C], lv [C, L, r], rv [C, L, r], den [C, L])``: ``lv[c, j]`` is
+
+def chain_vectors(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The interface vectors of every factor of every chain.
+
+    Returns ``(lv [C, L, r], rv [C, L, r], den [C, L])``: ``lv[c, j]`` is
     the first row of ``M[c, 0] ... M[c, j-1]`` and ``rv[c, j]`` the first column of
     ``M[c, j+1] ... M[c, L-1]`` (each scaled to sum 1), and ``den = lv M rv``.
     The derivative of ``log v`` in factor ``j`` is ``outer(lv, rv) / den`` (any
@@ -84,16 +96,13 @@ def chain_vectors(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     M = np.asarray(M, dtype=np.float64)
     C, L, r = M.shape[0], M.shape[1], M.shape[-1]
     lv = np.zeros((C, L, r))
-    rv = np.zeros((C, L, r))
     lv[:, 0, 0] = 1.0
-    rv[:, -1, 0] = 1.0
     if L > 1:
         lv[:, 1:] = _scan(M[:, :-1], suffix=False)[:, :, 0, :]
-        rv[:, :-1] = _scan(M[:, 1:], suffix=True)[:, :, :, 0]
     lv /= np.maximum(lv.sum(axis=-1, keepdims=True), _TINY)
-    rv /= np.maximum(rv.sum(axis=-1, keepdims=True), _TINY)
+    rv = right_vectors(M)
     den = np.maximum(np.einsum("clr,clrs,cls->cl", lv, M, rv), _TINY)
-    return chain_log(M), lv, rv, den
+    return lv, rv, den
 
 
 def merge_bits(Gb: np.ndarray) -> np.ndarray:
@@ -210,7 +219,9 @@ class RowTable:
         R, K = W.shape
         self._W, self._K, self._flat, self._blocks = W, K, None, None
         if K > 64:
-            bs = math.isqrt(K - 1) + 1  # block size ~ sqrt(K)
+            root = math.isqrt(K - 1) + 1
+            # block size ~ sqrt(K): a divisor of K when there is one nearby (no padding copy)
+            bs = next((b for b in range(root, 2 * root + 1) if K % b == 0), root)
             nb = -(-K // bs)
             Wp = W if nb * bs == K else np.concatenate([W, np.zeros((R, nb * bs - K))], axis=1)
             Wb = Wp.reshape(R, nb, bs)
