@@ -1,4 +1,4 @@
-"""Torch device resolution, shared by generators, oracles and optimizers."""
+"""Torch device resolution, shared by generators and oracles."""
 
 from __future__ import annotations
 

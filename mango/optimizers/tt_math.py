@@ -60,13 +60,17 @@ def _scan(M: np.ndarray, suffix: bool) -> np.ndarray:
     each divided by its sum (Hillis-Steele doubling: ``ceil(log2 L)`` batched products)."""
     P = M.copy()
     _normalize(P)
-    L, shift = P.shape[1], 1
+    L, shift, level = P.shape[1], 1, 0
     while shift < L:
         if suffix:
             P[:, : L - shift] = P[:, : L - shift] @ P[:, shift:]
         else:  # the right-hand side is evaluated before the assignment: no aliasing
             P[:, shift:] = P[:, : L - shift] @ P[:, shift:]
-        _normalize(P[:, : L - shift] if suffix else P[:, shift:])
+        level += 1
+        if level % 2 == 0 or shift * 2 >= L:
+            # every other level suffices: a product of non-negative matrices of sum <= 1 has sum <= 1
+            # (no overflow), and two levels multiply at most four normalized factors (no underflow)
+            _normalize(P[:, : L - shift] if suffix else P[:, shift:])
         shift *= 2
     return P
 
