@@ -155,13 +155,24 @@ def main(argv=None):
     (RESULTS / f"{a.out}.json").write_text(json.dumps(
         {"checkpoints": CHECKPOINTS, "seeds": a.seeds, "budget": a.budget, "configs": {
             c: CONFIGS.get(c) for c in configs}, "results": res}, indent=1))
-    lines = [f"# tt quality: median best value over {a.seeds} seeds (maximized; optimum in brackets)", "",
-             "| problem | optimizer | " + " | ".join(f"@{c}" for c in CHECKPOINTS) + " |",
-             "|---|---|" + "---|" * len(CHECKPOINTS)]
-    for pname, byc in res.items():
+    write_markdown(a.out)
+
+
+def write_markdown(out: str) -> None:
+    """``{out}.md`` from ``{out}.json``: the table of median best values."""
+    data = json.loads((RESULTS / f"{out}.json").read_text())
+    lines = [f"# tt quality: median best value over {data['seeds']} seeds, budget {data['budget']:,} "
+             "(maximized; optimum in brackets)", "",
+             "Produced by `python benchmarks/tt_quality.py` in one run (raw per-seed values in the .json).", "",
+             "tt[protes] = mango tt at protes's settings (k=100, k_top=10, r=5, lr=0.05, k_gd=1, elite from the "
+             "batch, no dedup); tt[k100] = the same k, k_top, r, lr, k_gd with mango's elite from all seen points "
+             "and dedup; tt = mango's defaults (rank=5, k=20, k_top=5, lr=0.1, k_gd=2, elite=seen, dedup).", "",
+             "| problem | optimizer | " + " | ".join(f"@{c}" for c in data["checkpoints"]) + " |",
+             "|---|---|" + "---|" * len(data["checkpoints"])]
+    for pname, byc in data["results"].items():
         for cname, r in byc.items():
             lines.append(f"| {pname} [{r['optimum']:g}] | {cname} | " + " | ".join(f"{m:.4f}" for m in r["median"]) + " |")
-    (RESULTS / f"{a.out}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
