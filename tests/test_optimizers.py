@@ -153,3 +153,15 @@ def test_warm_start_points_enter_ga_population():
         p = opt.ask(4)
         opt.tell(p, _f(p))
     assert opt.best[1] == 0.0 and np.allclose(opt.best[0], 0.7)
+
+
+def test_nevergrad_batches_follow_its_cma_population():
+    """NGOpt picks a CMA-ES on a large Box; mango asks in batches of its population (nevergrad #1690)."""
+    space = Box(784, -1, 1)
+    f = lambda x: -np.sum(np.asarray(x) ** 2, axis=1)  # noqa: E731
+    res = mango.maximize(f, space, optimizer="ng:NGOpt", budget=100, seed=0, progress=False)
+    assert res.n_queries == 100
+    opt = mo.make("ng:NGOpt", space, seed=0, budget=100, batch_size=10)
+    assert opt.preferred_batch_size > 10
+    with pytest.raises(ConfigError, match="batch size"):
+        mango.maximize(f, space, optimizer="ng:NGOpt", budget=300, batch_size=10, seed=0, progress=False)

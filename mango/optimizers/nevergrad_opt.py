@@ -132,6 +132,27 @@ class NevergradOptimizer(Optimizer):
                                          num_workers=max(1, int(self.batch_size or 1)))
         self._pending: deque = deque()
 
+    @property
+    def preferred_batch_size(self) -> int | None:
+        """The population size of the algorithm nevergrad settled on, when it has one.
+
+        NGOpt and its kin pick an algorithm from the space, budget and workers; a
+        CMA-ES inside draws its whole population at once and updates only when all
+        of it is told.  Batches of exactly that size keep the two in step; other
+        sizes make pycma's step-size rule (TPA) fail on a second draw before the
+        update (nevergrad issue #1690).
+        """
+        opt = self._opt
+        for _ in range(8):  # NGOpt -> selected optimizer -> ... (.optim for NGOpt, ._optim for MetaModel)
+            pop = getattr(opt, "_popsize", None)
+            if isinstance(pop, (int, np.integer)) and pop > 0:
+                return int(pop)
+            inner = getattr(opt, "optim", None) or getattr(opt, "_optim", None)
+            if inner is None or inner is opt:
+                return None
+            opt = inner
+        return None
+
     def _to_point(self, cand) -> np.ndarray:
         return np.asarray(cand.value, dtype=self.space.dtype).reshape(self.space.dim)
 
@@ -146,6 +167,15 @@ class NevergradOptimizer(Optimizer):
                     raise ConfigError(
                         f"nevergrad's {self.params['method']} needs an optional package on this space: {exc}. "
                         "Install it, or choose another method (e.g. ng:CMA, ng:NGOpt)."
+                    ) from None
+                except RuntimeError as exc:
+                    if "Mean shift samples" not in str(exc):
+                        raise
+                    pop = self.preferred_batch_size
+                    raise ConfigError(
+                        f"nevergrad's {self.params['method']} runs a CMA-ES with a population of {pop} here, "
+                        f"which fails when asked in batches of another size (nevergrad issue #1690). "
+                        f"Use batch size {pop} (or leave it unset), or another optimizer (e.g. cma)."
                     ) from None
                 pt = self._to_point(cand)
                 if self.space.kind == "box":
