@@ -70,7 +70,10 @@ def anytime_curves(records: Sequence[dict], path: str | None = None):
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    from matplotlib.lines import Line2D
+
+    # every optimizer, including those absent from the first panel (e.g. continuous ones on a Codebook)
+    axes.flat[0].legend(handles=[Line2D([], [], color=colors[o], label=o) for o in opts], fontsize=7)
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=110)
