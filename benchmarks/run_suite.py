@@ -1,8 +1,8 @@
 """Run a benchmark suite and write benchmarks/RESULTS.md (or another file) with the exact
 command, machine, package versions, the tables and the figures.
 
-    python benchmarks/run_suite.py --suite zoo-small --seeds 3 --budgets 100,300,1000,3000 \
-        --out benchmarks/results/zoo-small --results benchmarks/RESULTS.md
+    python benchmarks/run_suite.py --suite lab --seeds 3 --budgets 100,300,1000,3000 \
+        --out benchmarks/results/lab --results benchmarks/RESULTS.md
 
 Everything after the script's own options is passed to ``mango bench`` (see
 ``mango bench --help``); the run resumes from ``--out`` when interrupted.
