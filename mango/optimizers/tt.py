@@ -243,10 +243,12 @@ class TTOptimizer(Optimizer):
             gG = np.empty_like(G)  # d log Z / d S_j at every index: S_j sums G_j over the (valid) indices
             gG[:] = (lvZ[:, :, None] * rvZ[:, None, :] / denZ[:, None, None])[:, :, :, None]
             g = lv[..., :, None] * rv[..., None, :] * (-1.0 / B / den)[..., None, None]
-            np.add.at(gG.transpose(0, 3, 1, 2), (np.broadcast_to(np.arange(G.shape[0]), idx.shape), idx), g)
+            gGp, ar = gG.transpose(0, 3, 1, 2), np.arange(G.shape[0])
+            for b in range(B):  # one point: distinct (mode, index) pairs, so a plain indexed add is exact
+                gGp[ar, idx[b]] += g[b]
             if self._masked:
                 gG *= self._mask_rrn
-            np.negative(gG, out=gG, where=self._theta < 0)  # d|theta|/dtheta
+            gG *= np.sign(self._theta)  # d|theta|/dtheta
             return gG
         q = self._q
         lam = np.empty(Bsel.shape[:3] + (1, Bsel.shape[-1]))  # row vectors entering each binary core

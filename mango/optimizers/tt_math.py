@@ -155,7 +155,6 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]
     Bs = B0 + B1
-    out = np.empty((d, q, r, 2, r))
     if cbits.all():  # S_j = Bs_0 ... Bs_{q-1}: both digits of core t get outer(x^T Bs_0..Bs_{t-1}, Bs_{t+1}.. y)
         lam = np.empty((d, q, 1, r))
         rho = np.empty((d, q, r, 1))
@@ -163,9 +162,9 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
         for t in range(q - 1):
             lam[:, t + 1] = lam[:, t] @ Bs[:, t]
             rho[:, q - 2 - t] = Bs[:, q - 1 - t] @ rho[:, q - 1 - t]
-        out[:, :, :, 0, :] = lam.transpose(0, 1, 3, 2) * rho.transpose(0, 1, 3, 2)
-        out[:, :, :, 1, :] = out[:, :, :, 0, :]
-        return out
+        outer = lam.transpose(0, 1, 3, 2) * rho.transpose(0, 1, 3, 2)  # [d, q, r, r]
+        return np.broadcast_to(outer[:, :, :, None, :], (d, q, r, 2, r))  # the same for both digits (read-only)
+    out = np.empty((d, q, r, 2, r))
     c = cbits[:, :, None]
     Bc = B0 + c[..., None] * (B1 - B0)
     lvec = np.zeros((d, q + 1, r))  # x^T L_t
