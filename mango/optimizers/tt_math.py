@@ -196,10 +196,14 @@ def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     Returns the state after each step, ``[n, L]``.
     """
     s = cdf.shape[-1]
-    F = np.minimum((cdf[None, :, :, :-1] < u[:, :, None, None]).sum(axis=-1), s - 1)  # [n, L, s]
-    L, shift = F.shape[1], 1
-    while shift < L:
-        F[:, shift:] = np.take_along_axis(F[:, shift:], F[:, : L - shift], axis=2)
+    F = np.zeros((u.shape[0], cdf.shape[0], s), dtype=np.int64)  # [n, L, s]: next state from each state
+    for k in range(s - 1):  # the number of cumulative probabilities below u (thresholds one at a time)
+        F += cdf[None, :, :, k] < u[:, :, None]
+    n, L, shift = F.shape[0], F.shape[1], 1
+    flat = F.reshape(-1)
+    base = (np.arange(n)[:, None, None] * L + np.arange(L)[None, :, None]) * s  # offsets of F[i, l, :]
+    while shift < L:  # F[:, l] <- F[:, l] o F[:, l - shift]
+        F[:, shift:] = flat[base[:, shift:] + F[:, : L - shift]]
         shift *= 2
     return F[:, :, 0]
 
