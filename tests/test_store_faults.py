@@ -125,6 +125,8 @@ def campaign_seconds(tmp_path, fork: bool) -> float:
     """
     if fork not in _DURATION:
         longest = 0.0
+        for opt in OPTIMIZERS:  # the optimizers' libraries are imported before forking, as in the trials
+            reference(opt, 0)
         for opt in OPTIMIZERS:
             path = tmp_path / f"calibrate-{opt}-{fork}.sqlite"
             if fork:
@@ -148,7 +150,8 @@ def one_trial(tmp_path, trial: int, rng: random.Random, kills: int = 1, fork: bo
     duration = campaign_seconds(tmp_path, fork)
     for k in range(kills):
         resume = k > 0 and os.path.exists(path)
-        delay = rng.uniform(0.0, 1.1) * duration  # anywhere in the campaign (and now and then just after it)
+        left = 1.0 - recorded(path) / BUDGET if resume else 1.0  # a resumed campaign only runs what is left
+        delay = rng.uniform(0.0, 1.1) * duration * max(left, 0.05)  # anywhere in it (now and then just after)
         if fork:
             was_killed = Forked(path, opt, seed, resume).kill_after(delay)
         else:
