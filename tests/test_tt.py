@@ -353,3 +353,20 @@ def test_sampler_marginals_with_many_levels(quantize):
         for axis in (0, 1):
             freq = np.bincount(x[:, axis], minlength=p.shape[axis]) / len(x)
             assert 0.5 * np.abs(freq - p.sum(axis=1 - axis)).sum() < 0.03
+
+
+@pytest.mark.parametrize("L", [1, 2, 9, 64, 300])
+def test_interface_vectors_sweep_and_scan_agree(L, monkeypatch):
+    """Short chains are swept factor by factor, long ones scanned by doubling: same vectors."""
+    M = np.random.default_rng(L).random((3, L, 4, 4))
+    lv, rv, den = tt_math.chain_vectors(M)
+    monkeypatch.setattr(tt_math, "_SWEEP_MAX_LEN", 0 if L <= 128 else 10**6)  # the other method
+    lv2, rv2, den2 = tt_math.chain_vectors(M)
+    assert np.allclose(lv, lv2, rtol=1e-10) and np.allclose(rv, rv2, rtol=1e-10)
+    assert np.allclose(den, den2, rtol=1e-9)
+    # d log v / d M_j = outer(lv, rv) / den, checked by a finite difference
+    j, eps = L // 2, 1e-7
+    Mp = M.copy()
+    Mp[:, j, 1, 2] += eps
+    fd = (tt_math.chain_log(Mp) - tt_math.chain_log(M)) / eps
+    assert np.allclose(fd, lv[:, j, 1] * rv[:, j, 2] / den[:, j], rtol=1e-4, atol=1e-6)

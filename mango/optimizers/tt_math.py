@@ -75,16 +75,52 @@ def _scan(M: np.ndarray, suffix: bool) -> np.ndarray:
     return P
 
 
+# chains up to this length are swept factor by factor (two small products a factor, no matrix
+# products); longer ones by doubling scans (ceil(log2 L) rounds of batched matrix products)
+_SWEEP_MAX_LEN = 128
+
+
+def _sweep(M: np.ndarray, suffix: bool) -> np.ndarray:
+    """Interface vectors by a sweep: ``out[:, j]`` = first row of ``M[:, 0] ... M[:, j-1]``
+    (or first column of ``M[:, j+1] ... M[:, L-1]``), rescaled every few factors."""
+    C, L, r = M.shape[0], M.shape[1], M.shape[-1]
+    out = np.empty((C, L, r))
+    v = np.zeros((C, 1, r) if not suffix else (C, r, 1))
+    v[:, 0, 0] = 1.0
+    order = range(L - 1, -1, -1) if suffix else range(L)
+    for i, j in enumerate(order):
+        if suffix:
+            out[:, j] = v[:, :, 0]
+            v = M[:, j] @ v
+        else:
+            out[:, j] = v[:, 0]
+            v = v @ M[:, j]
+        if i % 8 == 7:  # a product of 8 factors stays far inside the floating-point range
+            v /= np.maximum(v.sum(axis=(1, 2), keepdims=True), _TINY)
+    return out
+
+
+def _interfaces(M: np.ndarray, suffix: bool) -> np.ndarray:
+    """Left (or right) interface vectors of every factor of ``M [C, L, r, r]``, each scaled to sum 1."""
+    C, L, r = M.shape[0], M.shape[1], M.shape[-1]
+    if L <= _SWEEP_MAX_LEN:
+        out = _sweep(M, suffix)
+    else:
+        out = np.zeros((C, L, r))
+        if suffix:
+            out[:, -1, 0] = 1.0
+            out[:, :-1] = _scan(M[:, 1:], suffix=True)[:, :, :, 0]
+        else:
+            out[:, 0, 0] = 1.0
+            out[:, 1:] = _scan(M[:, :-1], suffix=False)[:, :, 0, :]
+    out /= np.maximum(out.sum(axis=-1, keepdims=True), _TINY)
+    return out
+
+
 def right_vectors(M: np.ndarray) -> np.ndarray:
     """``rv [C, L, r]``: the first column of ``M[c, j+1] ... M[c, L-1]`` for every factor ``j``
     (scaled to sum 1): the right interfaces a sampler conditions on."""
-    C, L, r = M.shape[0], M.shape[1], M.shape[-1]
-    rv = np.zeros((C, L, r))
-    rv[:, -1, 0] = 1.0
-    if L > 1:
-        rv[:, :-1] = _scan(np.asarray(M[:, 1:], dtype=np.float64), suffix=True)[:, :, :, 0]
-    rv /= np.maximum(rv.sum(axis=-1, keepdims=True), _TINY)
-    return rv
+    return _interfaces(np.asarray(M, dtype=np.float64), suffix=True)
 
 
 def chain_vectors(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,13 +134,7 @@ def chain_vectors(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sampler conditions on.
     """
     M = np.asarray(M, dtype=np.float64)
-    C, L, r = M.shape[0], M.shape[1], M.shape[-1]
-    lv = np.zeros((C, L, r))
-    lv[:, 0, 0] = 1.0
-    if L > 1:
-        lv[:, 1:] = _scan(M[:, :-1], suffix=False)[:, :, 0, :]
-    lv /= np.maximum(lv.sum(axis=-1, keepdims=True), _TINY)
-    rv = right_vectors(M)
+    lv, rv = _interfaces(M, suffix=False), _interfaces(M, suffix=True)
     den = np.maximum(np.einsum("clr,clrs,cls->cl", lv, M, rv), _TINY)
     return lv, rv, den
 
