@@ -126,7 +126,6 @@ class TTOptimizer(Optimizer):
             quant = nmax > 64
         self._q = max(1, math.ceil(math.log2(nmax))) if quant else 0
         N = 2 ** self._q if self._q else nmax
-        self._N = N
         lo = 1.0 - float(p["init"])
         shape = (d, self._q, r, 2, r) if self._q else (d, r, N, r)
         # dense parameters are large ([d, r, r, N]) and every Adam step streams them: single precision
