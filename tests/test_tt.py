@@ -355,15 +355,23 @@ def test_sampler_marginals_with_many_levels(quantize):
             assert 0.5 * np.abs(freq - p.sum(axis=1 - axis)).sum() < 0.03
 
 
+@pytest.mark.parametrize("C", [1, 3])
 @pytest.mark.parametrize("L", [1, 2, 9, 64, 300])
-def test_interface_vectors_sweep_and_scan_agree(L, monkeypatch):
-    """Short chains are swept factor by factor, long ones scanned by doubling: same vectors."""
-    M = np.random.default_rng(L).random((3, L, 4, 4))
+def test_interface_vectors(L, C):
+    """Interface vectors by the fused sweep = the products multiplied out one by one."""
+    M = np.random.default_rng(L).random((C, L, 4, 4)) * 0.6  # long products shrink far below 1e-300 unscaled
     lv, rv, den = tt_math.chain_vectors(M)
-    monkeypatch.setattr(tt_math, "_SWEEP_MAX_LEN", 0 if L <= 128 else 10**6)  # the other method
-    lv2, rv2, den2 = tt_math.chain_vectors(M)
-    assert np.allclose(lv, lv2, rtol=1e-10) and np.allclose(rv, rv2, rtol=1e-10)
-    assert np.allclose(den, den2, rtol=1e-9)
+    for c in range(C):
+        left, right = np.eye(4)[0], np.eye(4)[:, 0]
+        for j in range(L):
+            assert np.allclose(lv[c, j], left / left.sum(), rtol=1e-9, atol=0)
+            left = left @ M[c, j]
+            left /= left.sum()
+            jr = L - 1 - j
+            assert np.allclose(rv[c, jr], right / right.sum(), rtol=1e-9, atol=0)
+            right = M[c, jr] @ right
+            right /= right.sum()
+    assert np.allclose(den, np.einsum("clr,clrs,cls->cl", lv, M, rv), rtol=1e-12)
     # d log v / d M_j = outer(lv, rv) / den, checked by a finite difference
     j, eps = L // 2, 1e-7
     Mp = M.copy()

@@ -181,17 +181,19 @@ class TTOptimizer(Optimizer):
     def _dist(self) -> dict:
         """What the current cores determine, computed once per update and shared by sampling,
         likelihoods and the next gradient: the cores, the per-mode sums ``S_j`` over valid
-        indices, and ``Z``'s chain of them (log value and interface vectors)."""
+        indices (for QTT with the digit suffix sums they come from), and ``Z``'s chain of
+        them (interface vectors, lazily its log value)."""
         if self._cache is None:
             c: dict = {}
             if self._q:
                 c["Gb"], c["scale"] = self._scaled_bits()
-                S = tt_math.digit_sums(c["Gb"], self._cbits)
+                c["Rl"], c["Rt"], S = tt_math.digit_suffixes(c["Gb"], self._cbits)
             else:
                 G = np.abs(self._theta)  # [d, r, r, N]
                 c["G"] = G * self._mask_rrn if self._masked else G
                 S = c["G"].sum(axis=3, dtype=np.float64)
-            c.update(S=S, rvZ=tt_math.right_vectors(S[None])[0])
+            lvZ, rvZ, denZ = tt_math.chain_vectors(S[None])
+            c.update(S=S, lvZ=lvZ[0], rvZ=rvZ[0], denZ=denZ[0])
             self._cache = c
         return self._cache
 
@@ -234,9 +236,8 @@ class TTOptimizer(Optimizer):
         """
         c, B = self._dist(), len(idx)
         A, Bsel, bits = self._selected(idx)
-        lv, rv, den = tt_math.chain_vectors(np.concatenate([A, c["S"][None]]))  # the elite's chains and Z's
-        (lv, lvZ), (rv, rvZ), (den, denZ) = (np.split(a, [B]) for a in (lv, rv, den))
-        lvZ, rvZ, denZ = lvZ[0], rvZ[0], denZ[0]
+        lv, rv, den = tt_math.chain_vectors(A)  # the elite's chains (Z's are cached)
+        lvZ, rvZ, denZ = c["lvZ"], c["rvZ"], c["denZ"]
         if not self._q:
             G = c["G"]
             gG = np.empty_like(G)  # d log Z / d S_j at every index: S_j sums G_j over the (valid) indices
@@ -261,7 +262,7 @@ class TTOptimizer(Optimizer):
         gGb = np.empty_like(c["Gb"])
         gGb[:, :, :, 1, :] = np.einsum("bjt,bjtrs->jtrs", bits.astype(np.float64), g)
         gGb[:, :, :, 0, :] = g.sum(axis=0) - gGb[:, :, :, 1, :]
-        gGb += tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ, rvZ) / denZ[:, None, None, None, None]
+        gGb += tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ, rvZ, Rl=c["Rl"]) / denZ[:, None, None, None, None]
         return gGb * (np.sign(self._theta) / c["scale"])
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
@@ -293,67 +294,33 @@ class TTOptimizer(Optimizer):
         each mode is a Markov chain (transitions ``S_j[a, b] R_j[b]``, ``R_j`` the
         right interface) sampled by pointer jumping; given the rank indices ``a``
         before and ``b`` after mode ``j``, its index is drawn from ``G_j[a, :, b]``
-        (for QTT in two halves: the high digits, the rank index between the halves,
-        then the low digits), from tables of cumulative probabilities.
+        (dense: from a table of cumulative probabilities; QTT: digit by digit,
+        :func:`tt_math.sample_digits`).
         """
         if self._tables is None:
-            c, d = self._dist(), self.space.dim
+            c = self._dist()
             T = c["S"] * c["rvZ"][:, None, :]
             cdf = np.cumsum(T, axis=2)
             cdf /= np.maximum(cdf[:, :, -1:], np.finfo(np.float64).tiny)
-            if not self._q:
+            if self._q:
+                self._tables = (cdf, None)
+            else:
                 G = c["G"]  # [d, r, r, N]: rows (j, a, b)
-                high = tt_math.RowTable(G.reshape(-1, G.shape[3]))
-                self._tables = (cdf, high, None)
-                return self._tables
-            Gb, q = c["Gb"], self._q
-            qh = (q + 1) // 2
-            Hi = tt_math.merge_bits(Gb[:, :qh])  # [d, r, Nh, r]
-            r, Nh = Hi.shape[1], Hi.shape[2]
-            nmax = self._sizes - 1
-            if qh == q:
-                U = Hi * self._mask if self._masked else Hi
-                self._tables = (cdf, tt_math.RowTable(U.transpose(0, 1, 3, 2).reshape(d * r * r, Nh)), None)
-                return self._tables
-            Lo = tt_math.merge_bits(Gb[:, qh:])  # [d, r, Nl, r]
-            Nl = Lo.shape[2]
-            hmax, lmax = nmax >> (q - qh), nmax & (Nl - 1)
-            Hf = Hi.reshape(d, r * Nh, r)
-            if not self._masked:  # every index valid: one variant of the low half
-                LoS = Lo.sum(axis=2)[:, None]  # [d, 1, r, r]
-                U = (Hf @ LoS[:, 0]).reshape(d, r, Nh, r)
-                LoT = Lo[:, None]
-            else:  # the last valid high index allows only the lows up to lmax (variant 1)
-                lo_ok = (np.arange(Nl)[None, :] <= lmax[:, None]).astype(np.float64)[:, None, :, None]
-                LoS = np.stack([Lo.sum(axis=2), (Lo * lo_ok).sum(axis=2)], axis=1)  # [d, 2, r, r]
-                h = np.arange(Nh)[None, :]
-                U = np.where((h < hmax[:, None])[:, None, :, None], (Hf @ LoS[:, 0]).reshape(d, r, Nh, r), 0.0)
-                U += np.where((h == hmax[:, None])[:, None, :, None], (Hf @ LoS[:, 1]).reshape(d, r, Nh, r), 0.0)
-                LoT = np.stack([Lo, Lo * lo_ok], axis=1)  # [d, 2, r, Nl, r]
-            high = tt_math.RowTable(U.transpose(0, 1, 3, 2).reshape(d * r * r, Nh))
-            low = tt_math.RowTable(LoT.transpose(0, 1, 2, 4, 3).reshape(-1, Nl))
-            self._tables = (cdf, high, (Hi, LoS, low, hmax, Nl))
+                self._tables = (cdf, tt_math.RowTable(G.reshape(-1, G.shape[3])))
         return self._tables
 
     def _sample(self, n: int) -> np.ndarray:
-        cdf, high, halves = self._sampling_tables()
+        cdf, table = self._sampling_tables()
         d, r = self.space.dim, cdf.shape[-1]
-        u = 1.0 - self.rng.random((4, n, d))  # (0, 1]: rank path, high index, middle rank, low index
-        b = tt_math.sample_path(cdf, u[0])  # rank index after each mode
+        u = 1.0 - self.rng.random((n, d, 1 + max(self._q, 1)))  # (0, 1]: rank path, then the index (digits)
+        b = tt_math.sample_path(cdf, u[:, :, 0])  # rank index after each mode
         a = np.zeros_like(b)
         a[:, 1:] = b[:, :-1]
-        j = np.broadcast_to(np.arange(d), (n, d))
-        hi = high.draw((j * r + a) * r + b, u[1])
-        if halves is None:
-            return hi
-        Hi, LoS, low, hmax, Nl = halves
-        nv = LoS.shape[1]  # variants of the low half: 1, or 2 when the last high allows only some lows
-        last = (hi == hmax[None, :]).astype(np.int64) if nv == 2 else np.zeros_like(hi)
-        w = Hi[j, a, hi] * LoS[j, last, :, b]  # [n, d, r]: weight of each middle rank index
-        cw = np.cumsum(w, axis=2)
-        mid = np.minimum((cw[:, :, :-1] < u[2][:, :, None] * cw[:, :, -1:]).sum(axis=2), r - 1)
-        lo = low.draw(((j * nv + last) * r + mid) * r + b, u[3])
-        return hi * Nl + lo
+        if self._q:
+            c = self._dist()
+            return tt_math.sample_digits(c["Gb"], self._cbits, c["Rl"], c["Rt"], a, b, u[:, :, 1:])
+        j = np.arange(d)[None, :]
+        return table.draw((j * r + a) * r + b, u[:, :, 1])
 
     # --------------------------------------------------------------- ask/tell
     def _ask(self, n: int) -> np.ndarray:

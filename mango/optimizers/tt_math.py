@@ -24,16 +24,11 @@ import math
 import numpy as np
 
 __all__ = [
-    "chain_log", "chain_vectors", "right_vectors", "merge_bits", "digit_sums", "digit_sums_vjp",
-    "sample_path", "RowTable",
+    "chain_log", "chain_vectors", "merge_bits", "digit_sums", "digit_suffixes", "digit_sums_vjp",
+    "sample_path", "sample_digits", "RowTable",
 ]
 
 _TINY = np.finfo(np.float64).tiny
-
-
-def _normalize(P: np.ndarray) -> None:
-    """Divide each matrix of ``P [..., r, r]`` by its sum, in place."""
-    P /= np.maximum(P.sum(axis=(-2, -1)), _TINY)[..., None, None]
 
 
 def chain_log(M: np.ndarray) -> np.ndarray:
@@ -55,72 +50,47 @@ def chain_log(M: np.ndarray) -> np.ndarray:
     return logs + np.log(np.maximum(M[:, 0, 0, 0], _TINY))
 
 
-def _scan(M: np.ndarray, suffix: bool) -> np.ndarray:
-    """Prefix products ``M[0] ... M[j]`` (or suffix products ``M[j] ... M[L-1]``) of every chain,
-    each divided by its sum (Hillis-Steele doubling: ``ceil(log2 L)`` batched products)."""
-    P = M.copy()
-    _normalize(P)
-    L, shift, level = P.shape[1], 1, 0
-    while shift < L:
-        if suffix:
-            P[:, : L - shift] = P[:, : L - shift] @ P[:, shift:]
-        else:  # the right-hand side is evaluated before the assignment: no aliasing
-            P[:, shift:] = P[:, : L - shift] @ P[:, shift:]
-        level += 1
-        if level % 2 == 0 or shift * 2 >= L:
-            # every other level suffices: a product of non-negative matrices of sum <= 1 has sum <= 1
-            # (no overflow), and two levels multiply at most four normalized factors (no underflow)
-            _normalize(P[:, : L - shift] if suffix else P[:, shift:])
-        shift *= 2
-    return P
+def _both_interfaces(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right interface vectors ``(lv, rv)`` of every factor, each scaled to sum 1.
 
-
-# chains up to this length are swept factor by factor (two small products a factor, no matrix
-# products); longer ones by doubling scans (ceil(log2 L) rounds of batched matrix products)
-_SWEEP_MAX_LEN = 128
-
-
-def _sweep(M: np.ndarray, suffix: bool) -> np.ndarray:
-    """Interface vectors by a sweep: ``out[:, j]`` = first row of ``M[:, 0] ... M[:, j-1]``
-    (or first column of ``M[:, j+1] ... M[:, L-1]``), rescaled every few factors."""
+    The right vectors of ``M`` are the left vectors of the reversed, transposed
+    chain, so both are carried together (``2 C`` row vectors).  Blocked sweep: the
+    chain is cut into about ``sqrt(L)`` blocks; the prefix products inside all
+    blocks are formed side by side (one batched product per position in a block),
+    then the vectors at the block starts by a short sweep over the block totals,
+    then every vector by one batched product -- about ``3 sqrt(L)`` calls instead
+    of ``L``.  Factors are scaled to sum 1 first (which changes no vector's
+    direction), so a product inside a block neither over- nor underflows, and the
+    block-start vectors are rescaled at every block.
+    """
     C, L, r = M.shape[0], M.shape[1], M.shape[-1]
-    out = np.empty((C, L, r))
-    v = np.zeros((C, 1, r) if not suffix else (C, r, 1))
-    v[:, 0, 0] = 1.0
-    order = range(L - 1, -1, -1) if suffix else range(L)
-    for i, j in enumerate(order):
-        if suffix:
-            out[:, j] = v[:, :, 0]
-            v = M[:, j] @ v
-        else:
-            out[:, j] = v[:, 0]
-            v = v @ M[:, j]
-        if i % 8 == 7:  # a product of 8 factors stays far inside the floating-point range
-            v /= np.maximum(v.sum(axis=(1, 2), keepdims=True), _TINY)
-    return out
-
-
-def _interfaces(M: np.ndarray, suffix: bool) -> np.ndarray:
-    """Left (or right) interface vectors of every factor of ``M [C, L, r, r]``, each scaled to sum 1."""
-    C, L, r = M.shape[0], M.shape[1], M.shape[-1]
-    if L <= _SWEEP_MAX_LEN:
-        out = _sweep(M, suffix)
-    else:
-        out = np.zeros((C, L, r))
-        if suffix:
-            out[:, -1, 0] = 1.0
-            out[:, :-1] = _scan(M[:, 1:], suffix=True)[:, :, :, 0]
-        else:
-            out[:, 0, 0] = 1.0
-            out[:, 1:] = _scan(M[:, :-1], suffix=False)[:, :, 0, :]
-    out /= np.maximum(out.sum(axis=-1, keepdims=True), _TINY)
-    return out
-
-
-def right_vectors(M: np.ndarray) -> np.ndarray:
-    """``rv [C, L, r]``: the first column of ``M[c, j+1] ... M[c, L-1]`` for every factor ``j``
-    (scaled to sum 1): the right interfaces a sampler conditions on."""
-    return _interfaces(np.asarray(M, dtype=np.float64), suffix=True)
+    X = np.concatenate([M, M[:, ::-1].transpose(0, 1, 3, 2)])  # [2C, L, r, r]
+    X = X / (X.sum(axis=(2, 3), keepdims=True) + _TINY)
+    bs = max(1, math.isqrt(L - 1) + 1) if L > 1 else 1
+    nb = -(-L // bs)
+    Xb = np.empty((bs, nb, 2 * C, r, r))  # [position in block, block, chain]: each position contiguous
+    Xv, Xt, m = Xb.transpose(1, 0, 2, 3, 4), X.transpose(1, 0, 2, 3), L // bs
+    Xv[:m] = Xt[: m * bs].reshape(m, bs, 2 * C, r, r)
+    if m < nb:  # a last, partial block, padded with identities
+        Xv[m, : L - m * bs] = Xt[m * bs:]
+        Xv[m, L - m * bs:] = np.eye(r)
+    P = np.empty((bs, nb, 2 * C, r, r))  # exclusive prefix products inside each block
+    P[0] = np.eye(r)
+    Ps, Xs, mm = list(P), list(Xb), np.matmul
+    for i in range(1, bs):
+        mm(Ps[i - 1], Xs[i - 1], out=Ps[i])
+    T = list(Ps[bs - 1] @ Xs[bs - 1])  # block totals
+    V = np.empty((nb, 2 * C, 1, r))  # vectors at the block starts
+    V[0] = 0.0
+    V[0, :, 0, 0] = 1.0
+    Vs = list(V)
+    for k in range(nb - 1):
+        v = mm(Vs[k], T[k], out=Vs[k + 1])
+        v /= v.sum(axis=2, keepdims=True) + _TINY
+    out = (V[None] @ P)[:, :, :, 0]  # [bs, nb, 2C, r]
+    out = out.transpose(2, 1, 0, 3).reshape(2 * C, nb * bs, r)[:, :L]
+    out /= out.sum(axis=-1, keepdims=True) + _TINY
+    return out[:C], out[C:, ::-1]
 
 
 def chain_vectors(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,7 +104,7 @@ def chain_vectors(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sampler conditions on.
     """
     M = np.asarray(M, dtype=np.float64)
-    lv, rv = _interfaces(M, suffix=False), _interfaces(M, suffix=True)
+    lv, rv = _both_interfaces(M)
     den = np.maximum(np.einsum("clr,clrs,cls->cl", lv, M, rv), _TINY)
     return lv, rv, den
 
@@ -174,25 +144,118 @@ def digit_sums(Gb: np.ndarray, cbits: np.ndarray) -> np.ndarray:
     return L + E
 
 
-def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray):
+    """Suffix sums of QTT cores along the digits of each mode, for sampling and for ``Z``.
+
+    ``Gb [d, q, r, 2, r]`` binary cores, ``cbits [d, q]`` the binary digits of
+    ``n_j - 1``.  Returns ``(Rl, Rt, S)``.  ``Rl [q, d, r, r]`` (digit-major and
+    *transposed*: ``Rl[t, j, b, c]`` is entry ``(c, b)``) is the sum over all values
+    of the digits after digit ``t`` (``Rl[q-1]`` the identity): the continuation of
+    a prefix already below ``n_j - 1`` (*loose*).  ``Rt`` (same layout) sums the
+    continuations that keep the index below ``n_j`` when the prefix through digit
+    ``t`` equals that of ``n_j - 1`` (*tight*; ``None`` when every mode has ``2^q``
+    levels, where ``Rt = Rl``).  ``S [d, r, r]`` is the sum over the valid indices
+    (:func:`digit_sums`).  One backward pass over the digits: ``q - 1`` batched
+    products (three per digit with a mask).
+    """
+    d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
+    Bq = Gb.transpose(1, 3, 0, 4, 2)  # [q, 2, d, r, r]: transposed binary cores
+    B0, B1 = list(Bq[:, 0]), list(Bq[:, 1])
+    Bs = list(Bq[:, 0] + Bq[:, 1])
+    Rl = np.empty((q, d, r, r))
+    Rl[q - 1] = np.eye(r)
+    Rls, mm = list(Rl), np.matmul
+    for t in range(q - 1, 0, -1):  # (Bs_t Rl_t)^T = Rl_t^T Bs_t^T
+        mm(Rls[t], Bs[t], out=Rls[t - 1])
+    if cbits.all():
+        return Rl, None, (Rls[0] @ Bs[0]).transpose(0, 2, 1)
+    c = list(cbits.T[:, :, None, None])
+    Rt = np.empty_like(Rl)
+    Rt[q - 1] = np.eye(r)
+    Rts = list(Rt)
+
+    def before(t):  # the sum after digit t - 1 given a tight prefix: digit t below c_t goes loose
+        return (c[t] * Rls[t] + (1.0 - c[t]) * Rts[t]) @ B0[t] + c[t] * (Rts[t] @ B1[t])
+
+    for t in range(q - 1, 0, -1):
+        Rts[t - 1][...] = before(t)
+    return Rl, Rt, before(0).transpose(0, 2, 1)
+
+
+def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Rl: np.ndarray, Rt, a: np.ndarray, b: np.ndarray,
+                  u: np.ndarray) -> np.ndarray:
+    """Draw the index of every mode of QTT draws whose rank indices around the modes are known.
+
+    Given the rank index ``a [n, d]`` entering mode ``j`` and ``b [n, d]`` leaving it,
+    the digits are drawn most significant first, each jointly with the rank index
+    after it, with weights ``Gb[j, t, c, bit, c'] R[j, t, c', b]`` (``R`` = ``Rl``, or
+    ``Rt`` while the prefix equals that of ``n_j - 1``; :func:`digit_suffixes`), so an
+    index ``>= n_j`` has weight zero and is never drawn.  ``u [n, d, q]`` uniform
+    numbers in ``(0, 1]``.  Returns the indices ``[n, d]``.
+    """
+    n, d = a.shape
+    q, r = Gb.shape[1], Gb.shape[2]
+    # draw-major layouts: every step gathers one contiguous row of 2r weights per draw
+    Gf = Gb.reshape(d * q * r, 2 * r)  # row (j, t, c): outcomes (digit, c')
+    if Rt is None:
+        V = np.concatenate([Rl, Rl], axis=3)  # [q, d, b, (digit, c')]
+    else:  # variants: loose; tight below a 0 of n_j - 1 (digit 1 forbidden); tight below a 1
+        V = np.stack([np.concatenate([Rl, Rl], axis=3), np.concatenate([Rt, np.zeros_like(Rt)], axis=3),
+                      np.concatenate([Rl, Rt], axis=3)])
+    Vf = V.reshape(-1, 2 * r)
+    tri = _upper_ones(2 * r)
+    j = np.broadcast_to(np.arange(d), (n, d)).reshape(-1)
+    g_row = j * (q * r)
+    v_row = j * r + b.reshape(-1)
+    state = a.reshape(-1)
+    uT = list(u.transpose(2, 0, 1).reshape(q, n * d))
+    bits = np.empty((q, n * d), dtype=np.int64)
+    if Rt is not None:
+        tight = np.ones(n * d, dtype=np.int64)
+        cT = cbits.T.astype(np.int64)[:, j]  # [q, n * d]: the digits of n_j - 1 for every draw
+    for t in range(q):
+        W = np.take(Gf, g_row + (t * r) + state, axis=0)  # [n * d, 2r]
+        rows = v_row + t * (d * r)
+        if Rt is not None:
+            rows = rows + (tight * (1 + cT[t])) * (q * d * r)
+        W *= np.take(Vf, rows, axis=0)
+        cw = W @ tri
+        o = np.argmax(cw >= (uT[t] * cw[:, -1])[:, None], axis=1)
+        np.greater_equal(o, r, out=bits[t], casting="unsafe")
+        state = o - r * bits[t]
+        if Rt is not None:
+            tight &= bits[t] == cT[t]
+    return (np.left_shift(1, np.arange(q - 1, -1, -1)) @ bits).reshape(n, d)
+
+
+def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl=None) -> np.ndarray:
     """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores, for every mode: ``[d, q, r, 2, r]``.
 
     The recursion is linear in each core, and with a rank-one output gradient
     ``x y^T`` every intermediate gradient stays rank one, so the forward pass
     carries row vectors (``x^T L``, ``x^T E``) and the backward pass column
-    vectors: ``4 q`` small batched products in all.
+    vectors: ``4 q`` small batched products in all.  ``Rl`` (:func:`digit_suffixes`), when
+    given, supplies the backward vectors of the unmasked case in one product.
     """
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]
     Bs = B0 + B1
     if cbits.all():  # S_j = Bs_0 ... Bs_{q-1}: both digits of core t get outer(x^T Bs_0..Bs_{t-1}, Bs_{t+1}.. y)
-        lam = np.empty((d, q, 1, r))
-        rho = np.empty((d, q, r, 1))
-        lam[:, 0, 0], rho[:, q - 1, :, 0] = x, y
+        Bq = list(Bs.transpose(1, 0, 2, 3))  # [q][d, r, r]
+        lam = np.empty((q, d, 1, r))
+        lam[0, :, 0] = x
+        lams, mm = list(lam), np.matmul
         for t in range(q - 1):
-            lam[:, t + 1] = lam[:, t] @ Bs[:, t]
-            rho[:, q - 2 - t] = Bs[:, q - 1 - t] @ rho[:, q - 1 - t]
-        outer = lam.transpose(0, 1, 3, 2) * rho.transpose(0, 1, 3, 2)  # [d, q, r, r]
+            mm(lams[t], Bq[t], out=lams[t + 1])
+        if Rl is not None:  # (Bs_{t+1} ... y)^T = y^T Rl_t (transposed suffix sums)
+            rho = y[None, :, None, :] @ Rl
+        else:
+            rho = np.empty((q, d, 1, r))
+            rho[q - 1, :, 0] = y
+            rhos = list(rho)
+            for t in range(q - 1, 0, -1):
+                mm(rhos[t], Bq[t].transpose(0, 2, 1), out=rhos[t - 1])
+        outer = lam.transpose(1, 0, 3, 2) * rho.transpose(1, 0, 2, 3)  # [d, q, r, r]
         return np.broadcast_to(outer[:, :, :, None, :], (d, q, r, 2, r))  # the same for both digits (read-only)
     out = np.empty((d, q, r, 2, r))
     c = cbits[:, :, None]
@@ -212,6 +275,16 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
         yL, yE = (Bs[:, t] @ yL[:, :, None])[:, :, 0], (ct * (B0[:, t] @ yL[:, :, None])[:, :, 0]
                                                         + (Bc[:, t] @ yE[:, :, None])[:, :, 0])
     return out
+
+
+_UPPER: dict = {}
+
+
+def _upper_ones(m: int) -> np.ndarray:
+    """The ``m x m`` upper-triangular matrix of ones (row-wise cumulative sums as one product), cached."""
+    if m not in _UPPER:
+        _UPPER[m] = np.triu(np.ones((m, m)))
+    return _UPPER[m]
 
 
 def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
