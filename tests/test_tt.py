@@ -378,3 +378,22 @@ def test_interface_vectors(L, C):
     Mp[:, j, 1, 2] += eps
     fd = (tt_math.chain_log(Mp) - tt_math.chain_log(M)) / eps
     assert np.allclose(fd, lv[:, j, 1] * rv[:, j, 2] / den[:, j], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [[512, 512, 512], [300, 512, 257, 2]])
+def test_digit_suffixes_sum_the_valid_indices(sizes):
+    """S from the suffix sums = the digit recursion's S = the merged cores summed over the valid indices."""
+    q, r = 9, 3
+    rng = np.random.default_rng(len(sizes))
+    Gb = rng.random((len(sizes), q, r, 2, r))
+    n = np.asarray(sizes)
+    cbits = (((n[:, None] - 1) >> np.arange(q - 1, -1, -1)[None, :]) & 1).astype(np.float64)
+    Rl, Rt, S = tt_math.digit_suffixes(Gb, cbits)
+    assert (Rt is None) == bool(cbits.all())
+    full = tt_math.merge_bits(Gb)  # [d, r, 512, r]
+    for j, nj in enumerate(sizes):
+        assert np.allclose(S[j], full[j, :, :nj].sum(axis=1), rtol=1e-12)
+    assert np.allclose(S, tt_math.digit_sums(Gb, cbits), rtol=1e-12)
+    # Rl[t] (transposed) sums every completion of the digits after t
+    lo = tt_math.merge_bits(Gb[:, 5:])  # digits 5..8
+    assert np.allclose(Rl[4], lo.sum(axis=2).transpose(0, 2, 1), rtol=1e-12)

@@ -203,15 +203,17 @@ class TTOptimizer(Optimizer):
 
     def _selected(self, idx: np.ndarray):
         """The matrices that points ``idx [B, d]`` select: ``[B, d, r, r]`` per mode (and, for QTT,
-        the selected binary cores ``[B, d, q, r, r]`` and the digits)."""
+        the selected binary cores ``[q, B, d, r, r]`` and the digits ``[q, B, d]``, digit-major)."""
         c, ar = self._dist(), np.arange(self.space.dim)
         if not self._q:
             return c["G"].transpose(0, 3, 1, 2)[ar[None, :], idx], None, None
-        bits = self._bits(idx)
-        Bsel = c["Gb"].transpose(0, 1, 3, 2, 4)[ar[None, :, None], np.arange(self._q)[None, None, :], bits]
-        A = Bsel[:, :, 0]
+        bits = self._bits(idx).transpose(2, 0, 1)  # [q, B, d]
+        Gq = c["Gb"].transpose(1, 0, 3, 2, 4)  # [q, d, digit, r, r]
+        Bsel = Gq[np.arange(self._q)[:, None, None], ar[None, None, :], bits]  # [q, B, d, r, r]
+        Bs = list(Bsel)
+        A = Bs[0]
         for t in range(1, self._q):
-            A = A @ Bsel[:, :, t]
+            A = A @ Bs[t]
         return A, Bsel, bits
 
     def _log_prob(self, idx: np.ndarray) -> np.ndarray:
@@ -250,20 +252,24 @@ class TTOptimizer(Optimizer):
                 gG *= self._mask_rrn
             gG *= np.sign(self._theta)  # d|theta|/dtheta
             return gG
-        q = self._q
-        lam = np.empty(Bsel.shape[:3] + (1, Bsel.shape[-1]))  # row vectors entering each binary core
-        rho = np.empty(Bsel.shape[:3] + (Bsel.shape[-1], 1))  # column vectors leaving it
-        lam[:, :, 0, 0] = lv
-        rho[:, :, q - 1, :, 0] = rv
+        q, d, r = self._q, A.shape[1], A.shape[-1]
+        # the elite: row vectors entering each selected binary core (lam) and leaving it (rho,
+        # transposed), digit-major; the loss's factor -1 / (B den) rides on the first vector
+        lam, rho = np.empty((q, B, d, 1, r)), np.empty((q, B, d, 1, r))
+        lam[0, :, :, 0] = lv * (-1.0 / B / den)[..., None]
+        rho[q - 1, :, :, 0] = rv
+        lams, rhos, mm = list(lam), list(rho), np.matmul
         for t in range(q - 1):
-            lam[:, :, t + 1] = lam[:, :, t] @ Bsel[:, :, t]
-            rho[:, :, q - 2 - t] = Bsel[:, :, q - 1 - t] @ rho[:, :, q - 1 - t]
-        g = (lam.transpose(0, 1, 2, 4, 3) * rho.transpose(0, 1, 2, 4, 3)) * (-1.0 / B / den)[:, :, None, None, None]
-        gGb = np.empty_like(c["Gb"])
-        gGb[:, :, :, 1, :] = np.einsum("bjt,bjtrs->jtrs", bits.astype(np.float64), g)
-        gGb[:, :, :, 0, :] = g.sum(axis=0) - gGb[:, :, :, 1, :]
-        gGb += tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ, rvZ, Rl=c["Rl"]) / denZ[:, None, None, None, None]
-        return gGb * (np.sign(self._theta) / c["scale"])
+            mm(lams[t], Bsel[t], out=lams[t + 1])
+            mm(rhos[q - 1 - t], Bsel[q - 1 - t].transpose(0, 1, 3, 2), out=rhos[q - 2 - t])
+        g = lam.transpose(0, 1, 2, 4, 3) * rho  # [q, B, d, r, r]
+        # Z: the same outer product for both digits of every core (its sums), scaled by 1 / den_Z
+        gGb = np.array(tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"]))
+        ar_t, ar_j = np.arange(q)[:, None], np.arange(d)[None, :]
+        for b in range(B):  # one point selects one digit of each core: a plain indexed add is exact
+            gGb[ar_j, ar_t, :, bits[:, b], :] += g[:, b]
+        gGb *= np.copysign(1.0 / c["scale"], self._theta)  # d|theta|/dtheta = sign(theta); the cores' scales
+        return gGb
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
         idx = np.asarray(points, dtype=np.int64)
