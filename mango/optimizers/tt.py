@@ -17,7 +17,7 @@ Core ``j`` is a non-negative tensor ``G_j`` of shape ``[r, n_j, r]``
 product is a number).  Because the cores are non-negative this *is* the
 distribution PROTES samples from with its sequential conditionals; here the
 likelihood and ``Z`` are computed exactly as chain products of matrices, and
-their gradients in closed form (prefix and suffix products by doubling scans,
+their gradients in closed form (interface vectors by blocked sweeps,
 :mod:`mango.optimizers.tt_math`), so an Adam step costs a few hundred small
 array operations whatever ``d`` is, and no autograd graph.
 
@@ -25,12 +25,13 @@ Quantization (QTT)
 ------------------
 With ``quantize=True`` (or ``"auto"`` for large modes) each mode of size ``n``
 is parametrized by ``q = ceil(log2 n)`` binary cores of rank ``r`` (most
-significant bit first), exactly the QTT reshape PROTES is run on.  The ``q``
-binary cores of a mode are multiplied into one ``[r, 2^q, r]`` core and the
-entries ``>= n`` are masked to zero *before* normalizing and sampling, so the
-distribution is exactly the QTT distribution restricted to valid indices: a
-size that is not a power of two never produces an invalid index, and the
-likelihood of the elite is exact.
+significant bit first), exactly the QTT reshape PROTES is run on.  The
+distribution is the QTT distribution restricted to valid indices: the sums
+behind ``Z`` run over the indices ``< n`` only (a recursion over the digits of
+``n - 1``), and a draw picks its digits one at a time with the weight of the
+valid completions, so a size that is not a power of two never produces an
+invalid index, and the likelihood of the elite is exact.  Nothing of size
+``2^q`` is ever formed (except by :meth:`TTOptimizer.tt_cores`).
 
 ask / tell
 ----------

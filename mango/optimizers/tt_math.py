@@ -5,9 +5,9 @@ everything the optimizer needs is a product along such a chain, its logarithm,
 its derivative with respect to every factor, and draws from it.  The matrices
 are tiny (``r x r`` with ``r ~ 5``), so what these functions cost is the number
 of array operations, not arithmetic: each is written with a number of numpy
-calls that grows with ``log2(d)`` (doubling scans, pointer jumping) or with the
-number of binary digits ``q`` of a mode, never with ``d`` itself, and the
-derivatives are computed in closed form (no autograd graph).
+calls that grows with ``sqrt(d)`` (blocked sweeps), ``log2(d)`` (pointer
+jumping) or the number of binary digits ``q`` of a mode, never with ``d``
+itself, and the derivatives are computed in closed form (no autograd graph).
 ``tests/test_tt.py`` checks them against torch autograd and teneva.
 
 Conventions: a *chain* is an array ``M [C, L, r, r]`` of ``C`` independent
