@@ -388,7 +388,8 @@ def test_digit_suffixes_sum_the_valid_indices(sizes):
     Gb = rng.random((len(sizes), q, r, 2, r))
     n = np.asarray(sizes)
     cbits = (((n[:, None] - 1) >> np.arange(q - 1, -1, -1)[None, :]) & 1).astype(np.float64)
-    Rl, Rt, S = tt_math.digit_suffixes(Gb, cbits)
+    Rl, Rt, S, Bs = tt_math.digit_suffixes(Gb, cbits)
+    assert np.allclose(Bs, Gb.sum(axis=3), rtol=1e-14)
     assert (Rt is None) == bool(cbits.all())
     full = tt_math.merge_bits(Gb)  # [d, r, 512, r]
     for j, nj in enumerate(sizes):

@@ -131,7 +131,7 @@ class TTOptimizer(Optimizer):
         shape = (d, self._q, r, 2, r) if self._q else (d, r, N, r)
         # dense parameters are large ([d, r, r, N]) and every Adam step streams them: single precision
         # (as PROTES); QTT parameters are small and kept in double.  Chains are always evaluated in double.
-        self._dtype = np.float64 if self._q else np.float32
+        self._dtype = np.float32
         self._theta = self._from_teneva(lo + (1.0 - lo) * self.rng.random(shape)).astype(self._dtype)
         self._m = np.zeros_like(self._theta)
         self._v = np.zeros_like(self._theta)
@@ -156,15 +156,16 @@ class TTOptimizer(Optimizer):
         return int(self.params["k"])
 
     # ---------------------------------------------------------- distribution
-    def _scaled_bits(self) -> tuple[np.ndarray, np.ndarray]:
-        """``|theta|`` of the binary cores, each divided by its largest entry, and those scales.
+    def _abs_bits(self) -> np.ndarray:
+        """``|theta|`` of the binary cores, in double precision (one pass).
 
-        Scaling a core does not change the distribution; scaled cores keep every
-        product of a mode's ``q`` cores within floating-point range.
+        No rescaling is needed: a mode's product of ``q`` cores with entries of
+        Adam-sized magnitude stays far inside the double range, and the chains
+        across modes are rescaled as they are swept.
         """
-        G = np.abs(self._theta)
-        m = np.maximum(G.max(axis=(2, 3, 4), keepdims=True), np.finfo(np.float64).tiny)
-        return G / m, m
+        G = np.empty(self._theta.shape)
+        np.absolute(self._theta, out=G)
+        return G
 
     def _from_teneva(self, a: np.ndarray) -> np.ndarray:
         """Parameters from teneva's core layout ``[d, r, N, r]`` to the dense layout ``[d, r, r, N]``
@@ -176,7 +177,7 @@ class TTOptimizer(Optimizer):
 
     def _cores(self) -> np.ndarray:
         """Non-negative masked cores ``[d, r, N, r]`` (teneva layout, batched over dimensions)."""
-        G = tt_math.merge_bits(self._scaled_bits()[0]) if self._q else self._dist()["G"].transpose(0, 1, 3, 2)
+        G = tt_math.merge_bits(self._abs_bits()) if self._q else self._dist()["G"].transpose(0, 1, 3, 2)
         return G * self._mask if self._masked and self._q else G
 
     def _dist(self) -> dict:
@@ -187,8 +188,8 @@ class TTOptimizer(Optimizer):
         if self._cache is None:
             c: dict = {}
             if self._q:
-                c["Gb"], c["scale"] = self._scaled_bits()
-                c["Rl"], c["Rt"], S = tt_math.digit_suffixes(c["Gb"], self._cbits)
+                c["Gb"] = self._abs_bits()
+                c["Rl"], c["Rt"], S, c["Bs"] = tt_math.digit_suffixes(c["Gb"], self._cbits)
             else:
                 G = np.abs(self._theta)  # [d, r, r, N]
                 c["G"] = G * self._mask_rrn if self._masked else G
@@ -264,13 +265,14 @@ class TTOptimizer(Optimizer):
             mm(lams[t], Bsel[t], out=lams[t + 1])
             mm(rhos[q - 1 - t], Bsel[q - 1 - t].transpose(0, 1, 3, 2), out=rhos[q - 2 - t])
         g = lam.transpose(0, 1, 2, 4, 3) * rho  # [q, B, d, r, r]
-        # Z: the same outer product for both digits of every core (its sums), scaled by 1 / den_Z
-        gGb = np.array(tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"]))
-        ar_t, ar_j = np.arange(q)[:, None], np.arange(d)[None, :]
-        for b in range(B):  # one point selects one digit of each core: a plain indexed add is exact
-            gGb[ar_j, ar_t, :, bits[:, b], :] += g[:, b]
-        gGb *= np.copysign(1.0 / c["scale"], self._theta)  # d|theta|/dtheta = sign(theta); the cores' scales
-        return gGb
+        # plus Z's term: the same outer product for both digits of every core (its sums), scaled by
+        # 1 / den_Z; times d|theta|/dtheta = sign(theta), written in the parameters' precision
+        gZ = tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"])
+        full = np.array(gZ)  # [d, q, r, digit, r]
+        for b in range(B):  # a point selects one digit of each core: its term, placed by a one-hot of the digits
+            onehot = (bits[:, b].T[:, :, None] == np.arange(2)).astype(np.float64)  # [d, q, digit]
+            full += g[:, b].transpose(1, 0, 2, 3)[:, :, :, None, :] * onehot[:, :, None, :, None]
+        return np.multiply(full, np.sign(self._theta), dtype=self._dtype)
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
         idx = np.asarray(points, dtype=np.int64)

@@ -148,27 +148,30 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray):
     """Suffix sums of QTT cores along the digits of each mode, for sampling and for ``Z``.
 
     ``Gb [d, q, r, 2, r]`` binary cores, ``cbits [d, q]`` the binary digits of
-    ``n_j - 1``.  Returns ``(Rl, Rt, S)``.  ``Rl [q, d, r, r]`` (digit-major and
+    ``n_j - 1``.  Returns ``(Rl, Rt, S, Bs)``.  ``Rl [q, d, r, r]`` (digit-major and
     *transposed*: ``Rl[t, j, b, c]`` is entry ``(c, b)``) is the sum over all values
     of the digits after digit ``t`` (``Rl[q-1]`` the identity): the continuation of
     a prefix already below ``n_j - 1`` (*loose*).  ``Rt`` (same layout) sums the
     continuations that keep the index below ``n_j`` when the prefix through digit
     ``t`` equals that of ``n_j - 1`` (*tight*; ``None`` when every mode has ``2^q``
     levels, where ``Rt = Rl``).  ``S [d, r, r]`` is the sum over the valid indices
-    (:func:`digit_sums`).  One backward pass over the digits: ``q - 1`` batched
+    (:func:`digit_sums`), ``Bs [d, q, r, r]`` the digit sums ``B0 + B1`` (for
+    :func:`digit_sums_vjp`).  One backward pass over the digits: ``q - 1`` batched
     products (three per digit with a mask).
     """
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     Bq = Gb.transpose(1, 3, 0, 4, 2)  # [q, 2, d, r, r]: transposed binary cores
     B0, B1 = list(Bq[:, 0]), list(Bq[:, 1])
-    Bs = list(Bq[:, 0] + Bq[:, 1])
+    BsT = Bq[:, 0] + Bq[:, 1]
+    Bsum = BsT.transpose(1, 0, 3, 2)  # [d, q, r, r], the digit sums B0 + B1 (a view)
+    Bs = list(BsT)
     Rl = np.empty((q, d, r, r))
     Rl[q - 1] = np.eye(r)
     Rls, mm = list(Rl), np.matmul
     for t in range(q - 1, 0, -1):  # (Bs_t Rl_t)^T = Rl_t^T Bs_t^T
         mm(Rls[t], Bs[t], out=Rls[t - 1])
     if cbits.all():
-        return Rl, None, (Rls[0] @ Bs[0]).transpose(0, 2, 1)
+        return Rl, None, (Rls[0] @ Bs[0]).transpose(0, 2, 1), Bsum
     c = list(cbits.T[:, :, None, None])
     Rt = np.empty_like(Rl)
     Rt[q - 1] = np.eye(r)
@@ -179,7 +182,7 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray):
 
     for t in range(q - 1, 0, -1):
         Rts[t - 1][...] = before(t)
-    return Rl, Rt, before(0).transpose(0, 2, 1)
+    return Rl, Rt, before(0).transpose(0, 2, 1), Bsum
 
 
 def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Rl: np.ndarray, Rt, a: np.ndarray, b: np.ndarray,
@@ -228,18 +231,20 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Rl: np.ndarray, Rt, a: np.n
     return (np.left_shift(1, np.arange(q - 1, -1, -1)) @ bits).reshape(n, d)
 
 
-def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl=None) -> np.ndarray:
+def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl=None, Bs=None) -> np.ndarray:
     """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores, for every mode: ``[d, q, r, 2, r]``.
 
     The recursion is linear in each core, and with a rank-one output gradient
     ``x y^T`` every intermediate gradient stays rank one, so the forward pass
     carries row vectors (``x^T L``, ``x^T E``) and the backward pass column
     vectors: ``4 q`` small batched products in all.  ``Rl`` (:func:`digit_suffixes`), when
-    given, supplies the backward vectors of the unmasked case in one product.
+    given, supplies the backward vectors of the unmasked case in one product; ``Bs``
+    the digit sums ``B0 + B1`` (both from :func:`digit_suffixes`).
     """
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]
-    Bs = B0 + B1
+    if Bs is None:
+        Bs = B0 + B1
     if cbits.all():  # S_j = Bs_0 ... Bs_{q-1}: both digits of core t get outer(x^T Bs_0..Bs_{t-1}, Bs_{t+1}.. y)
         Bq = list(Bs.transpose(1, 0, 2, 3))  # [q][d, r, r]
         lam = np.empty((q, d, 1, r))
