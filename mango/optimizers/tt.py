@@ -150,30 +150,49 @@ class TTOptimizer(Optimizer):
         self._seen: set[bytes] = set()
         self._outstanding: dict[bytes, int] = {}
         self._cache = self._tables = None  # derived from theta; reset by every update
+        self._ws: dict = {}  # work arrays, see _work
+
+    def _work(self, name: str, shape, dtype=np.float64) -> np.ndarray:
+        """A work array reused from update to update (contents undefined).
+
+        Every update needs a few arrays the size of the parameters; allocated
+        afresh each time, arrays this large come from the operating system and
+        cost page faults that take longer than the arithmetic on them.  Each is
+        overwritten by the next update, so nothing derived from one outlives it.
+        """
+        shape = tuple(int(x) for x in np.atleast_1d(shape))
+        a = self._ws.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._ws[name] = np.empty(shape, dtype)
+        return a
 
     @property
     def preferred_batch_size(self) -> int:
         return int(self.params["k"])
 
     # ---------------------------------------------------------- distribution
-    def _abs_bits(self) -> np.ndarray:
-        """``|theta|`` of the binary cores, in double precision (one pass).
+    def _abs_bits(self, out: np.ndarray | None = None) -> np.ndarray:
+        """``|theta|`` of the binary cores as ``[d, q, r, 2, r]``, in double precision (one pass).
 
         No rescaling is needed: a mode's product of ``q`` cores with entries of
         Adam-sized magnitude stays far inside the double range, and the chains
         across modes are rescaled as they are swept.
         """
-        G = np.empty(self._theta.shape)
-        np.absolute(self._theta, out=G)
+        G = np.empty(self._theta.shape[::-1][:2] + self._theta.shape[:3]) if out is None else out
+        np.absolute(self._theta.transpose(4, 3, 0, 1, 2), out=G)
         return G
 
     def _from_teneva(self, a: np.ndarray) -> np.ndarray:
-        """Parameters from teneva's core layout ``[d, r, N, r]`` to the dense layout ``[d, r, r, N]``
-        (levels last: contiguous sums and sampling rows); QTT parameters are unchanged."""
-        return a if self._q else np.ascontiguousarray(a.transpose(0, 1, 3, 2))
+        """Parameters from teneva's core layout to the internal one: dense ``[d, r, N, r]`` ->
+        ``[d, r, r, N]`` (levels last: contiguous sums and sampling rows); QTT ``[d, q, r, 2, r]`` ->
+        ``[r, 2, r, q, d]`` (batch-last: the gradient's and Adam's elementwise work runs along
+        rows of ``q d``)."""
+        axes = (2, 3, 4, 1, 0) if self._q else (0, 1, 3, 2)
+        return np.ascontiguousarray(a.transpose(*axes))
 
     def _to_teneva(self, a: np.ndarray) -> np.ndarray:
-        return a.copy() if self._q else np.ascontiguousarray(a.transpose(0, 1, 3, 2))
+        axes = (4, 3, 0, 1, 2) if self._q else (0, 1, 3, 2)
+        return np.ascontiguousarray(a.transpose(*axes))
 
     def _cores(self) -> np.ndarray:
         """Non-negative masked cores ``[d, r, N, r]`` (teneva layout, batched over dimensions)."""
@@ -188,11 +207,13 @@ class TTOptimizer(Optimizer):
         if self._cache is None:
             c: dict = {}
             if self._q:
-                c["Gb"] = self._abs_bits()
+                c["Gb"] = self._abs_bits(self._work("Gb", self._theta.shape[::-1][:2] + self._theta.shape[:3]))
                 c["Rl"], c["Rt"], S, c["Bs"] = tt_math.digit_suffixes(c["Gb"], self._cbits)
             else:
-                G = np.abs(self._theta)  # [d, r, r, N]
-                c["G"] = G * self._mask_rrn if self._masked else G
+                G = np.absolute(self._theta, out=self._work("G", self._theta.shape, np.float32))  # [d, r, r, N]
+                if self._masked:
+                    G *= self._mask_rrn
+                c["G"] = G
                 S = c["G"].sum(axis=3, dtype=np.float64)
             lvZ, rvZ, denZ = tt_math.chain_vectors(S[None])
             c.update(S=S, lvZ=lvZ[0], rvZ=rvZ[0], denZ=denZ[0])
@@ -244,7 +265,7 @@ class TTOptimizer(Optimizer):
         lvZ, rvZ, denZ = c["lvZ"], c["rvZ"], c["denZ"]
         if not self._q:
             G = c["G"]
-            gG = np.empty_like(G)  # d log Z / d S_j at every index: S_j sums G_j over the (valid) indices
+            gG = self._work("grad", G.shape, np.float32)  # d log Z / d S_j at every index: S_j sums G_j over the valid ones
             gG[:] = (lvZ[:, :, None] * rvZ[:, None, :] / denZ[:, None, None])[:, :, :, None]
             g = lv[..., :, None] * rv[..., None, :] * (-1.0 / B / den)[..., None, None]
             gGp, ar = gG.transpose(0, 3, 1, 2), np.arange(G.shape[0])
@@ -252,7 +273,7 @@ class TTOptimizer(Optimizer):
                 gGp[ar, idx[b]] += g[b]
             if self._masked:
                 gG *= self._mask_rrn
-            gG *= np.sign(self._theta)  # d|theta|/dtheta
+            gG *= np.sign(self._theta, out=self._work("sign", G.shape, np.float32))  # d|theta|/dtheta
             return gG
         q, d, r = self._q, A.shape[1], A.shape[-1]
         # the elite: row vectors entering each selected binary core (lam) and leaving it (rho,
@@ -264,14 +285,18 @@ class TTOptimizer(Optimizer):
         for t in range(q - 1):
             mm(lams[t], Bsel[t], out=lams[t + 1])
             mm(rhos[q - 1 - t], Bsel[q - 1 - t].transpose(0, 1, 3, 2), out=rhos[q - 2 - t])
-        g = lam.transpose(0, 1, 2, 4, 3) * rho  # [q, B, d, r, r]
         # plus Z's term: the same outer product for both digits of every core (its sums), scaled by
         # 1 / den_Z; times d|theta|/dtheta = sign(theta), written in the parameters' precision
         gZ = tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"])
-        full = np.array(gZ)  # [d, q, r, digit, r]
+        full = self._work("grad", self._theta.shape)  # batch-last [r, digit, r, q, d], as theta
+        term = self._work("term", self._theta.shape)
+        np.copyto(full, gZ)
+        onehot = (bits[None] == np.arange(2)[:, None, None, None]).astype(np.float64)  # [digit, q, B, d]
         for b in range(B):  # a point selects one digit of each core: its term, placed by a one-hot of the digits
-            onehot = (bits[:, b].T[:, :, None] == np.arange(2)).astype(np.float64)  # [d, q, digit]
-            full += g[:, b].transpose(1, 0, 2, 3)[:, :, :, None, :] * onehot[:, :, None, :, None]
+            lT = np.ascontiguousarray(lam[:, b, :, 0, :].transpose(2, 0, 1))  # [r, q, d]
+            rT = np.ascontiguousarray(rho[:, b, :, 0, :].transpose(2, 0, 1))
+            np.multiply((lT[:, None] * rT[None])[:, None], onehot[None, :, None, :, b], out=term)
+            full += term
         return np.multiply(full, np.sign(self._theta), dtype=self._dtype)
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
@@ -312,10 +337,13 @@ class TTOptimizer(Optimizer):
             cdf = np.cumsum(T, axis=2)
             cdf /= np.maximum(cdf[:, :, -1:], np.finfo(np.float64).tiny)
             if self._q:
-                self._tables = (cdf, None)
+                Rl, Rt = c["Rl"], c["Rt"]
+                nv = 1 if Rt is None else 3
+                V = tt_math.digit_table(Rl, Rt, out=self._work("V", (nv * Rl.size * 2,)))
+                self._tables = (cdf, V)
             else:
                 G = c["G"]  # [d, r, r, N]: rows (j, a, b)
-                self._tables = (cdf, tt_math.RowTable(G.reshape(-1, G.shape[3])))
+                self._tables = (cdf, tt_math.RowTable(G.reshape(-1, G.shape[3]), work=self._work))
         return self._tables
 
     def _sample(self, n: int) -> np.ndarray:
@@ -327,7 +355,7 @@ class TTOptimizer(Optimizer):
         a[:, 1:] = b[:, :-1]
         if self._q:
             c = self._dist()
-            return tt_math.sample_digits(c["Gb"], self._cbits, c["Rl"], c["Rt"], a, b, u[:, :, 1:])
+            return tt_math.sample_digits(c["Gb"], self._cbits, table, c["Rt"] is not None, a, b, u[:, :, 1:])
         j = np.arange(d)[None, :]
         return table.draw((j * r + a) * r + b, u[:, :, 1])
 

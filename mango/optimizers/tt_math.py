@@ -185,27 +185,43 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray):
     return Rl, Rt, before(0).transpose(0, 2, 1), Bsum
 
 
-def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Rl: np.ndarray, Rt, a: np.ndarray, b: np.ndarray,
-                  u: np.ndarray) -> np.ndarray:
+def digit_table(Rl: np.ndarray, Rt, out: np.ndarray | None = None) -> np.ndarray:
+    """The continuation weights :func:`sample_digits` multiplies a core's row by.
+
+    Row ``(v, t, j, b)`` holds, for both values of digit ``t`` of mode ``j`` and every
+    rank index ``c'`` after it, the weight of reaching rank index ``b`` at the end
+    of the mode: ``Rl`` twice (variant 0, *loose*); with a mask also the *tight*
+    variants, below a 0 of ``n_j - 1`` (``Rt`` for digit 0, nothing for digit 1)
+    and below a 1 (``Rl`` for digit 0, ``Rt`` for digit 1).  Returns
+    ``[variants * q * d * r, 2 r]``; ``out`` may be given (no fresh allocation).
+    """
+    q, d, r = Rl.shape[0], Rl.shape[1], Rl.shape[2]
+    nv = 1 if Rt is None else 3
+    V = np.empty((nv, q, d, r, 2, r)) if out is None else out.reshape(nv, q, d, r, 2, r)
+    V[0, :, :, :, 0], V[0, :, :, :, 1] = Rl, Rl
+    if Rt is not None:
+        V[1, :, :, :, 0], V[1, :, :, :, 1] = Rt, 0.0
+        V[2, :, :, :, 0], V[2, :, :, :, 1] = Rl, Rt
+    return V.reshape(nv * q * d * r, 2 * r)
+
+
+def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: bool, a: np.ndarray,
+                  b: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Draw the index of every mode of QTT draws whose rank indices around the modes are known.
 
     Given the rank index ``a [n, d]`` entering mode ``j`` and ``b [n, d]`` leaving it,
     the digits are drawn most significant first, each jointly with the rank index
     after it, with weights ``Gb[j, t, c, bit, c'] R[j, t, c', b]`` (``R`` = ``Rl``, or
-    ``Rt`` while the prefix equals that of ``n_j - 1``; :func:`digit_suffixes`), so an
-    index ``>= n_j`` has weight zero and is never drawn.  ``u [n, d, q]`` uniform
-    numbers in ``(0, 1]``.  Returns the indices ``[n, d]``.
+    ``Rt`` while the prefix equals that of ``n_j - 1``; :func:`digit_suffixes`,
+    tabulated by :func:`digit_table` as ``Vf``), so an index ``>= n_j`` has weight
+    zero and is never drawn.  ``u [n, d, q]`` uniform numbers in ``(0, 1]``.
+    Returns the indices ``[n, d]``.
     """
     n, d = a.shape
     q, r = Gb.shape[1], Gb.shape[2]
     # draw-major layouts: every step gathers one contiguous row of 2r weights per draw
     Gf = Gb.reshape(d * q * r, 2 * r)  # row (j, t, c): outcomes (digit, c')
-    if Rt is None:
-        V = np.concatenate([Rl, Rl], axis=3)  # [q, d, b, (digit, c')]
-    else:  # variants: loose; tight below a 0 of n_j - 1 (digit 1 forbidden); tight below a 1
-        V = np.stack([np.concatenate([Rl, Rl], axis=3), np.concatenate([Rt, np.zeros_like(Rt)], axis=3),
-                      np.concatenate([Rl, Rt], axis=3)])
-    Vf = V.reshape(-1, 2 * r)
+    Rt = True if masked else None
     tri = _upper_ones(2 * r)
     j = np.broadcast_to(np.arange(d), (n, d)).reshape(-1)
     g_row = j * (q * r)
@@ -232,7 +248,10 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Rl: np.ndarray, Rt, a: np.n
 
 
 def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl=None, Bs=None) -> np.ndarray:
-    """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores, for every mode: ``[d, q, r, 2, r]``.
+    """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores ``Gb [d, q, r, 2, r]``.
+
+    Returned *batch-last*, ``[r, 2, r, q, d]`` (entry ``[a, digit, b, t, j]``), the layout in
+    which elementwise work on it runs along long contiguous rows.
 
     The recursion is linear in each core, and with a rank-one output gradient
     ``x y^T`` every intermediate gradient stays rank one, so the forward pass
@@ -260,8 +279,10 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
             rhos = list(rho)
             for t in range(q - 1, 0, -1):
                 mm(rhos[t], Bq[t].transpose(0, 2, 1), out=rhos[t - 1])
-        outer = lam.transpose(1, 0, 3, 2) * rho.transpose(1, 0, 2, 3)  # [d, q, r, r]
-        return np.broadcast_to(outer[:, :, :, None, :], (d, q, r, 2, r))  # the same for both digits (read-only)
+        lT = np.ascontiguousarray(lam[:, :, 0, :].transpose(2, 0, 1))  # [r, q, d]
+        rT = np.ascontiguousarray(rho[:, :, 0, :].transpose(2, 0, 1))
+        outer = lT[:, None] * rT[None]  # [r, r, q, d]
+        return np.broadcast_to(outer[:, None], (r, 2, r, q, d))  # the same for both digits (read-only)
     out = np.empty((d, q, r, 2, r))
     c = cbits[:, :, None]
     Bc = B0 + c[..., None] * (B1 - B0)
@@ -279,7 +300,7 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
         out[:, t, :, 1, :] = both + et[:, :, None] * (ct * yE)[:, None, :]
         yL, yE = (Bs[:, t] @ yL[:, :, None])[:, :, 0], (ct * (B0[:, t] @ yL[:, :, None])[:, :, 0]
                                                         + (Bc[:, t] @ yE[:, :, None])[:, :, 0])
-    return out
+    return np.ascontiguousarray(out.transpose(2, 3, 4, 1, 0))
 
 
 _UPPER: dict = {}
@@ -327,12 +348,13 @@ class RowTable:
     ``R x K`` entries is needed.  For many draws the cumulative sums of all
     rows, each shifted by its row number, form one sorted array and a draw is
     one ``searchsorted``; for fewer draws than rows, only the rows drawn from
-    are gathered (whichever touches less memory).
+    are gathered (whichever touches less memory).  ``work(name, shape)``, if
+    given, supplies a reusable array for that table.
     """
 
-    def __init__(self, W: np.ndarray):
+    def __init__(self, W: np.ndarray, work=None):
         R, K = W.shape
-        self._W, self._K, self._flat, self._blocks = W, K, None, None
+        self._W, self._K, self._flat, self._blocks, self._work = W, K, None, None, work
         if K > 64:
             root = math.isqrt(K - 1) + 1
             # block size ~ sqrt(K): a divisor of K when there is one nearby (no padding copy)
@@ -361,7 +383,8 @@ class RowTable:
             pos = (C[..., :-1] < (u * C[..., -1])[..., None]).sum(axis=-1)
             return np.minimum(pos, K - 1)
         if self._flat is None:
-            C = np.cumsum(self._W, axis=1, dtype=np.float64)
+            out = None if self._work is None else self._work("rowtable", (R, K))
+            C = np.cumsum(self._W, axis=1, dtype=np.float64, out=out)
             C /= np.maximum(C[:, -1:], _TINY)
             C += np.arange(R, dtype=np.float64)[:, None]
             self._flat = C.ravel()
