@@ -208,7 +208,7 @@ class TTOptimizer(Optimizer):
             c: dict = {}
             if self._q:
                 c["Gb"] = self._abs_bits(self._work("Gb", self._theta.shape[::-1][:2] + self._theta.shape[:3]))
-                c["Rl"], c["Rt"], S, c["Bs"] = tt_math.digit_suffixes(c["Gb"], self._cbits)
+                c["Rl"], c["Rt"], S, c["Bs"] = tt_math.digit_suffixes(c["Gb"], self._cbits, work=self._work)
             else:
                 G = np.absolute(self._theta, out=self._work("G", self._theta.shape, np.float32))  # [d, r, r, N]
                 if self._masked:
@@ -287,17 +287,17 @@ class TTOptimizer(Optimizer):
             mm(rhos[q - 1 - t], Bsel[q - 1 - t].transpose(0, 1, 3, 2), out=rhos[q - 2 - t])
         # plus Z's term: the same outer product for both digits of every core (its sums), scaled by
         # 1 / den_Z; times d|theta|/dtheta = sign(theta), written in the parameters' precision
-        gZ = tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"])
-        full = self._work("grad", self._theta.shape)  # batch-last [r, digit, r, q, d], as theta
+        full = tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"],
+                                      out=self._work("grad", self._theta.shape))  # batch-last, as theta
         term = self._work("term", self._theta.shape)
-        np.copyto(full, gZ)
         onehot = (bits[None] == np.arange(2)[:, None, None, None]).astype(np.float64)  # [digit, q, B, d]
         for b in range(B):  # a point selects one digit of each core: its term, placed by a one-hot of the digits
             lT = np.ascontiguousarray(lam[:, b, :, 0, :].transpose(2, 0, 1))  # [r, q, d]
             rT = np.ascontiguousarray(rho[:, b, :, 0, :].transpose(2, 0, 1))
             np.multiply((lT[:, None] * rT[None])[:, None], onehot[None, :, None, :, b], out=term)
             full += term
-        return np.multiply(full, np.sign(self._theta), dtype=self._dtype)
+        sign = np.sign(self._theta, out=self._work("sign", self._theta.shape, self._dtype))
+        return np.multiply(full, sign, out=self._work("grad32", self._theta.shape, self._dtype))
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
         idx = np.asarray(points, dtype=np.int64)

@@ -60,8 +60,9 @@ def _both_interfaces(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     then the vectors at the block starts by a short sweep over the block totals,
     then every vector by one batched product -- about ``3 sqrt(L)`` calls instead
     of ``L``.  Factors are scaled to sum 1 first (which changes no vector's
-    direction), so a product inside a block neither over- nor underflows, and the
-    block-start vectors are rescaled at every block.
+    direction), so a product inside a block neither over- nor underflows; block
+    totals are scaled the same way and the block-start vectors rescaled every
+    four blocks.
     """
     C, L, r = M.shape[0], M.shape[1], M.shape[-1]
     X = np.concatenate([M, M[:, ::-1].transpose(0, 1, 3, 2)])  # [2C, L, r, r]
@@ -79,14 +80,17 @@ def _both_interfaces(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Ps, Xs, mm = list(P), list(Xb), np.matmul
     for i in range(1, bs):
         mm(Ps[i - 1], Xs[i - 1], out=Ps[i])
-    T = list(Ps[bs - 1] @ Xs[bs - 1])  # block totals
+    T = Ps[bs - 1] @ Xs[bs - 1]  # block totals, scaled to sum 1 (as the factors)
+    T /= T.sum(axis=(2, 3), keepdims=True) + _TINY
+    T = list(T)
     V = np.empty((nb, 2 * C, 1, r))  # vectors at the block starts
     V[0] = 0.0
     V[0, :, 0, 0] = 1.0
     Vs = list(V)
     for k in range(nb - 1):
         v = mm(Vs[k], T[k], out=Vs[k + 1])
-        v /= v.sum(axis=2, keepdims=True) + _TINY
+        if k % 4 == 3:  # four scaled block totals stay far inside the floating-point range
+            v /= v.sum(axis=2, keepdims=True) + _TINY
     out = (V[None] @ P)[:, :, :, 0]  # [bs, nb, 2C, r]
     out = out.transpose(2, 1, 0, 3).reshape(2 * C, nb * bs, r)[:, :L]
     out /= out.sum(axis=-1, keepdims=True) + _TINY
@@ -144,7 +148,7 @@ def digit_sums(Gb: np.ndarray, cbits: np.ndarray) -> np.ndarray:
     return L + E
 
 
-def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray):
+def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray, work=None):
     """Suffix sums of QTT cores along the digits of each mode, for sampling and for ``Z``.
 
     ``Gb [d, q, r, 2, r]`` binary cores, ``cbits [d, q]`` the binary digits of
@@ -162,10 +166,11 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray):
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     Bq = Gb.transpose(1, 3, 0, 4, 2)  # [q, 2, d, r, r]: transposed binary cores
     B0, B1 = list(Bq[:, 0]), list(Bq[:, 1])
-    BsT = Bq[:, 0] + Bq[:, 1]
+    new = (lambda name, shape: np.empty(shape)) if work is None else work
+    BsT = np.add(Bq[:, 0], Bq[:, 1], out=new("digit_sums", (q, d, r, r)))
     Bsum = BsT.transpose(1, 0, 3, 2)  # [d, q, r, r], the digit sums B0 + B1 (a view)
     Bs = list(BsT)
-    Rl = np.empty((q, d, r, r))
+    Rl = new("suffix_sums", (q, d, r, r))
     Rl[q - 1] = np.eye(r)
     Rls, mm = list(Rl), np.matmul
     for t in range(q - 1, 0, -1):  # (Bs_t Rl_t)^T = Rl_t^T Bs_t^T
@@ -247,7 +252,8 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
     return (np.left_shift(1, np.arange(q - 1, -1, -1)) @ bits).reshape(n, d)
 
 
-def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl=None, Bs=None) -> np.ndarray:
+def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl=None, Bs=None,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores ``Gb [d, q, r, 2, r]``.
 
     Returned *batch-last*, ``[r, 2, r, q, d]`` (entry ``[a, digit, b, t, j]``), the layout in
@@ -258,7 +264,8 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
     carries row vectors (``x^T L``, ``x^T E``) and the backward pass column
     vectors: ``4 q`` small batched products in all.  ``Rl`` (:func:`digit_suffixes`), when
     given, supplies the backward vectors of the unmasked case in one product; ``Bs``
-    the digit sums ``B0 + B1`` (both from :func:`digit_suffixes`).
+    the digit sums ``B0 + B1`` (both from :func:`digit_suffixes`).  With ``out`` the result
+    is written there (else the unmasked case returns a read-only broadcast view).
     """
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]
@@ -281,9 +288,11 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
                 mm(rhos[t], Bq[t].transpose(0, 2, 1), out=rhos[t - 1])
         lT = np.ascontiguousarray(lam[:, :, 0, :].transpose(2, 0, 1))  # [r, q, d]
         rT = np.ascontiguousarray(rho[:, :, 0, :].transpose(2, 0, 1))
+        if out is not None:  # the same for both digits
+            return np.multiply(lT[:, None, None], rT[None, None], out=out)
         outer = lT[:, None] * rT[None]  # [r, r, q, d]
         return np.broadcast_to(outer[:, None], (r, 2, r, q, d))  # the same for both digits (read-only)
-    out = np.empty((d, q, r, 2, r))
+    out_, out = out, np.empty((d, q, r, 2, r))  # (masked: accumulated in the cores' layout)
     c = cbits[:, :, None]
     Bc = B0 + c[..., None] * (B1 - B0)
     lvec = np.zeros((d, q + 1, r))  # x^T L_t
@@ -300,7 +309,8 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
         out[:, t, :, 1, :] = both + et[:, :, None] * (ct * yE)[:, None, :]
         yL, yE = (Bs[:, t] @ yL[:, :, None])[:, :, 0], (ct * (B0[:, t] @ yL[:, :, None])[:, :, 0]
                                                         + (Bc[:, t] @ yE[:, :, None])[:, :, 0])
-    return np.ascontiguousarray(out.transpose(2, 3, 4, 1, 0))
+    res = out.transpose(2, 3, 4, 1, 0)
+    return np.ascontiguousarray(res) if out_ is None else np.copyto(out_, res) or out_
 
 
 _UPPER: dict = {}
