@@ -226,30 +226,28 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
     q, r = Gb.shape[1], Gb.shape[2]
     # draw-major layouts: every step gathers one contiguous row of 2r weights per draw
     Gf = Gb.reshape(d * q * r, 2 * r)  # row (j, t, c): outcomes (digit, c')
-    Rt = True if masked else None
     tri = _upper_ones(2 * r)
+    nd = n * d
     j = np.broadcast_to(np.arange(d), (n, d)).reshape(-1)
-    g_row = j * (q * r)
-    v_row = j * r + b.reshape(-1)
+    steps = np.arange(q)[:, None]
+    g_rows = list(j * (q * r) + steps * r)  # [t][n * d]: the row of rank index 0 of digit t's core
+    v_rows = list(j * r + b.reshape(-1) + steps * (d * r))
     state = a.reshape(-1)
-    uT = list(u.transpose(2, 0, 1).reshape(q, n * d))
-    bits = np.empty((q, n * d), dtype=np.int64)
-    if Rt is not None:
-        tight = np.ones(n * d, dtype=np.int64)
+    uT = list(u.transpose(2, 0, 1).reshape(q, nd))
+    O = np.empty((q, nd), dtype=np.int64)  # the outcome (digit, c') of every step
+    if masked:
+        tight = np.ones(nd, dtype=np.int64)
         cT = cbits.T.astype(np.int64)[:, j]  # [q, n * d]: the digits of n_j - 1 for every draw
     for t in range(q):
-        W = np.take(Gf, g_row + (t * r) + state, axis=0)  # [n * d, 2r]
-        rows = v_row + t * (d * r)
-        if Rt is not None:
-            rows = rows + (tight * (1 + cT[t])) * (q * d * r)
+        W = np.take(Gf, g_rows[t] + state, axis=0)  # [n * d, 2r]
+        rows = v_rows[t] if not masked else v_rows[t] + (tight * (1 + cT[t])) * (q * d * r)
         W *= np.take(Vf, rows, axis=0)
         cw = W @ tri
-        o = np.argmax(cw >= (uT[t] * cw[:, -1])[:, None], axis=1)
-        np.greater_equal(o, r, out=bits[t], casting="unsafe")
-        state = o - r * bits[t]
-        if Rt is not None:
-            tight &= bits[t] == cT[t]
-    return (np.left_shift(1, np.arange(q - 1, -1, -1)) @ bits).reshape(n, d)
+        o = np.argmax(cw >= (uT[t] * cw[:, -1])[:, None], axis=1, out=O[t])
+        state = np.remainder(o, r)
+        if masked:
+            tight &= (o >= r) == cT[t]
+    return (np.left_shift(1, np.arange(q - 1, -1, -1)) @ (O >= r)).reshape(n, d)
 
 
 def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl=None, Bs=None,
@@ -335,9 +333,8 @@ def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     Returns the state after each step, ``[n, L]``.
     """
     s = cdf.shape[-1]
-    F = np.zeros((u.shape[0], cdf.shape[0], s), dtype=np.int64)  # [n, L, s]: next state from each state
-    for k in range(s - 1):  # the number of cumulative probabilities below u (thresholds one at a time)
-        F += cdf[None, :, :, k] < u[:, :, None]
+    # [n, L, s]: the next state from each state, the number of cumulative probabilities below u
+    F = (cdf[None, :, :, :-1] < u[:, :, None, None]).sum(axis=3)
     n, L, shift = F.shape[0], F.shape[1], 1
     flat = F.reshape(-1)
     base = (np.arange(n)[:, None, None] * L + np.arange(L)[None, :, None]) * s  # offsets of F[i, l, :]
