@@ -398,3 +398,17 @@ def test_digit_suffixes_sum_the_valid_indices(sizes):
     # Rl[t] (transposed) sums every completion of the digits after t
     lo = tt_math.merge_bits(Gb[:, 5:])  # digits 5..8
     assert np.allclose(Rl[4], lo.sum(axis=2).transpose(0, 2, 1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [3, 200])
+def test_sample_path_pointer_jumping_and_sweep_agree(n):
+    """Few draws go by pointer jumping, many by a sweep: the same paths from the same numbers."""
+    rng = np.random.default_rng(n)
+    cdf = np.cumsum(rng.random((37, 4, 4)), axis=2)
+    cdf /= cdf[:, :, -1:]
+    cdf[5, 2] = [0.0, 0.0, 1.0, 1.0]  # zero-probability transitions are never taken
+    u = 1.0 - rng.random((n, 37))
+    a = tt_math.sample_path(cdf, u)
+    assert np.array_equal(a, tt_math._path_sweep(cdf, u))
+    prev = np.concatenate([np.zeros((n, 1), dtype=int), a[:, :-1]], axis=1)
+    assert not np.any((prev[:, 5] == 2) & (a[:, 5] < 2))

@@ -322,26 +322,41 @@ def _upper_ones(m: int) -> np.ndarray:
 
 
 def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Draw paths of a Markov chain that starts in state 0, by pointer jumping.
+    """Draw paths of a Markov chain that starts in state 0.
 
     ``cdf [L, s, s]``: row-wise cumulative transition probabilities of each step;
-    ``u [n, L]`` uniform numbers.  Every step's random map ``f_j(a)`` (the next
-    state from state ``a`` with the shared number ``u[:, j]``) is drawn for all
-    states at once, and the maps are composed by doubling (``ceil(log2 L)``
-    rounds), so a path is exact and costs no Python loop over the steps (a path
-    visits one state per step, so sharing ``u`` across states is harmless).
-    Returns the state after each step, ``[n, L]``.
+    ``u [n, L]`` uniform numbers; the state after step ``j`` is the number of
+    cumulative probabilities of the current state's row below ``u[:, j]``.
+    Returns the state after each step, ``[n, L]``.  Few draws: pointer jumping
+    -- every step's random map (the next state from *each* state with the shared
+    number ``u[:, j]``; a path visits one state per step, so sharing is harmless)
+    is drawn at once and the maps are composed by doubling, ``ceil(log2 L)``
+    rounds and no loop over the steps; many draws: a sweep over the steps (a
+    few calls a step, on arrays of ``n``), whichever moves less data.
     """
-    s = cdf.shape[-1]
-    # [n, L, s]: the next state from each state, the number of cumulative probabilities below u
-    F = (cdf[None, :, :, :-1] < u[:, :, None, None]).sum(axis=3)
-    n, L, shift = F.shape[0], F.shape[1], 1
-    flat = F.reshape(-1)
+    n, L, s = u.shape[0], cdf.shape[0], cdf.shape[-1]
+    if n * s * max(1, math.ceil(math.log2(max(L, 2)))) > 800:
+        return _path_sweep(cdf, u)
+    F = np.zeros((n, L, s), dtype=np.int64)  # [n, L, s]: next state from each state
+    for k in range(s - 1):  # thresholds one at a time (a reduction over a short axis is slow)
+        F += cdf[None, :, :, k] < u[:, :, None]
+    flat, shift = F.reshape(-1), 1
     base = (np.arange(n)[:, None, None] * L + np.arange(L)[None, :, None]) * s  # offsets of F[i, l, :]
     while shift < L:  # F[:, l] <- F[:, l] o F[:, l - shift]
-        F[:, shift:] = flat[base[:, shift:] + F[:, : L - shift]]
+        F[:, shift:] = np.take(flat, base[:, shift:] + F[:, : L - shift])
         shift *= 2
     return F[:, :, 0]
+
+
+def _path_sweep(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    n, L, s = u.shape[0], cdf.shape[0], cdf.shape[-1]
+    out = np.empty((L, n), dtype=np.int64)
+    state = np.zeros(n, dtype=np.int64)
+    rows, uT = list(np.ascontiguousarray(cdf[:, :, :-1])), list(np.ascontiguousarray(u.T))
+    for j in range(L):
+        out[j] = np.count_nonzero(np.take(rows[j], state, axis=0) < uT[j][:, None], axis=1)
+        state = out[j]
+    return out.T
 
 
 class RowTable:
