@@ -15,7 +15,12 @@ compilation included (and a second call, compiled, for reference).  Both use
 rank 5, lr 0.05, one Adam step per update (protes's defaults).  The objective
 is a cheap separable function, the same for both.
 
-Run:  python benchmarks/tt_overhead.py [--budget 10000] [--quick]
+The machine is shared and its speed drifts by tens of percent within minutes,
+so the comparison is repeated in ``--rounds`` fresh processes (each: protes,
+jit included, then mango, back to back on the same case) and the median of
+the per-round ratios is reported, with every round's numbers.
+
+Run:  python benchmarks/tt_overhead.py [--budget 10000] [--rounds 3] [--quick]
 Writes benchmarks/results/tt_overhead.{json,md}.
 """
 
@@ -25,6 +30,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,71 +93,109 @@ def run_protes(d, n, f, budget, k, k_top, fresh: bool):
             "note": "first call, jit compile + import included" if fresh else "second call, compiled"}
 
 
+CASES = {  # label: (d, n, k, k_top, extra mango params)
+    "d=64 n=512 k=100 k_top=10": (64, 512, 100, 10, {}),
+    "QTT d=64*9 n=2 k=10 k_top=1": (576, 2, 10, 1, {"quantize": True}),
+}
+SAME = dict(rank=5, lr=0.05, k_gd=1, elite="batch", dedup=False)
+
+
+def one_round(label: str, budget: int, have_protes: bool, extras: bool) -> dict:
+    """One case in this (fresh) process: protes first (jit counted), then mango."""
+    d, n, k, k_top, extra = CASES[label]
+    base = objective(64, 512)  # the same underlying problem in both settings
+    if d == 576:  # binary digits -> levels, most significant first
+        weights = 2 ** np.arange(8, -1, -1)
+
+        def f(bits):
+            return base(np.asarray(bits).reshape(len(bits), 64, 9) @ weights)
+    else:
+        f = base
+    row = {}
+    if have_protes:
+        row["protes"] = run_protes(d, n, f, budget, k, k_top, fresh=True)
+    if d == 576:
+        row["tt"] = run_mango(Codebook(64, 512), base, budget, k=k, k_top=k_top, **SAME, **extra)
+    else:
+        row["tt"] = run_mango(Codebook(d, n), f, budget, k=k, k_top=k_top, **SAME, **extra)
+    if extras:
+        if have_protes:
+            row["protes_compiled"] = run_protes(d, n, f, budget, k, k_top, fresh=False)
+        if d == 576:
+            row["tt_binary_codebook"] = run_mango(Codebook(576, 2), f, budget, k=k, k_top=k_top, **SAME)
+        row["tt_defaults_dedup_seen"] = run_mango(Codebook(64, 512), base, budget, k=k, k_top=k_top, rank=5,
+                                                  lr=0.05, k_gd=1, **extra)
+    return row
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=int, default=10_000)
-    ap.add_argument("--quick", action="store_true", help="budget 1000 (smoke run)")
+    ap.add_argument("--rounds", type=int, default=3, help="fresh-process repetitions (median reported)")
+    ap.add_argument("--quick", action="store_true", help="budget 1000, one round (smoke run)")
     ap.add_argument("--no-protes", action="store_true")
+    ap.add_argument("--one-round", help=argparse.SUPPRESS)  # internal: run one case, print JSON
+    ap.add_argument("--extras", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     budget = 1000 if a.quick else a.budget
     torch.set_num_threads(1)
     try:
-        import protes  # noqa: F401
-        have_protes = not a.no_protes
-    except ImportError:
+        import importlib.util
+        have_protes = importlib.util.find_spec("protes") is not None and not a.no_protes
+    except ImportError:  # pragma: no cover
         have_protes = False
+    if a.one_round:
+        print(json.dumps(one_round(a.one_round, budget, have_protes, a.extras)))
+        return
+    if not have_protes:
         print("protes is not installed (pip install 'mango-am[peers]'); timing mango only.")
-
-    same = dict(rank=5, lr=0.05, k_gd=1, elite="batch", dedup=False)
-    cases = [
-        ("d=64 n=512 k=100 k_top=10", 64, 512, 100, 10, {}),
-        ("QTT d=64*9 n=2 k=10 k_top=1", 576, 2, 10, 1, {"quantize": True}),
-    ]
+    rounds = 1 if a.quick else max(1, a.rounds)
     rows = []
-    for label, d, n, k, k_top, extra in cases:
-        f_d, f_n = (64, 512)  # the same underlying problem in both settings
-        base = objective(f_d, f_n)
-        if d == 576:  # binary digits -> levels, most significant first
-            weights = 2 ** np.arange(8, -1, -1)
-
-            def f(bits, base=base, weights=weights):
-                return base(np.asarray(bits).reshape(len(bits), 64, 9) @ weights)
-        else:
-            f = base
-        row = {"case": label, "budget": budget}
+    for label in CASES:
+        runs = []
+        for i in range(rounds):
+            cmd = [sys.executable, __file__, "--one-round", label, "--budget", str(budget)]
+            cmd += ["--extras"] if i == 0 else []
+            cmd += ["--no-protes"] if not have_protes else []
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            runs.append(json.loads(out.strip().splitlines()[-1]))
+            msg = "  ".join(f"{key} {v['seconds']:.2f} s" for key, v in runs[-1].items())
+            if have_protes:
+                msg += f"  ratio {runs[-1]['tt']['seconds'] / runs[-1]['protes']['seconds']:.3f}"
+            print(f"{label:30s} round {i + 1}: {msg}", flush=True)
+        row = {"case": label, "budget": budget, "rounds": runs}
+        for key in runs[0]:
+            secs = [r[key]["seconds"] for r in runs if key in r]
+            row[key] = {**runs[0][key], "seconds": float(np.median(secs)), "all_seconds": secs}
         if have_protes:
-            row["protes"] = run_protes(d, n, f, budget, k, k_top, fresh=(len(rows) == 0))
-            row["protes_compiled"] = run_protes(d, n, f, budget, k, k_top, fresh=False)
-        if d == 576:
-            row["tt"] = run_mango(Codebook(64, 512), base, budget, k=k, k_top=k_top, **same, **extra)
-            row["tt_binary_codebook"] = run_mango(Codebook(576, 2), f, budget, k=k, k_top=k_top, **same)
-        else:
-            row["tt"] = run_mango(Codebook(d, n), f, budget, k=k, k_top=k_top, **same, **extra)
-        row["tt_defaults_dedup_seen"] = run_mango(
-            Codebook(64, 512), base, budget, k=k, k_top=k_top, rank=5, lr=0.05, k_gd=1,
-            **extra)
+            ratios = [r["tt"]["seconds"] / r["protes"]["seconds"] for r in runs]
+            row["ratio_tt_protes"] = {"median": float(np.median(ratios)), "all": ratios}
+            print(f"{label:30s} median ratio tt/protes = {np.median(ratios):.3f} over {len(ratios)} rounds "
+                  f"({', '.join(f'{x:.3f}' for x in ratios)})")
         rows.append(row)
-        for key, v in row.items():
-            if isinstance(v, dict):
-                print(f"{label:30s} {key:24s} {v['seconds']:8.2f} s  {1e3 * v['seconds'] / v['queries']:7.3f} ms/query"
-                      f"  best {v['best']:.4f}")
-        if have_protes:
-            print(f"{label:30s} ratio tt/protes = {row['tt']['seconds'] / row['protes']['seconds']:.3f}"
-                  f" (vs compiled protes {row['tt']['seconds'] / row['protes_compiled']['seconds']:.3f})")
 
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1,
-            "load_avg_at_end": os.getloadavg(), "python": platform.python_version()}
+            "load_avg_at_end": os.getloadavg(), "python": platform.python_version(), "rounds": rounds}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tt_overhead.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = ["# tt optimizer overhead vs protes (time per query, objective excluded)", "",
-             f"budget {budget}; {meta['machine']}, {meta['cpus']} CPUs (shared), load avg at end {meta['load_avg_at_end']}", "",
-             "| case | optimizer | seconds | ms / query | ratio to protes (first call) |", "|---|---|---|---|---|"]
+             f"budget {budget}; {meta['machine']}, {meta['cpus']} CPUs (shared), load avg at end "
+             f"{tuple(round(x, 2) for x in meta['load_avg_at_end'])}; {rounds} rounds, each in a fresh process "
+             "(protes's jit compile counted every round); seconds are medians over rounds, the ratio is the "
+             "median of the per-round ratios (each round's own protes).", "",
+             "| case | optimizer | seconds (median) | ms / query | ratio to protes | per round |",
+             "|---|---|---|---|---|---|"]
     for row in rows:
         ref = row.get("protes", {}).get("seconds")
         for key, v in row.items():
-            if isinstance(v, dict):
-                ratio = f"{v['seconds'] / ref:.3f}" if ref else "-"
-                lines.append(f"| {row['case']} | {key} | {v['seconds']:.2f} | {1e3 * v['seconds'] / v['queries']:.3f} | {ratio} |")
+            if isinstance(v, dict) and "seconds" in v:
+                if key == "tt" and "ratio_tt_protes" in row:
+                    ratio = f"**{row['ratio_tt_protes']['median']:.3f}**"
+                else:
+                    ratio = f"{v['seconds'] / ref:.3f}" if ref else "-"
+                per = ", ".join(f"{x:.2f}" for x in v["all_seconds"])
+                lines.append(f"| {row['case']} | {key} | {v['seconds']:.2f} | {1e3 * v['seconds'] / v['queries']:.3f}"
+                             f" | {ratio} | {per} |")
     (RESULTS / "tt_overhead.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

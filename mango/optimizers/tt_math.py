@@ -167,9 +167,8 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray, work=None):
     Bq = Gb.transpose(1, 3, 0, 4, 2)  # [q, 2, d, r, r]: transposed binary cores
     B0, B1 = list(Bq[:, 0]), list(Bq[:, 1])
     new = (lambda name, shape: np.empty(shape)) if work is None else work
-    BsT = np.add(Bq[:, 0], Bq[:, 1], out=new("digit_sums", (q, d, r, r)))
-    Bsum = BsT.transpose(1, 0, 3, 2)  # [d, q, r, r], the digit sums B0 + B1 (a view)
-    Bs = list(BsT)
+    Bsum = np.add(Gb[:, :, :, 0], Gb[:, :, :, 1], out=new("digit_sums", (d, q, r, r)))  # B0 + B1
+    Bs = list(Bsum.transpose(1, 0, 3, 2))  # [q][d, r, r], transposed
     Rl = new("suffix_sums", (q, d, r, r))
     Rl[q - 1] = np.eye(r)
     Rls, mm = list(Rl), np.matmul
@@ -228,10 +227,15 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
     Gf = Gb.reshape(d * q * r, 2 * r)  # row (j, t, c): outcomes (digit, c')
     tri = _upper_ones(2 * r)
     nd = n * d
-    j = np.broadcast_to(np.arange(d), (n, d)).reshape(-1)
-    steps = np.arange(q)[:, None]
-    g_rows = list(j * (q * r) + steps * r)  # [t][n * d]: the row of rank index 0 of digit t's core
-    v_rows = list(j * r + b.reshape(-1) + steps * (d * r))
+    key = (n, d, q, r)
+    if key not in _DRAW_INDEX:  # (a few shapes recur every update)
+        j = np.tile(np.arange(d), n)
+        steps = np.arange(q)[:, None]
+        if len(_DRAW_INDEX) > 16:
+            _DRAW_INDEX.clear()
+        _DRAW_INDEX[key] = (j, list(j * (q * r) + steps * r), j * r + steps * (d * r))
+    j, g_rows, v_base = _DRAW_INDEX[key]  # g_rows[t]: the row of rank index 0 of digit t's core
+    v_rows = list(v_base + b.reshape(-1))
     state = a.reshape(-1)
     uT = list(u.transpose(2, 0, 1).reshape(q, nd))
     O = np.empty((q, nd), dtype=np.int64)  # the outcome (digit, c') of every step
@@ -312,6 +316,7 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
 
 
 _UPPER: dict = {}
+_DRAW_INDEX: dict = {}
 
 
 def _upper_ones(m: int) -> np.ndarray:
