@@ -226,18 +226,21 @@ class TTOptimizer(Optimizer):
 
     def _selected(self, idx: np.ndarray):
         """The matrices that points ``idx [B, d]`` select: ``[B, d, r, r]`` per mode (and, for QTT,
-        the selected binary cores ``[q, B, d, r, r]`` and the digits ``[q, B, d]``, digit-major)."""
+        the selected binary cores ``[q, B, d, r, r]``, the digits ``[q, B, d]``, digit-major, and the
+        products of each mode's cores before every digit, ``[q, B, d, r, r]``)."""
         c, ar = self._dist(), np.arange(self.space.dim)
         if not self._q:
-            return c["G"].transpose(0, 3, 1, 2)[ar[None, :], idx], None, None
+            return c["G"].transpose(0, 3, 1, 2)[ar[None, :], idx], None, None, None
         bits = self._bits(idx).transpose(2, 0, 1)  # [q, B, d]
         Gq = c["Gb"].transpose(1, 0, 3, 2, 4)  # [q, d, digit, r, r]
         Bsel = Gq[np.arange(self._q)[:, None, None], ar[None, None, :], bits]  # [q, B, d, r, r]
-        Bs = list(Bsel)
-        A = Bs[0]
+        # prefix products P[t] = Bsel[0] ... Bsel[t-1] (P[0] = I): the mode's product is P[q-1] Bsel[q-1]
+        P = np.empty(Bsel.shape)
+        P[0] = np.eye(Bsel.shape[-1])
+        Ps, Bs, mm = list(P), list(Bsel), np.matmul
         for t in range(1, self._q):
-            A = A @ Bs[t]
-        return A, Bsel, bits
+            mm(Ps[t - 1], Bs[t - 1], out=Ps[t])
+        return Ps[-1] @ Bs[-1], Bsel, bits, P
 
     def _log_prob(self, idx: np.ndarray) -> np.ndarray:
         """Exact log-probabilities of valid integer points ``idx [B, d]``."""
@@ -260,7 +263,7 @@ class TTOptimizer(Optimizer):
         contributes ``sign(theta)``.
         """
         c, B = self._dist(), len(idx)
-        A, Bsel, bits = self._selected(idx)
+        A, Bsel, bits, prefix = self._selected(idx)
         lv, rv, den = tt_math.chain_vectors(A)  # the elite's chains (Z's are cached)
         lvZ, rvZ, denZ = c["lvZ"], c["rvZ"], c["denZ"]
         if not self._q:
@@ -278,26 +281,25 @@ class TTOptimizer(Optimizer):
         q, d, r = self._q, A.shape[1], A.shape[-1]
         # the elite: row vectors entering each selected binary core (lam) and leaving it (rho,
         # transposed), digit-major; the loss's factor -1 / (B den) rides on the first vector
-        lam, rho = np.empty((q, B, d, 1, r)), np.empty((q, B, d, 1, r))
-        lam[0, :, :, 0] = lv * (-1.0 / B / den)[..., None]
+        lam = (lv * (-1.0 / B / den)[..., None])[None, :, :, None, :] @ prefix  # [q, B, d, 1, r]
+        rho = np.empty((q, B, d, 1, r))
         rho[q - 1, :, :, 0] = rv
-        lams, rhos, mm = list(lam), list(rho), np.matmul
+        rhos, mm = list(rho), np.matmul
         for t in range(q - 1):
-            mm(lams[t], Bsel[t], out=lams[t + 1])
             mm(rhos[q - 1 - t], Bsel[q - 1 - t].transpose(0, 1, 3, 2), out=rhos[q - 2 - t])
         # plus Z's term: the same outer product for both digits of every core (its sums), scaled by
         # 1 / den_Z; times d|theta|/dtheta = sign(theta), written in the parameters' precision
         full = tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"],
-                                      out=self._work("grad", self._theta.shape))  # batch-last, as theta
-        term = self._work("term", self._theta.shape)
+                                      out=self._work("grad", self._theta.shape, self._dtype))  # batch-last, as theta
+        term = self._work("term", self._theta.shape, self._dtype)
         onehot = (bits[None] == np.arange(2)[:, None, None, None]).astype(np.float64)  # [digit, q, B, d]
         for b in range(B):  # a point selects one digit of each core: its term, placed by a one-hot of the digits
             lT = np.ascontiguousarray(lam[:, b, :, 0, :].transpose(2, 0, 1))  # [r, q, d]
             rT = np.ascontiguousarray(rho[:, b, :, 0, :].transpose(2, 0, 1))
             np.multiply((lT[:, None] * rT[None])[:, None], onehot[None, :, None, :, b], out=term)
             full += term
-        sign = np.sign(self._theta, out=self._work("sign", self._theta.shape, self._dtype))
-        return np.multiply(full, sign, out=self._work("grad32", self._theta.shape, self._dtype))
+        full *= np.sign(self._theta, out=self._work("sign", self._theta.shape, self._dtype))
+        return full
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
         idx = np.asarray(points, dtype=np.int64)

@@ -312,7 +312,10 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
         yL, yE = (Bs[:, t] @ yL[:, :, None])[:, :, 0], (ct * (B0[:, t] @ yL[:, :, None])[:, :, 0]
                                                         + (Bc[:, t] @ yE[:, :, None])[:, :, 0])
     res = out.transpose(2, 3, 4, 1, 0)
-    return np.ascontiguousarray(res) if out_ is None else np.copyto(out_, res) or out_
+    if out_ is None:
+        return np.ascontiguousarray(res)
+    np.copyto(out_, res)
+    return out_
 
 
 _UPPER: dict = {}
@@ -342,9 +345,7 @@ def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     n, L, s = u.shape[0], cdf.shape[0], cdf.shape[-1]
     if n * s * max(1, math.ceil(math.log2(max(L, 2)))) > 800:
         return _path_sweep(cdf, u)
-    F = np.zeros((n, L, s), dtype=np.int64)  # [n, L, s]: next state from each state
-    for k in range(s - 1):  # thresholds one at a time (a reduction over a short axis is slow)
-        F += cdf[None, :, :, k] < u[:, :, None]
+    F = (cdf[None, :, :, :-1] < u[:, :, None, None]).sum(axis=3)  # [n, L, s]: next state from each state
     flat, shift = F.reshape(-1), 1
     base = (np.arange(n)[:, None, None] * L + np.arange(L)[None, :, None]) * s  # offsets of F[i, l, :]
     while shift < L:  # F[:, l] <- F[:, l] o F[:, l - shift]
