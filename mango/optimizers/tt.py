@@ -129,8 +129,8 @@ class TTOptimizer(Optimizer):
         N = 2 ** self._q if self._q else nmax
         lo = 1.0 - float(p["init"])
         shape = (d, self._q, r, 2, r) if self._q else (d, r, N, r)
-        # dense parameters are large ([d, r, r, N]) and every Adam step streams them: single precision
-        # (as PROTES); QTT parameters are small and kept in double.  Chains are always evaluated in double.
+        # parameters and Adam moments in single precision (as PROTES): every Adam step streams them;
+        # the cores' chains, sums and gradients are evaluated in double.
         self._dtype = np.float32
         self._theta = self._from_teneva(lo + (1.0 - lo) * self.rng.random(shape)).astype(self._dtype)
         self._m = np.zeros_like(self._theta)
