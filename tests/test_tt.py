@@ -254,6 +254,17 @@ def test_separable_beats_random_search(d, n, budget):
     assert tt > rnd + 0.5 * abs(rnd), (tt, rnd)
 
 
+@pytest.mark.parametrize("n", [512, 300])
+def test_qtt_separable_beats_random_search(n):
+    """The QTT parametrization (9 binary cores a mode; 300 levels: masked) learns as well."""
+    d, budget = 16, 3000
+    sp = Codebook(d, n)
+    f = separable(d, n)
+    tt = np.median([drive(make("tt", sp, seed=s, quantize=True), f, budget) for s in range(3)])
+    rnd = np.median([random_best(sp, f, budget, s) for s in range(3)])
+    assert tt > rnd + 0.5 * abs(rnd), (tt, rnd)
+
+
 def test_low_rank_product_finds_optimum():
     d, n = 16, 8
     sp = Codebook(d, n)
