@@ -364,11 +364,11 @@ class TTOptimizer(Optimizer):
     # --------------------------------------------------------------- ask/tell
     def _ask(self, n: int) -> np.ndarray:
         pts = self._sample(n)
-        if self.params["dedup"]:
+        if self.params["dedup"]:  # (the bookkeeping of asked and seen points serves deduplication only)
             pts = self._dedup(pts)
-        for p in pts:
-            key = p.tobytes()
-            self._outstanding[key] = self._outstanding.get(key, 0) + 1
+            for p in pts:
+                key = p.tobytes()
+                self._outstanding[key] = self._outstanding.get(key, 0) + 1
         return pts
 
     def _dedup(self, pts: np.ndarray) -> np.ndarray:
@@ -416,7 +416,7 @@ class TTOptimizer(Optimizer):
 
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
         pts = np.asarray(points, dtype=np.int64)
-        for p in pts:
+        for p in (pts if self.params["dedup"] else ()):
             key = p.tobytes()
             self._seen.add(key)
             c = self._outstanding.get(key)
