@@ -292,10 +292,10 @@ class TTOptimizer(Optimizer):
         full = tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"],
                                       out=self._work("grad", self._theta.shape, self._dtype))  # batch-last, as theta
         term = self._work("term", self._theta.shape, self._dtype)
-        onehot = (bits[None] == np.arange(2)[:, None, None, None]).astype(np.float64)  # [digit, q, B, d]
+        onehot = (bits[None] == np.arange(2)[:, None, None, None]).astype(self._dtype)  # [digit, q, B, d]
         for b in range(B):  # a point selects one digit of each core: its term, placed by a one-hot of the digits
-            lT = np.ascontiguousarray(lam[:, b, :, 0, :].transpose(2, 0, 1))  # [r, q, d]
-            rT = np.ascontiguousarray(rho[:, b, :, 0, :].transpose(2, 0, 1))
+            lT = lam[:, b, :, 0, :].transpose(2, 0, 1).astype(self._dtype)  # [r, q, d]
+            rT = rho[:, b, :, 0, :].transpose(2, 0, 1).astype(self._dtype)
             np.multiply((lT[:, None] * rT[None])[:, None], onehot[None, :, None, :, b], out=term)
             full += term
         full *= np.sign(self._theta, out=self._work("sign", self._theta.shape, self._dtype))

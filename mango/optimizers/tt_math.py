@@ -297,7 +297,8 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
                 mm(rhos[t], Bq[t].transpose(0, 2, 1), out=rhos[t - 1])
         lT = np.ascontiguousarray(lam[:, :, 0, :].transpose(2, 0, 1))  # [r, q, d]
         rT = np.ascontiguousarray(rho[:, :, 0, :].transpose(2, 0, 1))
-        if out is not None:  # the same for both digits
+        if out is not None:  # the same for both digits (in out's precision: no casting in the loop)
+            lT, rT = lT.astype(out.dtype, copy=False), rT.astype(out.dtype, copy=False)
             return np.multiply(lT[:, None, None], rT[None, None], out=out)
         outer = lT[:, None] * rT[None]  # [r, r, q, d]
         return np.broadcast_to(outer[:, None], (r, 2, r, q, d))  # the same for both digits (read-only)
@@ -352,7 +353,9 @@ def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     n, L, s = u.shape[0], cdf.shape[0], cdf.shape[-1]
     if n * s * max(1, math.ceil(math.log2(max(L, 2)))) > 800:
         return _path_sweep(cdf, u)
-    F = (cdf[None, :, :, :-1] < u[:, :, None, None]).sum(axis=3)  # [n, L, s]: next state from each state
+    F = np.zeros((n, L, s), dtype=np.int64)  # [n, L, s]: next state from each state
+    for k in range(s - 1):  # thresholds one at a time (a reduction over a short axis is slow)
+        F += cdf[None, :, :, k] < u[:, :, None]
     flat, shift = F.reshape(-1), 1
     base = (np.arange(n)[:, None, None] * L + np.arange(L)[None, :, None]) * s  # offsets of F[i, l, :]
     while shift < L:  # F[:, l] <- F[:, l] o F[:, l - shift]
