@@ -224,23 +224,27 @@ class TTOptimizer(Optimizer):
         """Binary digits ``[B, d, q]`` of integer points ``idx [B, d]``, most significant first."""
         return (idx[:, :, None] >> self._shifts[None, None, :]) & 1
 
-    def _selected(self, idx: np.ndarray):
+    def _selected(self, idx: np.ndarray, with_sums: bool = False):
         """The matrices that points ``idx [B, d]`` select: ``[B, d, r, r]`` per mode (and, for QTT,
         the selected binary cores ``[q, B, d, r, r]``, the digits ``[q, B, d]``, digit-major, and the
-        products of each mode's cores before every digit, ``[q, B, d, r, r]``)."""
+        products of each mode's cores before every digit, ``[q, B, d, r, r]``; ``with_sums``: the
+        same products of the digit sums behind ``Z`` ride along as point ``B``, ``[q, B + 1, d, r, r]``)."""
         c, ar = self._dist(), np.arange(self.space.dim)
         if not self._q:
             return c["G"].transpose(0, 3, 1, 2)[ar[None, :], idx], None, None, None
         bits = self._bits(idx).transpose(2, 0, 1)  # [q, B, d]
         Gq = c["Gb"].transpose(1, 0, 3, 2, 4)  # [q, d, digit, r, r]
         Bsel = Gq[np.arange(self._q)[:, None, None], ar[None, None, :], bits]  # [q, B, d, r, r]
+        B = Bsel.shape[1]
+        if with_sums:
+            Bsel = np.concatenate([Bsel, c["Bs"].transpose(1, 0, 2, 3)[:, None]], axis=1)
         # prefix products P[t] = Bsel[0] ... Bsel[t-1] (P[0] = I): the mode's product is P[q-1] Bsel[q-1]
         P = np.empty(Bsel.shape)
         P[0] = np.eye(Bsel.shape[-1])
         Ps, Bs, mm = list(P), list(Bsel), np.matmul
         for t in range(1, self._q):
             mm(Ps[t - 1], Bs[t - 1], out=Ps[t])
-        return Ps[-1] @ Bs[-1], Bsel, bits, P
+        return Ps[-1][:B] @ Bs[-1][:B], Bsel, bits, P
 
     def _log_prob(self, idx: np.ndarray) -> np.ndarray:
         """Exact log-probabilities of valid integer points ``idx [B, d]``."""
@@ -263,7 +267,7 @@ class TTOptimizer(Optimizer):
         contributes ``sign(theta)``.
         """
         c, B = self._dist(), len(idx)
-        A, Bsel, bits, prefix = self._selected(idx)
+        A, Bsel, bits, prefix = self._selected(idx, with_sums=True)
         lv, rv, den = tt_math.chain_vectors(A)  # the elite's chains (Z's are cached)
         lvZ, rvZ, denZ = c["lvZ"], c["rvZ"], c["denZ"]
         if not self._q:
@@ -281,15 +285,18 @@ class TTOptimizer(Optimizer):
         q, d, r = self._q, A.shape[1], A.shape[-1]
         # the elite: row vectors entering each selected binary core (lam) and leaving it (rho,
         # transposed), digit-major; the loss's factor -1 / (B den) rides on the first vector
-        lam = (lv * (-1.0 / B / den)[..., None])[None, :, :, None, :] @ prefix  # [q, B, d, 1, r]
+        lam = (lv * (-1.0 / B / den)[..., None])[None, :, :, None, :] @ prefix[:, :B]  # [q, B, d, 1, r]
         rho = np.empty((q, B, d, 1, r))
         rho[q - 1, :, :, 0] = rv
+        Bsel = Bsel[:, :B]
         rhos, mm = list(rho), np.matmul
         for t in range(q - 1):
             mm(rhos[q - 1 - t], Bsel[q - 1 - t].transpose(0, 1, 3, 2), out=rhos[q - 2 - t])
         # plus Z's term: the same outer product for both digits of every core (its sums), scaled by
         # 1 / den_Z; times d|theta|/dtheta = sign(theta), written in the parameters' precision
-        full = tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"],
+        xZ = lvZ / denZ[:, None]
+        lamZ = xZ[None, :, None, :] @ prefix[:, B]  # [q, d, 1, r]: x^T Bs_0 ... Bs_{t-1}
+        full = tt_math.digit_sums_vjp(c["Gb"], self._cbits, xZ, rvZ, Rl=c["Rl"], Bs=c["Bs"], lam=lamZ,
                                       out=self._work("grad", self._theta.shape, self._dtype))  # batch-last, as theta
         term = self._work("term", self._theta.shape, self._dtype)
         onehot = (bits[None] == np.arange(2)[:, None, None, None]).astype(self._dtype)  # [digit, q, B, d]
@@ -351,7 +358,8 @@ class TTOptimizer(Optimizer):
     def _sample(self, n: int) -> np.ndarray:
         cdf, table = self._sampling_tables()
         d, r = self.space.dim, cdf.shape[-1]
-        u = 1.0 - self.rng.random((n, d, 1 + max(self._q, 1)))  # (0, 1]: rank path, then the index (digits)
+        u = self.rng.random((n, d, 1 + max(self._q, 1)))
+        np.subtract(1.0, u, out=u)  # (0, 1]: rank path, then the index (digits)
         b = tt_math.sample_path(cdf, u[:, :, 0])  # rank index after each mode
         a = np.zeros_like(b)
         a[:, 1:] = b[:, :-1]

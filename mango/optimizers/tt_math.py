@@ -262,7 +262,7 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
 
 
 def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl=None, Bs=None,
-                   out: np.ndarray | None = None) -> np.ndarray:
+                   out: np.ndarray | None = None, lam: np.ndarray | None = None) -> np.ndarray:
     """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores ``Gb [d, q, r, 2, r]``.
 
     Returned *batch-last*, ``[r, 2, r, q, d]`` (entry ``[a, digit, b, t, j]``), the layout in
@@ -273,7 +273,8 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
     carries row vectors (``x^T L``, ``x^T E``) and the backward pass column
     vectors: ``4 q`` small batched products in all.  ``Rl`` (:func:`digit_suffixes`), when
     given, supplies the backward vectors of the unmasked case in one product; ``Bs``
-    the digit sums ``B0 + B1`` (both from :func:`digit_suffixes`).  With ``out`` the result
+    the digit sums ``B0 + B1`` (both from :func:`digit_suffixes`); ``lam [q, d, 1, r]`` the
+    forward row vectors ``x^T Bs_0 ... Bs_{t-1}`` of the unmasked case.  With ``out`` the result
     is written there (else the unmasked case returns a read-only broadcast view).
     """
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
@@ -281,12 +282,13 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
     if Bs is None:
         Bs = B0 + B1
     if cbits.all():  # S_j = Bs_0 ... Bs_{q-1}: both digits of core t get outer(x^T Bs_0..Bs_{t-1}, Bs_{t+1}.. y)
-        Bq = list(Bs.transpose(1, 0, 2, 3))  # [q][d, r, r]
-        lam = np.empty((q, d, 1, r))
-        lam[0, :, 0] = x
-        lams, mm = list(lam), np.matmul
-        for t in range(q - 1):
-            mm(lams[t], Bq[t], out=lams[t + 1])
+        Bq, mm = list(Bs.transpose(1, 0, 2, 3)), np.matmul  # [q][d, r, r]
+        if lam is None:
+            lam = np.empty((q, d, 1, r))
+            lam[0, :, 0] = x
+            lams = list(lam)
+            for t in range(q - 1):
+                mm(lams[t], Bq[t], out=lams[t + 1])
         if Rl is not None:  # (Bs_{t+1} ... y)^T = y^T Rl_t (transposed suffix sums)
             rho = y[None, :, None, :] @ Rl
         else:
@@ -327,7 +329,7 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
 
 
 _UPPER: dict = {}
-_DRAW_INDEX: dict = {}
+_DRAW_INDEX: dict = {}  # index arrays that depend only on shapes, which recur every update
 
 
 def _upper_ones(m: int) -> np.ndarray:
@@ -357,7 +359,12 @@ def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     for k in range(s - 1):  # thresholds one at a time (a reduction over a short axis is slow)
         F += cdf[None, :, :, k] < u[:, :, None]
     flat, shift = F.reshape(-1), 1
-    base = (np.arange(n)[:, None, None] * L + np.arange(L)[None, :, None]) * s  # offsets of F[i, l, :]
+    key = ("path", n, L, s)
+    if key not in _DRAW_INDEX:  # offsets of F[i, l, :]
+        if len(_DRAW_INDEX) > 16:
+            _DRAW_INDEX.clear()
+        _DRAW_INDEX[key] = (np.arange(n)[:, None, None] * L + np.arange(L)[None, :, None]) * s
+    base = _DRAW_INDEX[key]
     while shift < L:  # F[:, l] <- F[:, l] o F[:, l - shift]
         F[:, shift:] = np.take(flat, base[:, shift:] + F[:, : L - shift])
         shift *= 2
