@@ -27,6 +27,7 @@ Writes benchmarks/results/tt_overhead.{json,md}.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -114,10 +115,8 @@ def one_round(label: str, budget: int, have_protes: bool, extras: bool) -> dict:
     row = {}
     if have_protes:
         row["protes"] = run_protes(d, n, f, budget, k, k_top, fresh=True)
-    if d == 576:
-        row["tt"] = run_mango(Codebook(64, 512), base, budget, k=k, k_top=k_top, **SAME, **extra)
-    else:
-        row["tt"] = run_mango(Codebook(d, n), f, budget, k=k, k_top=k_top, **SAME, **extra)
+    # mango on the 64 x 512 grid in both settings (the QTT one through quantize=True)
+    row["tt"] = run_mango(Codebook(64, 512), base, budget, k=k, k_top=k_top, **SAME, **extra)
     if extras:
         if have_protes:
             row["protes_compiled"] = run_protes(d, n, f, budget, k, k_top, fresh=False)
@@ -139,11 +138,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     budget = 1000 if a.quick else a.budget
     torch.set_num_threads(1)
-    try:
-        import importlib.util
-        have_protes = importlib.util.find_spec("protes") is not None and not a.no_protes
-    except ImportError:  # pragma: no cover
-        have_protes = False
+    have_protes = importlib.util.find_spec("protes") is not None and not a.no_protes
     if a.one_round:
         print(json.dumps(one_round(a.one_round, budget, have_protes, a.extras)))
         return

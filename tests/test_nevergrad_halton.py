@@ -1,7 +1,6 @@
 """The memoized scrambled Halton/Hammersley sampling of nevergrad (mango.optimizers.nevergrad_opt)
 gives exactly nevergrad's own samples, and makes ng:Portfolio on a VQ-VAE-sized Codebook fast."""
 
-
 import numpy as np
 import pytest
 

@@ -171,15 +171,17 @@ class TTOptimizer(Optimizer):
         return int(self.params["k"])
 
     # ---------------------------------------------------------- distribution
-    def _abs_bits(self, out: np.ndarray | None = None) -> np.ndarray:
-        """``|theta|`` of the binary cores as ``[d, q, r, 2, r]``, in double precision (one pass).
+    def _abs_bits(self, reuse: bool = False) -> np.ndarray:
+        """``|theta|`` of the binary cores as ``[d, q, r, 2, r]``, in double precision (one pass);
+        ``reuse``: into the work array of the current update.
 
         No rescaling is needed: a mode's product of ``q`` cores with entries of
         Adam-sized magnitude stays far inside the double range, and the chains
         across modes are rescaled as they are swept.
         """
-        G = np.empty(self._theta.shape[::-1][:2] + self._theta.shape[:3]) if out is None else out
-        np.absolute(self._theta.transpose(4, 3, 0, 1, 2), out=G)
+        batch_last = self._theta.transpose(4, 3, 0, 1, 2)
+        G = self._work("Gb", batch_last.shape) if reuse else np.empty(batch_last.shape)
+        np.absolute(batch_last, out=G)
         return G
 
     def _from_teneva(self, a: np.ndarray) -> np.ndarray:
@@ -207,7 +209,7 @@ class TTOptimizer(Optimizer):
         if self._cache is None:
             c: dict = {}
             if self._q:
-                c["Gb"] = self._abs_bits(self._work("Gb", self._theta.shape[::-1][:2] + self._theta.shape[:3]))
+                c["Gb"] = self._abs_bits(reuse=True)
                 c["Rl"], c["Rt"], S, c["Bs"] = tt_math.digit_suffixes(c["Gb"], self._cbits, work=self._work)
             else:
                 G = np.absolute(self._theta, out=self._work("G", self._theta.shape, np.float32))  # [d, r, r, N]
@@ -267,7 +269,8 @@ class TTOptimizer(Optimizer):
         contributes ``sign(theta)``.
         """
         c, B = self._dist(), len(idx)
-        A, Bsel, bits, prefix = self._selected(idx, with_sums=True)
+        with_sums = bool(self._q) and not self._masked  # Z's forward vectors ride along (unmasked QTT)
+        A, Bsel, bits, prefix = self._selected(idx, with_sums=with_sums)
         lv, rv, den = tt_math.chain_vectors(A)  # the elite's chains (Z's are cached)
         lvZ, rvZ, denZ = c["lvZ"], c["rvZ"], c["denZ"]
         if not self._q:
@@ -295,7 +298,7 @@ class TTOptimizer(Optimizer):
         # plus Z's term: the same outer product for both digits of every core (its sums), scaled by
         # 1 / den_Z; times d|theta|/dtheta = sign(theta), written in the parameters' precision
         xZ = lvZ / denZ[:, None]
-        lamZ = xZ[None, :, None, :] @ prefix[:, B]  # [q, d, 1, r]: x^T Bs_0 ... Bs_{t-1}
+        lamZ = xZ[None, :, None, :] @ prefix[:, B] if with_sums else None  # [q, d, 1, r]: x^T Bs_0 ... Bs_{t-1}
         full = tt_math.digit_sums_vjp(c["Gb"], self._cbits, xZ, rvZ, Rl=c["Rl"], Bs=c["Bs"], lam=lamZ,
                                       out=self._work("grad", self._theta.shape, self._dtype))  # batch-last, as theta
         term = self._work("term", self._theta.shape, self._dtype)
@@ -312,7 +315,7 @@ class TTOptimizer(Optimizer):
         idx = np.asarray(points, dtype=np.int64)
         lr, b1, b2, eps = float(self.params["lr"]), 0.9, 0.999, 1e-8
         for _ in range(int(steps)):
-            g = self._loss_grad(idx).astype(self._dtype, copy=False)  # a fresh array: updated in place
+            g = self._loss_grad(idx)  # a work array in the parameters' precision: updated in place
             self._t += 1
             # Adam, in place (no temporaries of the parameters' size):
             # m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta -= lr mhat / (sqrt(vhat) + eps)

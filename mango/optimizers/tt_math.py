@@ -67,7 +67,7 @@ def _both_interfaces(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     C, L, r = M.shape[0], M.shape[1], M.shape[-1]
     X = np.concatenate([M, M[:, ::-1].transpose(0, 1, 3, 2)])  # [2C, L, r, r]
     X = X / (X.sum(axis=(2, 3), keepdims=True) + _TINY)
-    bs = max(1, math.isqrt(L - 1) + 1) if L > 1 else 1
+    bs = math.isqrt(L - 1) + 1  # block size ~ sqrt(L) (L >= 1)
     nb = -(-L // bs)
     Xb = np.empty((bs, nb, 2 * C, r, r))  # [position in block, block, chain]: each position contiguous
     Xv, Xt, m = Xb.transpose(1, 0, 2, 3, 4), X.transpose(1, 0, 2, 3), L // bs
@@ -261,50 +261,31 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
     return (np.left_shift(1, np.arange(q - 1, -1, -1)) @ (O >= r)).reshape(n, d)
 
 
-def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl=None, Bs=None,
-                   out: np.ndarray | None = None, lam: np.ndarray | None = None) -> np.ndarray:
+def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl: np.ndarray,
+                   Bs: np.ndarray, lam, out: np.ndarray) -> np.ndarray:
     """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores ``Gb [d, q, r, 2, r]``.
 
-    Returned *batch-last*, ``[r, 2, r, q, d]`` (entry ``[a, digit, b, t, j]``), the layout in
-    which elementwise work on it runs along long contiguous rows.
+    Written into ``out``, *batch-last* ``[r, 2, r, q, d]`` (entry ``[a, digit, b, t, j]``), the
+    layout in which elementwise work on it runs along long contiguous rows.  ``Rl`` and ``Bs``
+    (the digit sums ``B0 + B1``) come from :func:`digit_suffixes`.
 
-    The recursion is linear in each core, and with a rank-one output gradient
-    ``x y^T`` every intermediate gradient stays rank one, so the forward pass
-    carries row vectors (``x^T L``, ``x^T E``) and the backward pass column
-    vectors: ``4 q`` small batched products in all.  ``Rl`` (:func:`digit_suffixes`), when
-    given, supplies the backward vectors of the unmasked case in one product; ``Bs``
-    the digit sums ``B0 + B1`` (both from :func:`digit_suffixes`); ``lam [q, d, 1, r]`` the
-    forward row vectors ``x^T Bs_0 ... Bs_{t-1}`` of the unmasked case.  With ``out`` the result
-    is written there (else the unmasked case returns a read-only broadcast view).
+    Every mode of ``2^q`` levels (``cbits`` all ones): ``S_j = Bs_0 ... Bs_{q-1}``, and both
+    digits of core ``t`` get ``outer(x^T Bs_0 ... Bs_{t-1}, Bs_{t+1} ... y)``: the forward
+    row vectors are given as ``lam [q, d, 1, r]``, the backward ones are ``y^T Rl_t``.
+    With a mask the recursion is linear in each core, and with a rank-one output
+    gradient ``x y^T`` every intermediate gradient stays rank one, so the forward pass
+    carries row vectors (``x^T L``, ``x^T E``) and the backward pass column vectors
+    (``lam`` is not used).
     """
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
+    if cbits.all():
+        rho = y[None, :, None, :] @ Rl  # (Bs_{t+1} ... y)^T = y^T Rl_t (transposed suffix sums)
+        # [r, q, d] in out's precision: no casting in the loop
+        lT = lam[:, :, 0, :].transpose(2, 0, 1).astype(out.dtype)
+        rT = rho[:, :, 0, :].transpose(2, 0, 1).astype(out.dtype)
+        return np.multiply(lT[:, None, None], rT[None, None], out=out)  # the same for both digits
     B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]
-    if Bs is None:
-        Bs = B0 + B1
-    if cbits.all():  # S_j = Bs_0 ... Bs_{q-1}: both digits of core t get outer(x^T Bs_0..Bs_{t-1}, Bs_{t+1}.. y)
-        Bq, mm = list(Bs.transpose(1, 0, 2, 3)), np.matmul  # [q][d, r, r]
-        if lam is None:
-            lam = np.empty((q, d, 1, r))
-            lam[0, :, 0] = x
-            lams = list(lam)
-            for t in range(q - 1):
-                mm(lams[t], Bq[t], out=lams[t + 1])
-        if Rl is not None:  # (Bs_{t+1} ... y)^T = y^T Rl_t (transposed suffix sums)
-            rho = y[None, :, None, :] @ Rl
-        else:
-            rho = np.empty((q, d, 1, r))
-            rho[q - 1, :, 0] = y
-            rhos = list(rho)
-            for t in range(q - 1, 0, -1):
-                mm(rhos[t], Bq[t].transpose(0, 2, 1), out=rhos[t - 1])
-        lT = np.ascontiguousarray(lam[:, :, 0, :].transpose(2, 0, 1))  # [r, q, d]
-        rT = np.ascontiguousarray(rho[:, :, 0, :].transpose(2, 0, 1))
-        if out is not None:  # the same for both digits (in out's precision: no casting in the loop)
-            lT, rT = lT.astype(out.dtype, copy=False), rT.astype(out.dtype, copy=False)
-            return np.multiply(lT[:, None, None], rT[None, None], out=out)
-        outer = lT[:, None] * rT[None]  # [r, r, q, d]
-        return np.broadcast_to(outer[:, None], (r, 2, r, q, d))  # the same for both digits (read-only)
-    out_, out = out, np.empty((d, q, r, 2, r))  # (masked: accumulated in the cores' layout)
+    acc = np.empty((d, q, r, 2, r))  # accumulated in the cores' layout
     c = cbits[:, :, None]
     Bc = B0 + c[..., None] * (B1 - B0)
     lvec = np.zeros((d, q + 1, r))  # x^T L_t
@@ -317,15 +298,12 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
     for t in range(q - 1, -1, -1):
         ct, lt, et = c[:, t], lvec[:, t], evec[:, t]
         both = lt[:, :, None] * yL[:, None, :]
-        out[:, t, :, 0, :] = both + et[:, :, None] * (ct * yL + (1.0 - ct) * yE)[:, None, :]
-        out[:, t, :, 1, :] = both + et[:, :, None] * (ct * yE)[:, None, :]
+        acc[:, t, :, 0, :] = both + et[:, :, None] * (ct * yL + (1.0 - ct) * yE)[:, None, :]
+        acc[:, t, :, 1, :] = both + et[:, :, None] * (ct * yE)[:, None, :]
         yL, yE = (Bs[:, t] @ yL[:, :, None])[:, :, 0], (ct * (B0[:, t] @ yL[:, :, None])[:, :, 0]
                                                         + (Bc[:, t] @ yE[:, :, None])[:, :, 0])
-    res = out.transpose(2, 3, 4, 1, 0)
-    if out_ is None:
-        return np.ascontiguousarray(res)
-    np.copyto(out_, res)
-    return out_
+    np.copyto(out, acc.transpose(2, 3, 4, 1, 0))
+    return out
 
 
 _UPPER: dict = {}
