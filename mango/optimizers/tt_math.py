@@ -29,6 +29,25 @@ __all__ = [
 ]
 
 _TINY = np.finfo(np.float64).tiny
+_CONST: dict = {}  # small constant arrays (identities, vectors of ones), built once per size
+
+
+def _eye(r: int) -> np.ndarray:
+    """The ``r x r`` identity, cached (read-only)."""
+    key = ("eye", r)
+    if key not in _CONST:
+        _CONST[key] = np.eye(r)
+        _CONST[key].flags.writeable = False
+    return _CONST[key]
+
+
+def _ones(m: int) -> np.ndarray:
+    """A vector of ``m`` ones, cached: ``A @ _ones(m)`` sums the last axis (faster than ``sum`` over a short axis)."""
+    key = ("ones", m)
+    if key not in _CONST:
+        _CONST[key] = np.ones(m)
+        _CONST[key].flags.writeable = False
+    return _CONST[key]
 
 
 def chain_log(M: np.ndarray) -> np.ndarray:
@@ -62,38 +81,48 @@ def _both_interfaces(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     of ``L``.  Factors are scaled to sum 1 first (which changes no vector's
     direction), so a product inside a block neither over- nor underflows; block
     totals are scaled the same way and the block-start vectors rescaled every
-    four blocks.
+    four blocks.  (Sums over the short trailing axes are products with a vector
+    of ones: numpy's reductions over a few elements cost more.)
     """
     C, L, r = M.shape[0], M.shape[1], M.shape[-1]
-    X = np.concatenate([M, M[:, ::-1].transpose(0, 1, 3, 2)])  # [2C, L, r, r]
-    X = X / (X.sum(axis=(2, 3), keepdims=True) + _TINY)
+    rr = r * r
     bs = math.isqrt(L - 1) + 1  # block size ~ sqrt(L) (L >= 1)
     nb = -(-L // bs)
     Xb = np.empty((bs, nb, 2 * C, r, r))  # [position in block, block, chain]: each position contiguous
-    Xv, Xt, m = Xb.transpose(1, 0, 2, 3, 4), X.transpose(1, 0, 2, 3), L // bs
-    Xv[:m] = Xt[: m * bs].reshape(m, bs, 2 * C, r, r)
+    Xv, m = Xb.transpose(1, 0, 2, 3, 4), L // bs
+    Mt = M.transpose(1, 0, 2, 3)  # [L, C, r, r]
+    Xv[:m, :, :C] = Mt[: m * bs].reshape(m, bs, C, r, r)
+    Xv[:m, :, C:] = Mt[::-1][: m * bs].reshape(m, bs, C, r, r).transpose(0, 1, 2, 4, 3)
     if m < nb:  # a last, partial block, padded with identities
-        Xv[m, : L - m * bs] = Xt[m * bs:]
-        Xv[m, L - m * bs:] = np.eye(r)
+        Xv[m, : L - m * bs, :C] = Mt[m * bs:]
+        Xv[m, : L - m * bs, C:] = Mt[::-1][m * bs:].transpose(0, 1, 3, 2)
+        Xv[m, L - m * bs:] = _eye(r)
+    flat = Xb.reshape(-1, rr)
+    scale = flat @ _ones(rr)
+    scale += _TINY
+    np.divide(flat, scale[:, None], out=flat)
     P = np.empty((bs, nb, 2 * C, r, r))  # exclusive prefix products inside each block
-    P[0] = np.eye(r)
+    P[0] = _eye(r)
     Ps, Xs, mm = list(P), list(Xb), np.matmul
     for i in range(1, bs):
         mm(Ps[i - 1], Xs[i - 1], out=Ps[i])
     T = Ps[bs - 1] @ Xs[bs - 1]  # block totals, scaled to sum 1 (as the factors)
-    T /= T.sum(axis=(2, 3), keepdims=True) + _TINY
+    scale = T.reshape(-1, rr) @ _ones(rr)
+    scale += _TINY
+    T /= scale.reshape(nb, 2 * C, 1, 1)
     T = list(T)
-    V = np.empty((nb, 2 * C, 1, r))  # vectors at the block starts
-    V[0] = 0.0
+    V = np.zeros((nb, 2 * C, 1, r))  # vectors at the block starts
     V[0, :, 0, 0] = 1.0
     Vs = list(V)
     for k in range(nb - 1):
         v = mm(Vs[k], T[k], out=Vs[k + 1])
         if k % 4 == 3:  # four scaled block totals stay far inside the floating-point range
-            v /= v.sum(axis=2, keepdims=True) + _TINY
+            v /= v @ _ones(r)[:, None] + _TINY
     out = (V[None] @ P)[:, :, :, 0]  # [bs, nb, 2C, r]
     out = out.transpose(2, 1, 0, 3).reshape(2 * C, nb * bs, r)[:, :L]
-    out /= out.sum(axis=-1, keepdims=True) + _TINY
+    scale = out @ _ones(r)
+    scale += _TINY
+    out /= scale[:, :, None]
     return out[:C], out[C:, ::-1]
 
 
@@ -109,7 +138,7 @@ def chain_vectors(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     M = np.asarray(M, dtype=np.float64)
     lv, rv = _both_interfaces(M)
-    den = np.maximum(np.einsum("clr,clrs,cls->cl", lv, M, rv), _TINY)
+    den = np.maximum(((lv[:, :, None, :] @ M)[:, :, 0, :] * rv) @ _ones(M.shape[-1]), _TINY)
     return lv, rv, den
 
 
@@ -152,41 +181,51 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray, work=None):
     """Suffix sums of QTT cores along the digits of each mode, for sampling and for ``Z``.
 
     ``Gb [d, q, r, 2, r]`` binary cores, ``cbits [d, q]`` the binary digits of
-    ``n_j - 1``.  Returns ``(Rl, Rt, S, Bs)``.  ``Rl [q, d, r, r]`` (digit-major and
-    *transposed*: ``Rl[t, j, b, c]`` is entry ``(c, b)``) is the sum over all values
-    of the digits after digit ``t`` (``Rl[q-1]`` the identity): the continuation of
-    a prefix already below ``n_j - 1`` (*loose*).  ``Rt`` (same layout) sums the
+    ``n_j - 1``.  Returns ``(Rl, Rt, S, Bs)``.  ``Rl [q, d, r, r]`` (digit-major) is
+    the sum over all values of the digits after digit ``t``, ``Bs_{t+1} ... Bs_{q-1}``
+    (``Rl[q-1]`` the identity): the continuation of a prefix already below
+    ``n_j - 1`` (*loose*); entry ``(c, b)`` leads from rank index ``c`` after digit
+    ``t`` to ``b`` at the end of the mode.  ``Rt`` (same layout) sums the
     continuations that keep the index below ``n_j`` when the prefix through digit
     ``t`` equals that of ``n_j - 1`` (*tight*; ``None`` when every mode has ``2^q``
     levels, where ``Rt = Rl``).  ``S [d, r, r]`` is the sum over the valid indices
     (:func:`digit_sums`), ``Bs [d, q, r, r]`` the digit sums ``B0 + B1`` (for
     :func:`digit_sums_vjp`).  One backward pass over the digits: ``q - 1`` batched
-    products (three per digit with a mask).
+    products (three per digit with a mask).  ``work(name, shape)``, if given,
+    supplies the output arrays (reused from call to call).
     """
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
-    Bq = Gb.transpose(1, 3, 0, 4, 2)  # [q, 2, d, r, r]: transposed binary cores
-    B0, B1 = list(Bq[:, 0]), list(Bq[:, 1])
     new = (lambda name, shape: np.empty(shape)) if work is None else work
-    Bsum = np.add(Gb[:, :, :, 0], Gb[:, :, :, 1], out=new("digit_sums", (d, q, r, r)))  # B0 + B1
-    Bs = list(Bsum.transpose(1, 0, 3, 2))  # [q][d, r, r], transposed
+    # B0 + B1 for every core at once: the [.., 2r] rows times two stacked identities (one product)
+    Bsum = new("digit_sums", (d, q, r, r))
+    np.matmul(Gb.reshape(d * q * r, 2 * r), _stacked_eye(r), out=Bsum.reshape(d * q * r, r))
     Rl = new("suffix_sums", (q, d, r, r))
-    Rl[q - 1] = np.eye(r)
+    Rl[q - 1] = _eye(r)
     Rls, mm = list(Rl), np.matmul
-    for t in range(q - 1, 0, -1):  # (Bs_t Rl_t)^T = Rl_t^T Bs_t^T
-        mm(Rls[t], Bs[t], out=Rls[t - 1])
+    for t in range(q - 1, 0, -1):
+        mm(Bsum[:, t], Rls[t], out=Rls[t - 1])
     if cbits.all():
-        return Rl, None, (Rls[0] @ Bs[0]).transpose(0, 2, 1), Bsum
+        return Rl, None, Bsum[:, 0] @ Rls[0], Bsum
     c = list(cbits.T[:, :, None, None])
-    Rt = np.empty_like(Rl)
-    Rt[q - 1] = np.eye(r)
+    Rt = new("tight_suffix_sums", (q, d, r, r))
+    Rt[q - 1] = _eye(r)
     Rts = list(Rt)
 
     def before(t):  # the sum after digit t - 1 given a tight prefix: digit t below c_t goes loose
-        return (c[t] * Rls[t] + (1.0 - c[t]) * Rts[t]) @ B0[t] + c[t] * (Rts[t] @ B1[t])
+        return Gb[:, t, :, 0] @ (c[t] * Rls[t] + (1.0 - c[t]) * Rts[t]) + c[t] * (Gb[:, t, :, 1] @ Rts[t])
 
     for t in range(q - 1, 0, -1):
         Rts[t - 1][...] = before(t)
-    return Rl, Rt, before(0).transpose(0, 2, 1), Bsum
+    return Rl, Rt, before(0), Bsum
+
+
+def _stacked_eye(r: int) -> np.ndarray:
+    """``[[I], [I]]`` (``2r x r``): a row ``(digit, c')`` of a binary core times it sums the two digits."""
+    key = ("eye2", r)
+    if key not in _CONST:
+        _CONST[key] = np.concatenate([np.eye(r), np.eye(r)])
+        _CONST[key].flags.writeable = False
+    return _CONST[key]
 
 
 def digit_table(Rl: np.ndarray, Rt, out: np.ndarray | None = None) -> np.ndarray:
@@ -194,18 +233,21 @@ def digit_table(Rl: np.ndarray, Rt, out: np.ndarray | None = None) -> np.ndarray
 
     Row ``(v, t, j, b)`` holds, for both values of digit ``t`` of mode ``j`` and every
     rank index ``c'`` after it, the weight of reaching rank index ``b`` at the end
-    of the mode: ``Rl`` twice (variant 0, *loose*); with a mask also the *tight*
-    variants, below a 0 of ``n_j - 1`` (``Rt`` for digit 0, nothing for digit 1)
-    and below a 1 (``Rl`` for digit 0, ``Rt`` for digit 1).  Returns
-    ``[variants * q * d * r, 2 r]``; ``out`` may be given (no fresh allocation).
+    of the mode (column ``b`` of the suffix sums): ``Rl`` twice (variant 0, *loose*);
+    with a mask also the *tight* variants, below a 0 of ``n_j - 1`` (``Rt`` for
+    digit 0, nothing for digit 1) and below a 1 (``Rl`` for digit 0, ``Rt`` for
+    digit 1).  Returns ``[variants * q * d * r, 2 r]``; ``out`` may be given (no
+    fresh allocation).
     """
     q, d, r = Rl.shape[0], Rl.shape[1], Rl.shape[2]
     nv = 1 if Rt is None else 3
     V = np.empty((nv, q, d, r, 2, r)) if out is None else out.reshape(nv, q, d, r, 2, r)
-    V[0, :, :, :, 0], V[0, :, :, :, 1] = Rl, Rl
+    RlT = Rl.transpose(0, 1, 3, 2)
+    V[0, :, :, :, 0], V[0, :, :, :, 1] = RlT, RlT
     if Rt is not None:
-        V[1, :, :, :, 0], V[1, :, :, :, 1] = Rt, 0.0
-        V[2, :, :, :, 0], V[2, :, :, :, 1] = Rl, Rt
+        RtT = Rt.transpose(0, 1, 3, 2)
+        V[1, :, :, :, 0], V[1, :, :, :, 1] = RtT, 0.0
+        V[2, :, :, :, 0], V[2, :, :, :, 1] = RlT, RtT
     return V.reshape(nv * q * d * r, 2 * r)
 
 
@@ -279,10 +321,10 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
     """
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     if cbits.all():
-        rho = y[None, :, None, :] @ Rl  # (Bs_{t+1} ... y)^T = y^T Rl_t (transposed suffix sums)
+        rho = Rl @ y[None, :, :, None]  # Bs_{t+1} ... Bs_{q-1} y = Rl_t y  [q, d, r, 1]
         # [r, q, d] in out's precision: no casting in the loop
         lT = lam[:, :, 0, :].transpose(2, 0, 1).astype(out.dtype)
-        rT = rho[:, :, 0, :].transpose(2, 0, 1).astype(out.dtype)
+        rT = rho[:, :, :, 0].transpose(2, 0, 1).astype(out.dtype)
         return np.multiply(lT[:, None, None], rT[None, None], out=out)  # the same for both digits
     B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]
     acc = np.empty((d, q, r, 2, r))  # accumulated in the cores' layout
