@@ -62,6 +62,30 @@ from .base import Optimizer
 
 __all__ = ["TTOptimizer"]
 
+_B1, _B2, _EPS = 0.9, 0.999, 1e-8
+
+
+def _adam(theta: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float) -> None:
+    """Adam step ``t`` in place, with no temporaries of the parameters' size (``g`` is overwritten):
+    ``m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta -= lr mhat / (sqrt(vhat) + eps)``.
+
+    (torch's fused Adam kernel was measured here too: no faster inside an update,
+    where the four arrays come from memory rather than cache.)
+    """
+    c2 = math.sqrt(1 - _B2 ** t)
+    g *= 1 - _B1
+    m *= _B1
+    m += g
+    g *= g
+    g *= (1 - _B2) / (1 - _B1) ** 2
+    v *= _B2
+    v += g
+    np.sqrt(v, out=g)
+    g += _EPS * c2
+    np.divide(m, g, out=g)
+    g *= lr * c2 / (1 - _B1 ** t)
+    theta -= g
+
 
 class TTOptimizer(Optimizer):
     """PROTES-style tensor-train optimizer (probabilistic sampling from a TT).
@@ -151,16 +175,18 @@ class TTOptimizer(Optimizer):
         self._outstanding: dict[bytes, int] = {}
         self._cache = self._tables = None  # derived from theta; reset by every update
         self._ws: dict = {}  # work arrays, see _work
+        self._gather_base = None  # flat offsets of the binary cores' matrices (see _selected)
+        self._digits = np.arange(2)[:, None, None]
 
-    def _work(self, name: str, shape, dtype=np.float64) -> np.ndarray:
+    def _work(self, name: str, shape: tuple, dtype=np.float64) -> np.ndarray:
         """A work array reused from update to update (contents undefined).
 
         Every update needs a few arrays the size of the parameters; allocated
         afresh each time, arrays this large come from the operating system and
         cost page faults that take longer than the arithmetic on them.  Each is
         overwritten by the next update, so nothing derived from one outlives it.
+        ``shape`` is a tuple of ints.
         """
-        shape = tuple(int(x) for x in np.atleast_1d(shape))
         a = self._ws.get(name)
         if a is None or a.shape != shape or a.dtype != dtype:
             a = self._ws[name] = np.empty(shape, dtype)
@@ -226,27 +252,24 @@ class TTOptimizer(Optimizer):
         """Binary digits ``[B, d, q]`` of integer points ``idx [B, d]``, most significant first."""
         return (idx[:, :, None] >> self._shifts[None, None, :]) & 1
 
-    def _selected(self, idx: np.ndarray, with_sums: bool = False):
+    def _selected(self, idx: np.ndarray):
         """The matrices that points ``idx [B, d]`` select: ``[B, d, r, r]`` per mode (and, for QTT,
-        the selected binary cores ``[q, B, d, r, r]``, the digits ``[q, B, d]``, digit-major, and the
-        products of each mode's cores before every digit, ``[q, B, d, r, r]``; ``with_sums``: the
-        same products of the digit sums behind ``Z`` ride along as point ``B``, ``[q, B + 1, d, r, r]``)."""
-        c, ar = self._dist(), np.arange(self.space.dim)
+        the selected binary cores ``[q, B, d, r, r]`` and the digits ``[q, B, d]``, digit-major)."""
+        c = self._dist()
         if not self._q:
-            return c["G"].transpose(0, 3, 1, 2)[ar[None, :], idx], None, None, None
+            return c["G"].transpose(0, 3, 1, 2)[np.arange(self.space.dim)[None, :], idx], None, None
         bits = self._bits(idx).transpose(2, 0, 1)  # [q, B, d]
-        Gq = c["Gb"].transpose(1, 0, 3, 2, 4)  # [q, d, digit, r, r]
-        Bsel = Gq[np.arange(self._q)[:, None, None], ar[None, None, :], bits]  # [q, B, d, r, r]
-        B = Bsel.shape[1]
-        if with_sums:
-            Bsel = np.concatenate([Bsel, c["Bs"].transpose(1, 0, 2, 3)[:, None]], axis=1)
-        # prefix products P[t] = Bsel[0] ... Bsel[t-1] (P[0] = I): the mode's product is P[q-1] Bsel[q-1]
-        P = np.empty(Bsel.shape)
-        P[0] = np.eye(Bsel.shape[-1])
-        Ps, Bs, mm = list(P), list(Bsel), np.matmul
-        for t in range(1, self._q):
-            mm(Ps[t - 1], Bs[t - 1], out=Ps[t])
-        return Ps[-1][:B] @ Bs[-1][:B], Bsel, bits, P
+        q, r = self._q, self.params["rank"]
+        # one gather from the flat cores: entry (j, t, a, bit, b) sits at base[t, j, a, b] + bit * r
+        if self._gather_base is None:
+            d = self.space.dim
+            j, t, a, b = np.ix_(np.arange(d), np.arange(q), np.arange(r), np.arange(r))
+            self._gather_base = (((j * q + t) * r + a) * 2 * r + b).transpose(1, 0, 2, 3)[:, None]  # [q, 1, d, r, r]
+        Bsel = c["Gb"].reshape(-1).take(self._gather_base + (bits * r)[..., None, None])  # [q, B, d, r, r]
+        A = Bsel[0].copy()  # the mode's product of its binary cores
+        for t in range(1, q):
+            np.matmul(A, Bsel[t], out=A)
+        return A, Bsel, bits
 
     def _log_prob(self, idx: np.ndarray) -> np.ndarray:
         """Exact log-probabilities of valid integer points ``idx [B, d]``."""
@@ -266,71 +289,67 @@ class TTOptimizer(Optimizer):
         product of its interface vectors (:func:`tt_math.chain_vectors`); for QTT the
         vectors are carried through a mode's binary cores, and through the digit
         recursion of ``S_j`` for ``Z`` (:func:`tt_math.digit_sums_vjp`).  ``|.|``
-        contributes ``sign(theta)``.
+        contributes ``sign(theta)``.  Returned in a work array in the parameters'
+        precision and layout.
         """
         c, B = self._dist(), len(idx)
-        with_sums = bool(self._q) and not self._masked  # Z's forward vectors ride along (unmasked QTT)
-        A, Bsel, bits, prefix = self._selected(idx, with_sums=with_sums)
+        A, Bsel, bits = self._selected(idx)
         lv, rv, den = tt_math.chain_vectors(A)  # the elite's chains (Z's are cached)
         lvZ, rvZ, denZ = c["lvZ"], c["rvZ"], c["denZ"]
+        full = self._work("grad", self._theta.shape, self._dtype)
         if not self._q:
-            G = c["G"]
-            gG = self._work("grad", G.shape, np.float32)  # d log Z / d S_j at every index: S_j sums G_j over the valid ones
-            gG[:] = (lvZ[:, :, None] * rvZ[:, None, :] / denZ[:, None, None])[:, :, :, None]
+            # d log Z / d S_j at every index (S_j sums G_j over the valid ones), then the points' terms
+            full[:] = (lvZ[:, :, None] * rvZ[:, None, :] / denZ[:, None, None])[:, :, :, None]
             g = lv[..., :, None] * rv[..., None, :] * (-1.0 / B / den)[..., None, None]
-            gGp, ar = gG.transpose(0, 3, 1, 2), np.arange(G.shape[0])
+            gp, ar = full.transpose(0, 3, 1, 2), np.arange(full.shape[0])
             for b in range(B):  # one point: distinct (mode, index) pairs, so a plain indexed add is exact
-                gGp[ar, idx[b]] += g[b]
+                gp[ar, idx[b]] += g[b]
             if self._masked:
-                gG *= self._mask_rrn
-            gG *= np.sign(self._theta, out=self._work("sign", G.shape, np.float32))  # d|theta|/dtheta
-            return gG
+                full *= self._mask_rrn
+            return self._times_sign(full)
         q, d, r = self._q, A.shape[1], A.shape[-1]
-        # the elite: row vectors entering each selected binary core (lam) and leaving it (rho,
-        # transposed), digit-major; the loss's factor -1 / (B den) rides on the first vector
-        lam = (lv * (-1.0 / B / den)[..., None])[None, :, :, None, :] @ prefix[:, :B]  # [q, B, d, 1, r]
-        rho = np.empty((q, B, d, 1, r))
-        rho[q - 1, :, :, 0] = rv
-        Bsel = Bsel[:, :B]
-        rhos, mm = list(rho), np.matmul
-        for t in range(q - 1):
-            mm(rhos[q - 1 - t], Bsel[q - 1 - t].transpose(0, 1, 3, 2), out=rhos[q - 2 - t])
-        # plus Z's term: the same outer product for both digits of every core (its sums), scaled by
-        # 1 / den_Z; times d|theta|/dtheta = sign(theta), written in the parameters' precision
-        xZ = lvZ / denZ[:, None]
-        lamZ = xZ[None, :, None, :] @ prefix[:, B] if with_sums else None  # [q, d, 1, r]: x^T Bs_0 ... Bs_{t-1}
-        full = tt_math.digit_sums_vjp(c["Gb"], self._cbits, xZ, rvZ, Rl=c["Rl"], Bs=c["Bs"], lam=lamZ,
-                                      out=self._work("grad", self._theta.shape, self._dtype))  # batch-last, as theta
-        term = self._work("term", self._theta.shape, self._dtype)
-        onehot = (bits[None] == np.arange(2)[:, None, None, None]).astype(self._dtype)  # [digit, q, B, d]
-        for b in range(B):  # a point selects one digit of each core: its term, placed by a one-hot of the digits
-            lT = lam[:, b, :, 0, :].transpose(2, 0, 1).astype(self._dtype)  # [r, q, d]
-            rT = rho[:, b, :, 0, :].transpose(2, 0, 1).astype(self._dtype)
-            np.multiply((lT[:, None] * rT[None])[:, None], onehot[None, :, None, :, b], out=term)
-            full += term
-        full *= np.sign(self._theta, out=self._work("sign", self._theta.shape, self._dtype))
-        return full
+        # the elite: row vectors entering each selected binary core (lam) and column vectors leaving
+        # it (rho), digit-major, each by a sweep over the digits; the loss's factor -1 / (B den)
+        # rides on the first vector
+        mm = np.matmul
+        lam = np.empty((q, B, d, 1, r))
+        lam[0, :, :, 0] = lv * (-1.0 / B / den)[..., None]
+        rho = np.empty((q, B, d, r, 1))
+        rho[q - 1, :, :, :, 0] = rv
+        lams, rhos, Bs = list(lam), list(rho), list(Bsel)
+        for t in range(1, q):
+            mm(lams[t - 1], Bs[t - 1], out=lams[t])
+            mm(Bs[q - t], rhos[q - t], out=rhos[q - t - 1])
+        # a point selects one digit of each core: its term placed by a one-hot of the digits,
+        # [B, r, q, d] vectors in the parameters' precision, batch-last like theta
+        lT = np.ascontiguousarray(lam[:, :, :, 0, :].transpose(1, 3, 0, 2), dtype=self._dtype)
+        rT = np.ascontiguousarray(rho[:, :, :, :, 0].transpose(1, 3, 0, 2), dtype=self._dtype)
+        onehot = (bits.transpose(1, 0, 2)[:, None] == self._digits).astype(self._dtype)  # [B, digit, q, d]
+        for b in range(B):
+            term = full if b == 0 else self._work("term", self._theta.shape, self._dtype)
+            np.multiply((lT[b, :, None] * onehot[b, None])[:, :, None], rT[b, None, None], out=term)
+            if b:
+                full += term
+        # plus Z's term (its digit sums), scaled by 1 / den_Z; times d|theta|/dtheta = sign(theta)
+        tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"], out=full)
+        return self._times_sign(full)
+
+    def _times_sign(self, g: np.ndarray) -> np.ndarray:
+        """``g * sign(theta)`` in place, by flipping the sign bits of ``g`` where ``theta`` is negative
+        (two integer passes; ``np.sign`` is several times slower).  At ``theta == 0`` exactly, where
+        ``|theta|`` has no derivative, this takes the one-sided derivative of ``+0`` or ``-0``."""
+        bits = self._work("signbits", self._theta.shape, np.uint32)
+        np.bitwise_and(self._theta.view(np.uint32), np.uint32(0x80000000), out=bits)
+        gi = g.view(np.uint32)
+        np.bitwise_xor(gi, bits, out=gi)
+        return g
 
     def _adam_steps(self, points: np.ndarray, steps: int) -> None:
         idx = np.asarray(points, dtype=np.int64)
-        lr, b1, b2, eps = float(self.params["lr"]), 0.9, 0.999, 1e-8
         for _ in range(int(steps)):
             g = self._loss_grad(idx)  # a work array in the parameters' precision: updated in place
             self._t += 1
-            # Adam, in place (no temporaries of the parameters' size):
-            # m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta -= lr mhat / (sqrt(vhat) + eps)
-            g *= 1 - b1
-            self._m *= b1
-            self._m += g
-            g *= g
-            g *= (1 - b2) / (1 - b1) ** 2
-            self._v *= b2
-            self._v += g
-            np.sqrt(self._v, out=g)
-            g += eps * math.sqrt(1 - b2 ** self._t)
-            np.divide(self._m, g, out=g)
-            g *= lr * math.sqrt(1 - b2 ** self._t) / (1 - b1 ** self._t)
-            self._theta -= g
+            _adam(self._theta, g, self._m, self._v, self._t, float(self.params["lr"]))
             self._cache = self._tables = None
 
     def _sampling_tables(self):
