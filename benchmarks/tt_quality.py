@@ -14,7 +14,15 @@ Optimizers, 10 seeds each, budget 10,000, best value recorded at 300, 1,000,
 * ``protes``: the reference package with its own settings (k=100, k_top=10, r=5, lr=0.05);
 * ``tt[protes]``: mango's tt at exactly those settings (elite from the batch, no dedup);
 * ``tt[k100]``: mango's tt with the same k and k_top, elite from everything seen, dedup;
-* ``tt``: mango's defaults (tuned for lab budgets of 300-3,000 queries).
+* ``tt``: mango's defaults (tuned for lab budgets of 300-3,000 queries);
+
+and at the paper's QTT settings (every mode of ``n = 2^q`` levels as ``q`` binary
+digits, most significant first; k=10, k_top=1, r=5, lr=0.05), the setting of the
+second case of ``tt_overhead.py``:
+
+* ``protes[qtt]``: the reference package on the ``d q`` binary digits;
+* ``tt[qtt]``: mango's tt at exactly those settings (``quantize=True``, elite from the batch, no dedup);
+* ``tt[qtt/seen]``: the same with mango's elite from everything seen and dedup.
 
 Run:  python benchmarks/tt_quality.py [--seeds 10] [--budget 10000] [--problems a,b]
 Writes benchmarks/results/tt_quality.{json,md}.
@@ -99,11 +107,19 @@ def run_random(d, n, f, budget, seed):
     return rec.at
 
 
-def run_protes(d, n, f, budget, seed):
+def run_protes(d, n, f, budget, seed, qtt: bool = False):
     import protes
 
-    rec = Recorder(f, budget)
-    protes.protes(lambda I: rec(np.asarray(I)), d, n, budget, k=100, k_top=10, seed=seed, is_max=True)
+    if not qtt:
+        rec = Recorder(f, budget)
+        protes.protes(lambda I: rec(np.asarray(I)), d, n, budget, k=100, k_top=10, seed=seed, is_max=True)
+        return rec.at
+    q = int(round(np.log2(n)))
+    if 2 ** q != n:
+        raise ValueError(f"protes[qtt] needs n = 2^q levels, got n = {n}")
+    weights = 2 ** np.arange(q - 1, -1, -1)  # binary digits -> levels, most significant first
+    rec = Recorder(lambda bits: f(np.asarray(bits).reshape(len(bits), d, q) @ weights), budget)
+    protes.protes(lambda I: rec(np.asarray(I)), d * q, 2, budget, k=10, k_top=1, seed=seed, is_max=True)
     return rec.at
 
 
@@ -113,6 +129,9 @@ CONFIGS = {
     "tt[protes]": dict(k=100, k_top=10, rank=5, lr=0.05, k_gd=1, elite="batch", dedup=False),
     "tt[k100]": dict(k=100, k_top=10, rank=5, lr=0.05, k_gd=1),
     "tt": {},
+    "protes[qtt]": None,
+    "tt[qtt]": dict(quantize=True, k=10, k_top=1, rank=5, lr=0.05, k_gd=1, elite="batch", dedup=False),
+    "tt[qtt/seen]": dict(quantize=True, k=10, k_top=1, rank=5, lr=0.05, k_gd=1),
 }
 
 
@@ -129,7 +148,7 @@ def main(argv=None):
     try:
         import protes  # noqa: F401
     except ImportError:
-        configs = [c for c in configs if c != "protes"]
+        configs = [c for c in configs if not c.startswith("protes")]
         print("protes not installed: pip install 'mango-am[peers]'")
     res = {}
     for pname in a.problems.split(","):
@@ -140,8 +159,8 @@ def main(argv=None):
                 d, n, f, opt_value = problem(pname, seed)
                 if cname == "random":
                     at = run_random(d, n, f, a.budget, seed)
-                elif cname == "protes":
-                    at = run_protes(d, n, f, a.budget, seed)
+                elif cname.startswith("protes"):
+                    at = run_protes(d, n, f, a.budget, seed, qtt=cname == "protes[qtt]")
                 else:
                     at = run_mango(d, n, f, a.budget, seed, CONFIGS[cname])
                 rows.append([at.get(c, np.nan) for c in CHECKPOINTS])
@@ -167,6 +186,9 @@ def write_markdown(out: str) -> None:
              "tt[protes] = mango tt at protes's settings (k=100, k_top=10, r=5, lr=0.05, k_gd=1, elite from the "
              "batch, no dedup); tt[k100] = the same k, k_top, r, lr, k_gd with mango's elite from all seen points "
              "and dedup; tt = mango's defaults (rank=5, k=20, k_top=5, lr=0.1, k_gd=2, elite=seen, dedup).", "",
+             "QTT (the paper's setting, each mode of n = 2^q levels as q binary digits): protes[qtt] = protes on the "
+             "d*q binary digits with k=10, k_top=1 (r=5, lr=0.05); tt[qtt] = mango tt quantize=True at exactly those "
+             "settings; tt[qtt/seen] = the same with mango's elite from all seen points and dedup.", "",
              "| problem | optimizer | " + " | ".join(f"@{c}" for c in data["checkpoints"]) + " |",
              "|---|---|" + "---|" * len(data["checkpoints"])]
     for pname, byc in data["results"].items():
