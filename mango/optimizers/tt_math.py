@@ -382,20 +382,29 @@ def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     n, L, s = u.shape[0], cdf.shape[0], cdf.shape[-1]
     if n * s * max(1, math.ceil(math.log2(max(L, 2)))) > 800:
         return _path_sweep(cdf, u)
-    F = np.zeros((n, L, s), dtype=np.int64)  # [n, L, s]: next state from each state
-    for k in range(s - 1):  # thresholds one at a time (a reduction over a short axis is slow)
-        F += cdf[None, :, :, k] < u[:, :, None]
-    flat, shift = F.reshape(-1), 1
     key = ("path", n, L, s)
-    if key not in _DRAW_INDEX:  # offsets of F[i, l, :]
+    if key not in _DRAW_INDEX:  # flat offsets of (draw i, state 0, step l)
         if len(_DRAW_INDEX) > 16:
             _DRAW_INDEX.clear()
-        _DRAW_INDEX[key] = (np.arange(n)[:, None, None] * L + np.arange(L)[None, :, None]) * s
-    base = _DRAW_INDEX[key]
-    while shift < L:  # F[:, l] <- F[:, l] o F[:, l - shift]
-        F[:, shift:] = np.take(flat, base[:, shift:] + F[:, : L - shift])
+        _DRAW_INDEX[key] = np.arange(n)[:, None, None] * (s * L) + np.arange(L)[None, None, :]
+    base = _DRAW_INDEX[key]  # [n, 1, L]
+    # the maps, steps last (long rows): F[i, x, l] = the next state from state x at step l = the number
+    # of cumulative probabilities below u[i, l], counted over all thresholds at once
+    thr = np.ascontiguousarray(cdf[:, :, :-1].transpose(2, 1, 0))  # [s - 1, s, L]
+    below = thr[:, None] < u[:, None, :]  # [s - 1, n, s, L]
+    F = np.add.reduce(below.view(np.uint8), axis=0, dtype=np.uint8)  # [n, s, L]
+    # E[i, x, l] = flat index of (i, F[i, x, l], l) in E itself (C order: a flat view of E), so
+    # composing two maps is one gather
+    E = np.empty((n, s, L), dtype=np.int64)
+    np.multiply(F, L, out=E)
+    E += base
+    flat, shift = E.reshape(-1), 1
+    while shift < L:  # F[:, :, l] <- F[:, :, l] o F[:, :, l - shift]: E[i, x, l] = flat[E[i, x, l - shift] + shift]
+        E[:, :, shift:] = flat[shift:].take(E[:, :, : L - shift])
         shift *= 2
-    return F[:, :, 0]
+    out = E[:, 0, :] - base[:, 0, :]
+    out //= L
+    return out
 
 
 def _path_sweep(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
