@@ -168,6 +168,7 @@ class TTOptimizer(Optimizer):
         self._shifts = np.arange(q - 1, -1, -1)
         # binary digits of n_j - 1, most significant first (the digit recursion of the valid sums)
         self._cbits = (((sizes[:, None] - 1) >> self._shifts[None, :]) & 1).astype(np.float64)
+        self._cbits_mask = self._cbits if self._masked else None  # None: every index of every mode valid
         self._elite_p = np.zeros((0, d), np.int64)
         self._elite_v = np.zeros(0)
         self._pending = 0
@@ -236,7 +237,7 @@ class TTOptimizer(Optimizer):
             c: dict = {}
             if self._q:
                 c["Gb"] = self._abs_bits(reuse=True)
-                c["Rl"], c["Rt"], S, c["Bs"] = tt_math.digit_suffixes(c["Gb"], self._cbits, work=self._work)
+                c["Rl"], c["Rt"], S, c["Bs"] = tt_math.digit_suffixes(c["Gb"], self._cbits_mask, work=self._work)
             else:
                 G = np.absolute(self._theta, out=self._work("G", self._theta.shape, np.float32))  # [d, r, r, N]
                 if self._masked:
@@ -331,7 +332,7 @@ class TTOptimizer(Optimizer):
             if b:
                 full += term
         # plus Z's term (its digit sums), scaled by 1 / den_Z; times d|theta|/dtheta = sign(theta)
-        tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"], out=full)
+        tt_math.digit_sums_vjp(c["Gb"], self._cbits_mask, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"], out=full)
         return self._times_sign(full)
 
     def _times_sign(self, g: np.ndarray) -> np.ndarray:
@@ -365,7 +366,7 @@ class TTOptimizer(Optimizer):
         if self._tables is None:
             c = self._dist()
             T = c["S"] * c["rvZ"][:, None, :]
-            cdf = np.cumsum(T, axis=2)
+            cdf = T @ tt_math.upper_ones(T.shape[-1])  # row-wise cumulative sums
             cdf /= np.maximum(cdf[:, :, -1:], np.finfo(np.float64).tiny)
             if self._q:
                 Rl, Rt = c["Rl"], c["Rt"]

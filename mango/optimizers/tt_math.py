@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = [
     "chain_log", "chain_vectors", "merge_bits", "digit_sums", "digit_suffixes", "digit_sums_vjp",
-    "sample_path", "sample_digits", "RowTable",
+    "sample_path", "sample_digits", "RowTable", "upper_ones",
 ]
 
 _TINY = np.finfo(np.float64).tiny
@@ -181,7 +181,8 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray, work=None):
     """Suffix sums of QTT cores along the digits of each mode, for sampling and for ``Z``.
 
     ``Gb [d, q, r, 2, r]`` binary cores, ``cbits [d, q]`` the binary digits of
-    ``n_j - 1``.  Returns ``(Rl, Rt, S, Bs)``.  ``Rl [q, d, r, r]`` (digit-major) is
+    ``n_j - 1`` (``None``: every mode has ``2^q`` levels).  Returns ``(Rl, Rt, S, Bs)``.
+    ``Rl [q, d, r, r]`` (digit-major) is
     the sum over all values of the digits after digit ``t``, ``Bs_{t+1} ... Bs_{q-1}``
     (``Rl[q-1]`` the identity): the continuation of a prefix already below
     ``n_j - 1`` (*loose*); entry ``(c, b)`` leads from rank index ``c`` after digit
@@ -204,7 +205,7 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray, work=None):
     Rls, mm = list(Rl), np.matmul
     for t in range(q - 1, 0, -1):
         mm(Bsum[:, t], Rls[t], out=Rls[t - 1])
-    if cbits.all():
+    if cbits is None or cbits.all():
         return Rl, None, Bsum[:, 0] @ Rls[0], Bsum
     c = list(cbits.T[:, :, None, None])
     Rt = new("tight_suffix_sums", (q, d, r, r))
@@ -267,7 +268,7 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
     q, r = Gb.shape[1], Gb.shape[2]
     # draw-major layouts: every step gathers one contiguous row of 2r weights per draw
     Gf = Gb.reshape(d * q * r, 2 * r)  # row (j, t, c): outcomes (digit, c')
-    tri = _upper_ones(2 * r)
+    tri = upper_ones(2 * r)
     nd = n * d
     key = (n, d, q, r)
     if key not in _DRAW_INDEX:  # (a few shapes recur every update)
@@ -309,7 +310,7 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
 
     *Added* into ``out``, *batch-last* ``[r, 2, r, q, d]`` (entry ``[a, digit, b, t, j]``), the
     layout in which elementwise work on it runs along long contiguous rows.  ``Rl`` and ``Bs``
-    (the digit sums ``B0 + B1``) come from :func:`digit_suffixes`.
+    (the digit sums ``B0 + B1``) come from :func:`digit_suffixes`; ``cbits`` as there.
 
     Every mode of ``2^q`` levels (``cbits`` all ones): ``S_j = Bs_0 ... Bs_{q-1}``, and both
     digits of core ``t`` get ``outer(x^T Bs_0 ... Bs_{t-1}, Bs_{t+1} ... y)``: the forward
@@ -319,7 +320,7 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
     carries row vectors (``x^T L``, ``x^T E``) and the backward pass column vectors.
     """
     d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
-    if cbits.all():
+    if cbits is None or cbits.all():
         lam = np.empty((q, d, 1, r))  # x^T Bs_0 ... Bs_{t-1}
         lam[0, :, 0] = x
         rho = np.empty((q, d, r, 1))  # Bs_{t+1} ... Bs_{q-1} y
@@ -355,15 +356,16 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
     return out
 
 
-_UPPER: dict = {}
 _DRAW_INDEX: dict = {}  # index arrays that depend only on shapes, which recur every update
 
 
-def _upper_ones(m: int) -> np.ndarray:
+def upper_ones(m: int) -> np.ndarray:
     """The ``m x m`` upper-triangular matrix of ones (row-wise cumulative sums as one product), cached."""
-    if m not in _UPPER:
-        _UPPER[m] = np.triu(np.ones((m, m)))
-    return _UPPER[m]
+    key = ("upper", m)
+    if key not in _CONST:
+        _CONST[key] = np.triu(np.ones((m, m)))
+        _CONST[key].flags.writeable = False
+    return _CONST[key]
 
 
 def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
