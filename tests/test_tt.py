@@ -396,7 +396,7 @@ def test_digit_suffixes_sum_the_valid_indices(sizes):
     """S from the suffix sums = the digit recursion's S = the merged cores summed over the valid indices."""
     q, r = 9, 3
     rng = np.random.default_rng(len(sizes))
-    Gb = rng.random((len(sizes), q, r, 2, r))
+    Gb = rng.random((q, len(sizes), r, 2, r))
     n = np.asarray(sizes)
     cbits = (((n[:, None] - 1) >> np.arange(q - 1, -1, -1)[None, :]) & 1).astype(np.float64)
     Rl, Rt, S, Bs = tt_math.digit_suffixes(Gb, cbits)
@@ -407,7 +407,7 @@ def test_digit_suffixes_sum_the_valid_indices(sizes):
         assert np.allclose(S[j], full[j, :, :nj].sum(axis=1), rtol=1e-12)
     assert np.allclose(S, tt_math.digit_sums(Gb, cbits), rtol=1e-12)
     # Rl[t] sums every completion of the digits after t
-    lo = tt_math.merge_bits(Gb[:, 5:])  # digits 5..8
+    lo = tt_math.merge_bits(Gb[5:])  # digits 5..8
     assert np.allclose(Rl[4], lo.sum(axis=2), rtol=1e-12)
 
 

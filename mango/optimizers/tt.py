@@ -199,14 +199,14 @@ class TTOptimizer(Optimizer):
 
     # ---------------------------------------------------------- distribution
     def _abs_bits(self, reuse: bool = False) -> np.ndarray:
-        """``|theta|`` of the binary cores as ``[d, q, r, 2, r]``, in double precision (one pass);
+        """``|theta|`` of the binary cores as ``[q, d, r, 2, r]``, in double precision (one pass);
         ``reuse``: into the work array of the current update.
 
         No rescaling is needed: a mode's product of ``q`` cores with entries of
         Adam-sized magnitude stays far inside the double range, and the chains
         across modes are rescaled as they are swept.
         """
-        batch_last = self._theta.transpose(4, 3, 0, 1, 2)
+        batch_last = self._theta.transpose(3, 4, 0, 1, 2)
         G = self._work("Gb", batch_last.shape) if reuse else np.empty(batch_last.shape)
         np.absolute(batch_last, out=G)
         return G
@@ -261,11 +261,11 @@ class TTOptimizer(Optimizer):
             return c["G"].transpose(0, 3, 1, 2)[np.arange(self.space.dim)[None, :], idx], None, None
         bits = self._bits(idx).transpose(2, 0, 1)  # [q, B, d]
         q, r = self._q, self.params["rank"]
-        # one gather from the flat cores: entry (j, t, a, bit, b) sits at base[t, j, a, b] + bit * r
+        # one gather from the flat cores: entry (t, j, a, bit, b) sits at base[t, j, a, b] + bit * r
         if self._gather_base is None:
             d = self.space.dim
-            j, t, a, b = np.ix_(np.arange(d), np.arange(q), np.arange(r), np.arange(r))
-            self._gather_base = (((j * q + t) * r + a) * 2 * r + b).transpose(1, 0, 2, 3)[:, None]  # [q, 1, d, r, r]
+            t, j, a, b = np.ix_(np.arange(q), np.arange(d), np.arange(r), np.arange(r))
+            self._gather_base = (((t * d + j) * r + a) * 2 * r + b)[:, None]  # [q, 1, d, r, r]
         Bsel = c["Gb"].reshape(-1).take(self._gather_base + (bits * r)[..., None, None])  # [q, B, d, r, r]
         A = Bsel[0].copy()  # the mode's product of its binary cores
         for t in range(1, q):

@@ -13,8 +13,9 @@ itself, and the derivatives are computed in closed form (no autograd graph).
 Conventions: a *chain* is an array ``M [C, L, r, r]`` of ``C`` independent
 sequences of ``L`` matrices, and its value is ``e0^T M[:, 0] ... M[:, L-1] e0``
 (first row, first column), the convention of a TT whose first and last cores
-use only their first row and column.  Binary (QTT) cores are ``[d, q, r, 2, r]``,
-most significant digit first.
+use only their first row and column.  Binary (QTT) cores are ``[q, d, r, 2, r]``
+(digit-major: the cores of one digit of every mode are contiguous), most
+significant digit first.
 """
 
 from __future__ import annotations
@@ -143,44 +144,45 @@ def chain_vectors(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def merge_bits(Gb: np.ndarray) -> np.ndarray:
-    """Multiply binary cores ``[d, t, r, 2, r]`` (most significant first) into mode cores ``[d, r, 2^t, r]``."""
-    d, t, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
-    A = Gb[:, 0]
+    """Multiply binary cores ``[t, d, r, 2, r]`` (most significant first) into mode cores ``[d, r, 2^t, r]``."""
+    t, d, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
+    A = Gb[0]
     for s in range(1, t):
         m = A.shape[2]
-        A = (A.reshape(d, r * m, r) @ Gb[:, s].reshape(d, r, 2 * r)).reshape(d, r, 2 * m, r)  # index i*2+bit
+        A = (A.reshape(d, r * m, r) @ Gb[s].reshape(d, r, 2 * r)).reshape(d, r, 2 * m, r)  # index i*2+bit
     return A
 
 
 def digit_sums(Gb: np.ndarray, cbits: np.ndarray) -> np.ndarray:
     """Per-mode sums ``S_j = sum_{i < n_j} G_j[i]`` of QTT cores over the *valid* indices only.
 
-    ``Gb [d, q, r, 2, r]`` binary cores, ``cbits [d, q]`` the binary digits of
+    ``Gb [q, d, r, 2, r]`` binary cores, ``cbits [d, q]`` the binary digits of
     ``n_j - 1`` (most significant first).  A digit recursion: ``E`` is the
     product along the digits of ``n_j - 1`` (the prefixes still *tight*), ``L``
     the sum over the prefixes already below it (*loose*).  Returns ``[d, r, r]``.
+    (The reference the faster :func:`digit_suffixes` is tested against.)
     """
-    d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
+    q, d, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]
     if cbits.all():  # n_j = 2^q for every mode: all indices valid, S_j is a product of sums
         Bs = B0 + B1
-        S = Bs[:, 0]
+        S = Bs[0]
         for t in range(1, q):
-            S = S @ Bs[:, t]
+            S = S @ Bs[t]
         return S
     c = cbits[:, :, None, None]
     E = np.broadcast_to(np.eye(r), (d, r, r))
     L = np.zeros((d, r, r))
     for t in range(q):
-        L = L @ (B0[:, t] + B1[:, t]) + c[:, t] * (E @ B0[:, t])
-        E = E @ (B0[:, t] + c[:, t] * (B1[:, t] - B0[:, t]))
+        L = L @ (B0[t] + B1[t]) + c[:, t] * (E @ B0[t])
+        E = E @ (B0[t] + c[:, t] * (B1[t] - B0[t]))
     return L + E
 
 
 def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray, work=None):
     """Suffix sums of QTT cores along the digits of each mode, for sampling and for ``Z``.
 
-    ``Gb [d, q, r, 2, r]`` binary cores, ``cbits [d, q]`` the binary digits of
+    ``Gb [q, d, r, 2, r]`` binary cores, ``cbits [d, q]`` the binary digits of
     ``n_j - 1`` (``None``: every mode has ``2^q`` levels).  Returns ``(Rl, Rt, S, Bs)``.
     ``Rl [q, d, r, r]`` (digit-major) is
     the sum over all values of the digits after digit ``t``, ``Bs_{t+1} ... Bs_{q-1}``
@@ -190,30 +192,30 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray, work=None):
     continuations that keep the index below ``n_j`` when the prefix through digit
     ``t`` equals that of ``n_j - 1`` (*tight*; ``None`` when every mode has ``2^q``
     levels, where ``Rt = Rl``).  ``S [d, r, r]`` is the sum over the valid indices
-    (:func:`digit_sums`), ``Bs [d, q, r, r]`` the digit sums ``B0 + B1`` (for
+    (:func:`digit_sums`), ``Bs [q, d, r, r]`` the digit sums ``B0 + B1`` (for
     :func:`digit_sums_vjp`).  One backward pass over the digits: ``q - 1`` batched
     products (three per digit with a mask).  ``work(name, shape)``, if given,
     supplies the output arrays (reused from call to call).
     """
-    d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
+    q, d, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     new = (lambda name, shape: np.empty(shape)) if work is None else work
     # B0 + B1 for every core at once: the [.., 2r] rows times two stacked identities (one product)
-    Bsum = new("digit_sums", (d, q, r, r))
-    np.matmul(Gb.reshape(d * q * r, 2 * r), _stacked_eye(r), out=Bsum.reshape(d * q * r, r))
+    Bsum = new("digit_sums", (q, d, r, r))
+    np.matmul(Gb.reshape(q * d * r, 2 * r), _stacked_eye(r), out=Bsum.reshape(q * d * r, r))
     Rl = new("suffix_sums", (q, d, r, r))
     Rl[q - 1] = _eye(r)
-    Rls, mm = list(Rl), np.matmul
+    Rls, Bs, mm = list(Rl), list(Bsum), np.matmul
     for t in range(q - 1, 0, -1):
-        mm(Bsum[:, t], Rls[t], out=Rls[t - 1])
+        mm(Bs[t], Rls[t], out=Rls[t - 1])
     if cbits is None or cbits.all():
-        return Rl, None, Bsum[:, 0] @ Rls[0], Bsum
+        return Rl, None, Bs[0] @ Rls[0], Bsum
     c = list(cbits.T[:, :, None, None])
     Rt = new("tight_suffix_sums", (q, d, r, r))
     Rt[q - 1] = _eye(r)
     Rts = list(Rt)
 
     def before(t):  # the sum after digit t - 1 given a tight prefix: digit t below c_t goes loose
-        return Gb[:, t, :, 0] @ (c[t] * Rls[t] + (1.0 - c[t]) * Rts[t]) + c[t] * (Gb[:, t, :, 1] @ Rts[t])
+        return Gb[t, :, :, 0] @ (c[t] * Rls[t] + (1.0 - c[t]) * Rts[t]) + c[t] * (Gb[t, :, :, 1] @ Rts[t])
 
     for t in range(q - 1, 0, -1):
         Rts[t - 1][...] = before(t)
@@ -265,9 +267,9 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
     Returns the indices ``[n, d]``.
     """
     n, d = a.shape
-    q, r = Gb.shape[1], Gb.shape[2]
-    # draw-major layouts: every step gathers one contiguous row of 2r weights per draw
-    Gf = Gb.reshape(d * q * r, 2 * r)  # row (j, t, c): outcomes (digit, c')
+    q, r = Gb.shape[0], Gb.shape[2]
+    # every step gathers one contiguous row of 2r weights per draw
+    Gf = Gb.reshape(q * d * r, 2 * r)  # row (t, j, c): outcomes (digit, c')
     tri = upper_ones(2 * r)
     nd = n * d
     key = (n, d, q, r)
@@ -276,7 +278,7 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
         steps = np.arange(q)[:, None]
         if len(_DRAW_INDEX) > 16:
             _DRAW_INDEX.clear()
-        _DRAW_INDEX[key] = (j, list(j * (q * r) + steps * r), j * r + steps * (d * r))
+        _DRAW_INDEX[key] = (j, list(steps * (d * r) + j * r), steps * (d * r) + j * r)
     j, g_rows, v_base = _DRAW_INDEX[key]  # g_rows[t]: the row of rank index 0 of digit t's core
     v_rows = list(v_base + b.reshape(-1))
     state = a.reshape(-1)
@@ -306,7 +308,7 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
 
 def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl: np.ndarray,
                    Bs: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores ``Gb [d, q, r, 2, r]``.
+    """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores ``Gb [q, d, r, 2, r]``.
 
     *Added* into ``out``, *batch-last* ``[r, 2, r, q, d]`` (entry ``[a, digit, b, t, j]``), the
     layout in which elementwise work on it runs along long contiguous rows.  ``Rl`` and ``Bs``
@@ -319,7 +321,7 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
     gradient ``x y^T`` every intermediate gradient stays rank one, so the forward pass
     carries row vectors (``x^T L``, ``x^T E``) and the backward pass column vectors.
     """
-    d, q, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
+    q, d, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
     if cbits is None or cbits.all():
         lam = np.empty((q, d, 1, r))  # x^T Bs_0 ... Bs_{t-1}
         lam[0, :, 0] = x
@@ -327,32 +329,32 @@ def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarr
         rho[q - 1, :, :, 0] = y
         lams, rhos, mm = list(lam), list(rho), np.matmul
         for t in range(1, q):
-            mm(lams[t - 1], Bs[:, t - 1], out=lams[t])
-            mm(Bs[:, q - t], rhos[q - t], out=rhos[q - t - 1])
+            mm(lams[t - 1], Bs[t - 1], out=lams[t])
+            mm(Bs[q - t], rhos[q - t], out=rhos[q - t - 1])
         # [r, q, d] in out's precision; the outer product is the same for both digits
         lT = np.ascontiguousarray(lam[:, :, 0, :].transpose(2, 0, 1), dtype=out.dtype)
         rT = np.ascontiguousarray(rho[:, :, :, 0].transpose(2, 0, 1), dtype=out.dtype)
         out += (lT[:, None] * rT[None])[:, None]
         return out
-    B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]
-    acc = np.empty((d, q, r, 2, r))  # accumulated in the cores' layout
-    c = cbits[:, :, None]
+    B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]  # [q, d, r, r]
+    acc = np.empty((q, d, r, 2, r))  # accumulated in the cores' layout
+    c = cbits.T[:, :, None]  # [q, d, 1]
     Bc = B0 + c[..., None] * (B1 - B0)
-    lvec = np.zeros((d, q + 1, r))  # x^T L_t
-    evec = np.zeros((d, q + 1, r))  # x^T E_t
-    evec[:, 0] = x
+    lvec = np.zeros((q + 1, d, r))  # x^T L_t
+    evec = np.zeros((q + 1, d, r))  # x^T E_t
+    evec[0] = x
     for t in range(q):
-        lvec[:, t + 1] = (lvec[:, t, None, :] @ Bs[:, t])[:, 0] + c[:, t] * (evec[:, t, None, :] @ B0[:, t])[:, 0]
-        evec[:, t + 1] = (evec[:, t, None, :] @ Bc[:, t])[:, 0]
+        lvec[t + 1] = (lvec[t, :, None, :] @ Bs[t])[:, 0] + c[t] * (evec[t, :, None, :] @ B0[t])[:, 0]
+        evec[t + 1] = (evec[t, :, None, :] @ Bc[t])[:, 0]
     yL, yE = y, y  # column vectors of the gradients of L_t and E_t
     for t in range(q - 1, -1, -1):
-        ct, lt, et = c[:, t], lvec[:, t], evec[:, t]
+        ct, lt, et = c[t], lvec[t], evec[t]
         both = lt[:, :, None] * yL[:, None, :]
-        acc[:, t, :, 0, :] = both + et[:, :, None] * (ct * yL + (1.0 - ct) * yE)[:, None, :]
-        acc[:, t, :, 1, :] = both + et[:, :, None] * (ct * yE)[:, None, :]
-        yL, yE = (Bs[:, t] @ yL[:, :, None])[:, :, 0], (ct * (B0[:, t] @ yL[:, :, None])[:, :, 0]
-                                                        + (Bc[:, t] @ yE[:, :, None])[:, :, 0])
-    out += acc.transpose(2, 3, 4, 1, 0)
+        acc[t, :, :, 0, :] = both + et[:, :, None] * (ct * yL + (1.0 - ct) * yE)[:, None, :]
+        acc[t, :, :, 1, :] = both + et[:, :, None] * (ct * yE)[:, None, :]
+        yL, yE = (Bs[t] @ yL[:, :, None])[:, :, 0], (ct * (B0[t] @ yL[:, :, None])[:, :, 0]
+                                                     + (Bc[t] @ yE[:, :, None])[:, :, 0])
+    out += acc.transpose(2, 3, 4, 0, 1)
     return out
 
 
