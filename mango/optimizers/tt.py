@@ -253,23 +253,25 @@ class TTOptimizer(Optimizer):
         """Binary digits ``[B, d, q]`` of integer points ``idx [B, d]``, most significant first."""
         return (idx[:, :, None] >> self._shifts[None, None, :]) & 1
 
-    def _selected(self, idx: np.ndarray):
+    def _selected(self, idx: np.ndarray, extra: int = 0):
         """The matrices that points ``idx [B, d]`` select: ``[B, d, r, r]`` per mode (and, for QTT,
-        the selected binary cores ``[q, B, d, r, r]`` and the digits ``[q, B, d]``, digit-major)."""
+        the selected binary cores ``[q, B + extra, d, r, r]``, digit-major, in a work array with
+        ``extra`` slots left for the caller after the points', and the digits ``[q, B, d]``)."""
         c = self._dist()
         if not self._q:
             return c["G"].transpose(0, 3, 1, 2)[np.arange(self.space.dim)[None, :], idx], None, None
         bits = self._bits(idx).transpose(2, 0, 1)  # [q, B, d]
-        q, r = self._q, self.params["rank"]
+        q, r, B = self._q, self.params["rank"], len(idx)
         # one gather from the flat cores: entry (t, j, a, bit, b) sits at base[t, j, a, b] + bit * r
         if self._gather_base is None:
             d = self.space.dim
             t, j, a, b = np.ix_(np.arange(q), np.arange(d), np.arange(r), np.arange(r))
             self._gather_base = (((t * d + j) * r + a) * 2 * r + b)[:, None]  # [q, 1, d, r, r]
-        Bsel = c["Gb"].reshape(-1).take(self._gather_base + (bits * r)[..., None, None])  # [q, B, d, r, r]
-        A = Bsel[0].copy()  # the mode's product of its binary cores
+        Bsel = self._work("selected", (q, B + extra) + self._gather_base.shape[2:])
+        Bsel[:, :B] = c["Gb"].reshape(-1).take(self._gather_base + (bits * r)[..., None, None])
+        A = Bsel[0, :B].copy()  # the mode's product of its binary cores
         for t in range(1, q):
-            np.matmul(A, Bsel[t], out=A)
+            np.matmul(A, Bsel[t, :B], out=A)
         return A, Bsel, bits
 
     def _log_prob(self, idx: np.ndarray) -> np.ndarray:
@@ -294,7 +296,8 @@ class TTOptimizer(Optimizer):
         precision and layout.
         """
         c, B = self._dist(), len(idx)
-        A, Bsel, bits = self._selected(idx)
+        with_z = bool(self._q) and not self._masked  # every index valid: Z's vectors ride along the elite's
+        A, Bsel, bits = self._selected(idx, extra=int(with_z))
         lv, rv, den = tt_math.chain_vectors(A)  # the elite's chains (Z's are cached)
         lvZ, rvZ, denZ = c["lvZ"], c["rvZ"], c["denZ"]
         full = self._work("grad", self._theta.shape, self._dtype)
@@ -309,20 +312,25 @@ class TTOptimizer(Optimizer):
                 full *= self._mask_rrn
             return self._times_sign(full)
         q, d, r = self._q, A.shape[1], A.shape[-1]
-        # the elite: row vectors entering each selected binary core (lam) and column vectors leaving
-        # it (rho), digit-major, each by a sweep over the digits; the loss's factor -1 / (B den)
-        # rides on the first vector
-        mm = np.matmul
-        lam = np.empty((q, B, d, 1, r))
-        lam[0, :, :, 0] = lv * (-1.0 / B / den)[..., None]
-        rho = np.empty((q, B, d, r, 1))
-        rho[q - 1, :, :, :, 0] = rv
-        lams, rhos, Bs = list(lam), list(rho), list(Bsel)
+        # Row vectors entering each selected binary core (lam) and column vectors leaving it (rho),
+        # digit-major, by one sweep over the digits in each direction; the loss's factor -1 / (B den)
+        # rides on the first vector.  With every index valid, Z's chain through a mode is the
+        # product of its digit sums, and its vectors (scaled by 1 / den_Z) ride along as chain B.
+        C = B + int(with_z)
+        lam = np.empty((q, C, d, 1, r))
+        lam[0, :B, :, 0] = lv * (-1.0 / B / den)[..., None]
+        rho = np.empty((q, C, d, r, 1))
+        rho[q - 1, :B, :, :, 0] = rv
+        if with_z:
+            Bsel[:, B] = c["Bs"]
+            lam[0, B, :, 0] = lvZ / denZ[:, None]
+            rho[q - 1, B, :, :, 0] = rvZ
+        lams, rhos, Ms, mm = list(lam), list(rho), list(Bsel), np.matmul
         for t in range(1, q):
-            mm(lams[t - 1], Bs[t - 1], out=lams[t])
-            mm(Bs[q - t], rhos[q - t], out=rhos[q - t - 1])
+            mm(lams[t - 1], Ms[t - 1], out=lams[t])
+            mm(Ms[q - t], rhos[q - t], out=rhos[q - t - 1])
         # a point selects one digit of each core: its term placed by a one-hot of the digits,
-        # [B, r, q, d] vectors in the parameters' precision, batch-last like theta
+        # [C, r, q, d] vectors in the parameters' precision, batch-last like theta
         lT = np.ascontiguousarray(lam[:, :, :, 0, :].transpose(1, 3, 0, 2), dtype=self._dtype)
         rT = np.ascontiguousarray(rho[:, :, :, :, 0].transpose(1, 3, 0, 2), dtype=self._dtype)
         onehot = (bits.transpose(1, 0, 2)[:, None] == self._digits).astype(self._dtype)  # [B, digit, q, d]
@@ -331,9 +339,13 @@ class TTOptimizer(Optimizer):
             np.multiply((lT[b, :, None] * onehot[b, None])[:, :, None], rT[b, None, None], out=term)
             if b:
                 full += term
-        # plus Z's term (its digit sums), scaled by 1 / den_Z; times d|theta|/dtheta = sign(theta)
-        tt_math.digit_sums_vjp(c["Gb"], self._cbits_mask, lvZ / denZ[:, None], rvZ, Rl=c["Rl"], Bs=c["Bs"], out=full)
-        return self._times_sign(full)
+        # plus Z's term, the same for both digits of a core (they enter Z only through their sum);
+        # with a mask, through the digit recursion of the valid sums
+        if with_z:
+            full += (lT[B, :, None] * rT[B, None])[:, None]
+        else:
+            tt_math.digit_sums_vjp(c["Gb"], self._cbits, lvZ / denZ[:, None], rvZ, Bs=c["Bs"], out=full)
+        return self._times_sign(full)  # times d|theta|/dtheta = sign(theta)
 
     def _times_sign(self, g: np.ndarray) -> np.ndarray:
         """``g * sign(theta)`` in place, by flipping the sign bits of ``g`` where ``theta`` is negative

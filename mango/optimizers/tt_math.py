@@ -306,36 +306,22 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
     return (np.left_shift(1, np.arange(q - 1, -1, -1)) @ (O >= r)).reshape(n, d)
 
 
-def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Rl: np.ndarray,
-                   Bs: np.ndarray, out: np.ndarray) -> np.ndarray:
+def digit_sums_vjp(Gb: np.ndarray, cbits: np.ndarray, x: np.ndarray, y: np.ndarray, Bs: np.ndarray,
+                   out: np.ndarray) -> np.ndarray:
     """Derivative of ``x_j^T S_j y_j`` (:func:`digit_sums`) in the binary cores ``Gb [q, d, r, 2, r]``.
 
     *Added* into ``out``, *batch-last* ``[r, 2, r, q, d]`` (entry ``[a, digit, b, t, j]``), the
-    layout in which elementwise work on it runs along long contiguous rows.  ``Rl`` and ``Bs``
-    (the digit sums ``B0 + B1``) come from :func:`digit_suffixes`; ``cbits`` as there.
+    layout in which elementwise work on it runs along long contiguous rows.  ``Bs`` are the digit
+    sums ``B0 + B1`` from :func:`digit_suffixes`, ``cbits [d, q]`` the digits of ``n_j - 1``.
 
-    Every mode of ``2^q`` levels (``cbits`` all ones): ``S_j = Bs_0 ... Bs_{q-1}``, and both
-    digits of core ``t`` get ``outer(x^T Bs_0 ... Bs_{t-1}, Bs_{t+1} ... y)``: the forward
-    row vectors by a sweep over the digits, the backward ones are ``Rl_t y``.
-    With a mask the recursion is linear in each core, and with a rank-one output
-    gradient ``x y^T`` every intermediate gradient stays rank one, so the forward pass
-    carries row vectors (``x^T L``, ``x^T E``) and the backward pass column vectors.
+    The recursion is linear in each core, and with a rank-one output gradient ``x y^T``
+    every intermediate gradient stays rank one, so the forward pass carries row vectors
+    (``x^T L``, ``x^T E``) and the backward pass column vectors.  (When every index is
+    valid, ``S_j = Bs_0 ... Bs_{q-1}`` and both digits of core ``t`` simply get
+    ``outer(x^T Bs_0 ... Bs_{t-1}, Bs_{t+1} ... y)``: the optimizer carries those vectors
+    along its own sweeps instead.)
     """
     q, d, r = Gb.shape[0], Gb.shape[1], Gb.shape[2]
-    if cbits is None or cbits.all():
-        lam = np.empty((q, d, 1, r))  # x^T Bs_0 ... Bs_{t-1}
-        lam[0, :, 0] = x
-        rho = np.empty((q, d, r, 1))  # Bs_{t+1} ... Bs_{q-1} y
-        rho[q - 1, :, :, 0] = y
-        lams, rhos, mm = list(lam), list(rho), np.matmul
-        for t in range(1, q):
-            mm(lams[t - 1], Bs[t - 1], out=lams[t])
-            mm(Bs[q - t], rhos[q - t], out=rhos[q - t - 1])
-        # [r, q, d] in out's precision; the outer product is the same for both digits
-        lT = np.ascontiguousarray(lam[:, :, 0, :].transpose(2, 0, 1), dtype=out.dtype)
-        rT = np.ascontiguousarray(rho[:, :, :, 0].transpose(2, 0, 1), dtype=out.dtype)
-        out += (lT[:, None] * rT[None])[:, None]
-        return out
     B0, B1 = Gb[:, :, :, 0, :], Gb[:, :, :, 1, :]  # [q, d, r, r]
     acc = np.empty((q, d, r, 2, r))  # accumulated in the cores' layout
     c = cbits.T[:, :, None]  # [q, d, 1]
