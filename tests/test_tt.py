@@ -423,3 +423,15 @@ def test_sample_path_pointer_jumping_and_sweep_agree(n):
     assert np.array_equal(a, tt_math._path_sweep(cdf, u))
     prev = np.concatenate([np.zeros((n, 1), dtype=int), a[:, :-1]], axis=1)
     assert not np.any((prev[:, 5] == 2) & (a[:, 5] < 2))
+
+
+def test_large_batches_keep_no_large_work_arrays():
+    """Work arrays are reused between updates, but those of a large batch (log_prob, warm start) are not kept."""
+    sp = Codebook(4, 300)
+    opt = make("tt", sp, seed=0, quantize=True, k=10, k_top=2)
+    drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 60)
+    pts = sp.sample(5000, seed=1)
+    assert np.all(np.isfinite(opt.log_prob(pts)))
+    opt.warm_start(pts[:3000], steps=2)
+    assert max(a.size for a in opt._ws.values()) <= 8 * opt._theta.size
+    drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 100)  # and the optimizer still runs

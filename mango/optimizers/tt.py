@@ -186,11 +186,14 @@ class TTOptimizer(Optimizer):
         afresh each time, arrays this large come from the operating system and
         cost page faults that take longer than the arithmetic on them.  Each is
         overwritten by the next update, so nothing derived from one outlives it.
-        ``shape`` is a tuple of ints.
+        ``shape`` is a tuple of ints.  Arrays much larger than the parameters (say,
+        for the log-probabilities of a large batch) are not kept.
         """
         a = self._ws.get(name)
         if a is None or a.shape != shape or a.dtype != dtype:
-            a = self._ws[name] = np.empty(shape, dtype)
+            a = np.empty(shape, dtype)
+            if a.size <= 8 * self._theta.size:
+                self._ws[name] = a
         return a
 
     @property
