@@ -287,19 +287,20 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
     if masked:
         tight = np.ones(nd, dtype=np.int64)
         cT = cbits.T.astype(np.int64)[:, j]  # [q, n * d]: the digits of n_j - 1 for every draw
-    for t in range(q - 1):
-        W = np.take(Gf, g_rows[t] + state, axis=0)  # [n * d, 2r]
+    for t in range(q - 1):  # (array methods, not numpy's function wrappers: this loop is all small calls)
+        W = Gf.take(g_rows[t] + state, axis=0)  # [n * d, 2r]
         rows = v_rows[t] if not masked else v_rows[t] + (tight * (1 + cT[t])) * (q * d * r)
-        W *= np.take(Vf, rows, axis=0)
+        W *= Vf.take(rows, axis=0)
         cw = W @ tri
-        o = np.argmax(cw >= (uT[t] * cw[:, -1])[:, None], axis=1, out=O[t])
+        o = (cw >= (uT[t] * cw[:, -1])[:, None]).argmax(axis=1, out=O[t])
         state = np.remainder(o, r)
         if masked:
             tight &= (o >= r) == cT[t]
     # the last digit must end in rank index b: two weights, G[c, 0, b] and G[c, 1, b] (a tight prefix
     # below a 0 of n_j - 1 allows only digit 0)
     at = (g_rows[q - 1] + state) * (2 * r) + b.reshape(-1)
-    w0, w1 = np.take(Gf, at), np.take(Gf, at + r)
+    Gflat = Gf.reshape(-1)
+    w0, w1 = Gflat.take(at), Gflat.take(at + r)
     if masked:
         w1 = w1 * ((tight == 0) | (cT[q - 1] == 1))
     O[q - 1] = r * (uT[q - 1] * (w0 + w1) > w0)
