@@ -260,7 +260,7 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
 
     Given the rank index ``a [n, d]`` entering mode ``j`` and ``b [n, d]`` leaving it,
     the digits are drawn most significant first, each jointly with the rank index
-    after it, with weights ``Gb[j, t, c, bit, c'] R[j, t, c', b]`` (``R`` = ``Rl``, or
+    after it, with weights ``Gb[t, j, c, bit, c'] R[t, j, c', b]`` (``R`` = ``Rl``, or
     ``Rt`` while the prefix equals that of ``n_j - 1``; :func:`digit_suffixes`,
     tabulated by :func:`digit_table` as ``Vf``), so an index ``>= n_j`` has weight
     zero and is never drawn.  ``u [n, d, q]`` uniform numbers in ``(0, 1]``.
@@ -278,9 +278,10 @@ def sample_digits(Gb: np.ndarray, cbits: np.ndarray, Vf: np.ndarray, masked: boo
         steps = np.arange(q)[:, None]
         if len(_DRAW_INDEX) > 16:
             _DRAW_INDEX.clear()
-        _DRAW_INDEX[key] = (j, list(steps * (d * r) + j * r), steps * (d * r) + j * r)
-    j, g_rows, v_base = _DRAW_INDEX[key]  # g_rows[t]: the row of rank index 0 of digit t's core
-    v_rows = list(v_base + b.reshape(-1))
+        _DRAW_INDEX[key] = (j, steps * (d * r) + j * r)
+    # base[t]: the row of rank index 0 of digit t's core of each draw's mode, in Gf and in Vf alike
+    j, base = _DRAW_INDEX[key]
+    g_rows, v_rows = list(base), list(base + b.reshape(-1))
     state = a.reshape(-1)
     uT = list(u.transpose(2, 0, 1).reshape(q, nd))
     O = np.empty((q, nd), dtype=np.int64)  # the outcome (digit, c') of every step
