@@ -194,7 +194,34 @@ def write_markdown(out: str) -> None:
     for pname, byc in data["results"].items():
         for cname, r in byc.items():
             lines.append(f"| {pname} [{r['optimum']:g}] | {cname} | " + " | ".join(f"{m:.4f}" for m in r["median"]) + " |")
+    lines += paired_table(data)
     (RESULTS / f"{out}.md").write_text("\n".join(lines) + "\n")
+
+
+PAIRS = (("tt[protes]", "protes"), ("tt[k100]", "protes"), ("tt[qtt]", "protes[qtt]"), ("tt[qtt/seen]", "protes[qtt]"))
+
+
+def paired_table(data) -> list[str]:
+    """mango against the reference at the last checkpoint, seed by seed (the same problem instance):
+    wins / ties / losses, the median difference, and a two-sided Wilcoxon signed-rank p-value."""
+    from scipy.stats import wilcoxon
+
+    last = data["checkpoints"][-1]
+    lines = ["", f"Paired by seed (each seed is one problem instance) at {last:,} queries: mango minus the reference; "
+             "W/T/L = seeds where mango's best is higher / equal / lower; p = two-sided Wilcoxon signed-rank test "
+             "(ties dropped; '-' when every seed ties).", "",
+             "| problem | mango | reference | median difference | W/T/L | p |", "|---|---|---|---|---|---|"]
+    for pname, byc in data["results"].items():
+        for mine, ref in PAIRS:
+            if mine not in byc or ref not in byc:
+                continue
+            a = np.array(byc[mine]["best"], dtype=float)[:, -1]
+            b = np.array(byc[ref]["best"], dtype=float)[:, -1]
+            diff = a - b
+            w, t, l_ = int((diff > 0).sum()), int((diff == 0).sum()), int((diff < 0).sum())
+            p = f"{wilcoxon(a, b).pvalue:.3f}" if w + l_ > 0 else "-"
+            lines.append(f"| {pname} | {mine} | {ref} | {np.median(diff):+.4f} | {w}/{t}/{l_} | {p} |")
+    return lines
     print("\n".join(lines))
 
 

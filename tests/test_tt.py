@@ -411,14 +411,15 @@ def test_digit_suffixes_sum_the_valid_indices(sizes):
     assert np.allclose(Rl[4], lo.sum(axis=2), rtol=1e-12)
 
 
-@pytest.mark.parametrize("n", [3, 200])
-def test_sample_path_pointer_jumping_and_sweep_agree(n):
-    """Few draws go by pointer jumping, many by a sweep: the same paths from the same numbers."""
+@pytest.mark.parametrize("n,L", [(3, 37), (200, 37), (1, 576), (2, 300)])
+def test_sample_path_pointer_jumping_and_sweep_agree(n, L):
+    """Few draws go by pointer jumping, many by a sweep: the same paths from the same numbers
+    (also for chains longer than 255 steps: the flat indices of the maps need more than a byte)."""
     rng = np.random.default_rng(n)
-    cdf = np.cumsum(rng.random((37, 4, 4)), axis=2)
+    cdf = np.cumsum(rng.random((L, 4, 4)), axis=2)
     cdf /= cdf[:, :, -1:]
     cdf[5, 2] = [0.0, 0.0, 1.0, 1.0]  # zero-probability transitions are never taken
-    u = 1.0 - rng.random((n, 37))
+    u = 1.0 - rng.random((n, L))
     a = tt_math.sample_path(cdf, u)
     assert np.array_equal(a, tt_math._path_sweep(cdf, u))
     prev = np.concatenate([np.zeros((n, 1), dtype=int), a[:, :-1]], axis=1)

@@ -384,11 +384,13 @@ def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     # of cumulative probabilities below u[i, l], counted over all thresholds at once
     thr = np.ascontiguousarray(cdf[:, :, :-1].transpose(2, 1, 0))  # [s - 1, s, L]
     below = thr[:, None] < u[:, None, :]  # [s - 1, n, s, L]
-    F = np.add.reduce(below.view(np.uint8), axis=0, dtype=np.uint8)  # [n, s, L]
+    small = np.uint8 if s <= 255 else np.int64  # (a count below s fits a byte for any practical rank)
+    F = np.add.reduce(below.view(np.uint8), axis=0, dtype=small)  # [n, s, L]
     # E[i, x, l] = flat index of (i, F[i, x, l], l) in E itself (C order: a flat view of E), so
     # composing two maps is one gather
     E = np.empty((n, s, L), dtype=np.int64)
-    np.multiply(F, L, out=E)
+    E[...] = F
+    E *= L
     E += base
     flat, shift = E.reshape(-1), 1
     while shift < L:  # F[:, :, l] <- F[:, :, l] o F[:, :, l - shift]: E[i, x, l] = flat[E[i, x, l - shift] + shift]
