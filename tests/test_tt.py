@@ -306,7 +306,7 @@ def test_protes_peer_ask_tell():
 def _autograd_loss_grad(opt, idx):
     """-mean log p(idx) and its gradient in theta (teneva layout), by torch autograd on the full cores."""
     theta = torch.tensor(opt._to_teneva(opt._theta).astype(np.float64), requires_grad=True)
-    d = opt.space.dim
+    d = opt._dim  # the distribution's modes (binary dimensions grouped: fewer than the space's)
     if opt._q:
         G = theta.abs()
         G = G / G.detach().amax(dim=(2, 3, 4), keepdim=True)
@@ -337,11 +337,12 @@ def _autograd_loss_grad(opt, idx):
     (Codebook(6, 8), True),                        # QTT, every index valid
     (Codebook(3, 300), True),                      # QTT, high/low halves, masked
     (Codebook(7, 4), False),
+    (Codebook(12, 2), False),                      # binary dimensions, grouped 3 at a time
 ])
 def test_closed_form_gradient_equals_autograd(space, quantize):
     opt = make("tt", space, seed=1, quantize=quantize, rank=3)
     drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 40, batch=10)  # away from the initial cores
-    idx = space.sample(4, seed=2).astype(np.int64)
+    idx = opt._from_space(space.sample(4, seed=2).astype(np.int64))
     logp_ref, g_ref = _autograd_loss_grad(opt, idx)
     tol = 1e-6 if opt._theta.dtype == np.float32 else 1e-10
     assert np.allclose(opt._log_prob(idx), logp_ref, atol=tol * 10)
@@ -436,3 +437,53 @@ def test_large_batches_keep_no_large_work_arrays():
     opt.warm_start(pts[:3000], steps=2)
     assert max(a.size for a in opt._ws.values()) <= 8 * opt._theta.size
     drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 100)  # and the optimizer still runs
+
+
+@pytest.mark.parametrize("d,group", [(8, 4), (12, 3), (576, 9), (7, 0), (4, 0)])
+def test_binary_dimensions_are_grouped(d, group):
+    """A space of binary dimensions runs as its own QTT when its dimension has a divisor to group by."""
+    opt = make("tt", Codebook(d, 2), seed=0)
+    assert opt._group == group and opt._q == group  # (the QTT engine, q digits a mode, or the dense one)
+    x = opt.ask(5)
+    assert x.shape == (5, d) and set(np.unique(x)) <= {0, 1}
+    assert np.array_equal(opt._to_space(opt._from_space(x)), x)
+
+
+def test_grouped_binary_cores_are_the_sampling_distribution():
+    """Binary dimensions grouped four at a time: tt_cores gives one [r, 2, r] core a dimension, whose
+    contraction is exp(log_prob) of every point, and the sampler draws from it."""
+    d = 8
+    sp = Codebook(d, 2)
+    f = separable(d, 2)
+    opt = make("tt", sp, seed=1, rank=3, dedup=False, k=10, k_top=3)
+    assert opt._group == 4
+    drive(opt, f, 60)
+    cores = opt.tt_cores()
+    assert [c.shape[1] for c in cores] == [2] * d
+    assert cores[0].shape[0] == 1 and cores[-1].shape[-1] == 1
+    assert teneva.sum(cores) == pytest.approx(1.0, rel=1e-9)
+    grid = np.stack(np.meshgrid(*[np.arange(2)] * d, indexing="ij"), -1).reshape(-1, d)
+    p_opt = np.exp(opt.log_prob(grid))
+    assert np.allclose(teneva.get_many(cores, grid), p_opt, rtol=1e-8, atol=1e-14)
+    x = opt.ask(20000)
+    freq = np.bincount(np.ravel_multi_index(x.T, (2,) * d), minlength=len(grid)) / len(x)
+    assert 0.5 * np.abs(freq - p_opt).sum() < 0.05
+
+
+def test_grouped_binary_state_roundtrip_and_search():
+    sp = Codebook(60, 2)
+    f = separable(60, 2)
+    a = make("tt", sp, seed=7, k=10, k_top=2)
+    assert a._group == 4
+    drive(a, f, 55, batch=11)
+    b = make("tt", sp, seed=99, k=10, k_top=2)
+    b.load_state_dict(serial.loads(serial.dumps(a.state_dict())))
+    for _ in range(3):
+        xa, xb = a.ask(9), b.ask(9)
+        assert np.array_equal(xa, xb)
+        a.tell(xa, f(xa))
+        b.tell(xb, f(xb))
+    # and it learns: far above random search at the same budget
+    tt = np.median([drive(make("tt", sp, seed=s), f, 1500) for s in range(3)])
+    rnd = np.median([random_best(sp, f, 1500, s) for s in range(3)])
+    assert tt > rnd + 0.5 * abs(rnd), (tt, rnd)

@@ -33,6 +33,12 @@ valid completions, so a size that is not a power of two never produces an
 invalid index, and the likelihood of the elite is exact.  Nothing of size
 ``2^q`` is ever formed (except by :meth:`TTOptimizer.tt_cores`).
 
+A space of ``d`` binary dimensions (a ``Codebook(d, 2)``, PROTES's literal QTT
+setting) already is such a chain of ``[r, 2, r]`` cores: its dimensions are
+grouped ``q`` at a time into modes of ``2^q`` levels (``q`` a divisor of ``d``
+near ``d^(1/3)``; see :meth:`TTOptimizer._binary_group`) and run on the QTT
+engine, which draws the same distribution with far fewer array operations.
+
 ask / tell
 ----------
 ``ask(n)`` draws any ``n`` points from the current distribution (with
@@ -104,7 +110,8 @@ class TTOptimizer(Optimizer):
         update (PROTES).
     quantize : ``False``; ``True`` -- QTT: every mode of size ``n`` is
         parametrized by ``ceil(log2 n)`` binary cores; ``"auto"`` -- quantize
-        when the largest mode has more than 64 levels.
+        when the largest mode has more than 64 levels.  (A space of binary
+        dimensions is its own QTT and always runs on the QTT engine, see above.)
     dedup : redraw points already seen or outstanding (see module doc).
     init : scale of the random initial cores (uniform in ``[1 - init, 1]``;
         1.0 is PROTES's uniform ``[0, 1]``, 0.0 the uniform distribution).
@@ -140,13 +147,35 @@ class TTOptimizer(Optimizer):
         if self.space.dim < 1:  # pragma: no cover - spaces forbid it
             raise ConfigError("tt needs a space with at least one dimension.")
 
+    @staticmethod
+    def _binary_group(sizes: np.ndarray) -> int:
+        """Digits per mode for a space of ``d`` binary dimensions computed as its own QTT (0: not).
+
+        Such a space *is* a QTT: grouping its dimensions ``q`` at a time into modes of
+        ``2^q`` levels changes nothing in the distribution (the same chain of ``[r, 2, r]``
+        cores, the same parameters) but lets the QTT engine sweep ``q`` digits and
+        ``d / q`` modes instead of ``d`` modes.  ``q`` divides ``d`` (no padding), with
+        ``3 <= q <= 16`` and at least two modes; it is the divisor nearest ``1.1 d^(1/3)``
+        (about balancing the digit sweeps against the blocked sweeps over the modes).
+        """
+        d = len(sizes)
+        if d < 6 or not bool(np.all(sizes == 2)):
+            return 0
+        qs = [q for q in range(3, 17) if d % q == 0 and d // q >= 2]
+        return min(qs, key=lambda q: abs(q - 1.1 * d ** (1 / 3))) if qs else 0
+
     def _setup(self) -> None:
         self._check_params()
         p = self.params
         sizes = np.asarray(self.space.sizes, dtype=np.int64)
-        self._sizes = sizes
-        d, r, nmax = self.space.dim, int(p["rank"]), int(sizes.max())
         quant = p["quantize"]
+        self._group = self._binary_group(sizes)
+        if self._group:  # binary dimensions, q at a time, as modes of 2^q levels (see _binary_group)
+            sizes = np.full(len(sizes) // self._group, 2 ** self._group, dtype=np.int64)
+            quant = True
+        self._sizes = sizes  # the modes of the distribution (those of the space unless grouped)
+        self._dim = len(sizes)
+        d, r, nmax = self._dim, int(p["rank"]), int(sizes.max())
         if quant == "auto":
             quant = nmax > 64
         self._q = max(1, math.ceil(math.log2(nmax))) if quant else 0
@@ -262,12 +291,12 @@ class TTOptimizer(Optimizer):
         ``extra`` slots left for the caller after the points', and the digits ``[q, B, d]``)."""
         c = self._dist()
         if not self._q:
-            return c["G"].transpose(0, 3, 1, 2)[np.arange(self.space.dim)[None, :], idx], None, None
+            return c["G"].transpose(0, 3, 1, 2)[np.arange(self._dim)[None, :], idx], None, None
         bits = self._bits(idx).transpose(2, 0, 1)  # [q, B, d]
         q, r, B = self._q, self.params["rank"], len(idx)
         # one gather from the flat cores: entry (t, j, a, bit, b) sits at base[t, j, a, b] + bit * r
         if self._gather_base is None:
-            d = self.space.dim
+            d = self._dim
             t, j, a, b = np.ix_(np.arange(q), np.arange(d), np.arange(r), np.arange(r))
             self._gather_base = (((t * d + j) * r + a) * 2 * r + b)[:, None]  # [q, 1, d, r, r]
         Bsel = self._work("selected", (q, B + extra) + self._gather_base.shape[2:])
@@ -395,7 +424,7 @@ class TTOptimizer(Optimizer):
 
     def _sample(self, n: int) -> np.ndarray:
         cdf, table = self._sampling_tables()
-        d, r = self.space.dim, cdf.shape[-1]
+        d, r = self._dim, cdf.shape[-1]
         u = self.rng.random((n, d, 1 + max(self._q, 1)))
         np.subtract(1.0, u, out=u)  # (0, 1]: rank path, then the index (digits)
         b = tt_math.sample_path(cdf, u[:, :, 0])  # rank index after each mode
@@ -403,9 +432,18 @@ class TTOptimizer(Optimizer):
         a[:, 1:] = b[:, :-1]
         if self._q:
             c = self._dist()
-            return tt_math.sample_digits(c["Gb"], self._cbits, table, c["Rt"] is not None, a, b, u[:, :, 1:])
+            idx = tt_math.sample_digits(c["Gb"], self._cbits, table, c["Rt"] is not None, a, b, u[:, :, 1:])
+            return self._to_space(idx)
         j = np.arange(d)[None, :]
         return table.draw((j * r + a) * r + b, u[:, :, 1])
+
+    def _to_space(self, idx: np.ndarray) -> np.ndarray:
+        """Points of the space from indices of the distribution's modes (the same unless grouped)."""
+        return self._bits(idx).reshape(len(idx), -1) if self._group else idx
+
+    def _from_space(self, x: np.ndarray) -> np.ndarray:
+        """Indices of the distribution's modes from points of the space (most significant digit first)."""
+        return x.reshape(len(x), self._dim, self._group) @ (1 << self._shifts) if self._group else x
 
     # --------------------------------------------------------------- ask/tell
     def _ask(self, n: int) -> np.ndarray:
@@ -450,7 +488,7 @@ class TTOptimizer(Optimizer):
                 q = p.copy()
                 m = min(self.space.dim, 1 + attempt // 20)
                 js = self.rng.choice(self.space.dim, size=m, replace=False)
-                q[js] = (self.rng.random(m) * self._sizes[js]).astype(np.int64)
+                q[js] = (self.rng.random(m) * self.space.sizes[js]).astype(np.int64)
                 key = q.tobytes()
                 if not (key in self._seen or key in self._outstanding or key in taken):
                     p = q
@@ -471,7 +509,7 @@ class TTOptimizer(Optimizer):
                     del self._outstanding[key]
                 else:
                     self._outstanding[key] = c - 1
-        self._add_elite(pts, values)
+        self._add_elite(self._from_space(pts), values)
         self._pending += len(pts)
         if self._pending >= int(self.params["k"]):
             self._pending = 0
@@ -496,11 +534,11 @@ class TTOptimizer(Optimizer):
         pts = self.space.validate(points, name="warm-start points").astype(np.int64)
         if int(steps) != steps or steps < 1:
             raise ConfigError(f"tt.warm_start: steps must be a positive integer, got {steps!r}.")
-        self._adam_steps(pts, int(steps))
+        self._adam_steps(self._from_space(pts), int(steps))
 
     def log_prob(self, points) -> np.ndarray:
         """Log-probability of ``points`` under the current distribution."""
-        return self._log_prob(self.space.validate(points).astype(np.int64))
+        return self._log_prob(self._from_space(self.space.validate(points).astype(np.int64)))
 
     def tt_cores(self) -> list[np.ndarray]:
         """The current distribution as teneva-compatible TT cores.
@@ -510,17 +548,23 @@ class TTOptimizer(Optimizer):
         not quantized) whose full contraction is the probability ``p(i)`` with
         which :meth:`ask` draws point ``i`` (before deduplication): entries are
         non-negative and sum to 1.  For QTT the binary cores of each mode are
-        multiplied out.  Analyze with teneva, e.g. ``teneva.get(cores, i)``,
+        multiplied out (a space of binary dimensions gets its binary cores, one a
+        dimension).  Analyze with teneva, e.g. ``teneva.get(cores, i)``,
         ``teneva.sum(cores)`` (= 1), ``teneva.optima_tt(cores)`` (the most
         probable point).
         """
-        G = self._cores()
         logZ = self._log_z()
+        if self._group:  # the binary cores of the modes, in the order of the space's dimensions
+            Gb = self._abs_bits()  # [q, modes, r, 2, r]: dimension (mode, digit) is mode * q + digit
+            G = Gb.transpose(1, 0, 2, 3, 4).reshape(self.space.dim, *Gb.shape[2:])
+            sizes = self.space.sizes
+        else:
+            G, sizes = self._cores(), self._sizes
         d = G.shape[0]
         scale = math.exp(-logZ / d)
         cores = []
         for j in range(d):
-            c = G[j, :, : self._sizes[j]].astype(np.float64) * scale  # [r, n_j, r]
+            c = G[j, :, : sizes[j]].astype(np.float64) * scale  # [r, n_j, r]
             if j == 0:
                 c = c[:1]
             if j == d - 1:
@@ -565,7 +609,7 @@ class TTOptimizer(Optimizer):
         as_a = lambda a: self._from_teneva(np.array(a, dtype=self._dtype))  # noqa: E731
         self._theta, self._m, self._v = as_a(th), as_a(state["adam_m"]), as_a(state["adam_v"])
         self._t = int(state["adam_t"])
-        self._elite_p = np.asarray(state["elite_points"], dtype=np.int64).reshape(-1, self.space.dim)
+        self._elite_p = np.asarray(state["elite_points"], dtype=np.int64).reshape(-1, self._dim)
         self._elite_v = np.asarray(state["elite_values"], dtype=float)
         self._pending = int(state["pending"])
         self._seen = {np.ascontiguousarray(p, dtype=np.int64).tobytes()
