@@ -8,7 +8,8 @@ paper:
 * QTT ``d=64*9, n=2, k=10, k_top=1`` (the same grid as 576 binary digits).
   mango runs it as ``quantize=True`` on the 64 x 512 grid (the identical QTT
   model family: rank-r binary cores, most significant bit first) and also,
-  literally, on a 576 x 2 Codebook.
+  literally, on a 576 x 2 Codebook (which mango runs as its own QTT, its binary
+  dimensions grouped nine at a time).
 
 protes is timed as a user lives it: first call in a fresh process, jit
 compilation included (and a second call, compiled, for reference).  Both use
