@@ -30,25 +30,26 @@ __all__ = [
 ]
 
 _TINY = np.finfo(np.float64).tiny
-_CONST: dict = {}  # small constant arrays (identities, vectors of ones), built once per size
+_CONST: dict = {}  # small constant arrays (identities, vectors of ones, ...), built once per size
+
+
+def _const(key, build) -> np.ndarray:
+    """The small constant array ``build()`` for ``key``, built once and kept read-only."""
+    a = _CONST.get(key)
+    if a is None:
+        a = _CONST[key] = build()
+        a.flags.writeable = False
+    return a
 
 
 def _eye(r: int) -> np.ndarray:
-    """The ``r x r`` identity, cached (read-only)."""
-    key = ("eye", r)
-    if key not in _CONST:
-        _CONST[key] = np.eye(r)
-        _CONST[key].flags.writeable = False
-    return _CONST[key]
+    """The ``r x r`` identity."""
+    return _const(("eye", r), lambda: np.eye(r))
 
 
 def _ones(m: int) -> np.ndarray:
-    """A vector of ``m`` ones, cached: ``A @ _ones(m)`` sums the last axis (faster than ``sum`` over a short axis)."""
-    key = ("ones", m)
-    if key not in _CONST:
-        _CONST[key] = np.ones(m)
-        _CONST[key].flags.writeable = False
-    return _CONST[key]
+    """A vector of ``m`` ones: ``A @ _ones(m)`` sums the last axis (faster than ``sum`` over a short axis)."""
+    return _const(("ones", m), lambda: np.ones(m))
 
 
 def chain_log(M: np.ndarray) -> np.ndarray:
@@ -224,11 +225,7 @@ def digit_suffixes(Gb: np.ndarray, cbits: np.ndarray, work=None):
 
 def _stacked_eye(r: int) -> np.ndarray:
     """``[[I], [I]]`` (``2r x r``): a row ``(digit, c')`` of a binary core times it sums the two digits."""
-    key = ("eye2", r)
-    if key not in _CONST:
-        _CONST[key] = np.concatenate([np.eye(r), np.eye(r)])
-        _CONST[key].flags.writeable = False
-    return _CONST[key]
+    return _const(("eye2", r), lambda: np.concatenate([np.eye(r), np.eye(r)]))
 
 
 def digit_table(Rl: np.ndarray, Rt, out: np.ndarray | None = None) -> np.ndarray:
@@ -350,12 +347,8 @@ _DRAW_INDEX: dict = {}  # index arrays that depend only on shapes, which recur e
 
 
 def upper_ones(m: int) -> np.ndarray:
-    """The ``m x m`` upper-triangular matrix of ones (row-wise cumulative sums as one product), cached."""
-    key = ("upper", m)
-    if key not in _CONST:
-        _CONST[key] = np.triu(np.ones((m, m)))
-        _CONST[key].flags.writeable = False
-    return _CONST[key]
+    """The ``m x m`` upper-triangular matrix of ones (row-wise cumulative sums as one product)."""
+    return _const(("upper", m), lambda: np.triu(np.ones((m, m))))
 
 
 def sample_path(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
