@@ -196,6 +196,7 @@ def write_markdown(out: str) -> None:
             lines.append(f"| {pname} [{r['optimum']:g}] | {cname} | " + " | ".join(f"{m:.4f}" for m in r["median"]) + " |")
     lines += paired_table(data)
     (RESULTS / f"{out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 PAIRS = (("tt[protes]", "protes"), ("tt[k100]", "protes"), ("tt[qtt]", "protes[qtt]"), ("tt[qtt/seen]", "protes[qtt]"))
@@ -222,7 +223,6 @@ def paired_table(data) -> list[str]:
             p = f"{wilcoxon(a, b).pvalue:.3f}" if w + l_ > 0 else "-"
             lines.append(f"| {pname} | {mine} | {ref} | {np.median(diff):+.4f} | {w}/{t}/{l_} | {p} |")
     return lines
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":
