@@ -205,7 +205,9 @@ class TTOptimizer(Optimizer):
         self._outstanding: dict[bytes, int] = {}
         self._cache = self._tables = None  # derived from theta; reset by every update
         self._ws: dict = {}  # work arrays, see _work
-        self._gather_base = None  # flat offsets of the binary cores' matrices (see _selected)
+        if self._q:  # flat offsets in |theta|'s binary cores of matrix (t, j, 0): bit 1 lies r further (see _selected)
+            t, j, a, b = np.ix_(np.arange(self._q), np.arange(d), np.arange(r), np.arange(r))
+            self._gather_base = (((t * d + j) * r + a) * 2 * r + b)[:, None]  # [q, 1, d, r, r]
         self._digits = np.arange(2)[:, None, None]
 
     def _work(self, name: str, shape: tuple, dtype=np.float64) -> np.ndarray:
@@ -295,10 +297,6 @@ class TTOptimizer(Optimizer):
         bits = self._bits(idx).transpose(2, 0, 1)  # [q, B, d]
         q, r, B = self._q, self.params["rank"], len(idx)
         # one gather from the flat cores: entry (t, j, a, bit, b) sits at base[t, j, a, b] + bit * r
-        if self._gather_base is None:
-            d = self._dim
-            t, j, a, b = np.ix_(np.arange(q), np.arange(d), np.arange(r), np.arange(r))
-            self._gather_base = (((t * d + j) * r + a) * 2 * r + b)[:, None]  # [q, 1, d, r, r]
         Bsel = self._work("selected", (q, B + extra) + self._gather_base.shape[2:])
         Bsel[:, :B] = c["Gb"].reshape(-1).take(self._gather_base + (bits * r)[..., None, None])
         A = Bsel[0, :B].copy()  # the mode's product of its binary cores
