@@ -381,21 +381,56 @@ class RunStore:
         return [dict(zip(keys, r)) for r in self._query(f"SELECT {', '.join(keys)} FROM sessions ORDER BY id")]
 
     # -- writing (used by the loop callback) ------------------------------------
-    def write_config(self, config: dict, unit_names=(), point_dtype: str = "float64") -> None:
-        """Write the run's config (JSON) and package versions."""
-        with self._transaction() as c:
-            self._set(c, "config", config)
-            self._set(c, "unit_names", list(unit_names))
-            self._set(c, "point_dtype", str(np.dtype(point_dtype)))
-            self._set(c, "status", "running")
+    def holders(self) -> list[dict]:
+        """Sessions recorded as running whose process may still be alive (on this host: checked; elsewhere: assumed).
 
-    def begin_session(self, resumed: bool, n_queries: int) -> int:
-        with self._transaction() as c:
-            cur = c.execute(
-                "INSERT INTO sessions (started, status, pid, host, resumed, n_queries_start) VALUES (?,?,?,?,?,?)",
-                (time.time(), "running", os.getpid(), socket.gethostname(), int(resumed), int(n_queries)))
-            self._set(c, "status", "running")
-            return int(cur.lastrowid)
+        A session left ``running`` by a process that died (SIGKILL, power cut) is
+        not a holder: its run can be resumed.
+        """
+        host = socket.gethostname()
+        return [s for s in self.sessions()
+                if s["status"] == "running" and not (s["host"] == host and s["pid"] == os.getpid())
+                and (s["host"] != host or s["pid"] is None or _pid_alive(int(s["pid"])))]
+
+    def refuse_if_held(self) -> None:
+        """Raise a one-line :class:`StoreError` naming the process (host, pid) that holds the store."""
+        held = self.holders()
+        if held:
+            h = held[-1]
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["started"]))
+            raise StoreError(
+                f"the run store {self.path!r} is in use by process {h['pid']} on host {h['host']} (writing since "
+                f"{since}); nothing was written. Give this run another path, or wait for that one to end "
+                "and resume it.")
+
+    def claim(self, resumed: bool, n_queries: int, config: dict | None = None, unit_names=(),
+              point_dtype: str = "float64") -> int:
+        """Become the run's only writer: one transaction checks that no live process holds the
+        store, and (for a new run) that it holds no queries, then writes ``config`` (when given)
+        and opens a session.  Returns the session id.
+
+        Two processes that claim at once are serialized by SQLite's write lock, so exactly one
+        wins; the other gets a :class:`StoreError` naming the holder and nothing is written.
+        """
+        try:
+            with self._transaction() as c:
+                self.refuse_if_held()
+                if not resumed and self.n_points() > 0:
+                    raise ConfigError(
+                        f"the run store {self.path!r} already holds {self.n_points()} recorded queries of a run; "
+                        "continue it with resume=True (`mango maximize --resume PATH`), or give another path.")
+                if config is not None:
+                    self._set(c, "config", config)
+                    self._set(c, "unit_names", list(unit_names))
+                    self._set(c, "point_dtype", str(np.dtype(point_dtype)))
+                cur = c.execute(
+                    "INSERT INTO sessions (started, status, pid, host, resumed, n_queries_start) VALUES (?,?,?,?,?,?)",
+                    (time.time(), "running", os.getpid(), socket.gethostname(), int(resumed), int(n_queries)))
+                self._set(c, "status", "running")
+                return int(cur.lastrowid)
+        except sqlite3.OperationalError as exc:  # the write lock was not granted within busy_timeout
+            raise StoreError(f"the run store {self.path!r} is locked by another process ({exc}); "
+                             "give this run another path.") from None
 
     def end_session(self, session: int, status: str, n_queries: int, summary: dict | None) -> None:
         with self._transaction() as c:
@@ -436,6 +471,14 @@ class RunStore:
             rows.append((int(batch.query_start + qpp * i), int(batch.index), i,
                          np.ascontiguousarray(points[i], dtype=point_dtype).tobytes(),
                          None if np.isnan(v) else v, resp, h, blob, shape, float(batch.t_end), now))
+        try:
+            self._insert_batch(batch, points, rows, now, session, checkpoint)
+        except sqlite3.IntegrityError:
+            raise StoreError(f"batch {int(batch.index)} is already recorded in {self.path!r}: another process "
+                             "wrote into this run; this batch was not written (the store keeps the first "
+                             "writer's queries).") from None
+
+    def _insert_batch(self, batch, points, rows, now, session, checkpoint) -> None:
         with self._transaction() as c:
             c.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
                       (int(batch.index), int(batch.query_start), int(batch.queries), len(points), float(batch.t_end),
@@ -714,14 +757,6 @@ class StoreCallback:
         cfg.setdefault("versions", _versions())
         return _normalize(cfg)
 
-    def _check_in_use(self) -> None:
-        host = socket.gethostname()
-        for s in self.store.sessions():
-            if (s["status"] == "running" and s["host"] == host and s["pid"] not in (None, os.getpid())
-                    and _pid_alive(int(s["pid"]))):
-                raise StoreError(f"the run store {self.store.path!r} is in use by process {s['pid']} on this "
-                                 "machine; wait for it to finish or stop it before resuming.")
-
     def on_start(self, run) -> None:
         try:
             self._start(run)
@@ -732,25 +767,24 @@ class StoreCallback:
 
     def _start(self, run) -> None:
         store = self.store
-        stored = store.config
-        has_queries = store.n_points() > 0
         if not self.resume:
-            if has_queries:
-                raise ConfigError(
-                    f"the run store {store.path!r} already holds {store.n_points()} recorded queries of a run; "
-                    "continue it with resume=True (`mango maximize --resume PATH`), or give another path.")
-            store.write_config(self._config(), run.unit_names, self._point_dtype.str)
+            self.session = store.claim(False, 0, self._config(), run.unit_names, self._point_dtype.str)
+            return
+        store.refuse_if_held()  # before comparing configs: "in use" is the error that matters
+        stored = store.config
+        if stored is None:
+            config = self._config()
         else:
-            self._check_in_use()
-            if stored is None:
-                store.write_config(self._config(), run.unit_names, self._point_dtype.str)
-            else:
-                self._check_matches(stored)
-                store.write_config({**stored, "versions_resumed": _versions()} if "versions" in stored else stored,
-                                   run.unit_names, self._point_dtype.str)
-                if has_queries:
-                    self._restore(run)
-        self.session = store.begin_session(self.resume, run.n_queries)
+            self._check_matches(stored)
+            config = {**stored, "versions_resumed": _versions()} if "versions" in stored else stored
+        self.session = store.claim(True, store.n_queries(), config, run.unit_names, self._point_dtype.str)
+        try:
+            if store.n_points() > 0:
+                self._restore(run)
+        except BaseException:
+            store.end_session(self.session, "error", store.n_queries(), None)
+            self.session = None
+            raise
 
     def _check_matches(self, stored: dict) -> None:
         live = self._config()

@@ -464,3 +464,89 @@ def test_every_batch_is_committed_before_the_next_ask(tmp_path):
     mango.maximize(Spy(), _campaign.SPACE, optimizer="ga", budget=60, batch_size=7, seed=0, progress=False, store=p)
     assert [n for n, _ in seen] == [0, 7, 14, 21, 28, 35, 42, 49, 56]
     assert all(st == "running" for _, st in seen)
+
+
+_SLOW_WRITER = """
+import sys, time
+import numpy as np
+import mango
+def slow(x):
+    time.sleep(float(sys.argv[2]))   # a slow rig: every batch takes a while
+    return -(np.asarray(x) ** 2).sum(1)
+mango.maximize(slow, mango.Box(3), optimizer="random", budget=int(sys.argv[3]), batch_size=5, seed=1,
+               progress=False, store=sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("when", ["before_first_batch", "after_first_batch"])
+def test_second_writer_on_live_store_is_refused(tmp_path, when):
+    """Two processes, one store: the second writer (a fresh run, or a resume) gets a one-line error naming
+    the holder and writes nothing; the store ends holding exactly the first run's queries."""
+    p = tmp_path / "live.sqlite"
+    first = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(p), "0.4", "20"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+        deadline = time.time() + 60
+        while time.time() < deadline:  # wait until the first run has claimed the store
+            if p.exists():
+                try:
+                    with RunStore(p, mode="r") as s:
+                        if s.sessions() and (when == "before_first_batch" or s.n_points() > 0):
+                            break
+                except StoreError:
+                    pass
+            time.sleep(0.05)
+        else:
+            pytest.fail("the first writer never started")
+        with RunStore(p, mode="r") as s:
+            before = s.n_points()
+        for resume in (False, True):
+            with pytest.raises(StoreError) as ei:
+                mango.maximize(lambda x: x.sum(1), Box(3), optimizer="random", budget=10, batch_size=5,
+                               seed=2, progress=False, store=p, resume=resume)
+            msg = str(ei.value)
+            assert f"in use by process {first.pid} on host" in msg and "\n" not in msg
+        with RunStore(p, mode="r") as s:  # nothing written by the refused writer
+            assert len(s.sessions()) == 1 and s.n_points() >= before
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+    finally:
+        if first.poll() is None:
+            first.kill()
+    with RunStore(p, mode="r") as s:
+        q = s.read_queries()
+        assert s.n_points() == 20 and s.status == "finished" and len(s.sessions()) == 1
+        assert (s.batches()[0]["points"].shape == (5, 3))
+    res = mango.maximize(lambda x: -(np.asarray(x) ** 2).sum(1), Box(3), optimizer="random", budget=20,
+                         batch_size=5, seed=1, progress=False)
+    np.testing.assert_allclose(q["values"], res.values)
+
+
+def test_second_writer_cli_one_line_error(tmp_path):
+    p = tmp_path / "live.sqlite"
+    first = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(p), "0.5", "400"])  # 40 s unless killed
+    try:
+        import time
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with RunStore(p, mode="r") as s:
+                    if s.sessions():
+                        break
+            except StoreError:
+                pass
+            time.sleep(0.05)
+        r = subprocess.run([sys.executable, "-m", "mango.cli", "maximize", "--model", "zoo:cnn-digits",
+                            "--generator", "grating", "--budget", "8", "--store", str(p), "--out",
+                            str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+        assert r.returncode != 0
+        lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+        assert len(lines) == 1 and f"process {first.pid}" in lines[0] and "Traceback" not in r.stderr, r.stderr
+        assert first.poll() is None  # the first run was live all along
+    finally:
+        first.kill()
+        first.wait()
+    with RunStore(p, mode="r") as s:  # only the first run's session and batches
+        assert len(s.sessions()) == 1 and s.sessions()[0]["pid"] == first.pid
+        assert {b["session"] for b in s.batches()} <= {s.sessions()[0]["id"]}
