@@ -400,6 +400,8 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         "objective": objective.describe() if hasattr(objective, "describe") else getattr(
             objective, "__name__", type(objective).__name__),
     }
+    if opt.needs:
+        opt.connect(**_resources(opt.needs, objective))
     run = Run(objective, space, opt, budget, batch_size, seed, nonfinite, config)
     cbs = list(callbacks)
     if store is not None:
@@ -420,6 +422,16 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         for cb in cbs:
             getattr(cb, "on_end", lambda r: None)(run)
     return run.result()
+
+
+def _resources(needs, objective) -> dict:
+    """What the loop can give an optimizer that declares :attr:`~mango.optimizers.Optimizer.needs`."""
+    have = {"generator": getattr(objective, "generator", None)}
+    missing = sorted(set(needs) - set(have))
+    if missing:
+        raise ConfigError(f"the optimizer needs {missing}, which maximize() cannot provide (it provides "
+                          f"{sorted(have)}).")
+    return {k: have[k] for k in needs}
 
 
 def _loop(run: Run, cbs: list) -> None:

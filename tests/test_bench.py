@@ -10,11 +10,14 @@ import os
 import numpy as np
 import pytest
 
+import mango
+
 from mango import bench
 from mango.bench import metrics
 from mango.bench.problems import Problem, build
 from mango.bench.runner import OptimizerSpec, parse_optimizers, run_one, run_seed
 from mango.errors import ConfigError, UnknownNameError
+from mango.optimizers.random_search import RandomSearch
 
 pytest.importorskip("pandas")
 
@@ -103,6 +106,54 @@ def test_run_one_is_seeded_and_anytime():
     assert a["rows"][1]["optimizer_s"] >= a["rows"][0]["optimizer_s"] >= 0
     other = run_one(SPHERE, spec, 4, [30, 120])
     assert other["rows"][1]["best_value"] != a["rows"][1]["best_value"]
+
+
+def test_budget_aware_optimizers_are_run_once_per_budget():
+    """NGOpt picks its algorithm from the budget: its value at 30 must be that of a run told 30, never an
+    anytime read of the run told 120."""
+    from mango.bench.problems import objective_for_run
+    from mango.bench.runner import budget_aware
+
+    assert budget_aware("ng:NGOpt") and budget_aware("ng:Portfolio")
+    assert not budget_aware("random") and not budget_aware("cma") and not budget_aware("surrogate")
+    spec = OptimizerSpec("ng:NGOpt", "ng:NGOpt")
+    rec = run_one(SPHERE, spec, 1, [30, 120])
+    assert rec["fixed_budget"]
+    rs = run_seed(SPHERE.name, "ng:NGOpt", 1)
+    for row in rec["rows"]:
+        objective, built = objective_for_run(SPHERE, rs)
+        own = mango.maximize(objective, built.space, optimizer="ng:NGOpt", budget=row["budget"], seed=rs,
+                             progress=False)
+        assert row["best_value"] == pytest.approx(own.best_value) and row["queries"] == own.n_queries
+    assert not run_one(SPHERE, OptimizerSpec("cma", "cma"), 1, [30, 120])["fixed_budget"]
+
+
+class _BudgetReader(RandomSearch):
+    """Random search that searches near the optimum only when told a large budget."""
+
+    name = "budget-reader"
+    budget_aware = True
+
+    def _ask(self, n):
+        pts = self.space.sample(n, self.rng)
+        return pts * (0.01 if self.budget >= 100 else 1.0)
+
+
+def test_runner_acts_on_budget_awareness(monkeypatch):
+    from mango.bench.problems import objective_for_run
+    from mango.optimizers import registry
+
+    monkeypatch.setitem(registry._REGISTRY, "budget-reader", _BudgetReader)
+    rec = run_one(SPHERE, OptimizerSpec("budget-reader", "budget-reader"), 0, [30, 120])
+    assert rec["fixed_budget"]
+    rs = run_seed(SPHERE.name, "budget-reader", 0)
+    objective, built = objective_for_run(SPHERE, rs)
+    own = mango.maximize(objective, built.space, optimizer="budget-reader", budget=30, seed=rs, progress=False)
+    assert rec["rows"][0]["best_value"] == own.best_value  # the run told 30
+    monkeypatch.setattr(_BudgetReader, "budget_aware", False)
+    anytime = run_one(SPHERE, OptimizerSpec("budget-reader", "budget-reader"), 0, [30, 120])
+    assert not anytime["fixed_budget"]
+    assert anytime["rows"][0]["best_value"] != own.best_value  # the read of the run told 120 the rule prevents
 
 
 def test_noisy_run_is_scored_by_the_noiseless_value_of_its_recommendation():

@@ -7,6 +7,13 @@ package versions.  A run executes the *largest* budget once and reads the
 best-so-far at every smaller budget (anytime evaluation): the value at budget
 ``b`` is what the run had after its first ``b`` queries.
 
+Fixed-budget honesty: an optimizer that chooses its algorithm from the budget
+(``budget_aware``: nevergrad's, ``surrogate``, ``turbo``) behaves differently
+when told 300 than when told 3,000, so reading a long run at 300 would report
+what no user who sets ``budget=300`` gets.  Such an optimizer is run once *per
+budget*, each run told its own budget (same run seed), and read at that budget
+only.
+
 Outputs in ``out``:
 
 * ``results.jsonl`` -- one JSON line per finished run (its rows, its
@@ -36,7 +43,7 @@ import numpy as np
 from ..errors import ConfigError
 from .problems import Problem, objective_for_run
 
-__all__ = ["OptimizerSpec", "parse_optimizers", "run_seed", "run_one", "run_benchmark", "load_records",
+__all__ = ["OptimizerSpec", "parse_optimizers", "run_seed", "run_one", "budget_aware", "run_benchmark", "load_records",
            "CSV_COLUMNS", "make_executor"]
 
 CSV_COLUMNS = ["problem", "family", "noise", "optimizer", "seed", "run_seed", "budget", "queries", "best_value",
@@ -174,6 +181,13 @@ def _value_at(qs, vs, b: int) -> float:
     return float(vs[j]) if j >= 0 else float("nan")
 
 
+def budget_aware(name: str) -> bool:
+    """Whether optimizer ``name`` reads its budget (then it is run once per budget, see the module doc)."""
+    from ..optimizers import registry
+
+    return bool(getattr(registry.get(name)[0], "budget_aware", False))
+
+
 def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequence[int], device=None,
             batch_size: int | None = None) -> dict:
     """Run one (problem, optimizer, seed) for ``max(budgets)`` queries; return its record.
@@ -205,19 +219,27 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
     from ..optimizers import make
 
     make(optimizer.name, built.space, seed=0, **optimizer.kw)  # warm-up: imports are not the run's time
-    tl = _Timeline()
-    t0 = time.perf_counter()
-    res = maximize(objective, built.space, optimizer=optimizer.name, budget=budgets[-1], batch_size=batch_size,
-                   seed=rs, callbacks=[tl], progress=False, **optimizer.kw)
-    wall = time.perf_counter() - t0
     noisy = problem.noise != "none"
-    qs, vs = _recommendation_steps(res, lambda p: evaluate(built.clean, p)[0], noisy)
-    obs = res.best_so_far()
+    fixed = budget_aware(optimizer.name)
+    campaigns = {}  # budget -> (result, timeline, steps q, steps v), one campaign per budget when fixed
+    wall = 0.0
+    for told in (budgets if fixed else budgets[-1:]):
+        if fixed:  # a fresh objective per campaign: its noise stream starts over, as in a user's run
+            objective, built = objective_for_run(problem, rs, device)
+        tl = _Timeline()
+        t0 = time.perf_counter()
+        res = maximize(objective, built.space, optimizer=optimizer.name, budget=told, batch_size=batch_size,
+                       seed=rs, callbacks=[tl], progress=False, **optimizer.kw)
+        wall += time.perf_counter() - t0
+        campaigns[told] = (res, tl, *_recommendation_steps(res, lambda p: evaluate(built.clean, p)[0], noisy))
+    res, tl, qs, vs = campaigns[budgets[-1]]
     rows = []
     for b in budgets:
-        q = min(b, res.n_queries)
+        res_b, tl, qs_b, vs_b = campaigns[b] if fixed else campaigns[budgets[-1]]
+        obs = res_b.best_so_far()
+        q = min(b, res_b.n_queries)
         w, o, r = tl.at(q)
-        value = _value_at(qs, vs, q)
+        value = _value_at(qs_b, vs_b, q)
         rows.append({
             "problem": problem.name, "family": problem.family or problem.kind, "noise": problem.noise,
             "optimizer": optimizer.label, "seed": int(seed), "run_seed": rs, "budget": b, "queries": int(q),
@@ -227,7 +249,7 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
     return {
         "problem": problem.name, "problem_spec": problem.to_dict(), "optimizer": optimizer.label,
         "optimizer_name": optimizer.name, "optimizer_params": optimizer.kw, "seed": int(seed), "run_seed": rs,
-        "budgets": budgets, "n_queries": int(res.n_queries), "ref_low": built.ref_low, "ref_max": built.ref_max,
+        "budgets": budgets, "fixed_budget": fixed, "n_queries": int(res.n_queries), "ref_low": built.ref_low, "ref_max": built.ref_max,
         "curve_q": qs, "curve_v": vs, "curve_n": [float(x) for x in built.normalize(vs)] if vs else [],
         "wall_s": wall, "optimizer_s": res.optimizer_s, "oracle_s": res.objective_s, "rows": rows,
     }

@@ -69,6 +69,36 @@ class Generator:
     def _generate(self, points: np.ndarray) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # -- the differentiable path (used by model-based optimizers; the neuron never needs gradients) --
+    @property
+    def differentiable(self) -> bool:
+        """Whether :meth:`decode` carries gradients from images back to continuous latent coordinates.
+
+        True for generators over a Box or a Grid (whose Box values are decoded) that implement
+        ``_decode``; False for discrete latents (VQ-VAE codes, snapped embeddings) and opaque callables.
+        """
+        return self.space.kind in ("box", "grid") and type(self)._decode is not Generator._decode
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Continuous latent ``z [n, dim]`` (Box coordinates; for a Grid, its Box values) -> images
+        ``[n, C, H, W]``, *with* autograd, so that a model of the neuron can be maximized by gradient
+        through the generator.  Raises :class:`ConfigError` when the generator is not differentiable."""
+        if not self.differentiable:
+            raise ConfigError(
+                f"{type(self).__name__} over a {self.space.kind} space is not differentiable (a discrete latent or "
+                "an opaque generator): gradients cannot pass through it. Use a search that needs no gradient "
+                "(e.g. surrogate with acquisition='evolution'), or a continuous view of the latent.")
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.space.dim:
+            raise ConfigError(f"decode() takes a float tensor [n, {self.space.dim}], got "
+                              f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}.")
+        x = self._decode(z.to(device=self.device, dtype=torch.float32))
+        if self.transform is not None:
+            x = self.transform(x)
+        return x.float()
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden where differentiable
+        raise NotImplementedError
+
     def _probe_shape(self) -> tuple:
         """Output shape ``(C, H, W)`` found by generating one point (deterministic)."""
         out = self(self.space.sample(1, seed=0))

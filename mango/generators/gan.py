@@ -58,7 +58,10 @@ class GANGenerator(Generator):
 
     def _generate(self, points: np.ndarray) -> torch.Tensor:
         z = self.space.values(points) if isinstance(self.space, Grid) else points
-        return self.model(torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device))
+        return self._decode(torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device))
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z)
 
     def to(self, device):
         super().to(device)

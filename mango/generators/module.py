@@ -51,15 +51,18 @@ class ModuleGenerator(Generator):
             z = torch.as_tensor(points, dtype=torch.float32, device=self.device)
         else:
             z = torch.as_tensor(points, dtype=torch.long, device=self.device)
+        return self._decode(z)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
         out = self.module(z)
         if not isinstance(out, torch.Tensor):
             raise ConfigError(f"the module returned {type(out).__name__}; it must return a torch tensor [n, C, H, W].")
-        if out.dim() != 4 or out.shape[0] != len(points):
+        if out.dim() != 4 or out.shape[0] != len(z):
             raise ConfigError(
-                f"the module returned shape {tuple(out.shape)} for {len(points)} points; it must return "
-                f"images [n, C, H, W] with n = {len(points)} (reshape inside the module or a transform)."
+                f"the module returned shape {tuple(out.shape)} for {len(z)} points; it must return "
+                f"images [n, C, H, W] with n = {len(z)} (reshape inside the module or a transform)."
             )
-        if not torch.isfinite(out).all():
+        if not torch.isfinite(out.detach()).all():
             raise ConfigError("the module returned NaN or infinite pixel values.")
         return out
 

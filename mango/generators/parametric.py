@@ -105,8 +105,12 @@ class ParametricGenerator(Generator):
         return np.array([float(values.get(n, sum(self.ranges[n]) / 2)) for n in self.param_names])
 
     def _generate(self, points: np.ndarray) -> torch.Tensor:
-        p = {n: torch.as_tensor(v, dtype=torch.float32, device=self.device).reshape(-1, 1, 1)
-             for n, v in self.params(points).items()}
+        return self._decode(torch.as_tensor(np.asarray(points, dtype=np.float32), device=self.device))
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        p = {n: z[:, i].reshape(-1, 1, 1) for i, n in enumerate(self.param_names)}
+        for n, v in self.fixed.items():
+            p[n] = torch.full((len(z), 1, 1), v, dtype=torch.float32, device=z.device)
         h, w = self.size
         # pixel centres in units of the image width, origin at the image centre
         ys = (torch.arange(h, dtype=torch.float32, device=self.device) + 0.5 - h / 2) / w
@@ -120,7 +124,7 @@ class ParametricGenerator(Generator):
         if self.kind == "gabor":
             env = torch.exp(-r2 / (2 * p["size"] ** 2))
         else:  # soft-edged disk, edge width ~1 pixel
-            env = torch.sigmoid((p["size"] - torch.sqrt(r2)) * w * 2.0)
+            env = torch.sigmoid((p["size"] - torch.sqrt(r2.clamp_min(1e-12))) * w * 2.0)  # no inf gradient at r=0
         a = min(self.mean, 1.0 - self.mean)
         if self.channels == 3:
             col = torch.stack([p["red"], p["green"], p["blue"]], 1)  # [n, 3, 1, 1]

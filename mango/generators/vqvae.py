@@ -80,13 +80,6 @@ class VQVAEGenerator(Generator):
         z = self.codebook[c.reshape(-1, *self.latent_shape)]  # [n, h, w, D]
         return z.permute(0, 3, 1, 2).contiguous()
 
-    def _latent_from_embedding(self, pts: np.ndarray) -> torch.Tensor:
-        z = torch.as_tensor(pts, dtype=torch.float32, device=self.device)
-        z = z.reshape(-1, *self.latent_shape, self.embedding_dim)  # [n, h, w, D]
-        if self.snap:
-            z = self.codebook[self._nearest(z)]
-        return z.permute(0, 3, 1, 2).contiguous()
-
     def _nearest(self, z: torch.Tensor) -> torch.Tensor:
         cb = self.codebook.float()
         flat = z.reshape(-1, cb.shape[1]).float()
@@ -141,9 +134,19 @@ class VQVAEGenerator(Generator):
 
     # -- generation ------------------------------------------------------------
     def _generate(self, points: np.ndarray) -> torch.Tensor:
-        z = (self._latent_from_codes(points) if self.view == "codes"
-             else self._latent_from_embedding(points))
-        return self.model.decode(z)
+        if self.view == "codes":
+            return self.model.decode(self._latent_from_codes(points))
+        return self._decode(torch.as_tensor(points, dtype=torch.float32, device=self.device))
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.reshape(-1, *self.latent_shape, self.embedding_dim)  # [n, h, w, D]
+        if self.snap:
+            z = self.codebook[self._nearest(z)]
+        return self.model.decode(z.permute(0, 3, 1, 2).contiguous())
+
+    @property
+    def differentiable(self) -> bool:
+        return self.view == "embedding" and not self.snap
 
     def to(self, device):
         super().to(device)

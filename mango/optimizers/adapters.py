@@ -31,6 +31,18 @@ class _Adapter(Optimizer):
         self.defaults = {**inner_cls.defaults, **self.extra_defaults}
         super().__init__(space, seed=seed, budget=budget, batch_size=batch_size, **params)
 
+    @property
+    def needs(self) -> frozenset:
+        return self.inner_cls.needs
+
+    @property
+    def budget_aware(self) -> bool:
+        return self.inner_cls.budget_aware
+
+    def _connect(self, **resources) -> None:
+        self._resources = resources  # kept: a reset (resume without a usable checkpoint) builds a new inner
+        self.inner.connect(**resources)
+
     def _inner_space(self):  # pragma: no cover
         raise NotImplementedError
 
@@ -39,6 +51,8 @@ class _Adapter(Optimizer):
         self.inner = self.inner_cls(self._inner_space(), seed=self.seed, budget=self.budget,
                                     batch_size=self.batch_size, **inner_params)
         self.name = self.inner.name
+        if getattr(self, "_resources", None):
+            self.inner.connect(**self._resources)
         self._pending: deque = deque()  # (outer point, inner point)
 
     def _ask(self, n):

@@ -6,6 +6,21 @@ Any ``n`` may be asked at any time; population methods buffer internally
 (:class:`GenerationOptimizer`), so the caller's batch size never has to match a
 population size.
 
+What an optimizer sees
+----------------------
+By default only points and values.  An optimizer that can use more declares it
+in ``needs`` (a set of names) and receives it through :meth:`Optimizer.connect`,
+which :func:`mango.maximize` calls once, before the first ``ask`` -- for a fresh
+run, a resumed one (before its history is replayed), the CLI and the benchmark
+runner alike, since they all go through ``maximize``.  Today one resource exists:
+
+* ``"generator"``: the run's :class:`~mango.generators.Generator` (``None`` when
+  the objective is a plain function of the points).  With it, the stimulus of
+  every past and candidate point is ``generator(points)`` -- generators are
+  deterministic -- and a differentiable one (``generator.differentiable``) gives
+  gradients through :meth:`~mango.generators.Generator.decode`.  The neuron
+  itself never gives gradients.
+
 State
 -----
 ``state_dict()`` returns plain data (dicts, lists, numbers, numpy arrays; see
@@ -46,6 +61,11 @@ class Optimizer:
     name: str = "base"
     native: tuple[str, ...] = ()
     defaults: dict[str, Any] = {}
+    #: what the optimizer needs from the loop besides points and values (see :meth:`connect`)
+    needs: frozenset = frozenset()
+    #: whether the optimizer chooses its algorithm from ``budget`` (then a benchmark runs it once per budget
+    #: instead of reading a longer run at smaller budgets; see :mod:`mango.bench.runner`)
+    budget_aware: bool = False
 
     def __init__(self, space: Space, seed: int | None = None, budget: int | None = None,
                  batch_size: int | None = None, **params):
@@ -106,6 +126,21 @@ class Optimizer:
             self._best_value, self._best_point = float(vals[i]), pts[i].copy()
         self._n_told += len(pts)
         self._tell(pts, vals)
+
+    def connect(self, **resources) -> None:
+        """Receive what :attr:`needs` declares (e.g. ``generator=``), before the first ``ask``.
+
+        Called by :func:`mango.maximize`; call it yourself when driving an optimizer by hand.
+        Resources that were not declared are refused, so a typo cannot pass silently.
+        """
+        unknown = sorted(set(resources) - set(self.needs))
+        if unknown:
+            raise ConfigError(f"optimizer {self.name!r} does not take {unknown} (it needs: "
+                              f"{sorted(self.needs) or 'nothing'}).")
+        self._connect(**resources)
+
+    def _connect(self, **resources) -> None:
+        """Subclass hook: keep the resources declared in :attr:`needs`."""
 
     @property
     def best(self) -> tuple[np.ndarray | None, float | None]:

@@ -109,6 +109,7 @@ class NevergradOptimizer(Optimizer):
     name = "ng"
     native = ("box", "codebook")
     defaults = {"method": "NGOpt"}
+    budget_aware = True  # NGOpt, Portfolio, ... choose their algorithm from the budget
 
     def _setup(self) -> None:
         import nevergrad as ng

@@ -19,10 +19,12 @@ _REGISTRY: dict[str, object] = {
     "cma": "mango.optimizers.cmaes:CMAES",
     "ga": "mango.optimizers.ga:GeneticAlgorithm",
     "tt": "mango.optimizers.tt:TTOptimizer",
+    "surrogate": "mango.optimizers.surrogate:SurrogateOptimizer",
 }
 # names whose availability depends on an optional package: name -> (module to import, "module:Class")
 _OPTIONAL: dict[str, tuple[str, str]] = {
     "protes": ("protes", "mango.optimizers.tt_peers:ProtesOptimizer"),
+    "turbo": ("botorch", "mango.optimizers.bo_peers:TurboOptimizer"),
 }
 
 

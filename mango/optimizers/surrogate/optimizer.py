@@ -1,0 +1,316 @@
+"""``surrogate``: model-based activation maximization (the ask/tell shell).
+
+Each batch:
+
+1. **Model** (:mod:`.gp`): a GP on the stimuli of every query so far (the
+   generated images, :mod:`.features`), hyperparameters refit by marginal
+   likelihood, warm-started.  Past this many points (``max_points``) the GP
+   keeps the best tenth and the points nearest the trust region's centre.
+2. **Region** (:mod:`.trust_region`): a TuRBO trust region around the point with
+   the best posterior mean since the last restart.
+3. **Acquisition**: batch Thompson sampling -- ``q`` independent posterior
+   paths, each maximized on its own, so a batch is ``q`` different points.
+4. **Acquisition optimizer**: every path scores ``n_candidates`` sparse
+   perturbations of the centre; the best is then refined by gradient ascent
+   *through the generator* (``acquisition="gradient"``, the default where the
+   generator is differentiable) or by a few generations of mutation scored on
+   the path (``"evolution"``: VQ-VAE codes, opaque generators).
+
+The optimizer needs the run's generator (``needs = {"generator"}``), which
+:func:`mango.maximize` hands over; without one (a plain function of the
+points) it models the points themselves.
+
+State is compact (format ``surrogate-1``): the told points and values, the
+region, the GP's hyperparameters and the random generator's state -- no refit on
+load, and the continued run is identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ...errors import ConfigError
+from ..base import Optimizer
+from . import gp as gplib
+from .features import Features, from_unit, to_unit
+from .trust_region import TrustRegion, candidates, failure_tolerance
+
+__all__ = ["SurrogateOptimizer"]
+
+_ACQ = ("auto", "gradient", "evolution")
+
+
+class SurrogateOptimizer(Optimizer):
+    """GP on stimuli + trust region + batch Thompson sampling (see the module doc).
+
+    Parameters
+    ----------
+    n_init : random points before the model takes over (default ``max(10, batch_size)``; the budget is
+        never read, so a run's first ``b`` queries are what a run told ``b`` would do).
+    acquisition : ``"auto"``, ``"gradient"`` (needs a differentiable generator or none, on a Box/Grid)
+        or ``"evolution"``.
+    n_candidates : candidates scored per batch.
+    grad_steps, evo_rounds : refinement effort per batch.
+    max_points : most points the GP is fit on.
+    perturb : expected coordinates (positions) a candidate changes.
+    length_init, length_min, length_max, success_tol, failure_tol : the trust region (failure_tol
+        default: from the batch size and ``perturb``).
+    device : torch device of the model (default: the generator's).
+    """
+
+    name = "surrogate"
+    native = ("box", "grid", "codebook")
+    needs = frozenset({"generator"})
+    defaults = {
+        "n_init": None, "acquisition": "auto", "n_candidates": 1000, "grad_steps": 25, "evo_rounds": 4,
+        "max_points": 800, "perturb": 20, "length_init": 0.8, "length_min": 0.5 ** 7, "length_max": 1.6,
+        "success_tol": 3, "failure_tol": None, "device": None,
+    }
+
+    # -- setup ----------------------------------------------------------------
+    def _setup(self) -> None:
+        p = self.params
+        if p["acquisition"] not in _ACQ:
+            raise ConfigError(f"acquisition must be one of {_ACQ}, got {p['acquisition']!r}.")
+        for k in ("n_candidates", "max_points", "perturb"):
+            if int(p[k]) != p[k] or p[k] < 1:
+                raise ConfigError(f"{k} must be an integer >= 1, got {p[k]!r}.")
+        if not 0 < p["length_min"] < p["length_init"] <= p["length_max"]:
+            raise ConfigError("trust region lengths need 0 < length_min < length_init <= length_max, got "
+                              f"{p['length_min']}, {p['length_init']}, {p['length_max']}.")
+        q = int(self.batch_size or 10)
+        n_init = p["n_init"]
+        if n_init is None:  # not read from the budget: a run told 300 is the first 300 queries of one told 3,000
+            n_init = max(10, q)
+        if int(n_init) != n_init or n_init < 2:
+            raise ConfigError(f"n_init must be an integer >= 2, got {n_init!r}.")
+        self.n_init = int(n_init)
+        self.tr = TrustRegion(
+            length=float(p["length_init"]), length_init=float(p["length_init"]), length_min=float(p["length_min"]),
+            length_max=float(p["length_max"]), success_tol=int(p["success_tol"]),
+            failure_tol=int(p["failure_tol"] or failure_tolerance(self.space.dim, q, int(p["perturb"]))))
+        self._points: list[np.ndarray] = []
+        self._values: list[float] = []
+        self._init_until = self.n_init  # random design until this many points were asked
+        self._n_asked = 0
+        self._hypers: list[float] | None = None
+        self._feat_cache: torch.Tensor | None = None
+        if not hasattr(self, "_generator"):
+            self._generator = None
+        self._features = None
+
+    def _connect(self, generator=None) -> None:
+        if generator is not None and generator.space != self.space:
+            raise ConfigError(f"the generator's space {generator.space!r} is not the optimizer's {self.space!r}.")
+        self._generator = generator
+        self._features = None
+        self._feat_cache = None
+        self._check_acquisition()
+
+    def _check_acquisition(self) -> str:
+        feats = self._feature_map()
+        mode = self.params["acquisition"]
+        if mode == "gradient" and not feats.differentiable:
+            why = ("a Codebook has no gradient (codes are categories)" if self.space.kind == "codebook" else
+                   f"the generator {type(self._generator).__name__} is not differentiable")
+            raise ConfigError(f"acquisition='gradient' cannot be used here: {why}. Use acquisition='evolution' "
+                              "(or 'auto', which picks it).")
+        if mode == "auto":
+            mode = "gradient" if feats.differentiable else "evolution"
+        return mode
+
+    def _feature_map(self) -> Features:
+        if self._features is None:
+            self._features = Features(self.space, self._generator, device=self.params["device"])
+        return self._features
+
+    @property
+    def preferred_batch_size(self) -> int | None:
+        return 10
+
+    # -- ask / tell ---------------------------------------------------------------
+    def _ask(self, n: int) -> np.ndarray:
+        n_random = min(n, max(0, self._init_until - self._n_asked))
+        if len(self._points) < 2:
+            n_random = n
+        out = []
+        if n_random:
+            out.append(self.space.sample(n_random, self.rng))
+        if n - n_random:
+            out.append(self._propose(n - n_random))
+        self._n_asked += n
+        return np.concatenate(out)
+
+    def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
+        before = max(self._values[self.tr.epoch_start:], default=None)
+        self._points.extend(np.asarray(points))
+        self._values.extend(float(v) for v in values)
+        if len(self._points) - self.tr.epoch_start <= self.n_init or before is None:
+            return  # still the random design of this region
+        improved = float(np.max(values)) > before + 1e-3 * abs(before)
+        if self.tr.update(improved):
+            self.tr.restart(len(self._points))
+            self._init_until = self._n_asked + self.n_init
+
+    # -- the model-based proposal ---------------------------------------------------
+    def _all_features(self) -> torch.Tensor:
+        feats = self._feature_map()
+        have = 0 if self._feat_cache is None else len(self._feat_cache)
+        if have < len(self._points):
+            new = feats(np.asarray(self._points[have:]))
+            self._feat_cache = new if self._feat_cache is None else torch.cat([self._feat_cache, new])
+        return self._feat_cache
+
+    def _training_set(self, F: torch.Tensor, y: np.ndarray, center_feat: torch.Tensor) -> np.ndarray:
+        """At most ``max_points`` indices, most relevant first: the best tenth, then nearest the centre."""
+        m = min(int(self.params["max_points"]), len(y))
+        top = np.argsort(-y, kind="stable")[:max(1, m // 10)]
+        d = gplib.sqdist(center_feat[None], F)[0].cpu().numpy()
+        d[top] = -1.0 - y[top]  # the best first, in order
+        return np.argsort(d, kind="stable")[:m]
+
+    def _propose(self, q: int) -> np.ndarray:
+        mode = self._check_acquisition()
+        feats = self._feature_map()
+        F = self._all_features()
+        y = np.asarray(self._values)
+        # centre: the best observed point of this region (its latest copy under repeats)
+        ep = self.tr.epoch_start
+        c_idx = ep + int(np.argmax(y[ep:]))
+        idx = self._training_set(F, y, F[c_idx])
+        warm = self._hypers is not None
+        model = gplib.fit(F[idx], torch.as_tensor(y[idx], dtype=F.dtype, device=F.device), init=self._hypers,
+                          steps=10 if warm else 30)
+        self._hypers = model.hypers
+        if model.log_sn2 > math.log(1e-3):  # noisy responses: the centre is the best posterior mean
+            mu, _ = model.predict(F[ep:])
+            c_idx = ep + int(torch.argmax(mu))
+        tgen = torch.Generator().manual_seed(int(self.rng.integers(0, 2 ** 62)))
+        paths = model.sample_paths(q, tgen)
+        center = self._points[c_idx]
+        kind = self.space.kind
+        if kind == "codebook":
+            cand, _, _ = candidates(kind, np.asarray(center), self.tr.length, int(self.params["n_candidates"]),
+                                    self.rng, int(self.params["perturb"]), self.space.sizes)
+            with torch.no_grad():
+                scores = paths(feats(cand))
+            picks = _distinct_argmax(scores)
+            pts = cand[picks]
+            return self._evolve(pts, paths, np.asarray(center))
+        cu = to_unit(self.space, np.asarray(center)[None])[0]
+        cand, lo, hi = candidates(kind, cu, self.tr.length, int(self.params["n_candidates"]), self.rng,
+                                  int(self.params["perturb"]))
+        with torch.no_grad():
+            scores = paths(feats.from_unit(torch.as_tensor(cand, dtype=torch.float32, device=feats.device))
+                           if feats.differentiable else feats(from_unit(self.space, cand)))
+        u = cand[_distinct_argmax(scores)]
+        if mode == "gradient" and int(self.params["grad_steps"]) > 0:
+            u = self._ascend(u, paths, lo, hi)
+        return from_unit(self.space, u) if kind == "grid" else self.space.clip(from_unit(self.space, u))
+
+    def _ascend(self, u0: np.ndarray, paths, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Gradient ascent of path ``j`` from ``u0[j]`` through the generator, inside the region."""
+        feats = self._feature_map()
+        dev = feats.device
+        lo_t = torch.as_tensor(lo, dtype=torch.float32, device=dev)
+        hi_t = torch.as_tensor(hi, dtype=torch.float32, device=dev)
+        u = torch.tensor(u0, dtype=torch.float32, device=dev, requires_grad=True)
+        opt = torch.optim.Adam([u], lr=max(0.02 * self.tr.length, 1e-3))
+        best_u = u.detach().clone()
+        best_val = torch.full((len(u0),), -math.inf, dtype=torch.float64, device=dev)
+        steps = int(self.params["grad_steps"])
+        for i in range(steps + 1):
+            val = paths.diagonal(feats.from_unit(u))
+            with torch.no_grad():  # u is inside the region here: keep each path's best point
+                better = val > best_val
+                best_u[better] = u[better]
+                best_val = torch.where(better, val, best_val)
+            if i == steps:
+                break
+            # autograd.grad, not backward(): no gradient is computed for (or left on) the generator's weights
+            (u.grad,) = torch.autograd.grad(-val.sum(), [u])
+            opt.step()
+            with torch.no_grad():
+                u.copy_(torch.minimum(torch.maximum(u, lo_t), hi_t))
+        return best_u.cpu().numpy().astype(float)
+
+    def _evolve(self, pts: np.ndarray, paths, center: np.ndarray) -> np.ndarray:
+        """A few generations of one-position mutations of each pick, scored on its own path (codes)."""
+        feats = self._feature_map()
+        q, d = pts.shape
+        sizes = self.space.sizes
+        cap = max(1, int(round(self.tr.length * d)))
+        with torch.no_grad():
+            best = paths.diagonal(feats(pts))
+        kids = 8
+        for _ in range(int(self.params["evo_rounds"])):
+            mut = np.repeat(pts, kids, axis=0)
+            pos = self.rng.integers(0, d, len(mut))
+            mut[np.arange(len(mut)), pos] = (mut[np.arange(len(mut)), pos]
+                                             + self.rng.integers(1, sizes[pos])) % sizes[pos]
+            ok = (mut != np.repeat(center[None], len(mut), 0)).sum(1) <= cap  # stay inside the region
+            with torch.no_grad():
+                f = paths(feats(mut))  # [q*kids, q]
+            own = f[torch.arange(len(mut)), torch.as_tensor(np.repeat(np.arange(q), kids))].cpu().numpy()
+            own[~ok] = -np.inf
+            own = own.reshape(q, kids)
+            j = own.argmax(1)
+            gain = own[np.arange(q), j] > best.cpu().numpy()
+            for i in np.flatnonzero(gain):
+                pts[i] = mut[i * kids + j[i]]
+                best[i] = float(own[i, j[i]])
+        return pts
+
+    # -- state ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        dim = self.space.dim
+        return {
+            **self._state_header("surrogate-1"),
+            "points": np.asarray(self._points, dtype=self.space.dtype).reshape(-1, dim),
+            "values": np.asarray(self._values, dtype=float),
+            "n_asked": int(self._n_asked), "init_until": int(self._init_until),
+            "trust_region": self.tr.to_dict(), "hypers": self._hypers,
+            "rng": _rng_state(self.rng),
+            "best_point": self._best_point, "best_value": self._best_value,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restore_header(state, "surrogate-1")
+        self._reset()
+        pts = np.asarray(state["points"]).reshape(-1, self.space.dim).astype(self.space.dtype)
+        self._points = list(pts)
+        self._values = [float(v) for v in np.asarray(state["values"], dtype=float)]
+        self._n_told = len(self._points)
+        self._n_asked = int(state["n_asked"])
+        self._init_until = int(state["init_until"])
+        self.tr = TrustRegion(**state["trust_region"])
+        self._hypers = None if state["hypers"] is None else [float(v) for v in state["hypers"]]
+        self.rng.bit_generator.state = _rng_unstate(state["rng"])
+        if state.get("best_value") is not None:
+            self._best_point = np.asarray(state["best_point"]).astype(self.space.dtype)
+            self._best_value = float(state["best_value"])
+
+
+def _distinct_argmax(scores: torch.Tensor) -> np.ndarray:
+    """Row index of each column's maximum, no row taken twice (greedy in column order)."""
+    s = scores.detach().cpu().numpy().copy()
+    out = []
+    for j in range(s.shape[1]):
+        i = int(np.argmax(s[:, j]))
+        out.append(i)
+        s[i, :] = -np.inf
+    return np.asarray(out)
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    st = rng.bit_generator.state
+    return {"bit_generator": st["bit_generator"], "state": str(st["state"]["state"]),
+            "inc": str(st["state"]["inc"]), "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
+
+
+def _rng_unstate(d: dict) -> dict:
+    return {"bit_generator": d["bit_generator"], "state": {"state": int(d["state"]), "inc": int(d["inc"])},
+            "has_uint32": int(d["has_uint32"]), "uinteger": int(d["uinteger"])}
