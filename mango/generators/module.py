@@ -53,6 +53,23 @@ class ModuleGenerator(Generator):
             z = torch.as_tensor(points, dtype=torch.long, device=self.device)
         return self._decode(z)
 
+    @property
+    def differentiable(self) -> bool:
+        """Probed once: a user's module is differentiable when gradients flow from its images to its input
+        (a module that goes through numpy, or a Codebook of integer codes, is not)."""
+        if self.space.kind not in ("box", "grid"):
+            return False
+        if not hasattr(self, "_differentiable"):
+            box = self.space if self.space.kind == "box" else self.space.box
+            z = torch.as_tensor(box.center()[None], dtype=torch.float32, device=self.device).requires_grad_(True)
+            try:
+                out = self._decode(z)
+                self._differentiable = bool(out.requires_grad) and bool(
+                    torch.autograd.grad(out.float().sum(), [z], allow_unused=True)[0] is not None)
+            except Exception:  # noqa: BLE001 - anything that breaks the graph means: no gradient
+                self._differentiable = False
+        return self._differentiable
+
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         out = self.module(z)
         if not isinstance(out, torch.Tensor):

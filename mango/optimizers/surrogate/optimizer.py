@@ -97,6 +97,7 @@ class SurrogateOptimizer(Optimizer):
         self._init_until = self.n_init  # random design until this many points were asked
         self._n_asked = 0
         self._hypers: list[float] | None = None
+        self._fit_n, self._since_fit = 0, 0  # data size at the last hyperparameter fit, proposals since
         self._feat_cache: torch.Tensor | None = None
         if not hasattr(self, "_generator"):
             self._generator = None
@@ -181,10 +182,13 @@ class SurrogateOptimizer(Optimizer):
         ep = self.tr.epoch_start
         c_idx = ep + int(np.argmax(y[ep:]))
         idx = self._training_set(F, y, F[c_idx])
-        warm = self._hypers is not None
+        # hyperparameters are refit when the data grew by a tenth since the last fit (and at least every
+        # 5th proposal); in between the model is only re-solved with the new points
+        refit = self._hypers is None or len(y) >= 1.1 * self._fit_n or self._since_fit >= 4
         model = gplib.fit(F[idx], torch.as_tensor(y[idx], dtype=F.dtype, device=F.device), init=self._hypers,
-                          steps=10 if warm else 30)
+                          steps=(10 if self._hypers is not None else 30) if refit else 0)
         self._hypers = model.hypers
+        self._fit_n, self._since_fit = (len(y), 0) if refit else (self._fit_n, self._since_fit + 1)
         if model.log_sn2 > math.log(1e-3):  # noisy responses: the centre is the best posterior mean
             mu, _ = model.predict(F[ep:])
             c_idx = ep + int(torch.argmax(mu))
@@ -272,7 +276,8 @@ class SurrogateOptimizer(Optimizer):
             "points": np.asarray(self._points, dtype=self.space.dtype).reshape(-1, dim),
             "values": np.asarray(self._values, dtype=float),
             "n_asked": int(self._n_asked), "init_until": int(self._init_until),
-            "trust_region": self.tr.to_dict(), "hypers": self._hypers,
+            "trust_region": self.tr.to_dict(), "hypers": self._hypers, "fit_n": self._fit_n,
+            "since_fit": self._since_fit,
             "rng": _rng_state(self.rng),
             "best_point": self._best_point, "best_value": self._best_value,
         }
@@ -288,6 +293,7 @@ class SurrogateOptimizer(Optimizer):
         self._init_until = int(state["init_until"])
         self.tr = TrustRegion(**state["trust_region"])
         self._hypers = None if state["hypers"] is None else [float(v) for v in state["hypers"]]
+        self._fit_n, self._since_fit = int(state["fit_n"]), int(state["since_fit"])
         self.rng.bit_generator.state = _rng_unstate(state["rng"])
         if state.get("best_value") is not None:
             self._best_point = np.asarray(state["best_point"]).astype(self.space.dtype)

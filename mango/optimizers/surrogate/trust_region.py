@@ -75,10 +75,10 @@ def candidates(kind: str, center: np.ndarray, length: float, n: int, rng: np.ran
     mask[rows, rng.integers(0, d, len(rows))] = True
     if kind == "codebook":
         cap = max(1, int(round(length * d)))
-        over = mask.sum(1) > cap
-        for i in np.flatnonzero(over):  # keep a random subset of `cap` of the changed positions
-            on = np.flatnonzero(mask[i])
-            mask[i, rng.choice(on, len(on) - cap, replace=False)] = False
+        if cap < d:  # keep a random subset of at most `cap` of each row's changed positions
+            keys = np.where(mask, rng.random((n, d)), 2.0)
+            rank = np.argsort(np.argsort(keys, axis=1, kind="stable"), axis=1, kind="stable")
+            mask &= rank < cap
         shift = rng.integers(1, sizes, size=(n, d))  # never the same code
         pts = np.where(mask, (center[None, :] + shift) % sizes, center[None, :]).astype(np.int64)
         return pts, center, center
