@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pathlib
 import platform
 import socket
 import sqlite3
@@ -165,8 +166,10 @@ class RunStore:
     ----------
     path : the ``.sqlite`` file.
     mode : ``"a"`` (default) opens or creates it for writing; ``"r"`` opens an
-        existing store for reading only (reports, export) and refuses a missing
-        file.
+        existing store for reading only (reports, export, ``mango watch``) and
+        refuses a missing file.  ``"r"`` opens the file with SQLite's read-only
+        URI (``mode=ro``): any write fails, no write lock is ever taken, and a
+        run being written meanwhile is not slowed down.
     stimuli : what to keep of each stimulus besides its hash: ``"all"``,
         ``"best"`` (only stimuli that improved the best value: enough for
         reports), ``"none"``, or ``"auto"`` (default: ``"all"`` when a stimulus
@@ -223,7 +226,14 @@ class RunStore:
                 raise StoreError(f"{self.path!r} is truncated ({os.path.getsize(self.path)} bytes, shorter "
                                  "than an SQLite header); the file is damaged beyond repair: start a new run.")
         try:
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            if self.mode == "r":
+                # truly read-only (SQLite URI mode=ro): this connection can take no write lock and never
+                # checkpoints the WAL, so a reader (report, export, `mango watch`) cannot disturb a live writer
+                uri = pathlib.Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None,
+                                             check_same_thread=False)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout = 30000")
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not tables:
@@ -543,11 +553,14 @@ class RunStore:
             raise StoreError(f"{self.path!r} is inconsistent: {len(q['query']) - pos} queries belong to no batch.")
         return out
 
-    def read_queries(self) -> dict:
+    def read_queries(self, after: int | None = None) -> dict:
         """All queries as arrays: ``query``, ``batch``, ``row``, ``points`` [n, dim], ``values``, ``responses``
-        [n, units] or None, ``stimulus_hash`` (list), ``t``, ``wall_time``, ``has_stimulus`` (bool array)."""
+        [n, units] or None, ``stimulus_hash`` (list), ``t``, ``wall_time``, ``has_stimulus`` (bool array).
+
+        ``after``: only the queries with a larger query index (a live reader's increment)."""
+        where, args = ("", ()) if after is None else (" WHERE query > ?", (int(after),))
         rows = self._query("SELECT query, batch, row, point, value, responses, stimulus_hash, t, wall_time, "
-                           "stimulus IS NOT NULL FROM queries ORDER BY query")
+                           f"stimulus IS NOT NULL FROM queries{where} ORDER BY query", args)
         dtype = self._point_dtype()
         cfg = self.config or {}
         dim = (cfg.get("space") or {}).get("dim")
