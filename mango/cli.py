@@ -2,7 +2,7 @@
 
 ``mango maximize`` runs one activation-maximization campaign; with no
 arguments it maximizes an output neuron of the bundled spiking network over the
-bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``rig``, ``bench``)
+bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``watch``, ``rig``, ``bench``)
 live beside the code they drive; each module exposes ``add_subparser``.
 """
 
@@ -23,6 +23,7 @@ from .errors import ConfigError, MangoError
 _SUBCOMMANDS = {
     "zoo": "mango.zoo.cli",
     "report": "mango.report",
+    "watch": "mango.watch",
     "rig": "mango.rig.cli",
     "bench": "mango.bench.cli",
 }
