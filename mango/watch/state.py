@@ -114,6 +114,7 @@ class RunWatcher:
         self._qpp = 1
         self._live = False
         self._oracle_stats: dict | None = None
+        self._inode: int | None = None
         self._lock = threading.RLock()
         self._last_refresh = -math.inf
         self._logged: str | None = None
@@ -151,18 +152,25 @@ class RunWatcher:
             self._store = None
 
     def _refresh(self) -> None:
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            raise _Waiting(f"no run store at {self.path!r} (yet): waiting for a run to create it.") from None
+        if self._store is not None and inode != self._inode:  # another file at this path now: another run
+            self._drop_store()
+            self._run = None
         if self._store is None:
-            if not os.path.exists(self.path):
-                raise _Waiting(f"no run store at {self.path!r} (yet): waiting for a run to create it.")
             self._store = RunStore(self.path, mode="r")
+            self._inode = inode
         s = self._store
         cfg = s.config
         if cfg is None:
             raise _Waiting(f"{self.path!r} holds no run yet: waiting for the run to start writing.")
         n_queries = s.n_queries()
-        if self._run is None or self._run.config != cfg:
+        if self._run is None:
             self._start(s, cfg)
         run = self._run
+        run.config = cfg  # a resume adds to it (versions_resumed); the history goes on
         after = int(run.queries[-1]) if len(run.queries) else None
         q = s.read_queries(after=after)
         if len(q["query"]):
