@@ -262,3 +262,34 @@ def test_live_page_in_headless_chromium(tmp_path):
             campaign.wait()
         watch.terminate()
         watch.communicate(timeout=30)
+
+
+class FlakyRig(_campaign.ImageSphere):
+    """An objective whose oracle keeps fault counters like RigOracle.stats (a retry every third batch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stats = {"requests": 0, "timeouts": 0, "retries": 0, "reconnects": 0}
+
+    def evaluate(self, points):
+        self.stats["requests"] += 1
+        if self.stats["requests"] % 3 == 0:
+            self.stats["timeouts"] += 1
+            self.stats["retries"] += 1
+        return super().evaluate(points)
+
+
+def test_rig_faults_are_recorded_and_shown(tmp_path):
+    p = tmp_path / "rig.sqlite"
+    mango.maximize(FlakyRig(), _campaign.SPACE, optimizer="random", budget=90, batch_size=10, progress=False, store=p)
+    with RunStore(p, mode="r") as s:
+        assert s.oracle_stats == {"requests": 9, "timeouts": 3, "retries": 3, "reconnects": 0}
+    w = RunWatcher(p)
+    w.refresh(force=True)
+    assert w.state()["rig"]["retries"] == 3
+    w.close()
+    # runs without such an oracle record nothing
+    q = tmp_path / "plain.sqlite"
+    _campaign.run(q, "random", 0, 20, 10)
+    with RunStore(q, mode="r") as s:
+        assert s.oracle_stats is None
