@@ -136,5 +136,6 @@ if __name__ == "__main__":
     with Browser(w, h) as b:
         b.goto(url)
         time.sleep(wait)
+        b.wait_for("document.images.length > 0 && [...document.images].every(i => i.complete)", timeout=30)
         b.screenshot(out)
     print(out)

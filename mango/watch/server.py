@@ -86,11 +86,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.verbose:
             sys.stderr.write("mango watch: %s %s\n" % (self.address_string(), fmt % args))
 
-    def _send(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+    def _send(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8",
+              cache: str = "no-store") -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Content-Security-Policy", _CSP)
@@ -130,7 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
             if i < len(self.server.watchers):
                 png = self.server.watchers[i].stimulus_png(gen, q)
                 if png is not None:
-                    return self._send(200, png, "image/png")
+                    # the URL names the run's generation: its image never changes
+                    return self._send(200, png, "image/png", cache="private, max-age=86400, immutable")
             return self._error(HTTPStatus.NOT_FOUND, "no such stimulus")
         return self._error(HTTPStatus.NOT_FOUND, "no such page")
 

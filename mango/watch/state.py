@@ -115,6 +115,7 @@ class RunWatcher:
         self._live = False
         self._oracle_stats: dict | None = None
         self._inode: int | None = None
+        self._png: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()  # stimuli never change
         self._lock = threading.RLock()
         self._last_refresh = -math.inf
         self._logged: str | None = None
@@ -228,10 +229,13 @@ class RunWatcher:
         """One stored stimulus as a PNG (scaled up by an integer factor), or None."""
         from PIL import Image
 
+        key = (generation, query, size)
         with self._lock:
             run = self._run
             if run is None or generation != self.generation or query not in run.stimuli:
                 return None
+            if key in self._png:
+                return self._png[key]
             try:
                 stim = run.stimuli[query]
             except KeyError:
@@ -242,7 +246,12 @@ class RunWatcher:
         img = img.resize((img.size[0] * scale, img.size[1] * scale), Image.NEAREST)
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        return buf.getvalue()
+        data = buf.getvalue()
+        with self._lock:
+            self._png[key] = data
+            if len(self._png) > 512:
+                self._png.popitem(last=False)
+        return data
 
     def state(self, since_generation: int | None = None, since: int = 0) -> dict:
         """The run's state as plain JSON: stats, top stimuli, the latest batch, and the history from row ``since``
