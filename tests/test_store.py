@@ -592,3 +592,12 @@ def test_read_queries_after(tmp_path):
         np.testing.assert_array_equal(tail["points"], full["points"][30:])
         np.testing.assert_array_equal(tail["responses"], full["responses"][30:])
         assert len(s.read_queries(after=49)["query"]) == 0
+
+
+def test_read_only_open_of_a_path_with_uri_characters(tmp_path):
+    d = tmp_path / "a b#c?d%20e"
+    d.mkdir()
+    p = d / "run 1.sqlite"
+    _campaign.run(p, "random", 0, 20, 10)
+    with RunStore(p, mode="r") as s:
+        assert s.n_queries() == 20

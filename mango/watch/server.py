@@ -148,7 +148,13 @@ class _Handler(BaseHTTPRequestHandler):
         for w in self.server.watchers:
             w.refresh()
             i = w.index
-            runs.append(w.state(gens[i] if i < len(gens) else None, ns[i] if i < len(ns) else 0))
+            try:
+                st = w.state(gens[i] if i < len(gens) else None, ns[i] if i < len(ns) else 0)
+                json.dumps(st, allow_nan=False)
+            except Exception as exc:  # noqa: BLE001 - one run's odd data must not take the page down
+                st = {"index": i, "path": w.path, "file": w.path.rsplit("/", 1)[-1], "generation": w.generation,
+                      "error": f"cannot show this run: {type(exc).__name__}: {exc}"}
+            runs.append(st)
         doc = {"version": __version__, "time": time.time(), "interval": self.server.interval, "runs": runs}
         self._send(200, json.dumps(doc, allow_nan=False).encode(), "application/json")
 

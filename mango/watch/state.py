@@ -90,6 +90,12 @@ def reference_value(config: dict) -> float | None:
     return None
 
 
+def _finite_max(a) -> float | None:
+    a = np.asarray(a, dtype=float)
+    a = a[np.isfinite(a)]
+    return float(a.max()) if a.size else None
+
+
 def _floats(a) -> list:
     """A float array as JSON numbers, non-finite values as null."""
     return [float(x) if math.isfinite(x) else None for x in np.asarray(a, dtype=float).tolist()]
@@ -115,6 +121,7 @@ class RunWatcher:
         self._live = False
         self._oracle_stats: dict | None = None
         self._inode: int | None = None
+        self._derived_cache: tuple | None = None
         self._png: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()  # stimuli never change
         self._lock = threading.RLock()
         self._last_refresh = -math.inf
@@ -173,8 +180,9 @@ class RunWatcher:
         run = self._run
         run.config = cfg  # a resume adds to it (versions_resumed); the history goes on
         after = int(run.queries[-1]) if len(run.queries) else None
-        q = s.read_queries(after=after)
-        if len(q["query"]):
+        # batches and their queries are committed together: no new batch, no new rows to read
+        q = s.read_queries(after=after) if n_queries > run.n_queries else None
+        if q is not None and len(q["query"]):
             run.queries = np.concatenate([run.queries, q["query"]])
             run.values = np.concatenate([run.values, q["values"]])
             run.points = q["points"] if len(run.points) == 0 else np.concatenate([run.points, q["points"]])
@@ -264,24 +272,22 @@ class RunWatcher:
                 return out
             n = len(run.queries)
             since = int(since) if since_generation == self.generation and 0 <= int(since) <= n else 0
-            best = run.best_index
-            finite = np.isfinite(run.values)
+            derived = self._derived()
             units = self._unit_labels()
             out.update({
                 "label": run.label, "status": run.status, "live": self._live,
                 "optimizer": run.config.get("optimizer"), "seed": run.config.get("seed"),
                 "budget": run.budget, "n_queries": run.n_queries, "n_points": n,
                 "queries_per_point": self._qpp,
-                "best_value": None if best is None else float(run.values[best]),
-                "best_query": None if best is None else int(run.queries[best]),
-                "nonfinite": int((~finite).sum()), "sessions": len(run.sessions),
+                "best_value": derived["best_value"], "best_query": derived["best_query"],
+                "nonfinite": derived["nonfinite"], "sessions": len(run.sessions),
                 "resumed_at": [int(x["n_queries_start"]) for x in run.sessions[1:]],
                 "reference": reference_value(run.config),
                 "units": units,
-                "stored_stimuli": int(run.has_stimulus.sum()),
+                "stored_stimuli": derived["stored_stimuli"],
                 **self._rates(),
                 "rig": self._oracle_stats,
-                "top": [self._item(i) for i in topk_distinct(run, self.top_k)],
+                "top": derived["top"],
                 "latest": self._latest(),
                 "since": since,
                 "q": run.queries[since:].tolist(),
@@ -289,9 +295,24 @@ class RunWatcher:
             })
             if run.responses is not None and run.responses.shape[1] > 1:
                 out["r"] = [_floats(run.responses[since:, j]) for j in range(run.responses.shape[1])]
-                out["unit_best"] = [None if not np.isfinite(run.responses[:, j]).any()
-                                    else float(np.nanmax(run.responses[:, j])) for j in range(run.responses.shape[1])]
+                out["unit_best"] = derived["unit_best"]
             return out
+
+    def _derived(self) -> dict:
+        """What depends on the whole history only (best, top-k, ...): computed again only when rows were added."""
+        run = self._run
+        key = (self.generation, len(run.queries))
+        if self._derived_cache is not None and self._derived_cache[0] == key:
+            return self._derived_cache[1]
+        best = run.best_index
+        d = {"best_value": None if best is None else float(run.values[best]),
+             "best_query": None if best is None else int(run.queries[best]),
+             "nonfinite": int((~np.isfinite(run.values)).sum()), "stored_stimuli": int(run.has_stimulus.sum()),
+             "top": [self._item(i) for i in topk_distinct(run, self.top_k)],
+             "unit_best": None if run.responses is None else [_finite_max(run.responses[:, j])
+                                                              for j in range(run.responses.shape[1])]}
+        self._derived_cache = (key, d)
+        return d
 
     def _unit_labels(self) -> list[str]:
         run = self._run
