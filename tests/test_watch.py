@@ -255,6 +255,12 @@ def test_live_page_in_headless_chromium(tmp_path):
                    "i.naturalWidth > 0 && Number(i.dataset.query); })()")
             assert b.wait_for(f"{img} === {best_query}", timeout=30) is True
             assert b.evaluate("document.querySelector('#run-0 .status').textContent") == "finished"
+            # the rest of the page: the latest batch's stimuli, both units' responses, the overview row
+            assert b.evaluate("document.querySelectorAll('#run-0 .latest img.stim').length") == 10
+            assert b.evaluate("!document.querySelector('#run-0 .units').hidden && "
+                              "document.querySelectorAll('#run-0 .units canvas').length > 0")
+            assert b.evaluate("document.querySelector('#run-0 .eta').textContent") == "done"
+            assert b.evaluate("document.querySelectorAll('#overview tr').length") == 2
             assert b.evaluate("document.querySelector('#conn').className").endswith("ok")
     finally:
         if campaign is not None and campaign.poll() is None:
