@@ -2,7 +2,7 @@
 
 ``mango maximize`` runs one activation-maximization campaign; with no
 arguments it maximizes an output neuron of the bundled spiking network over the
-bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``rig``, ``bench``)
+bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``watch``, ``rig``, ``bench``)
 live beside the code they drive; each module exposes ``add_subparser``.
 """
 
@@ -23,6 +23,7 @@ from .errors import ConfigError, MangoError
 _SUBCOMMANDS = {
     "zoo": "mango.zoo.cli",
     "report": "mango.report",
+    "watch": "mango.watch",
     "rig": "mango.rig.cli",
     "bench": "mango.bench.cli",
 }
@@ -220,19 +221,22 @@ def cmd_maximize(args) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {v}.")
     params = _params(args.param)
     generator = None
+    metadata = {"cli_args": None}
     if args.objective:
         from . import testfunctions
 
         fn, space = testfunctions.get(args.objective, args.dim)
         objective, kw = fn, {"space": space}
+        metadata["reference"] = float(getattr(fn, "optimum", 0.0))  # the known optimum: `mango watch` draws it
     else:
         objective = build_oracle(args)
         generator = build_generator(args.generator, device=args.device)
         kw = {"generator": generator}
     run_config = {k: getattr(args, k) for k in _RESUME_KEYS}
+    metadata["cli_args"] = run_config
     result = mango.maximize(objective, optimizer=args.optimizer, budget=args.budget, batch_size=args.batch_size,
                             seed=args.seed, progress=False if args.no_progress else None, store=store,
-                            resume=resume, metadata={"cli_args": run_config}, **kw, **params)
+                            resume=resume, metadata=metadata, **kw, **params)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     d = result.to_dict()

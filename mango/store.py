@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pathlib
 import platform
 import socket
 import sqlite3
@@ -165,8 +166,10 @@ class RunStore:
     ----------
     path : the ``.sqlite`` file.
     mode : ``"a"`` (default) opens or creates it for writing; ``"r"`` opens an
-        existing store for reading only (reports, export) and refuses a missing
-        file.
+        existing store for reading only (reports, export, ``mango watch``) and
+        refuses a missing file.  ``"r"`` opens the file with SQLite's read-only
+        URI (``mode=ro``): any write fails, no write lock is ever taken, and a
+        run being written meanwhile is not slowed down.
     stimuli : what to keep of each stimulus besides its hash: ``"all"``,
         ``"best"`` (only stimuli that improved the best value: enough for
         reports), ``"none"``, or ``"auto"`` (default: ``"all"`` when a stimulus
@@ -223,7 +226,14 @@ class RunStore:
                 raise StoreError(f"{self.path!r} is truncated ({os.path.getsize(self.path)} bytes, shorter "
                                  "than an SQLite header); the file is damaged beyond repair: start a new run.")
         try:
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            if self.mode == "r":
+                # truly read-only (SQLite URI mode=ro): this connection can take no write lock and never
+                # checkpoints the WAL, so a reader (report, export, `mango watch`) cannot disturb a live writer
+                uri = pathlib.Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None,
+                                             check_same_thread=False)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout = 30000")
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not tables:
@@ -363,6 +373,12 @@ class RunStore:
     def unit_names(self) -> list[str]:
         return list(self._get("unit_names", []) or [])
 
+    @property
+    def oracle_stats(self) -> dict | None:
+        """The oracle's fault counters after the last recorded batch, for oracles that keep them (a lab rig:
+        requests, timeouts, retries, reconnects, ...); None otherwise."""
+        return self._get("oracle_stats")
+
     def n_points(self) -> int:
         """Number of evaluated points recorded."""
         return int(self._query("SELECT COUNT(*) FROM queries")[0][0])
@@ -441,8 +457,10 @@ class RunStore:
                 self._set(c, "summary", summary)
 
     def write_batch(self, batch, qpp: int, point_dtype, session: int | None, stimuli_mode: str,
-                    best_before: float | None, checkpoint: dict | None = None) -> None:
-        """Write one evaluated batch (and optionally a checkpoint) in one transaction, committed on return."""
+                    best_before: float | None, checkpoint: dict | None = None,
+                    oracle_stats: dict | None = None) -> None:
+        """Write one evaluated batch (and optionally a checkpoint, and the oracle's fault counters) in one
+        transaction, committed on return."""
         now = time.time()
         points = np.asarray(batch.points)
         values = np.asarray(batch.values, dtype=float).reshape(-1)
@@ -472,13 +490,13 @@ class RunStore:
                          np.ascontiguousarray(points[i], dtype=point_dtype).tobytes(),
                          None if np.isnan(v) else v, resp, h, blob, shape, float(batch.t_end), now))
         try:
-            self._insert_batch(batch, points, rows, now, session, checkpoint)
+            self._insert_batch(batch, points, rows, now, session, checkpoint, oracle_stats)
         except sqlite3.IntegrityError:
             raise StoreError(f"batch {int(batch.index)} is already recorded in {self.path!r}: another process "
                              "wrote into this run; this batch was not written (the store keeps the first "
                              "writer's queries).") from None
 
-    def _insert_batch(self, batch, points, rows, now, session, checkpoint) -> None:
+    def _insert_batch(self, batch, points, rows, now, session, checkpoint, oracle_stats=None) -> None:
         with self._transaction() as c:
             c.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
                       (int(batch.index), int(batch.query_start), int(batch.queries), len(points), float(batch.t_end),
@@ -487,6 +505,8 @@ class RunStore:
             if checkpoint is not None:
                 self._write_checkpoint(c, checkpoint, int(batch.index),
                                        int(batch.query_start + batch.queries))
+            if oracle_stats is not None:
+                self._set(c, "oracle_stats", oracle_stats)
 
     def _write_checkpoint(self, c, state: dict, batch: int, n_queries: int) -> None:
         n_points = c.execute("SELECT COUNT(*) FROM queries WHERE batch <= ?", (batch,)).fetchone()[0]
@@ -543,11 +563,14 @@ class RunStore:
             raise StoreError(f"{self.path!r} is inconsistent: {len(q['query']) - pos} queries belong to no batch.")
         return out
 
-    def read_queries(self) -> dict:
+    def read_queries(self, after: int | None = None) -> dict:
         """All queries as arrays: ``query``, ``batch``, ``row``, ``points`` [n, dim], ``values``, ``responses``
-        [n, units] or None, ``stimulus_hash`` (list), ``t``, ``wall_time``, ``has_stimulus`` (bool array)."""
+        [n, units] or None, ``stimulus_hash`` (list), ``t``, ``wall_time``, ``has_stimulus`` (bool array).
+
+        ``after``: only the queries with a larger query index (a live reader's increment)."""
+        where, args = ("", ()) if after is None else (" WHERE query > ?", (int(after),))
         rows = self._query("SELECT query, batch, row, point, value, responses, stimulus_hash, t, wall_time, "
-                           "stimulus IS NOT NULL FROM queries ORDER BY query")
+                           f"stimulus IS NOT NULL FROM queries{where} ORDER BY query", args)
         dtype = self._point_dtype()
         cfg = self.config or {}
         dim = (cfg.get("space") or {}).get("dim")
@@ -858,7 +881,7 @@ class StoreCallback:
                 or time.monotonic() - self._last_ckpt_time >= self.store.checkpoint_seconds):
             ckpt = run.optimizer.state_dict()
         self.store.write_batch(batch, run.queries_per_point, self._point_dtype, self.session, self.store.stimuli,
-                               self._best, checkpoint=ckpt)
+                               self._best, checkpoint=ckpt, oracle_stats=_oracle_stats(run.objective))
         finite = np.asarray(batch.values, dtype=float)
         finite = finite[np.isfinite(finite)]
         if finite.size:
@@ -900,6 +923,19 @@ class StoreCallback:
         finally:
             if self.own:
                 self.store.close()
+
+
+def _oracle_stats(objective) -> dict | None:
+    """The fault counters of the oracle behind ``objective`` (through wrappers), if it keeps them (RigOracle.stats)."""
+    obj = objective
+    for _ in range(8):
+        if obj is None:
+            return None
+        stats = getattr(obj, "stats", None)
+        if isinstance(stats, dict) and "retries" in stats:
+            return {k: v for k, v in stats.items() if isinstance(v, (int, float))}
+        obj = getattr(obj, "oracle", None)
+    return None
 
 
 def _reset_optimizer(opt) -> None:

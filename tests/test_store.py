@@ -550,3 +550,54 @@ def test_second_writer_cli_one_line_error(tmp_path):
     with RunStore(p, mode="r") as s:  # only the first run's session and batches
         assert len(s.sessions()) == 1 and s.sessions()[0]["pid"] == first.pid
         assert {b["session"] for b in s.batches()} <= {s.sessions()[0]["id"]}
+
+
+def test_read_only_mode_cannot_write_and_takes_no_lock(tmp_path):
+    p = tmp_path / "ro.sqlite"
+    _campaign.run(p, "random", 0, 40, 10)
+    reader = RunStore(p, mode="r")
+    try:
+        assert reader.n_queries() == 40
+        # the connection itself is read-only (SQLite URI mode=ro), not only the Python API
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._conn.execute("INSERT INTO meta VALUES ('x', 'y')")
+        with pytest.raises(StoreError, match="read-only"):
+            reader.write_checkpoint({}, 0, 40)
+        # even BEGIN IMMEDIATE takes no write lock on it: a writer gets its lock at once (timeout 0)
+        # while the reader is inside that transaction and mid-read
+        reader._conn.execute("BEGIN IMMEDIATE")
+        cur = reader._conn.execute("SELECT query FROM queries")
+        cur.fetchone()
+        writer = sqlite3.connect(p, timeout=0.0, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO run VALUES ('probe', '1')")
+        writer.execute("COMMIT")
+        writer.close()
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._conn.execute("INSERT INTO meta VALUES ('x', 'y')")
+        cur.fetchall()
+        reader._conn.execute("COMMIT")
+        assert reader._get("probe") == 1
+    finally:
+        reader.close()
+
+
+def test_read_queries_after(tmp_path):
+    p = tmp_path / "inc.sqlite"
+    _campaign.run(p, "random", 0, 50, 10)
+    with RunStore(p, mode="r") as s:
+        full = s.read_queries()
+        tail = s.read_queries(after=29)
+        assert tail["query"].tolist() == list(range(30, 50))
+        np.testing.assert_array_equal(tail["points"], full["points"][30:])
+        np.testing.assert_array_equal(tail["responses"], full["responses"][30:])
+        assert len(s.read_queries(after=49)["query"]) == 0
+
+
+def test_read_only_open_of_a_path_with_uri_characters(tmp_path):
+    d = tmp_path / "a b#c?d%20e"
+    d.mkdir()
+    p = d / "run 1.sqlite"
+    _campaign.run(p, "random", 0, 20, 10)
+    with RunStore(p, mode="r") as s:
+        assert s.n_queries() == 20
