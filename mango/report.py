@@ -383,7 +383,7 @@ def _run_section(r: RunData, i: int, out_dir: str, top_k: int) -> str:
         n_img = int(r.has_stimulus.sum())
         note = "" if n_img == len(r.values) else f" (the store kept {n_img} of {len(r.values)} stimuli)"
         out.append("<h3>Top distinct stimuli</h3>" + _img_tag(data, "image/png", "top stimuli") +
-                   f"<p class='sub'>ranked by objective value; duplicates removed{note}</p>")
+                   f"<p class='sub'>ranked by objective value; duplicates and near-copies removed{note}</p>")
     else:
         out.append("<p class='sub'>No stimuli were stored for this run (plain function objective or "
                    "stimuli='none'); the best points are listed below.</p>")
@@ -419,7 +419,7 @@ def _summary_rows(r: RunData) -> list[tuple[str, str]]:
             ("seed", str(r.config.get("seed"))), ("batch size", str(r.config.get("batch_size"))),
             ("space", space_text(r.config.get("space"))),
             ("objective", objective_text(r.config.get("objective"))),
-            ("units", ", ".join(map(str, r.unit_names)) or "–")]
+            ("units recorded (layer:unit)", ", ".join(map(str, r.unit_names)) or "–")]
     ref = reference_of(r.config)
     if ref:
         rows.insert(4, ("best / best natural image", "–" if b is None else f"{r.values[b] / ref['max']:.3g}"))

@@ -222,30 +222,35 @@ class NevergradOptimizer(Optimizer):
         # waits for its value, then proposes the next.  It runs with one worker and asks for batches of 1.
         self.sequential = is_sequential(method)
         workers = 1 if self.sequential else max(1, int(self.batch_size or 1))
-        with warnings.catch_warnings():
+        # the half-built optimizer of a failed attempt has a __del__ that fails (nevergrad's RecastOptimizer):
+        # "Exception ignored in ..." reports are silenced while building
+        with warnings.catch_warnings(), _quiet_unraisable():
             warnings.simplefilter("ignore")
-            try:
-                self._opt = cls(parametrization=param, budget=self.budget, num_workers=workers)
-            except Exception as exc:  # noqa: BLE001 - retried with one worker, else reported in one line
-                # some methods are sequential only once built (a Rescaled sequential method: "does not support
-                # parallelization"), some split their workers among sub-optimizers and fail below a minimum
-                # (BAR4, MultiDS: ZeroDivisionError); both run with one worker, one point at a time
-                if workers == 1:
-                    raise self._failed("could not be built", exc) from None
-                with _quiet_unraisable():  # the half-built optimizer's __del__ fails; nothing to report
-                    import gc
-
-                    gc.collect()
-                try:
-                    self._opt = cls(parametrization=param, budget=self.budget, num_workers=1)
-                except Exception as exc2:  # noqa: BLE001
-                    raise self._failed("could not be built", exc2) from None
-                self.sequential = True
+            self._opt = self._build(cls, param, workers)
         if self.sequential and (self.batch_size or 1) > 1 and method not in _SAID_SEQUENTIAL:
             _SAID_SEQUENTIAL.add(method)
             warnings.warn(f"ng:{method} proposes one point at a time: it runs with batch size 1.", UserWarning,
                           stacklevel=2)
         self._pending: deque = deque()
+
+    def _build(self, cls, param, workers: int):
+        import gc
+
+        try:
+            return cls(parametrization=param, budget=self.budget, num_workers=workers)
+        except Exception as exc:  # noqa: BLE001 - retried with one worker, else reported in one line
+            # some methods are sequential only once built (a Rescaled sequential method: "does not support
+            # parallelization"), some split their workers among sub-optimizers and fail below a minimum
+            # (BAR4, MultiDS: ZeroDivisionError); both run with one worker, one point at a time
+            if workers == 1:
+                raise self._failed("could not be built", exc) from None
+        gc.collect()
+        try:
+            opt = cls(parametrization=param, budget=self.budget, num_workers=1)
+        except Exception as exc:  # noqa: BLE001
+            raise self._failed("could not be built", exc) from None
+        self.sequential = True
+        return opt
 
     @property
     def preferred_batch_size(self) -> int | None:
