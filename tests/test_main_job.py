@@ -190,3 +190,15 @@ def test_default_main_job(tmp_path):
     assert "queries/s" in r.stderr and "\r" not in r.stderr
     print(f"\nresult.json: {size} bytes; best {rec['best']['value']:.4g} = {rec['best']['normalized']:.3g} x "
           f"best natural image; {rec['timing']['wall_s']:.1f} s")
+
+
+def test_rig_timeout_error_names_the_cli_option(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["maximize", "--oracle", f"rig://127.0.0.1:{port}", "--rig-timeout", "0.2", "--rig-retries", "0",
+                 "--budget", "5", "--out", str(tmp_path), "--no-progress"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("mango: error:")]
+    assert len(err) == 1 and "--rig-timeout SECONDS" in err[0]
