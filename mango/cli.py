@@ -275,6 +275,9 @@ def _reference(args, oracle, generator):
             raise ConfigError("--reference needs a generator with a known output shape.")
         images, source = refmod.load_images(spec, shape)
     ref = refmod.unit_reference(_unwrap(oracle), images, source)
+    if not ref.max > 0:
+        return None, (f"no reference: the unit's strongest response to {source} is {ref.max:.4g} (not above 0), "
+                      "so values are not divided by it")
     if not args.quiet:
         print(f"mango: reference: unit's max {ref.max:.4g} over {source}"
               + (f" (cached: {ref.cache_file})" if ref.seconds == 0.0 else

@@ -57,12 +57,16 @@ def test_left_off_names_say_why():
             mango.maximize(lambda x: -np.sum(x ** 2, 1), Box(3), optimizer=f"ng:{name}", budget=5, progress=False)
 
 
-def test_sequential_method_runs_with_batch_size_1_and_says_so(tmp_path, capsys):
+def test_sequential_method_runs_with_batch_size_1_and_says_so(tmp_path, capsys, monkeypatch):
+    from mango.optimizers import nevergrad_opt
+
+    monkeypatch.setattr(nevergrad_opt, "_SAID_SEQUENTIAL", set())
     assert main(["maximize", "--objective", "sphere", "--dim", "4", "--budget", "24", "--optimizer", "ng:Powell",
                  "--out", str(tmp_path), "--no-progress"]) == 0
     cap = capsys.readouterr()
     assert "24 of 24 queries" in cap.out
-    assert cap.err.count("one point at a time") <= 1 and "Traceback" not in cap.err
+    assert cap.err.count("ng:Powell proposes one point at a time: it runs with batch size 1.") == 1
+    assert "Traceback" not in cap.err
     # an explicit batch size > 1 is refused in one line
     assert main(["maximize", "--objective", "sphere", "--dim", "4", "--budget", "24", "--optimizer", "ng:Powell",
                  "--batch-size", "5", "--out", str(tmp_path), "--no-progress"]) == 2
