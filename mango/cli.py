@@ -274,16 +274,34 @@ def _reference(args, oracle, generator):
         if not shape:
             raise ConfigError("--reference needs a generator with a known output shape.")
         images, source = refmod.load_images(spec, shape)
+    if not args.quiet and hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
+        print("mango: reference: the unit's responses to natural images (computed once, then cached) ...",
+              file=sys.stderr, flush=True)
     ref = refmod.unit_reference(_unwrap(oracle), images, source)
     if not ref.max > 0:
         return None, (f"no reference: the unit's strongest response to {source} is {ref.max:.4g} (not above 0), "
                       "so values are not divided by it")
-    if not args.quiet:
-        print(f"mango: reference: unit's max {ref.max:.4g} over {source}"
-              + (f" (cached: {ref.cache_file})" if ref.seconds == 0.0 else
-                 f" (computed in {ref.seconds:.0f} s, cached in {ref.cache_file or 'nowhere: cache not writable'})"),
-              file=sys.stderr)
+    args._reference_line = (f"mango: reference: unit's max {ref.max:.4g} over {source}"
+                            + (f" (cached: {ref.cache_file})" if ref.seconds == 0.0 else
+                               f" (computed in {ref.seconds:.0f} s, cached in "
+                               f"{ref.cache_file or 'nowhere: the cache directory is not writable'})"))
     return ref.to_dict(), None
+
+
+class _SayAtStart:
+    """Prints a line once the run has started (after the run store, if any, accepted the run)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def on_start(self, run) -> None:
+        print(self.text, file=sys.stderr, flush=True)
+
+    def on_batch(self, run, batch) -> None:
+        pass
+
+    def on_end(self, run) -> None:
+        pass
 
 
 def cmd_maximize(args) -> int:
@@ -332,6 +350,8 @@ def cmd_maximize(args) -> int:
     if reference:
         metadata["reference"] = reference
     callbacks, progress = [], False
+    if getattr(args, "_reference_line", None) and not args.quiet:
+        callbacks.append(_SayAtStart(args._reference_line))
     if not (args.no_progress or args.quiet):
         if hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
             progress = True  # a tqdm bar
