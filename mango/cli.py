@@ -180,13 +180,22 @@ def _add_maximize(sub):
     s.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="queries (default %(default)s)")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--list-optimizers", action="store_true", help="print optimizer names and exit")
+    s.add_argument("--list-optimizers", nargs="?", const="", default=None, metavar="PATTERN",
+                   help="list the optimizers, grouped, one line each, and exit; PATTERN filters (a substring of "
+                        "name, group or description, or a glob on the name such as 'ng:*DE')")
     o = p.add_argument_group("output")
     o.add_argument("--out", default="mango-out", help="output directory (default %(default)s)")
     o.add_argument("--store", help="record every query in this SQLite run store")
     o.add_argument("--resume", metavar="RUN.sqlite", help="continue a killed run recorded with --store")
     o.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    o.add_argument("--no-progress", action="store_true")
+    o.add_argument("--reference", default="auto", metavar="auto|none|DIR|FILE.npy",
+                   help="natural images that give values a meaning: the unit's max and 99th percentile over them "
+                        "(computed once, cached in $MANGO_CACHE/references or ~/.cache/mango/references); "
+                        "auto (default) = the zoo's training images for zoo networks, none otherwise")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    o.add_argument("--quiet", "-q", action="store_true", help="print only errors and the final line")
+    o.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+                   help="when stderr is not a terminal: one progress line every SECONDS (default %(default)s)")
     o.add_argument("--top-k", type=int, default=8, help="best distinct stimuli in best.png (default %(default)s)")
     p.set_defaults(func=cmd_maximize)
 
@@ -196,15 +205,118 @@ _RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "or
                 "device")
 
 
+def _unwrap(oracle):
+    """The oracle inside Noisy / Repeat wrappers (the reference is measured without noise or repeats)."""
+    from .oracles.base import OracleWrapper
+
+    while isinstance(oracle, OracleWrapper):
+        oracle = oracle.oracle
+    return oracle
+
+
+def _target(args, oracle) -> dict:
+    """What is maximized, in the user's words (the options as given, plus what they resolved to)."""
+    if args.objective:
+        return {"objective": args.objective, "dim": args.dim,
+                "description": f"the {args.objective} test function in {args.dim} dimensions (optimum 0)",
+                "value_what": f"value of the {args.objective} test function", "value_units": "none (a test function)"}
+    core = _unwrap(oracle)
+    if args.oracle:
+        t = {"oracle": args.oracle, "unit": args.unit, "generator": args.generator,
+             "description": f"response of unit {args.unit} recorded by the rig at {args.oracle}"}
+    else:
+        layer = getattr(core, "layer_name", None) or getattr(core, "layer", args.layer)
+        t = {"model": args.model, "layer": args.layer, "unit": args.unit, "generator": args.generator}
+        if layer != args.layer:
+            t["layer_resolved"] = layer
+        where = f"layer {args.layer!r}" + (f" (= {layer})" if layer != args.layer else "")
+        if hasattr(core, "readout_kind"):
+            from .words import _READOUT
+
+            t["readout"] = core.readout_kind
+            t["num_steps"] = core.num_steps
+            what = _READOUT.get(core.readout_kind, core.readout_kind)
+            t["description"] = (f"{what} of unit {args.unit} of {where} of {args.model}, over {core.num_steps} "
+                                f"time steps per stimulus")
+        else:
+            t["description"] = f"activation of unit {args.unit} of {where} of {args.model}"
+    if args.noise:
+        t["noise"] = args.noise
+    if args.repeats and args.repeats > 1:
+        t["repeats"] = args.repeats
+    return t
+
+
+def _reference(args, oracle, generator):
+    """``(reference dict or None, note)`` for the run (see :mod:`mango.reference`)."""
+    spec = args.reference
+    if spec == "none":
+        return None, "no reference (--reference none)"
+    if args.objective:
+        if spec != "auto":
+            raise ConfigError("--reference applies to neurons, not to --objective test functions.")
+        return None, "no reference: a test function (its optimum is 0)"
+    if args.oracle:
+        if spec != "auto":
+            raise ConfigError("--reference is not measured on a rig: it would show every reference image to the "
+                              "animal. Record the responses to your natural images separately.")
+        return None, "no reference: a rig (mango does not spend recording time on reference images)"
+    from . import reference as refmod
+
+    shape = tuple(getattr(generator, "output_shape", ()) or ())
+    if spec == "auto":
+        if not args.model.startswith("zoo:"):
+            return None, "no reference: your own model; pass --reference DIR|FILE.npy with natural images"
+        images, source = refmod.zoo_images()
+        if shape and tuple(images.shape[1:]) != shape:
+            return None, (f"no reference: the stimuli are {list(shape)}, the zoo's images "
+                          f"{list(images.shape[1:])}; pass --reference DIR|FILE.npy")
+    else:
+        if not shape:
+            raise ConfigError("--reference needs a generator with a known output shape.")
+        images, source = refmod.load_images(spec, shape)
+    if not args.quiet and hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
+        print("mango: reference: the unit's responses to natural images (computed once, then cached) ...",
+              file=sys.stderr, flush=True)
+    ref = refmod.unit_reference(_unwrap(oracle), images, source)
+    if not ref.max > 0:
+        return None, (f"no reference: the unit's strongest response to {source} is {ref.max:.4g} (not above 0), "
+                      "so values are not divided by it")
+    args._reference_line = (f"mango: reference: unit's max {ref.max:.4g} over {source}"
+                            + (f" (cached: {ref.cache_file})" if ref.seconds == 0.0 else
+                               f" (computed in {ref.seconds:.0f} s, cached in "
+                               f"{ref.cache_file or 'nowhere: the cache directory is not writable'})"))
+    return ref.to_dict(), None
+
+
+class _SayAtStart:
+    """Prints a line once the run has started (after the run store, if any, accepted the run)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def on_start(self, run) -> None:
+        print(self.text, file=sys.stderr, flush=True)
+
+    def on_batch(self, run, batch) -> None:
+        pass
+
+    def on_end(self, run) -> None:
+        pass
+
+
 def cmd_maximize(args) -> int:
     import mango
     from . import optimizers
 
-    if args.list_optimizers:
-        print("\n".join(optimizers.available()))
+    if args.list_optimizers is not None:
+        from .optimizers.catalog import format_catalog
+
+        print(format_catalog(args.list_optimizers or None))
         return 0
     store = args.store
     resume = False
+    argv = list(getattr(args, "argv", None) or ["maximize"])
     if args.resume:
         from .store import read_config
 
@@ -219,39 +331,74 @@ def cmd_maximize(args) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {v}.")
+    if not args.progress_every > 0:
+        raise ConfigError(f"--progress-every must be > 0 seconds, got {args.progress_every}.")
     params = _params(args.param)
     generator = None
-    metadata = {"cli_args": None}
+    optimum = None
     if args.objective:
         from . import testfunctions
 
         fn, space = testfunctions.get(args.objective, args.dim)
         objective, kw = fn, {"space": space}
-        metadata["reference"] = float(getattr(fn, "optimum", 0.0))  # the known optimum: `mango watch` draws it
+        optimum = float(getattr(fn, "optimum", 0.0))  # the known optimum: `mango watch` draws it
     else:
         objective = build_oracle(args)
         generator = build_generator(args.generator, device=args.device)
         kw = {"generator": generator}
+    target = _target(args, objective)
+    reference, ref_note = _reference(args, objective, generator)
     run_config = {k: getattr(args, k) for k in _RESUME_KEYS}
-    metadata["cli_args"] = run_config
+    metadata = {"cli_args": run_config, "target": {k: v for k, v in target.items() if not k.startswith("value_")}}
+    if reference:
+        metadata["reference"] = reference
+    elif optimum is not None:
+        metadata["reference"] = optimum
+    callbacks, progress = [], False
+    if getattr(args, "_reference_line", None) and not args.quiet:
+        callbacks.append(_SayAtStart(args._reference_line))
+    if not (args.no_progress or args.quiet):
+        if hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
+            progress = True  # a tqdm bar
+        else:
+            from .progress import LineProgress
+
+            callbacks.append(LineProgress(args.progress_every, reference_max=(reference or {}).get("max")))
     result = mango.maximize(objective, optimizer=args.optimizer, budget=args.budget, batch_size=args.batch_size,
-                            seed=args.seed, progress=False if args.no_progress else None, store=store,
+                            seed=args.seed, progress=progress, store=store, callbacks=callbacks,
                             resume=resume, metadata=metadata, **kw, **params)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    d = result.to_dict()
-    d["cli_args"] = run_config
-    (out / "result.json").write_text(json.dumps(d, indent=2, default=str))
     result.write_curve_csv(out / "curve.csv")
     from .plots import save_best_stimuli, save_curve
+    from .resultfile import write_result
 
+    files = {"curve_csv": "curve.csv", "curve_png": "curve.png"}
     save_curve(result, out / "curve.png")
-    if generator is not None:
+    if generator is not None and result.best_value is not None:
         save_best_stimuli(result, generator, out / "best.png", top_k=args.top_k)
-    print(f"best value {result.best_value:.6g} at query {result.best_query} of {result.n_queries} "
-          f"({result.stop_reason}); {result.wall_s:.1f} s; wrote {out}/result.json, curve.csv, curve.png"
-          + (", best.png" if generator is not None else ""))
+        files["best_png"] = "best.png"
+    if store:
+        files["store"] = os.path.abspath(store)
+    rec = write_result(out, result, target, reference, argv=argv, files=files, reference_note=ref_note)
+    best = "no finite value" if result.best_value is None else f"best value {result.best_value:.6g}"
+    norm = rec["best"]["normalized"]
+    if norm is not None:
+        best += f" = {norm:.3g} x the best natural image ({reference['max']:.4g})"
+    what = "" if result.best_value is None else f" at query {result.best_query} (0-based)"
+    print(f"{best}{what}; {result.n_queries} of {result.budget} queries ({result.stop_reason}), "
+          f"{result.wall_s:.1f} s; wrote {out}/result.json, best_point.npy, curve.csv, curve.png"
+          + (", best.png" if "best_png" in files else ""))
+    if result.interrupted:
+        print("mango: interrupted: the partial result above is saved"
+              + (f"; continue with mango maximize --resume {store}" if store else ""), file=sys.stderr)
+        return 130
     return 0
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line on stderr (no source line, no path)."""
+    print(f"mango: warning: {message}", file=file or sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,8 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import warnings
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
+    warnings.showwarning = _warning_line
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -282,7 +434,7 @@ def main(argv=None) -> int:
     except MangoError as exc:
         print(f"mango: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # pragma: no cover
+    except KeyboardInterrupt:  # pragma: no cover - outside the loop (which returns the partial result)
         print("mango: interrupted", file=sys.stderr)
         return 130
 

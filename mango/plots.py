@@ -19,19 +19,43 @@ def _plt():
 
 def top_distinct(result, k: int = 8) -> np.ndarray:
     """Row indices of the ``k`` best distinct points of a result, best first."""
-    order = np.argsort(-result.values, kind="stable")
-    seen, rows = set(), []
+    return np.array(pick_distinct(np.argsort(-result.values, kind="stable"), result.values,
+                                  lambda i: np.asarray(result.points[i]).tobytes(), k), dtype=np.int64)
+
+
+# two stimuli whose mean absolute pixel difference (pixels in [0, 1]) is below this look alike: late in a
+# CMA-ES run on the zoo VQ-VAE the 40 best stimuli differ from the best by 0.06-0.09, all the same "3"
+MIN_IMAGE_DIFF = 0.1
+
+
+def pick_distinct(order, values, key, k: int, image=None, min_diff: float = MIN_IMAGE_DIFF) -> list[int]:
+    """Walk the rows in ``order`` (best first) and keep up to ``k`` distinct ones.
+
+    A row is skipped when its value is not finite, when ``key(row)`` was seen
+    (the same point or stimulus hash), or -- when ``image(row)`` gives its
+    stimulus as an array in [0, 1] -- when it differs from a kept stimulus by
+    less than ``min_diff`` mean absolute pixel difference (a near-copy: late in
+    a run the best points are small variations of one stimulus).  Used by
+    best.png and by the report's top-k grid.
+    """
+    seen, rows, kept = set(), [], []
     for i in order:
-        if not np.isfinite(result.values[i]):
+        i = int(i)
+        if not np.isfinite(values[i]):
             continue
-        key = np.asarray(result.points[i]).tobytes()
-        if key in seen:
+        kk = key(i)
+        if kk in seen:
             continue
-        seen.add(key)
-        rows.append(int(i))
+        seen.add(kk)
+        if image is not None:
+            img = np.asarray(image(i), dtype=float)
+            if any(img.shape == o.shape and np.mean(np.abs(img - o)) < min_diff for o in kept):
+                continue
+            kept.append(img)
+        rows.append(i)
         if len(rows) == k:
             break
-    return np.array(rows, dtype=np.int64)
+    return rows
 
 
 def to_images(stimuli) -> np.ndarray:
@@ -44,37 +68,75 @@ def to_images(stimuli) -> np.ndarray:
     return x[:, 0] if x.shape[1] == 1 else np.transpose(x[:, :3], (0, 2, 3, 1))
 
 
-def save_curve(result, path) -> None:
-    """Best-so-far against queries, every response faint behind it."""
+def _objective_desc(result):
+    return (getattr(result, "config", None) or {}).get("objective")
+
+
+def save_curve(result, path, reference: dict | None = None) -> None:
+    """Best-so-far against queries, every response faint behind it.
+
+    The y axis is named after the unit and readout; ``reference`` (default: the
+    one recorded in the run's metadata, see :mod:`mango.reference`) is drawn as
+    a horizontal "best natural image" line, and the title gives the best value
+    normalized by it.
+    """
+    from .words import reference_of, value_label
+
+    ref = reference if reference is not None else reference_of(getattr(result, "config", None))
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     ax.plot(result.queries, result.values, ".", ms=2, alpha=0.25, color="tab:gray", label="response")
     ax.plot(np.arange(result.n_queries), result.best_so_far(), color="tab:orange", lw=2, label="best so far")
-    ax.set_xlabel("queries")
-    ax.set_ylabel("objective")
-    ax.set_title(f"{result.optimizer}, seed {result.seed}: best {result.best_value:.4g}")
-    ax.legend(loc="lower right")
+    title = f"{result.optimizer}, seed {result.seed}: best {result.best_value:.4g}"
+    if ref:
+        ax.axhline(ref["max"], color="tab:blue", ls="--", lw=1.3,
+                   label=f"best natural image ({ref['max']:.4g})")
+        if ref.get("percentile_value") is not None:
+            ax.axhline(ref["percentile_value"], color="tab:blue", ls=":", lw=1,
+                       label=f"{ref.get('percentile', 99):g}th percentile of natural images")
+        if result.best_value is not None:
+            title += f" = {result.best_value / ref['max']:.3g} x best natural image"
+    ax.set_xlabel("queries (stimuli shown)")
+    ax.set_ylabel(value_label(_objective_desc(result)))
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def save_best_stimuli(result, generator, path, top_k: int = 8) -> None:
+def save_best_stimuli(result, generator, path, top_k: int = 8, reference: dict | None = None) -> None:
     """The ``top_k`` best distinct stimuli of a run in one row, each with its value.
 
     Stimuli are re-decoded from their points with ``generator`` (decoding shows
-    nothing to the neuron, so it costs no query).
+    nothing to the neuron, so it costs no query); near-copies are skipped
+    (:func:`pick_distinct`).  With a reference, each value is also given as a
+    multiple of the best natural image's.
     """
-    rows = top_distinct(result, top_k)
-    if len(rows) == 0:
+    from .words import reference_of
+
+    ref = reference if reference is not None else reference_of(getattr(result, "config", None))
+    finite = np.flatnonzero(np.isfinite(result.values))
+    order = finite[np.argsort(-result.values[finite], kind="stable")][:512]
+    if len(order) == 0:
         return
-    imgs = to_images(generator(result.points[rows]))
+    imgs = to_images(generator(result.points[order]))
+    pos = {int(i): j for j, i in enumerate(order)}
+    rows = pick_distinct(order, result.values, lambda i: np.asarray(result.points[i]).tobytes(), top_k,
+                         image=lambda i: imgs[pos[i]])
     plt = _plt()
-    fig, axes = plt.subplots(1, len(rows), figsize=(1.6 * len(rows), 1.9), dpi=110, squeeze=False)
-    for ax, img, i in zip(axes[0], imgs, rows):
+    fig, axes = plt.subplots(1, len(rows), figsize=(1.6 * len(rows), 2.1), dpi=110, squeeze=False)
+    for rank, (ax, i) in enumerate(zip(axes[0], rows), 1):
+        img = imgs[pos[i]]
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_title(f"{result.values[i]:.3g}", fontsize=8)
+        t = f"#{rank} q{int(result.queries[i])}\n{result.values[i]:.3g}"
+        if ref:
+            t += f" ({result.values[i] / ref['max']:.2f}x)"
+        ax.set_title(t, fontsize=7)
         ax.axis("off")
+    fig.suptitle(f"top {len(rows)} distinct stimuli (near-copies skipped)"
+                 + ("; (Nx) = value / best natural image" if ref else ""), fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

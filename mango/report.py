@@ -32,6 +32,7 @@ import numpy as np
 from ._version import __version__
 from .errors import ConfigError, MangoError
 from .store import RunStore
+from .words import objective_text, reference_of, space_text, value_label
 
 __all__ = ["make_report", "RunData", "load_run", "convergence_figure", "compare_figure", "topk_figure",
            "evolution_gif", "topk_distinct", "add_subparser"]
@@ -104,22 +105,21 @@ def _improvements(run: RunData) -> np.ndarray:
 
 
 def topk_distinct(run: RunData, k: int = 16, with_stimulus: bool = True) -> list[int]:
-    """Row indices of the ``k`` best points with distinct stimuli (by hash; by point without stimuli)."""
+    """Row indices of the ``k`` best points with distinct stimuli (by hash; by point without stimuli).
+
+    With stimuli, near-copies are skipped as well (:func:`mango.plots.pick_distinct`, shared with best.png).
+    """
+    from .plots import pick_distinct
+
     order = np.argsort(-np.where(np.isfinite(run.values), run.values, -np.inf), kind="stable")
-    seen, out = set(), []
-    for i in order:
-        if not np.isfinite(run.values[i]):
-            break
-        if with_stimulus and int(run.queries[i]) not in run.stimuli:
-            continue
-        key = run.hashes[i] if run.hashes[i] is not None else run.points[i].tobytes()
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(int(i))
-        if len(out) == k:
-            break
-    return out
+    if with_stimulus:
+        order = [i for i in order if int(run.queries[i]) in run.stimuli]
+
+    def key(i):
+        return run.hashes[i] if run.hashes[i] is not None else run.points[i].tobytes()
+
+    image = (lambda i: run.stimuli[int(run.queries[i])]) if with_stimulus else None
+    return pick_distinct(order, run.values, key, k, image=image)
 
 
 # -- figures ----------------------------------------------------------------------
@@ -159,9 +159,12 @@ def convergence_figure(run: RunData, ax=None):
         ax.axvline(s["n_queries_start"], color="tab:orange", ls=":", lw=1.2)
     if len(run.sessions) > 1:
         ax.plot([], [], color="tab:orange", ls=":", label="resumed")
+    ref = reference_of(run.config)
+    if ref:
+        ax.axhline(ref["max"], color="tab:green", ls="--", lw=1.3, label=f"best natural image ({ref['max']:.4g})")
     ax.set_xlim(0, max(run.budget, run.n_queries, 1))
     ax.set_xlabel("queries")
-    ax.set_ylabel("objective")
+    ax.set_ylabel(value_label(run.config.get("objective")))
     ax.set_title(run.label, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -333,7 +336,8 @@ def make_report(stores, out_dir: str | os.PathLike, top_k: int = 16, title: str 
              f"from {len(runs)} run store(s)</p>"]
     # overview table
     parts.append("<table><tr><th class='l'>run</th><th class='l'>file</th><th class='l'>optimizer</th><th>seed</th>"
-                 "<th>queries / budget</th><th>best value</th><th>best at query</th><th class='l'>status</th>"
+                 "<th>queries / budget</th><th>best value</th><th>÷ best natural image</th><th>best at query</th>"
+                 "<th class='l'>status</th>"
                  "<th>sessions</th></tr>")
     for i, r in enumerate(runs, 1):
         b = r.best_index
@@ -341,6 +345,7 @@ def make_report(stores, out_dir: str | os.PathLike, top_k: int = 16, title: str 
             f"<tr><td class='l'><a href='#run{i}'>run {i}</a></td><td class='l'>{html.escape(os.path.basename(r.path))}"
             f"</td><td class='l'>{_fmt(r.config.get('optimizer'))}</td><td>{_fmt(r.config.get('seed'))}</td>"
             f"<td>{r.n_queries} / {r.budget}</td><td>{_fmt(None if b is None else r.values[b])}</td>"
+            f"<td>{_norm_cell(r, b)}</td>"
             f"<td>{'–' if b is None else int(r.queries[b])}</td>"
             f"<td class='l status-{html.escape(r.status)}'>{_status_text(r.status)}</td><td>{len(r.sessions)}</td></tr>")
     parts.append("</table>")
@@ -365,6 +370,7 @@ def _run_section(r: RunData, i: int, out_dir: str, top_k: int) -> str:
     data = _save_png(convergence_figure(r), os.path.join(out_dir, f"convergence_{i}.png"))
     out.append("<div class='flex'><figure>" + _img_tag(data, "image/png", "convergence") +
                "<figcaption>best value so far against queries; every response in grey"
+               + ("; dashed: the unit's best response to a natural image" if reference_of(r.config) else "")
                + ("; dotted: resumed here" if len(r.sessions) > 1 else "") + "</figcaption></figure>")
     gif = evolution_gif(r, os.path.join(out_dir, f"evolution_{i}.gif"))
     if gif is not None:
@@ -377,7 +383,7 @@ def _run_section(r: RunData, i: int, out_dir: str, top_k: int) -> str:
         n_img = int(r.has_stimulus.sum())
         note = "" if n_img == len(r.values) else f" (the store kept {n_img} of {len(r.values)} stimuli)"
         out.append("<h3>Top distinct stimuli</h3>" + _img_tag(data, "image/png", "top stimuli") +
-                   f"<p class='sub'>ranked by objective value; duplicates removed{note}</p>")
+                   f"<p class='sub'>ranked by objective value; duplicates and near-copies removed{note}</p>")
     else:
         out.append("<p class='sub'>No stimuli were stored for this run (plain function objective or "
                    "stimuli='none'); the best points are listed below.</p>")
@@ -396,6 +402,11 @@ def _run_section(r: RunData, i: int, out_dir: str, top_k: int) -> str:
     return "\n".join(out)
 
 
+def _norm_cell(r: RunData, b) -> str:
+    ref = reference_of(r.config)
+    return "–" if (ref is None or b is None) else f"{r.values[b] / ref['max']:.3g}"
+
+
 def _summary_rows(r: RunData) -> list[tuple[str, str]]:
     b = r.best_index
     wall = max([float(t) for t in ([] if r.summary is None else [r.summary.get("wall_s", 0.0)])], default=0.0)
@@ -403,11 +414,20 @@ def _summary_rows(r: RunData) -> list[tuple[str, str]]:
             ("points evaluated", str(len(r.values))),
             ("best value", _fmt(None if b is None else r.values[b])),
             ("best at query", "–" if b is None else str(int(r.queries[b]))),
-            ("optimizer", f"{r.config.get('optimizer')} {json.dumps(r.config.get('optimizer_params') or {})}"),
+            ("optimizer", " ".join([str(r.config.get("optimizer"))] + [
+                f"{k}={v}" for k, v in (r.config.get("optimizer_params") or {}).items()])),
             ("seed", str(r.config.get("seed"))), ("batch size", str(r.config.get("batch_size"))),
-            ("space", json.dumps(r.config.get("space"))[:200]),
-            ("objective", json.dumps(r.config.get("objective"), default=str)[:300]),
-            ("units", ", ".join(map(str, r.unit_names)) or "–")]
+            ("space", space_text(r.config.get("space"))),
+            ("objective", objective_text(r.config.get("objective"))),
+            ("units recorded (layer:unit)", ", ".join(map(str, r.unit_names)) or "–")]
+    ref = reference_of(r.config)
+    if ref:
+        rows.insert(4, ("best / best natural image", "–" if b is None else f"{r.values[b] / ref['max']:.3g}"))
+        rows.insert(5, ("reference", f"max {ref['max']:.4g}, {ref.get('percentile', 99):g}th percentile "
+                                     f"{ref.get('percentile_value', float('nan')):.4g} over {ref.get('images')}"))
+    target = ((r.config.get("metadata") or {}).get("target") or {}).get("description")
+    if target:
+        rows.insert(0, ("maximized", target))
     if wall:
         rows.append(("wall time (s)", f"{wall:.3g}"))
     return rows

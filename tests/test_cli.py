@@ -16,7 +16,8 @@ def test_maximize_test_function_writes_files(tmp_path):
     assert main(["maximize", "--objective", "rastrigin", "--dim", "4", "--budget", "120", "--optimizer", "ga",
                  "--param", "popsize=12", "--out", str(tmp_path), "--no-progress"]) == 0
     d = json.loads((tmp_path / "result.json").read_text())
-    assert d["n_queries"] == 120 and d["budget"] == 120 and d["optimizer"] == "ga"
+    assert d["queries"]["used"] == 120 and d["queries"]["budget"] == 120 and d["search"]["optimizer"] == "ga"
+    assert d["search"]["optimizer_params"] == {"popsize": 12} and d["target"]["objective"] == "rastrigin"
     lines = (tmp_path / "curve.csv").read_text().splitlines()
     assert lines[0] == "query,value,best_so_far" and len(lines) == 121
     assert (tmp_path / "curve.png").stat().st_size > 1000
@@ -66,7 +67,8 @@ def test_maximize_user_model_file_with_weights(tmp_path):
                  "--layer", "0", "--unit", "2", "--generator", "grating", "--optimizer", "cma", "--budget", "40",
                  "--out", str(out), "--no-progress"]) == 0
     d = json.loads((out / "result.json").read_text())
-    assert d["n_queries"] == 40 and (out / "best.png").exists()
+    assert d["queries"]["used"] == 40 and (out / "best.png").exists()
+    assert (d["target"]["layer"], d["target"]["unit"]) == ("0", 2) and d["reference"] is None
     # a wrong layer name is a clean error with close matches
     assert main(["maximize", "--model", f"{tmp_path / 'my_net.py'}:build", "--layer", "O", "--generator",
                  "grating", "--budget", "5", "--out", str(out), "--no-progress"]) == 2

@@ -109,6 +109,7 @@ def test_watcher_matches_the_report_and_reads_increments(tmp_path):
 
 def test_reference_line():
     assert reference_value({"metadata": {"reference": 2.5}}) == 2.5
+    assert reference_value({"metadata": {"reference": {"max": 16.1, "percentile": 99}}}) == 16.1
     assert reference_value({"objective": {"optimum": 0}}) == 0.0
     assert reference_value({"objective": {"name": "x"}}) is None
     assert reference_value({"metadata": {"reference": "n/a"}}) is None

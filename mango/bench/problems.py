@@ -125,7 +125,9 @@ class Built:
     info: dict = field(default_factory=dict)
 
     def normalize(self, v):
-        return (np.asarray(v, dtype=float) - self.ref_low) / (self.ref_max - self.ref_low)
+        from ..reference import normalize
+
+        return normalize(v, self.ref_max, self.ref_low)
 
 
 def _values(objective, points) -> np.ndarray:
@@ -246,9 +248,9 @@ def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0,
 
     oracle = _zoo_oracle(model, layer, unit, device, readout)
     gen = _zoo_generator(generator, device)
-    x = _training_images()
-    resp = np.concatenate([np.asarray(oracle(x[i:i + 500]), dtype=float) for i in range(0, len(x), 500)])
-    ref_max = float(resp[:, 0].max())
+    from ..reference import unit_responses
+
+    ref_max = float(unit_responses(oracle, _training_images()).max())
     if not ref_max > 0:
         raise ConfigError(f"unit {unit} of {model}:{layer} never responds above 0 to the training images "
                           f"(max {ref_max}); pick another unit.")

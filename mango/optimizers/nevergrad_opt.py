@@ -19,6 +19,7 @@ bit-identical (``tests/test_nevergrad_halton.py``), only faster.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections import deque
 
@@ -95,12 +96,97 @@ def _memoize_scrambled_halton() -> None:
     cls._mango_original_sampler = original
 
 
-def nevergrad_names() -> list[str]:
+# Optional packages some nevergrad methods import when they are built or first asked.  A method whose
+# package is missing cannot run at all, so it is not listed (left_off() says why); it appears once the
+# package is installed.  Checked with nevergrad 1.0.12 (tests/test_every_optimizer.py runs every listed name).
+_NEEDS_PREFIX: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("NLOPT_", ("nlopt",)),
+    ("FCMA", ("fcmaes",)),
+    ("Pymoo", ("pymoo",)),
+    ("PCABO", ("bayes_optim",)),
+)
+_NEEDS_EXACT: dict[str, tuple[str, ...]] = {
+    "AX": ("ax",), "AXP": ("ax",),
+    "BOBYQA": ("pybobyqa",),
+    "BayesOptimBO": ("bayes_optim",),
+    "SMAC3": ("smac", "ConfigSpace"),
+    "pysot": ("pySOT", "poap"),
+}
+
+
+def _needs(name: str) -> tuple[str, ...]:
+    if name in _NEEDS_EXACT:
+        return _NEEDS_EXACT[name]
+    for prefix, mods in _NEEDS_PREFIX:
+        if name.startswith(prefix):
+            return mods
+    return ()
+
+
+def _missing(name: str) -> list[str]:
+    import importlib.util
+
+    out = []
+    for m in _needs(name):
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            out.append(m)
+    return out
+
+
+def _registry_keys() -> dict[str, str]:
+    """Listed name -> nevergrad registry key.  Names are stripped: nevergrad 1.0.12 registers
+    ``'UltraSmoothDiscreteLognormalOnePlusOne '`` with a trailing space, which no shell user can type."""
     try:
         import nevergrad as ng
     except ImportError:  # pragma: no cover - nevergrad is a core dependency
-        return []
-    return sorted(ng.optimizers.registry.keys())
+        return {}
+    keys = sorted(ng.optimizers.registry.keys())
+    out = {k: k for k in keys}
+    for k in keys:
+        s = k.strip()
+        if s != k and s not in out:
+            del out[k]
+            out[s] = k
+    return out
+
+
+def nevergrad_names(all_names: bool = False) -> list[str]:
+    """nevergrad's optimizers as mango lists them (without ``ng:``); ``all_names`` includes the left-off ones."""
+    return sorted(n for n in _registry_keys() if all_names or not _missing(n))
+
+
+def left_off() -> dict[str, str]:
+    """nevergrad names mango does not list here, and why."""
+    return {n: f"needs the optional package(s) {', '.join(_missing(n))}, which are not installed"
+            for n in _registry_keys() if _missing(n)}
+
+
+def is_sequential(method: str) -> bool:
+    """Whether nevergrad's ``method`` proposes one point at a time (cannot be asked for a batch)."""
+    import nevergrad as ng
+
+    key = _registry_keys().get(method, method)
+    return bool(getattr(ng.optimizers.registry[key], "no_parallelization", False))
+
+
+# sequential methods already announced in this process (the note is said once)
+_SAID_SEQUENTIAL: set[str] = set()
+
+
+class _quiet_unraisable:
+    """Silence ``Exception ignored in __del__`` reports inside the block."""
+
+    def __enter__(self):
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = lambda *_: None
+
+    def __exit__(self, *exc):
+        sys.unraisablehook = self._hook
+        return False
 
 
 class NevergradOptimizer(Optimizer):
@@ -118,8 +204,13 @@ class NevergradOptimizer(Optimizer):
 
         method = self.params["method"]
         registry = ng.optimizers.registry
-        if method not in registry:
-            raise UnknownNameError("nevergrad optimizer", f"ng:{method}", [f"ng:{k}" for k in registry])
+        keys = _registry_keys()
+        if method not in keys:
+            raise UnknownNameError("nevergrad optimizer", f"ng:{method}", [f"ng:{k}" for k in nevergrad_names()])
+        missing = _missing(method)
+        if missing:
+            raise ConfigError(f"ng:{method} needs the optional package(s) {', '.join(missing)}: install them "
+                              "(pip install ...), or choose another method (e.g. ng:NGOpt, cma).")
         self.name = f"ng:{method}"
         if self.space.kind == "box":
             param = ng.p.Array(shape=(self.space.dim,), lower=self.space.low, upper=self.space.high)
@@ -127,11 +218,40 @@ class NevergradOptimizer(Optimizer):
             param = ng.p.Choice(list(range(self.space.codes)), repetitions=self.space.dim, deterministic=True)
         param.random_state = np.random.RandomState(self.rng.integers(2**31 - 1))
         self._param = param
-        with warnings.catch_warnings():
+        cls = registry[keys[method]]
+        # a sequential method (Powell, BOBYQA, SMAC3, ...) refuses num_workers > 1: it proposes one point,
+        # waits for its value, then proposes the next.  It runs with one worker and asks for batches of 1.
+        self.sequential = is_sequential(method)
+        workers = 1 if self.sequential else max(1, int(self.batch_size or 1))
+        # the half-built optimizer of a failed attempt has a __del__ that fails (nevergrad's RecastOptimizer):
+        # "Exception ignored in ..." reports are silenced while building
+        with warnings.catch_warnings(), _quiet_unraisable():
             warnings.simplefilter("ignore")
-            self._opt = registry[method](parametrization=param, budget=self.budget,
-                                         num_workers=max(1, int(self.batch_size or 1)))
+            self._opt = self._build(cls, param, workers)
+        if self.sequential and (self.batch_size or 1) > 1 and method not in _SAID_SEQUENTIAL:
+            _SAID_SEQUENTIAL.add(method)
+            warnings.warn(f"ng:{method} proposes one point at a time: it runs with batch size 1.", UserWarning,
+                          stacklevel=2)
         self._pending: deque = deque()
+
+    def _build(self, cls, param, workers: int):
+        import gc
+
+        try:
+            return cls(parametrization=param, budget=self.budget, num_workers=workers)
+        except Exception as exc:  # noqa: BLE001 - retried with one worker, else reported in one line
+            # some methods are sequential only once built (a Rescaled sequential method: "does not support
+            # parallelization"), some split their workers among sub-optimizers and fail below a minimum
+            # (BAR4, MultiDS: ZeroDivisionError); both run with one worker, one point at a time
+            if workers == 1:
+                raise self._failed("could not be built", exc) from None
+        gc.collect()
+        try:
+            opt = cls(parametrization=param, budget=self.budget, num_workers=1)
+        except Exception as exc:  # noqa: BLE001
+            raise self._failed("could not be built", exc) from None
+        self.sequential = True
+        return opt
 
     @property
     def preferred_batch_size(self) -> int | None:
@@ -143,6 +263,8 @@ class NevergradOptimizer(Optimizer):
         sizes make pycma's step-size rule (TPA) fail on a second draw before the
         update (nevergrad issue #1690).
         """
+        if self.sequential:
+            return 1
         opt = self._opt
         for _ in range(8):  # NGOpt -> selected optimizer -> ... (.optim for NGOpt, ._optim for MetaModel)
             pop = getattr(opt, "_popsize", None)
@@ -154,10 +276,25 @@ class NevergradOptimizer(Optimizer):
             opt = inner
         return None
 
+    def _failed(self, what: str, exc: Exception) -> ConfigError:
+        """A one-line error for a nevergrad method that breaks on this space, budget or batch size."""
+        msg = " ".join(str(exc).split())[:200]
+        tail = ("Choose another optimizer (e.g. ng:NGOpt, cma)." if self.sequential or (self.batch_size or 1) == 1
+                else "Try batch size 1 (--batch-size 1) or another optimizer (e.g. ng:NGOpt, cma).")
+        return ConfigError(f"nevergrad's {self.params['method']} {what} on this problem ({self.space.kind} of "
+                           f"dimension {self.space.dim}, budget {self.budget}, batch size {self.batch_size}): "
+                           f"{type(exc).__name__}: {msg}. {tail}")
+
     def _to_point(self, cand) -> np.ndarray:
         return np.asarray(cand.value, dtype=self.space.dtype).reshape(self.space.dim)
 
     def _ask(self, n: int) -> np.ndarray:
+        if self.sequential and n + len(self._pending) > 1:
+            raise ConfigError(
+                f"nevergrad's {self.params['method']} proposes one point at a time and cannot be asked for "
+                f"{n + len(self._pending)} before it is told the values; use batch size 1 (--batch-size 1) "
+                "or leave the batch size unset."
+            )
         out = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -171,13 +308,15 @@ class NevergradOptimizer(Optimizer):
                     ) from None
                 except RuntimeError as exc:
                     if "Mean shift samples" not in str(exc):
-                        raise
+                        raise self._failed(f"failed after {self.n_told} values", exc) from None
                     pop = self.preferred_batch_size
                     raise ConfigError(
                         f"nevergrad's {self.params['method']} runs a CMA-ES with a population of {pop} here, "
                         f"which fails when asked in batches of another size (nevergrad issue #1690). "
                         f"Use batch size {pop} (or leave it unset), or another optimizer (e.g. cma)."
                     ) from None
+                except (AssertionError, ArithmeticError, ValueError, IndexError, KeyError, TypeError) as exc:
+                    raise self._failed(f"failed after {self.n_told} values", exc) from None
                 pt = self._to_point(cand)
                 if self.space.kind == "box":
                     pt = self.space.clip(pt)

@@ -73,7 +73,7 @@ def get(name: str) -> tuple[type, dict]:
         from .nevergrad_opt import NevergradOptimizer, nevergrad_names
 
         method = name[3:]
-        if method not in nevergrad_names():
+        if method not in nevergrad_names(all_names=True):  # a left-off name: NevergradOptimizer says why
             raise _unknown(name)
         return NevergradOptimizer, {"method": method}
     if name in _REGISTRY:

@@ -325,8 +325,9 @@ class RigOracle(Oracle):
         raise RigError(
             f"no valid reply from the rig at {self.address} to {what} {msg_id} after {self.retries + 1} attempt(s) "
             f"of {self.timeout:g} s; last fault: {last_fault}. Is the rig server running (`mango rig serve` / "
-            f"`mango rig simulate`) and reachable?{self._handshake_problem()} Raise timeout= if one batch takes "
-            "longer to present."
+            f"`mango rig simulate`) and reachable?{self._handshake_problem()} If one batch takes "
+            "longer to present, raise the timeout (command line: --rig-timeout SECONDS; Python: RigOracle(..., "
+            "timeout=SECONDS))."
         )
 
     def ping(self) -> dict:

@@ -85,6 +85,8 @@ def reference_value(config: dict) -> float | None:
             continue
         for key in ("reference", "ref_max", "optimum"):
             v = src.get(key)
+            if isinstance(v, dict):  # a natural-image reference (mango.reference): its max
+                v = v.get("max")
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 return float(v)
     return None
