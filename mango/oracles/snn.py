@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, MangoError, UnknownNameError
 from . import spikingjelly as sj
 from .base import Oracle, resolve_device
 from .torch import UnitReadout, _ensure_eval, _StopForward, _units, find_layer
@@ -321,14 +321,16 @@ class SNNOracle(Oracle):
             raise self._model_error(exc, x) from exc
 
     def _model_error(self, exc: Exception, x: torch.Tensor) -> Exception:
-        err = super()._model_error(exc, x)
-        if self.framework != "spikingjelly" or not isinstance(err, ConfigError) or err is exc:
-            return err
-        fed = {"step": "[N, ...] at each step", "loop": "the stimuli [N, ...] (forward handles time)",
+        if self.framework != "spikingjelly" or isinstance(exc, MangoError):
+            return super()._model_error(exc, x)
+        fed = {"step": "[N, ...] at every step", "loop": "[N, ...] once (its forward handles time)",
                "multistep": f"[T={self.num_steps}, N, ...]"}[self.mode]
-        return ConfigError(f"{err} SpikingJelly step modes: 's' layers take [N, ...], 'm' layers [T, N, ...]; "
-                           f"mode={self.mode!r} fed the model {fed}. If the step mode does not match the input, "
-                           "choose SNNOracle(mode='step' | 'multistep' | 'loop') or functional.set_step_mode(net, ...).")
+        return ConfigError(
+            f"SNNOracle: the SpikingJelly network failed on what mode={self.mode!r} fed it ({fed}; stimuli of shape "
+            f"{tuple(x.shape)}): {type(exc).__name__}: {exc} If the step mode does not match the input ('s' layers "
+            "take [N, ...], 'm' layers [T, N, ...]): mode='multistep' passes [T, N, ...], mode='loop' passes [N, ...] "
+            "to a forward that repeats it over T, mode='step' steps a single-step net. Otherwise make the "
+            "generator produce the model's input shape.")
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.bernoulli(x, generator=self._gen)
