@@ -91,12 +91,10 @@ def build_model(spec: str, weights: str | None = None, device=None):
 
 
 def _is_spiking(model) -> bool:
-    try:
-        import snntorch  # noqa: F401
-        from snntorch._neurons import SpikingNeuron
-    except Exception:  # pragma: no cover
-        return False
-    return any(isinstance(m, SpikingNeuron) for m in model.modules())
+    """Does the model have snntorch or SpikingJelly spiking neurons (then it gets an SNNOracle)?"""
+    from .oracles import spiking_layers
+
+    return bool(spiking_layers(model))
 
 
 def build_oracle(args):
