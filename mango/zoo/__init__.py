@@ -133,13 +133,20 @@ def load(name: str, device=None) -> torch.nn.Module:
             f"python -m mango.zoo.train {n}"
         )
     if MODELS[n].get("requires") == "spikingjelly":
+        import logging
+
+        quiet = logging.getLogger("torch._library.triton")  # torch warns "Triton not available" on CPU-only installs
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
         try:
-            import spikingjelly.activation_based  # noqa: F401
+            import spikingjelly.activation_based.neuron  # noqa: F401
         except ImportError as exc:
             raise ConfigError(
                 f"zoo model {n!r} is a SpikingJelly network, and SpikingJelly is not installed ({exc}); install it "
                 "without its heavy declared dependencies: pip install -e '.[spikingjelly]' && "
                 "pip install --no-deps spikingjelly==2.0.0") from None
+        finally:
+            quiet.setLevel(level)
     model = getattr(models, MODELS[n]["cls"])()
     dev = default_device(device)
     state = torch.load(path, map_location="cpu", weights_only=True)
