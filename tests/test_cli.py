@@ -79,4 +79,4 @@ def test_maximize_spikingjelly_zoo_model_out_of_the_box(tmp_path):
     d = json.loads((out / "result.json").read_text())
     assert d["n_queries"] == 24 and (out / "best.png").exists()
     oracle = json.dumps(d)
-    assert "spikingjelly" in oracle and "lif3" in oracle
+    assert "spikingjelly" in oracle and "lif3" in oracle and '"readout": "rate"' in oracle  # SpikingJelly default
