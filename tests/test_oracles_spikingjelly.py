@@ -66,7 +66,8 @@ class RepeatNet(nn.Module):
         super().__init__()
         torch.manual_seed(3)
         self.T = T
-        self.conv1, self.bn1, self.sn1 = layer.Conv2d(1, 8, 3, stride=2, padding=1, bias=False), layer.BatchNorm2d(8), lif()
+        self.conv1 = layer.Conv2d(1, 8, 3, stride=2, padding=1, bias=False)
+        self.bn1, self.sn1 = layer.BatchNorm2d(8), lif()
         self.layer1 = nn.Sequential(Block(8))
         self.pool = layer.AdaptiveAvgPool2d((2, 2))
         self.fc = layer.Linear(32, 5)

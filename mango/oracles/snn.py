@@ -327,10 +327,10 @@ class SNNOracle(Oracle):
                "multistep": f"[T={self.num_steps}, N, ...]"}[self.mode]
         return ConfigError(
             f"SNNOracle: the SpikingJelly network failed on what mode={self.mode!r} fed it ({fed}; stimuli of shape "
-            f"{tuple(x.shape)}): {type(exc).__name__}: {str(exc).rstrip('.!')}. If the step mode does not match the input ('s' layers "
-            "take [N, ...], 'm' layers [T, N, ...]): mode='multistep' passes [T, N, ...], mode='loop' passes [N, ...] "
-            "to a forward that repeats it over T, mode='step' steps a single-step net. Otherwise make the "
-            "generator produce the model's input shape.")
+            f"{tuple(x.shape)}): {type(exc).__name__}: {str(exc).rstrip('.!')}. "
+            "If the step mode does not match the input ('s' layers take [N, ...], 'm' layers [T, N, ...]): "
+            "mode='multistep' passes [T, N, ...], mode='loop' passes [N, ...] to a forward that repeats it over T, "
+            "mode='step' steps a single-step net. Otherwise make the generator produce the model's input shape.")
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.bernoulli(x, generator=self._gen)

@@ -55,7 +55,7 @@ def step_mode(m: nn.Module) -> str | None:
 
 
 def reset(model: nn.Module) -> None:
-    """``functional.reset_net``: every stateful SpikingJelly module (neurons, dropout masks, ...) to its initial state."""
+    """``functional.reset_net``: every stateful SpikingJelly module (neurons, dropout masks, ...) to its first state."""
     from spikingjelly.activation_based import functional
 
     functional.reset_net(model)

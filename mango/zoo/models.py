@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SNNDigits", "SJDigits", "CNNDigits", "VQVAEDigits", "VectorQuantizerEMA", "GANGenerator", "GANDiscriminator"]
+__all__ = ["SNNDigits", "SJDigits", "CNNDigits", "VQVAEDigits", "VectorQuantizerEMA", "GANGenerator",
+           "GANDiscriminator"]
 
 
 class SNNDigits(nn.Module):
