@@ -159,7 +159,11 @@ class SNNOracle(Oracle):
         SpikingJelly); in ``"loop"`` mode the model runs its own loop and
         ``num_steps`` is only the length of the Poisson spike train passed in.
     readout : ``"rate"`` (spike count / number of steps), ``"count"`` (spike
-        count) or ``"membrane"`` (mean membrane potential over steps).
+        count) or ``"membrane"`` (mean membrane potential over steps).  Note
+        that SpikingJelly's ``.v`` is read after the firing reset, so it drops
+        when a neuron starts to fire (snntorch's ``mem`` is read before the
+        reset its spike triggers): to drive a SpikingJelly neuron hard, maximize
+        its rate.
     encoding : ``"constant"`` (the image is the input current at every step, as
         in the paper) or ``"poisson"`` (Bernoulli rate coding: at each step a
         pixel of intensity ``p`` in [0, 1] spikes with probability ``p``; drawn
