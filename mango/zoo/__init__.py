@@ -140,6 +140,10 @@ def load(name: str, device=None) -> torch.nn.Module:
         quiet.setLevel(logging.ERROR)
         try:
             import spikingjelly.activation_based.neuron  # noqa: F401
+            try:  # SpikingJelly 2 registers its LIF kernels (and torch warns) on the first forward: do it here, quietly
+                import spikingjelly._ops.lif  # noqa: F401
+            except Exception:  # noqa: BLE001 - a private module; other versions may not have it
+                pass
         except ImportError as exc:
             raise ConfigError(
                 f"zoo model {n!r} is a SpikingJelly network, and SpikingJelly is not installed ({exc}); install it "
