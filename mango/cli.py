@@ -91,13 +91,15 @@ def build_model(spec: str, weights: str | None = None, device=None):
     return model.to(device) if device else model
 
 
-def _is_spiking(model) -> bool:
-    try:
-        import snntorch  # noqa: F401
-        from snntorch._neurons import SpikingNeuron
-    except Exception:  # pragma: no cover
-        return False
-    return any(isinstance(m, SpikingNeuron) for m in model.modules())
+def _spiking_framework(model) -> str | None:
+    """``"snntorch"`` / ``"spikingjelly"`` for a spiking network (it gets an SNNOracle), else None."""
+    from .oracles import spiking_layers
+    from .oracles import spikingjelly as sj
+
+    layers = spiking_layers(model)
+    if not layers:
+        return None
+    return "spikingjelly" if any(sj.is_neuron(m) for _, m in layers) else "snntorch"
 
 
 def build_oracle(args):
@@ -112,8 +114,11 @@ def build_oracle(args):
 
     model = build_model(args.model, args.weights, device=args.device)
     unit = args.unit
-    if _is_spiking(model):
-        kw = {"readout": args.readout}
+    framework = _spiking_framework(model)
+    if framework:
+        # default readout: snntorch's membrane (before the reset its spike triggers) keeps rising with the drive;
+        # SpikingJelly's .v is after the reset, so it drops when a neuron starts firing: the spike rate there
+        kw = {"readout": args.readout or ("rate" if framework == "spikingjelly" else "membrane")}
         if args.num_steps:
             kw["num_steps"] = args.num_steps
         oracle = oracles.SNNOracle(model, layer=args.layer, unit=unit, device=args.device, **kw)
@@ -163,9 +168,11 @@ def _add_maximize(sub):
     g.add_argument("--layer", default="output", help="dotted module name, or 'output' (default)")
     g.add_argument("--unit", type=int, default=3, help="unit index in the layer (default %(default)s)")
     g.add_argument("--num-steps", type=int, help="time steps for spiking networks (default: the model's)")
-    g.add_argument("--readout", choices=["membrane", "rate", "count"], default="membrane",
-                   help="spiking networks: mean membrane potential (default: it does not saturate, unlike the "
-                        "spike rate, which ties at 1.0 within a few hundred queries), spike rate or count")
+    g.add_argument("--readout", choices=["membrane", "rate", "count"], default=None,
+                   help="spiking networks: mean membrane potential (default for snntorch: it does not saturate, "
+                        "unlike the spike rate, which ties at 1.0 within a few hundred queries), spike rate "
+                        "(default for SpikingJelly, whose membrane .v is read after the firing reset and so drops "
+                        "when a neuron starts to fire) or count")
     g.add_argument("--oracle", help="rig://HOST:PORT: a lab rig (or simulator) instead of --model")
     g.add_argument("--rig-timeout", type=float, default=5.0, help="seconds per rig request (default %(default)s)")
     g.add_argument("--rig-retries", type=int, default=3)

@@ -72,3 +72,13 @@ def test_maximize_user_model_file_with_weights(tmp_path):
     # a wrong layer name is a clean error with close matches
     assert main(["maximize", "--model", f"{tmp_path / 'my_net.py'}:build", "--layer", "O", "--generator",
                  "grating", "--budget", "5", "--out", str(out), "--no-progress"]) == 2
+
+
+def test_maximize_spikingjelly_zoo_model_out_of_the_box(tmp_path):
+    out = tmp_path / "sj"
+    assert main(["maximize", "--model", "zoo:sj-digits", "--budget", "24", "--batch-size", "12",
+                 "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    d = json.loads((out / "result.json").read_text())
+    assert d["n_queries"] == 24 and (out / "best.png").exists()
+    oracle = json.dumps(d)
+    assert "spikingjelly" in oracle and "lif3" in oracle and '"readout": "rate"' in oracle  # SpikingJelly default

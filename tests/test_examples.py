@@ -25,3 +25,9 @@ def test_byo_snntorch(tmp_path):
 def test_snn_hidden_unit(tmp_path):
     out = _run([str(EXAMPLES / "snn_hidden_unit.py"), "--budget", "60", "--out", "o"], tmp_path)
     assert "lif2 channel 5" in out and (tmp_path / "o" / "best.png").exists()
+
+
+@pytest.mark.slow
+def test_byo_spikingjelly(tmp_path):
+    out = _run([str(EXAMPLES / "byo_spikingjelly.py")], tmp_path)
+    assert "sn2:2 (loop mode, T=16)    cma: best rate" in out and "sn1:5" in out

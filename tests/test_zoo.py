@@ -13,7 +13,7 @@ from mango import zoo
 from mango.errors import ConfigError, UnknownNameError
 from mango.zoo.data import heldout_digits, load_digits, read_idx
 
-NAMES = ["cnn-digits", "gan-digits", "snn-digits", "vqvae-digits"]
+NAMES = ["cnn-digits", "gan-digits", "sj-digits", "snn-digits", "vqvae-digits"]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,35 @@ def test_snn_heldout_accuracy_matches_card(data, card):
     assert abs(acc - card["snn-digits"]["metrics"]["heldout_accuracy"]) <= 0.003
     rec = net.record(data.x_test[:2])
     assert rec["lif1"].shape == (net.num_steps, 2, 12, 12, 12) and rec["lif2"].shape == (net.num_steps, 2, 32, 4, 4)
+
+
+def test_sj_heldout_accuracy_matches_card(data, card):
+    from spikingjelly.activation_based import functional
+
+    from mango.oracles import SNNOracle
+
+    net = zoo.load("sj-digits", device="cpu")
+    assert {m.step_mode for m in net.modules() if hasattr(m, "step_mode")} == {"m"}
+    with torch.no_grad():
+        functional.reset_net(net)
+        spk = net(data.x_test[:8])
+        functional.reset_net(net)
+        assert spk.shape == (net.num_steps, 8, 10) and set(torch.unique(spk).tolist()) <= {0.0, 1.0}
+        pred = torch.cat([net.predict(data.x_test[i:i + 250]) for i in range(0, 1000, 250)])
+    acc = float((pred == data.y_test).float().mean())
+    assert acc >= 0.95, acc
+    assert abs(acc - card["sj-digits"]["metrics"]["heldout_accuracy"]) <= 0.003
+    # the oracle reads it as a net that repeats the image over T itself: the same output spike counts
+    o = SNNOracle(net, unit=list(range(10)), readout="count")
+    assert o.mode == "loop" and o.layer_name == "lif3"
+    x = data.x_test[::10]
+    with torch.no_grad():
+        functional.reset_net(net)
+        ref = net(x).sum(0).double().numpy()
+        functional.reset_net(net)
+    for _ in range(2):  # the second call broadcasts conv1, bn1, pool1 over T
+        np.testing.assert_array_equal(o(x), ref)
+    assert [type(m).__name__ for m in o.prefix_modules] == ["Conv2d", "BatchNorm2d", "MaxPool2d"]
 
 
 def test_cnn_heldout_accuracy_matches_card(data, card):

@@ -1,7 +1,7 @@
 """Oracles: the neurons mango probes (stimuli -> responses ``[n, n_units]``).
 
 * :class:`TorchOracle` -- a unit of any PyTorch network (forward hook on a named layer).
-* :class:`SNNOracle` -- a unit of an snntorch spiking network (rate / count / membrane over time).
+* :class:`SNNOracle` -- a unit of a spiking network, snntorch or SpikingJelly (rate / count / membrane over time).
 * :class:`CallableOracle` -- any Python function ``stimuli -> responses``.
 * :class:`Noisy` / :class:`Repeat` -- wrappers adding response noise / repeated presentations.
 """

@@ -4,6 +4,7 @@
 name               kind    what
 =================  ======  ==========================================================
 ``snn-digits``     snn     convolutional spiking net (snntorch), 10 output neurons
+``sj-digits``      snn     convolutional spiking net (SpikingJelly, multi-step), 10 output neurons
 ``cnn-digits``     cnn     ordinary CNN, logits for 10 digits (also a stimulus judge)
 ``vqvae-digits``   vqvae   VQ-VAE, 7x7 positions x 128 codes (embedding dim 16)
 ``gan-digits``     gan     DCGAN generator, 32-d N(0, 1) latent
@@ -38,6 +39,13 @@ MODELS: dict[str, dict] = {
         "description": "Convolutional spiking network (snntorch Leaky, 20 steps, constant-current input) "
                        "for 28x28 digits; forward(x) -> (spk_rec, mem_rec) [T, B, 10].",
         "input_shape": [1, 28, 28], "output": "spikes [T=20, B, 10]",
+        "layers": ["lif1", "lif2", "lif3"],
+    },
+    "sj-digits": {
+        "cls": "SJDigits", "kind": "snn", "requires": "spikingjelly",
+        "description": "Convolutional spiking network (SpikingJelly LIF, multi-step, 10 steps; forward repeats "
+                       "the image over T) for 28x28 digits; forward(x) -> output spikes [T, B, 10].",
+        "input_shape": [1, 28, 28], "output": "spikes [T=10, B, 10]",
         "layers": ["lif1", "lif2", "lif3"],
     },
     "cnn-digits": {
@@ -124,6 +132,25 @@ def load(name: str, device=None) -> torch.nn.Module:
             f"the weights of zoo model {n!r} are missing ({path}); reinstall mango or retrain them with "
             f"python -m mango.zoo.train {n}"
         )
+    if MODELS[n].get("requires") == "spikingjelly":
+        import logging
+
+        quiet = logging.getLogger("torch._library.triton")  # torch warns "Triton not available" on CPU-only installs
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            import spikingjelly.activation_based.neuron  # noqa: F401
+            try:  # SpikingJelly 2 registers its LIF kernels (and torch warns) on the first forward: do it here, quietly
+                import spikingjelly._ops.lif  # noqa: F401
+            except Exception:  # noqa: BLE001 - a private module; other versions may not have it
+                pass
+        except ImportError as exc:
+            raise ConfigError(
+                f"zoo model {n!r} is a SpikingJelly network, and SpikingJelly is not installed ({exc}); install it "
+                "without its heavy declared dependencies: pip install -e '.[spikingjelly]' && "
+                "pip install --no-deps spikingjelly==2.0.0") from None
+        finally:
+            quiet.setLevel(level)
     model = getattr(models, MODELS[n]["cls"])()
     dev = default_device(device)
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,6 +1,7 @@
 """Architectures of the bundled zoo models (all for 1x28x28 digit images in [0, 1]).
 
 * :class:`SNNDigits` — convolutional spiking network (snntorch Leaky neurons).
+* :class:`SJDigits` — convolutional spiking network (SpikingJelly LIF neurons, multi-step).
 * :class:`CNNDigits` — ordinary small CNN with named layers.
 * :class:`VQVAEDigits` — VQ-VAE, 28x28 -> 7x7 positions x ``num_codes`` codes.
 * :class:`GANGenerator` / :class:`GANDiscriminator` — DCGAN on a N(0, 1) latent.
@@ -14,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SNNDigits", "CNNDigits", "VQVAEDigits", "VectorQuantizerEMA", "GANGenerator", "GANDiscriminator"]
+__all__ = ["SNNDigits", "SJDigits", "CNNDigits", "VQVAEDigits", "VectorQuantizerEMA", "GANGenerator",
+           "GANDiscriminator"]
 
 
 class SNNDigits(nn.Module):
@@ -88,6 +90,71 @@ class SNNDigits(nn.Module):
         """Class with the highest output spike count (ties: highest summed membrane)."""
         spk, mem = self.forward(x)
         score = spk.sum(0) + 1e-3 * torch.tanh(mem.sum(0))
+        return score.argmax(1)
+
+
+class SJDigits(nn.Module):
+    """Convolutional spiking network for 28x28 digits (SpikingJelly, multi-step mode).
+
+    ``conv1`` (1->16, 5x5) -> ``bn1`` -> ``pool1`` (max 2) -> ``lif1`` -> ``conv2`` (16->32, 5x5)
+    -> ``bn2`` -> ``pool2`` -> ``lif2`` -> ``flatten`` -> ``fc`` (512->10) -> ``lif3`` (output).
+
+    Every layer is a SpikingJelly ``activation_based`` module in multi-step mode
+    (``step_mode='m'``: tensors ``[T, N, ...]``); the neurons are ``LIFNode``
+    (tau = 2, threshold 1, soft reset ``v_reset=None`` as snntorch's default
+    ``subtract``, ATan surrogate, ``detach_reset``).  Like the MANGO research
+    code's spiking ResNet, :meth:`forward` takes images ``[N, 1, 28, 28]`` and
+    repeats them over ``num_steps`` itself (constant-current input); it returns
+    the output spikes ``[T, N, 10]``.  The neurons are stateful: call
+    ``spikingjelly.activation_based.functional.reset_net(net)`` between
+    batches (mango's :class:`~mango.oracles.SNNOracle` does).
+    """
+
+    num_steps: int = 10
+    layer_names = ("lif1", "lif2", "lif3")
+
+    def __init__(self, num_steps: int = 10, tau: float = 2.0):
+        super().__init__()
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+        def lif():
+            return neuron.LIFNode(tau=tau, v_reset=None, surrogate_function=surrogate.ATan(), detach_reset=True)
+
+        self.num_steps = int(num_steps)
+        self.conv1 = layer.Conv2d(1, 16, 5)
+        self.bn1 = layer.BatchNorm2d(16)
+        self.pool1 = layer.MaxPool2d(2)
+        self.lif1 = lif()
+        self.conv2 = layer.Conv2d(16, 32, 5)
+        self.bn2 = layer.BatchNorm2d(32)
+        self.pool2 = layer.MaxPool2d(2)
+        self.lif2 = lif()
+        self.flatten = layer.Flatten()
+        self.fc = layer.Linear(32 * 4 * 4, 10)
+        self.lif3 = lif()
+        functional.set_step_mode(self, "m")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[N, 1, 28, 28]`` in [0, 1] -> output spikes ``[T, N, 10]``."""
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        h = x.unsqueeze(0).repeat(self.num_steps, 1, 1, 1, 1)
+        h = self.lif1(self.pool1(self.bn1(self.conv1(h))))
+        h = self.lif2(self.pool2(self.bn2(self.conv2(h))))
+        return self.lif3(self.fc(self.flatten(h)))
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class with the most output spikes (ties: the highest summed membrane); resets the net."""
+        from spikingjelly.activation_based import functional
+
+        functional.reset_net(self)
+        self.lif3.store_v_seq = True
+        try:
+            spk = self.forward(x)
+            score = spk.sum(0) + 1e-3 * torch.tanh(self.lif3.v_seq.sum(0))
+        finally:
+            self.lif3.store_v_seq = False
+            functional.reset_net(self)
         return score.argmax(1)
 
 

@@ -1,6 +1,6 @@
 """Train a zoo model: ``python -m mango.zoo.train NAME [--seed S --epochs E --data-dir D]``.
 
-Names: ``cnn-digits``, ``snn-digits``, ``vqvae-digits``, ``gan-digits`` (train
+Names: ``cnn-digits``, ``snn-digits``, ``sj-digits``, ``vqvae-digits``, ``gan-digits`` (train
 ``cnn-digits`` first: the VQ-VAE and GAN metrics use it as a judge).  Training
 is seeded (same seed, same machine => same weights), logs time and metrics, writes
 ``mango/zoo/weights/NAME.pt`` (a plain state_dict, loadable with
@@ -34,7 +34,7 @@ SHEETS = os.path.join(HERE, "sheets")
 METRICS = os.path.join(HERE, "metrics.json")
 _SHEET_DIR = [SHEETS]  # sheets go beside the weights when --out-dir is given
 
-DEFAULT_EPOCHS = {"cnn-digits": 15, "snn-digits": 20, "vqvae-digits": 15, "gan-digits": 40}
+DEFAULT_EPOCHS = {"cnn-digits": 15, "snn-digits": 20, "sj-digits": 12, "vqvae-digits": 15, "gan-digits": 40}
 
 
 def log(msg: str) -> None:
@@ -165,6 +165,49 @@ def train_snn(data, epochs: int, gen: torch.Generator):
     return model, metrics
 
 
+def train_sj(data, epochs: int, gen: torch.Generator):
+    """SpikingJelly's usual recipe: MSE between the output firing rate and the one-hot label,
+    ``functional.reset_net`` after every batch."""
+    from spikingjelly.activation_based import functional
+
+    model = M.SJDigits()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    steps = epochs * math.ceil(len(data.y_train) / 64)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    for ep in range(epochs):
+        model.train()
+        tot = 0.0
+        for idx in batches(len(data.y_train), 64, gen):
+            x = augment(data.x_train[idx], gen)
+            rate = model(x).mean(0)
+            loss = F.mse_loss(rate, F.one_hot(data.y_train[idx], 10).float())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            functional.reset_net(model)
+            tot += loss.item() * len(idx)
+        model.eval()
+        acc = accuracy(model.predict, data.x_test, data.y_test)
+        log(f"epoch {ep + 1}/{epochs} loss {tot / len(data.y_train):.4f} heldout acc {acc:.4f}")
+    model.eval()
+    with torch.no_grad():
+        functional.reset_net(model)
+        counts = model(data.x_test).sum(0)
+        functional.reset_net(model)
+        winner_rate = float(counts.max(1).values.mean() / model.num_steps)
+        mean_rate = float(counts.mean() / model.num_steps)
+    metrics = {
+        "heldout_accuracy": accuracy(model.predict, data.x_test, data.y_test),
+        "train_accuracy": accuracy(model.predict, data.x_train, data.y_train),
+        "num_steps": model.num_steps,
+        "heldout_winner_spike_rate": winner_rate,
+        "heldout_mean_output_spike_rate": mean_rate,
+        "readout": "output spike count (ties: summed membrane potential)",
+    }
+    return model, metrics
+
+
 def train_vqvae(data, epochs: int, gen: torch.Generator):
     """BCE reconstruction loss (much better gradients than MSE through the sigmoid);
     the first epoch trains a plain autoencoder (no quantization), then the codebook is
@@ -271,7 +314,7 @@ def train_gan(data, epochs: int, gen: torch.Generator):
     return G, metrics
 
 
-TRAINERS = {"cnn-digits": train_cnn, "snn-digits": train_snn, "vqvae-digits": train_vqvae, "gan-digits": train_gan}
+TRAINERS = {"cnn-digits": train_cnn, "snn-digits": train_snn, "sj-digits": train_sj, "vqvae-digits": train_vqvae, "gan-digits": train_gan}
 
 
 def train(name: str, seed: int = 0, epochs: int | None = None, data_dir: str | None = None,
