@@ -253,3 +253,27 @@ def test_resume_after_sigkill_continues_identically(tmp_path):
         np.testing.assert_array_equal(res.values, ref.values)
         faults.check_complete(path, ref, obj.evaluations, before)
     assert killed >= 1
+
+
+# -- the BoTorch TuRBO peer -----------------------------------------------------------------------------
+
+def test_turbo_peer_is_registered_only_with_botorch_and_runs():
+    from mango.optimizers import registry
+
+    assert ("turbo" in registry.available(include_nevergrad=False)) == registry._importable("botorch")
+    pytest.importorskip("botorch")
+    space = Box(6, -1, 1)
+    a = mango.maximize(shifted_sphere, space, optimizer="turbo", budget=60, seed=0, progress=False)
+    b = mango.maximize(shifted_sphere, space, optimizer="turbo", budget=60, seed=0, progress=False)
+    assert a.n_queries == 60
+    np.testing.assert_array_equal(a.points, b.points)  # seeded: same history
+    rand = mango.maximize(shifted_sphere, space, optimizer="random", budget=60, seed=0, progress=False)
+    assert a.best_value > rand.best_value / 2
+    g = mango.maximize(shifted_sphere, Grid(Box(3, -1, 1), 17), optimizer="turbo", budget=30, seed=0,
+                       progress=False)  # a Grid through its Box
+    assert g.n_queries == 30 and g.points.dtype.kind == "i"
+    torch.manual_seed(123)
+    x = torch.rand(1)
+    torch.manual_seed(123)
+    mango.maximize(shifted_sphere, space, optimizer="turbo", budget=30, seed=0, progress=False)
+    assert torch.rand(1) == x  # the global torch RNG is left alone

@@ -147,6 +147,11 @@ class NoisyObjective:
         self.sigma = float(sigma)
         self.space = built.space
 
+    @property
+    def generator(self):
+        """The clean objective's generator (what an optimizer that ``needs`` it is given), or None."""
+        return getattr(self.built.clean, "generator", None)
+
     def evaluate(self, points):
         from ..objective import evaluate
 

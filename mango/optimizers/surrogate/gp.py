@@ -107,7 +107,7 @@ class Paths:
         return (self.gp.mean0 + prior + update) * self.gp.y_std + self.gp.y_mean
 
 
-def _nll(params: torch.Tensor, X: torch.Tensor, y: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+def _nll(params: torch.Tensor, X: torch.Tensor, y: torch.Tensor, d2: torch.Tensor, log_ls0: float) -> torch.Tensor:
     log_ls, log_sf2, log_sn2, mean0 = params
     log_sn2 = log_sn2.clamp(_LOG_NOISE_MIN, _LOG_NOISE_MAX)
     K = torch.exp(log_sf2 - 0.5 * d2 / torch.exp(2 * log_ls))
@@ -118,8 +118,10 @@ def _nll(params: torch.Tensor, X: torch.Tensor, y: torch.Tensor, d2: torch.Tenso
     r = (y - mean0)[:, None]
     a = torch.cholesky_solve(r, L)
     n = len(X)
-    # weak priors keep the fit away from degenerate corners at small n (as BoTorch's defaults do)
-    prior = 0.5 * (log_sf2 / 2.0) ** 2 + 0.5 * ((log_sn2 - math.log(1e-2)) / 3.0) ** 2
+    # weak priors keep the fit away from degenerate corners at small n (as BoTorch's defaults do); the
+    # lengthscale's, centred on the median distance, keeps noise from being explained as wiggles
+    prior = (0.5 * (log_sf2 / 2.0) ** 2 + 0.5 * ((log_sn2 - math.log(1e-2)) / 3.0) ** 2
+             + 0.5 * ((log_ls - log_ls0) / 0.75) ** 2)
     return (0.5 * (r * a).sum() + torch.log(torch.diagonal(L)).sum()) / n + 0.5 * math.log(2 * math.pi) + prior / n
 
 
@@ -135,30 +137,36 @@ def fit(X: torch.Tensor, y: torch.Tensor, init: list[float] | None = None, steps
     ys = (y - y_mean) / y_std
     d2 = sqdist(X, X)
     m = min(len(X), int(fit_points))
-    if init is None:
-        sub = d2[:m, :m]
-        med = float(sub[sub > 0].median().sqrt()) if bool((sub > 0).any()) else 1.0
-        init = [math.log(max(med, 1e-6)), 0.0, math.log(1e-2), 0.0]
-    params = torch.tensor(init, dtype=X.dtype, device=X.device, requires_grad=True)
+    sub = d2[:m, :m]
+    log_ls0 = math.log(max(float(sub[sub > 0].median().sqrt()), 1e-6)) if bool((sub > 0).any()) else 0.0
+    # a cold fit starts twice (little noise, much noise) and keeps the better; a warm one from `init`
+    starts = [init] if init is not None else [[log_ls0, 0.0, math.log(1e-2), 0.0], [log_ls0, 0.0, math.log(0.3), 0.0]]
+    params = torch.tensor(starts[0], dtype=X.dtype, device=X.device)
     if steps > 0 and m > 2:
-        opt = torch.optim.LBFGS([params], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
         ys_m = (ys[:m] - ys[:m].mean()) / (ys[:m].std() if float(ys[:m].std()) > 0 else 1.0)
         d2_m = d2[:m, :m]
+        best = math.inf
+        for start in starts:
+            p = torch.tensor(start, dtype=X.dtype, device=X.device, requires_grad=True)
+            opt = torch.optim.LBFGS([p], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
 
-        def closure():
-            opt.zero_grad()
-            loss = _nll(params, X[:m], ys_m, d2_m)
-            if torch.isfinite(loss):
-                loss.backward()
-            return loss
+            def closure():
+                opt.zero_grad()
+                loss = _nll(p, X[:m], ys_m, d2_m, log_ls0)
+                if torch.isfinite(loss):
+                    loss.backward()
+                return loss
 
-        try:
-            opt.step(closure)
-        except RuntimeError:  # a failed line search keeps the last finite parameters
-            pass
-        if not torch.isfinite(params.detach()).all():
-            params = torch.tensor(init, dtype=X.dtype, device=X.device)
-    log_ls, log_sf2, log_sn2, mean0 = [float(v) for v in params.detach()]
+            try:
+                opt.step(closure)
+            except RuntimeError:  # a failed line search keeps the last finite parameters
+                pass
+            if torch.isfinite(p.detach()).all():
+                with torch.no_grad():
+                    val = float(_nll(p, X[:m], ys_m, d2_m, log_ls0))
+                if val < best:
+                    best, params = val, p.detach()
+    log_ls, log_sf2, log_sn2, mean0 = [float(v) for v in params]
     log_sn2 = min(max(log_sn2, _LOG_NOISE_MIN), _LOG_NOISE_MAX)
     log_sf2 = min(max(log_sf2, -6.0), 6.0)
     K = torch.exp(log_sf2 - 0.5 * d2 / math.exp(2 * log_ls))
