@@ -61,6 +61,10 @@ if __name__ == "__main__":
     resume = "--resume" in sys.argv[7:]
     if opt == "cma":
         import cma  # noqa: F401 - import before READY so kills land inside the run
+    if opt == "surrogate":  # torch's float sums depend on its thread count: match the test process (1)
+        import torch
+
+        torch.set_num_threads(1)
     print("READY", flush=True)
     res, _ = run(path, opt, int(seed), int(budget), int(batch), float(sleep), resume=resume)
     print("DONE", res.n_queries, flush=True)

@@ -79,6 +79,6 @@ def test_maximize_spikingjelly_zoo_model_out_of_the_box(tmp_path):
     assert main(["maximize", "--model", "zoo:sj-digits", "--budget", "24", "--batch-size", "12",
                  "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
     d = json.loads((out / "result.json").read_text())
-    assert d["n_queries"] == 24 and (out / "best.png").exists()
-    oracle = json.dumps(d)
-    assert "spikingjelly" in oracle and "lif3" in oracle and '"readout": "rate"' in oracle  # SpikingJelly default
+    assert d["queries"]["used"] == 24 and (out / "best.png").exists()
+    assert d["target"]["layer_resolved"] == "lif3" and "SJDigits" in d["value"]["what"]
+    assert d["target"]["readout"] == "rate"  # the SpikingJelly default

@@ -35,8 +35,10 @@ _OWN = {
     "random": "uniform random search (the baseline)",
     "cma": "CMA-ES (pycma) in box coordinates scaled to the unit cube; the main job's default",
     "ga": "XDream-style genetic algorithm (elitism, tournament selection, crossover, mutation)",
+    "surrogate": "model-based: a GP on the stimuli, trust region, batch Thompson sampling through the generator",
     "tt": "tensor-train sampling (PROTES-style, numpy); on a Box through a grid of levels",
     "protes": "the protes package's PROTES (jax), for comparison with tt",
+    "turbo": "BoTorch's TuRBO-1 (trust-region Bayesian optimization, the tutorial's settings)",
 }
 
 

@@ -152,17 +152,19 @@ def train_snn(data, epochs: int, gen: torch.Generator):
     with torch.no_grad():
         spk, _ = model(data.x_test)
         counts = spk.sum(0)
-        winner_rate = float(counts.max(1).values.mean() / model.num_steps)
-        mean_rate = float(counts.mean() / model.num_steps)
-    metrics = {
+    return model, spiking_metrics(model, data, counts)
+
+
+def spiking_metrics(model, data, counts: torch.Tensor) -> dict:
+    """Model-card metrics of a spiking digit classifier from its held-out output spike ``counts`` [n, 10]."""
+    return {
         "heldout_accuracy": accuracy(model.predict, data.x_test, data.y_test),
         "train_accuracy": accuracy(model.predict, data.x_train, data.y_train),
         "num_steps": model.num_steps,
-        "heldout_winner_spike_rate": winner_rate,
-        "heldout_mean_output_spike_rate": mean_rate,
+        "heldout_winner_spike_rate": float(counts.max(1).values.mean() / model.num_steps),
+        "heldout_mean_output_spike_rate": float(counts.mean() / model.num_steps),
         "readout": "output spike count (ties: summed membrane potential)",
     }
-    return model, metrics
 
 
 def train_sj(data, epochs: int, gen: torch.Generator):
@@ -195,17 +197,7 @@ def train_sj(data, epochs: int, gen: torch.Generator):
         functional.reset_net(model)
         counts = model(data.x_test).sum(0)
         functional.reset_net(model)
-        winner_rate = float(counts.max(1).values.mean() / model.num_steps)
-        mean_rate = float(counts.mean() / model.num_steps)
-    metrics = {
-        "heldout_accuracy": accuracy(model.predict, data.x_test, data.y_test),
-        "train_accuracy": accuracy(model.predict, data.x_train, data.y_train),
-        "num_steps": model.num_steps,
-        "heldout_winner_spike_rate": winner_rate,
-        "heldout_mean_output_spike_rate": mean_rate,
-        "readout": "output spike count (ties: summed membrane potential)",
-    }
-    return model, metrics
+    return model, spiking_metrics(model, data, counts)
 
 
 def train_vqvae(data, epochs: int, gen: torch.Generator):

@@ -22,7 +22,8 @@ points) it models the points themselves.
 
 State is compact (format ``surrogate-1``): the told points and values, the
 region, the GP's hyperparameters and the random generator's state -- no refit on
-load, and the continued run is identical to an uninterrupted one.
+load, and the continued run is identical to an uninterrupted one.  Same seed,
+same history -- for a fixed torch thread count (float sums are ordered by it).
 """
 
 from __future__ import annotations

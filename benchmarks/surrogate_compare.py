@@ -1,0 +1,151 @@
+"""Side-by-side tables for ``surrogate`` against its peers, from ``mango bench`` result directories.
+
+For each suite given: per budget, every optimizer's mean over problems of the median (over seeds)
+normalized activation, with a 95% bootstrap CI (seeds resampled within each problem), on the
+problems that optimizer and ``surrogate`` both ran; the ratio to the best other optimizer; paired
+per-(problem, seed) win/tie/loss of ``surrogate`` against each peer (a tie: within 1%) with a
+Wilcoxon signed-rank p; per-problem medians; and each optimizer's median time per query.
+
+    python benchmarks/surrogate_compare.py lab=benchmarks/results/surrogate/lab \\
+        lab-heldout=benchmarks/results/surrogate/heldout --out benchmarks/results/surrogate/compare.md
+
+Several directories may be joined for one suite with ``+`` (e.g. a TuRBO run capped at a smaller budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+
+import numpy as np
+
+
+def load(dirs: str) -> list[dict]:
+    recs = []
+    for d in dirs.split("+"):
+        with open(os.path.join(d, "results.jsonl")) as f:
+            recs += [json.loads(line) for line in f if line.strip()]
+    return [r for r in recs if not r.get("skipped")]
+
+
+def table(name: str, recs: list[dict], me: str = "surrogate", n_boot: int = 2000) -> list[str]:
+    val = collections.defaultdict(dict)  # (optimizer, budget) -> {(problem, seed): normalized}
+    secs = collections.defaultdict(list)
+    for r in recs:
+        for row in r["rows"]:
+            val[(r["optimizer"], row["budget"])][(r["problem"], r["seed"])] = row["normalized"]
+            if row["queries"]:
+                secs[r["optimizer"]].append(row["optimizer_s"] / row["queries"])
+    opts = sorted({o for o, _ in val}, key=lambda o: (o != me, o))
+    budgets = sorted({b for _, b in val})
+    problems = sorted({p for d in val.values() for p, _ in d})
+    rng = np.random.default_rng(0)
+    out = [f"### {name}: {len(problems)} problems ({', '.join(problems)})", ""]
+    for b in budgets:
+        mine = val.get((me, b), {})
+        out += [f"**{b} queries.** Mean over problems of the median normalized activation (95% bootstrap CI), "
+                f"on the problems both ran; `{me}`'s paired win/tie/loss per (problem, seed) (tie: within 1%), "
+                "Wilcoxon signed-rank p:", "",
+                "| optimizer | problems | its score [CI] | surrogate's score on them | ratio | W/T/L | p |",
+                "|---|---|---|---|---|---|---|"]
+        best_other = None
+        for o in opts:
+            d = val.get((o, b), {})
+            if not d:
+                continue
+            probs = sorted({p for p, _ in d} & {p for p, _ in mine})
+            if not probs:
+                continue
+
+            def score(dd, boot=False):
+                meds = []
+                for p in probs:
+                    v = np.array([x for (q, _), x in dd.items() if q == p])
+                    if boot:
+                        v = rng.choice(v, len(v))
+                    meds.append(np.median(v))
+                return float(np.mean(meds))
+
+            s_o, s_me = score(d), score(mine)
+            ci = np.percentile([score(d, True) for _ in range(n_boot)], [2.5, 97.5])
+            keys = sorted(set(d) & set(mine))
+            w = sum(mine[k] > d[k] * 1.01 + 1e-12 for k in keys)
+            l_ = sum(mine[k] < d[k] * 0.99 - 1e-12 for k in keys)
+            p = ""
+            if o != me and len(keys) >= 6:
+                from scipy.stats import wilcoxon
+
+                diff = np.array([mine[k] - d[k] for k in keys])
+                p = f"{wilcoxon(diff).pvalue:.3g}" if np.any(diff != 0) else "1"
+            out.append(f"| {o} | {len(probs)} | {s_o:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {s_me:.3f} | "
+                       f"{s_me / s_o:.2f} | " + (f"{w}/{len(keys) - w - l_}/{l_} | {p} |" if o != me else "- | - |"))
+            if o != me and len(probs) == len({q for q, _ in mine}) and (best_other is None or s_o > best_other[1]):
+                best_other = (o, s_o)
+        if best_other:
+            out += ["", f"Best other optimizer on all {len({q for q, _ in mine})} problems: {best_other[0]} "
+                        f"({best_other[1]:.3f}); surrogate / best other = "
+                        f"{np.mean([np.median([x for (q, _), x in mine.items() if q == p]) for p in {q for q, _ in mine}]) / best_other[1]:.2f}."]
+        out += ["", "Per problem (median over seeds):", "",
+                "| problem | " + " | ".join(o for o in opts if val.get((o, b))) + " |",
+                "|---|" + "---|" * sum(1 for o in opts if val.get((o, b)))]
+        for p in problems:
+            cells = []
+            for o in opts:
+                d = val.get((o, b))
+                if not d:
+                    continue
+                v = [x for (q, _), x in d.items() if q == p]
+                cells.append(f"{np.median(v):.3f}" if v else "n/a")
+            out.append(f"| {p} | " + " | ".join(cells) + " |")
+        out.append("")
+    out += ert_table(recs, opts, problems)
+    out += ["Optimizer time per query (median over runs and budgets, this machine, 1 torch thread):", "",
+            "| optimizer | ms/query |", "|---|---|"]
+    out += [f"| {o} | {1000 * np.median(secs[o]):.1f} |" for o in opts if secs[o]]
+    return out + [""]
+
+
+def ert_table(recs: list[dict], opts: list[str], problems: list[str], frac: float = 0.9) -> list[str]:
+    """Expected running time (queries) to reach ``frac`` of the best normalized value any run found on the
+    problem: queries spent by all runs (the whole budget for runs that never got there) / successful runs."""
+    best = {p: max((max(r["curve_n"]) for r in recs if r["problem"] == p and r["curve_n"]), default=np.nan)
+            for p in problems}
+    out = [f"ERT to {frac:g} x the best value found on the problem by any run (queries; inf: no run got there):",
+           "", "| problem | target | " + " | ".join(opts) + " |", "|---|---|" + "---|" * len(opts)]
+    for p in problems:
+        cells = []
+        for o in opts:
+            runs = [r for r in recs if r["problem"] == p and r["optimizer"] == o]
+            if not runs:
+                cells.append("n/a")
+                continue
+            spent, hits = 0, 0
+            for r in runs:
+                hit = [q for q, v in zip(r["curve_q"], r["curve_n"]) if v >= frac * best[p]]
+                spent += hit[0] if hit else r["n_queries"]
+                hits += bool(hit)
+            cells.append(f"{spent / hits:.0f}" if hits else "inf")
+        out.append(f"| {p} | {frac * best[p]:.3f} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("suites", nargs="+", help="NAME=DIR[+DIR...]")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    lines = []
+    for spec in args.suites:
+        name, dirs = spec.split("=", 1)
+        lines += table(name, load(dirs))
+    text = "\n".join(lines)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
