@@ -18,11 +18,20 @@ ALL = OWN + NG
 
 
 def _supports(name, space):
+    """Whether the README says ``name`` searches ``space`` (every optimizer a Box and a Grid, natively or through
+    an adapter; a Codebook only the discrete/categorical ones); a refusal of a space it should search fails."""
+    cls, _ = mo.registry.get(name)
+    if space.kind == "codebook" and "codebook" not in cls.native:
+        with pytest.raises(ConfigError, match="cannot search a Codebook"):
+            mo.make(name, space, seed=0)
+        return False
     try:
         opt = mo.make(name, space, seed=0, budget=60, batch_size=4)
         opt.tell(opt.ask(4), np.zeros(4))
         opt.ask(4)
-    except ConfigError:
+    except ConfigError as exc:  # only a missing optional package excuses a refusal (e.g. nevergrad's fcmaes)
+        if "optional package" not in str(exc):
+            raise
         return False
     return True
 
@@ -165,3 +174,22 @@ def test_nevergrad_batches_follow_its_cma_population():
     assert opt.preferred_batch_size > 10
     with pytest.raises(ConfigError, match="batch size"):
         mango.maximize(f, space, optimizer="ng:NGOpt", budget=300, batch_size=10, seed=0, progress=False)
+
+
+def test_register_refuses_a_taken_name():
+    from mango.optimizers import registry
+    from mango.optimizers.random_search import RandomSearch
+
+    for taken in ("cma", "surrogate", "turbo", "protes", "protes-loop", "ng:Mine"):
+        with pytest.raises(ConfigError, match="already registered|reserved"):
+            registry.register(taken, RandomSearch)
+    assert registry.get("cma")[0].__name__ == "CMAES"  # nothing was replaced
+
+
+def test_importing_the_bench_registers_nothing():
+    import subprocess
+    import sys
+
+    code = ("import mango.optimizers.registry as r; a = (dict(r._REGISTRY), dict(r._OPTIONAL)); "
+            "import mango.bench; assert (dict(r._REGISTRY), dict(r._OPTIONAL)) == a, 'changed'")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0

@@ -14,7 +14,5 @@ from . import metrics, peers, suites
 from .problems import Built, Problem, build, register_kind
 from .runner import OptimizerSpec, load_records, parse_optimizers, run_benchmark, run_one, run_seed
 
-peers.register()  # "protes" as an optimizer, when the package is installed
-
 __all__ = ["Problem", "Built", "build", "register_kind", "OptimizerSpec", "parse_optimizers", "run_seed",
            "run_one", "run_benchmark", "load_records", "suites", "metrics"]

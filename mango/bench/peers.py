@@ -7,9 +7,9 @@ batch protes wants evaluated, ``tell`` hands the values back and protes makes
 its next update.  Nothing of protes is re-implemented, so the benchmark
 compares against the package as users run it.
 
-Registered as optimizer ``"protes-loop"`` when the package is installed, and as
-``"protes"`` when no other ``protes`` optimizer is registered (importing
-:mod:`mango.bench` does it).
+Registered (in :mod:`mango.optimizers.registry`, lazily: importing nothing) as
+optimizer ``"protes-loop"`` when the package is installed; ``"protes"`` is
+:mod:`mango.optimizers.tt_peers`, which re-steps the package's jitted functions.
 
 Parameters are protes's own (``k=100``, ``k_top=10``, ``k_gd=1``, ``lr=0.05``,
 ``r=5``: its defaults) plus ``quantize``: ``True`` searches the QTT form (each
@@ -133,16 +133,3 @@ class ProtesPeer(GenerationOptimizer):
     @property
     def preferred_batch_size(self) -> int | None:
         return int(self.params["k"])
-
-
-def register() -> bool:
-    """Register this adapter as ``"protes-loop"``, and as ``"protes"`` unless another is registered
-    (mango.optimizers.tt_peers provides one that re-steps the package's jitted functions).
-    Returns whether ``"protes"`` is this adapter."""
-    from ..optimizers import registry
-
-    registry.register("protes-loop", "mango.bench.peers:ProtesPeer", requires="protes")
-    if "protes" in registry._REGISTRY or "protes" in registry._OPTIONAL:
-        return registry._OPTIONAL.get("protes", (None, None))[1] == "mango.bench.peers:ProtesPeer"
-    registry.register("protes", "mango.bench.peers:ProtesPeer", requires="protes")
-    return True

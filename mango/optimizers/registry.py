@@ -25,6 +25,8 @@ _REGISTRY: dict[str, object] = {
 _OPTIONAL: dict[str, tuple[str, str]] = {
     "protes": ("protes", "mango.optimizers.tt_peers:ProtesOptimizer"),
     "turbo": ("botorch", "mango.optimizers.bo_peers:TurboOptimizer"),
+    # the protes package's own loop driven by ask/tell (with the QTT `quantize` option; mango.bench.peers)
+    "protes-loop": ("protes", "mango.bench.peers:ProtesPeer"),
 }
 
 
@@ -32,8 +34,14 @@ def register(name: str, target=None, *, requires: str | None = None):
     """Register an optimizer class under ``name`` (usable as a decorator).
 
     ``target`` is a class or a ``"module:Class"`` string; ``requires`` names a
-    package that must be importable for the name to be available.
+    package that must be importable for the name to be available.  A name that
+    is taken is refused (:class:`ConfigError`): nothing is silently replaced.
     """
+    taken = name in _REGISTRY or name in _OPTIONAL or name.startswith("ng:")
+    if taken:
+        raise ConfigError(f"optimizer name {name!r} is already registered (or reserved: 'ng:' names are "
+                          "nevergrad's); register yours under another name.")
+
     def deco(t):
         if requires:
             _OPTIONAL[name] = (requires, t)
