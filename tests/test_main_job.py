@@ -170,8 +170,10 @@ def test_zoo_list_whole_and_info(capsys):
 def test_default_main_job(tmp_path):
     """`mango maximize` exactly as the README runs it: result.json < 10 KB, valid, normalized by the zoo reference."""
     env = dict(os.environ)
-    r = subprocess.run([sys.executable, "-m", "mango.cli", "maximize", "--out", str(tmp_path / "mango-out")],
-                       capture_output=True, text=True, env=env, timeout=900)
+    # as the README runs it, but progress every second: on a quiet machine with a cached reference the whole
+    # job can end before the default 10 s, and then no progress line is due at all
+    r = subprocess.run([sys.executable, "-m", "mango.cli", "maximize", "--out", str(tmp_path / "mango-out"),
+                        "--progress-every", "1"], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "mango-out"
     size = (out / "result.json").stat().st_size
