@@ -40,7 +40,7 @@ import torch.nn as nn
 from ..errors import ConfigError, MangoError, UnknownNameError
 from . import spikingjelly as sj
 from .base import Oracle, resolve_device
-from .torch import UnitReadout, _ensure_eval, _StopForward, _units, find_layer
+from .torch import StopForward, UnitReadout, ensure_eval, find_layer, unit_list
 
 __all__ = ["SNNOracle", "reset_snn", "spiking_layers", "stateless_prefix"]
 
@@ -250,14 +250,14 @@ class SNNOracle(Oracle):
         self.seed = None if seed is None else int(seed)
         self.shortcut, self.stop_early = bool(shortcut), bool(stop_early)
         self.max_batch = None if max_batch is None else int(max_batch)
-        self.readout = UnitReadout(self.layer_name, _units(unit), spatial)
+        self.readout = UnitReadout(self.layer_name, unit_list(unit), spatial)
         dev = resolve_device(device, model)
         if device is not None:
             model.to(dev)
         super().__init__(self.readout.names(self.layer_name), dev, input_shape)
         self.device = dev
         if not sj_neurons:
-            _ensure_eval(model, "SNNOracle")
+            ensure_eval(model, "SNNOracle")
         self._checked = False  # has a full forward call shown the target layer runs once per step?
         self._calls: int | None = None  # target calls per forward (multi-step / loop modes, first batch)
         self._gen = None
@@ -306,7 +306,7 @@ class SNNOracle(Oracle):
             if self.framework == "spikingjelly":
                 _ensure_eval_sj(self.model)
             else:
-                _ensure_eval(self.model, "SNNOracle")
+                ensure_eval(self.model, "SNNOracle")
         if self.encoding == "poisson":
             lo, hi = float(x.min()), float(x.max())
             if lo < 0 or hi > 1:
@@ -374,7 +374,7 @@ class SNNOracle(Oracle):
             steps[0] += t
             calls[0] += 1
             if stop[0]:
-                raise _StopForward
+                raise StopForward
 
         reset_snn(self.model)
         record_v = want_mem and time_major and not self.module.store_v_seq
@@ -447,7 +447,7 @@ class SNNOracle(Oracle):
         def run():
             try:
                 self.model(inp)
-            except _StopForward:
+            except StopForward:
                 pass
 
         if not self._broadcast:
@@ -481,7 +481,7 @@ class SNNOracle(Oracle):
         for t in range(self.num_steps):
             try:
                 step(t)
-            except _StopForward:
+            except StopForward:
                 pass
             if steps[0] != t + 1:
                 if steps[0] > t + 1:

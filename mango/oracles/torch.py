@@ -15,8 +15,8 @@ from .base import Oracle, resolve_device
 __all__ = ["TorchOracle", "find_layer", "UnitReadout"]
 
 
-class _StopForward(Exception):
-    """Raised from a forward hook to end the forward pass after the target layer."""
+class StopForward(Exception):
+    """Raised from a forward hook to end the forward pass after the target layer (shared by the oracles)."""
 
 
 def find_layer(model: nn.Module, layer: str) -> nn.Module:
@@ -32,7 +32,8 @@ def find_layer(model: nn.Module, layer: str) -> nn.Module:
     return modules[layer]
 
 
-def _units(unit) -> list[int]:
+def unit_list(unit) -> list[int]:
+    """``unit`` (an int or a sequence of ints) as a non-empty list of ints; a clear error otherwise."""
     if isinstance(unit, (int, np.integer)) and not isinstance(unit, bool):
         units = [int(unit)]
     else:
@@ -121,7 +122,8 @@ class UnitReadout:
         return [f"{prefix}:{u}{sp}" for u in self.units]
 
 
-def _ensure_eval(model: nn.Module, who: str) -> None:
+def ensure_eval(model: nn.Module, who: str) -> None:
+    """Switch ``model`` to eval mode, warning (as ``who``) when it was training."""
     if any(m.training for m in model.modules()):
         warnings.warn(
             f"{who}: the model was in training mode; switched it to eval mode (model.eval()) so that dropout and "
@@ -175,7 +177,7 @@ class TorchOracle(Oracle):
         self.model = model
         self.layer = layer
         self.module = None if layer == "output" else find_layer(model, layer)
-        self.readout = UnitReadout(layer, _units(unit), spatial)
+        self.readout = UnitReadout(layer, unit_list(unit), spatial)
         self.softmax = bool(softmax)
         if max_batch is not None and (int(max_batch) != max_batch or max_batch < 1):
             raise ConfigError(f"max_batch must be a positive int or None, got {max_batch!r}.")
@@ -186,7 +188,7 @@ class TorchOracle(Oracle):
             model.to(dev)
         super().__init__(self.readout.names(layer), dev, input_shape)
         self.device = dev
-        _ensure_eval(model, "TorchOracle")
+        ensure_eval(model, "TorchOracle")
         self._calls: int | None = None  # how many times the target module runs per forward
         if self.input_shape is not None:
             self(torch.zeros((1,) + self.input_shape))
@@ -194,7 +196,7 @@ class TorchOracle(Oracle):
     # ------------------------------------------------------------------
     def _respond(self, x: torch.Tensor) -> torch.Tensor:
         if any(m.training for m in self.model.modules()):
-            _ensure_eval(self.model, "TorchOracle")
+            ensure_eval(self.model, "TorchOracle")
         try:
             if self.max_batch is None or x.shape[0] <= self.max_batch:
                 return self._forward(x)
@@ -222,12 +224,12 @@ class TorchOracle(Oracle):
         def hook(module, inputs, output):
             seen.append(_first_tensor(output, self.layer))
             if target is not None and len(seen) == target:
-                raise _StopForward
+                raise StopForward
 
         handle = self.module.register_forward_hook(hook)
         try:
             self.model(x)
-        except _StopForward:
+        except StopForward:
             pass
         finally:
             handle.remove()
