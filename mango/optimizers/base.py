@@ -108,24 +108,51 @@ class Optimizer:
 
     def tell(self, points, values) -> None:
         """Report the objective ``values`` (to be maximized) of ``points``."""
+        pts, vals = self._checked(points, values, "tell")
+        if len(pts) == 0:
+            return
+        self._record("t", pts, vals)
+        self._tell(pts, vals)
+
+    def _checked(self, points, values, who: str) -> tuple[np.ndarray, np.ndarray]:
         pts = self.space.validate(points)
         vals = np.asarray(values, dtype=float).reshape(-1)
         if len(vals) != len(pts):
-            raise ConfigError(f"tell() got {len(pts)} points but {len(vals)} values; give one value per point.")
+            raise ConfigError(f"{who}() got {len(pts)} points but {len(vals)} values; give one value per point.")
         if not np.all(np.isfinite(vals)):
             bad = np.flatnonzero(~np.isfinite(vals))[:5].tolist()
             raise ConfigError(
-                f"tell() got non-finite values at rows {bad}; replace them (e.g. by a very low value) "
+                f"{who}() got non-finite values at rows {bad}; replace them (e.g. by a very low value) "
                 "or use maximize(..., nonfinite='worst')."
             )
-        if len(pts) == 0:
-            return
-        self._log.append(("t", len(pts), pts.copy(), vals.copy()))
+        return pts, vals
+
+    def _record(self, kind: str, pts: np.ndarray, vals: np.ndarray) -> None:
+        """Log a tell (``"t"``) or warm start (``"w"``) for the replay state, and keep the best point."""
+        self._log.append((kind, len(pts), pts.copy(), vals.copy()))
         i = int(np.argmax(vals))
         if self._best_value is None or vals[i] > self._best_value:
             self._best_value, self._best_point = float(vals[i]), pts[i].copy()
         self._n_told += len(pts)
-        self._tell(pts, vals)
+
+    def warm_start(self, points, values) -> None:
+        """Start from ``points`` that were already shown, with their ``values``, before proposing.
+
+        :class:`mango.optimizers.warm.WarmStart` calls this once the screened
+        points have values.  The default tells them like any other points
+        (population-based optimizers take points they did not ask as
+        candidates for their population); optimizers with a better use
+        override :meth:`_warm_start` (CMA-ES centres its mean on the best point).
+        """
+        pts, vals = self._checked(points, values, "warm_start")
+        if len(pts) == 0:
+            return
+        self._record("w", pts, vals)
+        self._warm_start(pts, vals)
+
+    def reset(self) -> None:
+        """Forget everything asked and told: the optimizer as freshly made (same seed, budget and parameters)."""
+        self._reset()
 
     def connect(self, **resources) -> None:
         """Receive what :attr:`needs` declares (e.g. ``generator=``), before the first ``ask``.
@@ -156,7 +183,7 @@ class Optimizer:
         asks = [n for kind, n, _, _ in self._log if kind == "a"]
         events = "".join(kind for kind, _, _, _ in self._log)
         counts = [n for _, n, _, _ in self._log]
-        told = [(p, v) for kind, _, p, v in self._log if kind == "t"]
+        told = [(p, v) for kind, _, p, v in self._log if kind in "tw"]
         dim = self.space.dim
         return {
             **self._state_header("replay-1"),
@@ -193,7 +220,7 @@ class Optimizer:
             if kind == "a":
                 self.ask(n)
             else:
-                self.tell(points[pos:pos + n], values[pos:pos + n])
+                (self.tell if kind == "t" else self.warm_start)(points[pos:pos + n], values[pos:pos + n])
                 pos += n
 
     # -- for subclasses ---------------------------------------------------
@@ -213,6 +240,10 @@ class Optimizer:
 
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def _warm_start(self, points: np.ndarray, values: np.ndarray) -> None:
+        """Subclass hook of :meth:`warm_start`; the default tells the points."""
+        self._tell(points, values)
 
     @property
     def preferred_batch_size(self) -> int | None:
