@@ -153,7 +153,7 @@ def test_qtt_never_samples_invalid_indices():
     opt = make("tt", sp, seed=0, quantize=True, dedup=False, k=50, k_top=5, lr=0.3)
     f = separable(6, 5)
     for _ in range(20):
-        x = opt._sample(500)
+        x = opt.sample(500)
         assert x.min() >= 0 and x.max() <= 4
         opt.tell(x[:50], f(x[:50]))
     assert opt.n_told == 1000
@@ -240,7 +240,7 @@ def test_warm_start_and_foreign_tell():
     other = make("tt", sp, seed=0, k=4, k_top=2)
     other.tell(np.stack([target, target]), [5.0, 4.0])
     other.tell(sp.sample(2, 1), [0.0, 1.0])
-    assert other.best[1] == 5.0 and np.array_equal(other._elite_p[0], target)
+    assert other.best[1] == 5.0 and np.array_equal(other.elite[0][0], target)
 
 
 # ---------------------------------------------------------------- quality on known optima
@@ -305,19 +305,20 @@ def test_protes_peer_ask_tell():
 # ---------------------------------------------------------------- the closed-form gradients and the sampler
 def _autograd_loss_grad(opt, idx):
     """-mean log p(idx) and its gradient in theta (teneva layout), by torch autograd on the full cores."""
-    theta = torch.tensor(opt._to_teneva(opt._theta).astype(np.float64), requires_grad=True)
-    d = opt._dim  # the distribution's modes (binary dimensions grouped: fewer than the space's)
-    if opt._q:
+    dist = opt.distribution
+    theta = torch.tensor(dist.to_teneva(dist.theta).astype(np.float64), requires_grad=True)
+    d = dist.dim  # the distribution's modes (binary dimensions grouped: fewer than the space's)
+    if dist.q:
         G = theta.abs()
         G = G / G.detach().amax(dim=(2, 3, 4), keepdim=True)
         A = G[:, 0]
-        for s in range(1, opt._q):
+        for s in range(1, dist.q):
             m, r = A.shape[2], A.shape[1]
             A = (A.reshape(d, r * m, r) @ G[:, s].reshape(d, r, 2 * r)).reshape(d, r, 2 * m, r)
         G = A
     else:
         G = theta.abs()
-    G = G * torch.tensor(opt._mask)
+    G = G * torch.tensor(dist.mask)
 
     def chain(mats):
         v = mats[0][0:1]
@@ -342,11 +343,12 @@ def _autograd_loss_grad(opt, idx):
 def test_closed_form_gradient_equals_autograd(space, quantize):
     opt = make("tt", space, seed=1, quantize=quantize, rank=3)
     drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 40, batch=10)  # away from the initial cores
-    idx = opt._from_space(space.sample(4, seed=2).astype(np.int64))
+    dist = opt.distribution
+    idx = dist.from_space(space.sample(4, seed=2).astype(np.int64))
     logp_ref, g_ref = _autograd_loss_grad(opt, idx)
-    tol = 1e-6 if opt._theta.dtype == np.float32 else 1e-10
-    assert np.allclose(opt._log_prob(idx), logp_ref, atol=tol * 10)
-    assert np.allclose(opt._to_teneva(opt._loss_grad(idx)), g_ref, atol=tol * np.abs(g_ref).max())
+    tol = 1e-6 if dist.theta.dtype == np.float32 else 1e-10
+    assert np.allclose(dist.log_prob(idx), logp_ref, atol=tol * 10)
+    assert np.allclose(dist.to_teneva(dist.loss_grad(idx)), g_ref, atol=tol * np.abs(g_ref).max())
 
 
 @pytest.mark.parametrize("quantize", [False, True])
@@ -360,7 +362,7 @@ def test_sampler_marginals_with_many_levels(quantize):
     p = np.exp(opt.log_prob(grid)).reshape(70, 100)
     assert p.sum() == pytest.approx(1.0, rel=1e-5)
     for n in (30, 20000):  # few draws (rows gathered) and many (one sorted table)
-        x = np.concatenate([opt._sample(n) for _ in range(max(1, 20000 // n))])
+        x = np.concatenate([opt.sample(n) for _ in range(max(1, 20000 // n))])
         assert x[:, 0].max() < 70 and x[:, 1].max() < 100 and x.min() >= 0
         for axis in (0, 1):
             freq = np.bincount(x[:, axis], minlength=p.shape[axis]) / len(x)
@@ -435,7 +437,7 @@ def test_large_batches_keep_no_large_work_arrays():
     pts = sp.sample(5000, seed=1)
     assert np.all(np.isfinite(opt.log_prob(pts)))
     opt.warm_start(pts[:3000], steps=2)
-    assert max(a.size for a in opt._ws.values()) <= 8 * opt._theta.size
+    assert max(opt.distribution.work_sizes()) <= 8 * opt.distribution.theta.size
     drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 100)  # and the optimizer still runs
 
 
@@ -443,10 +445,10 @@ def test_large_batches_keep_no_large_work_arrays():
 def test_binary_dimensions_are_grouped(d, group):
     """A space of binary dimensions runs as its own QTT when its dimension has a divisor to group by."""
     opt = make("tt", Codebook(d, 2), seed=0)
-    assert opt._group == group and opt._q == group  # (the QTT engine, q digits a mode, or the dense one)
+    assert opt.distribution.group == group and opt.distribution.q == group  # (the QTT engine, q digits a mode, or the dense one)
     x = opt.ask(5)
     assert x.shape == (5, d) and set(np.unique(x)) <= {0, 1}
-    assert np.array_equal(opt._to_space(opt._from_space(x)), x)
+    assert np.array_equal(opt.distribution.to_space(opt.distribution.from_space(x)), x)
 
 
 def test_grouped_binary_cores_are_the_sampling_distribution():
@@ -456,7 +458,7 @@ def test_grouped_binary_cores_are_the_sampling_distribution():
     sp = Codebook(d, 2)
     f = separable(d, 2)
     opt = make("tt", sp, seed=1, rank=3, dedup=False, k=10, k_top=3)
-    assert opt._group == 4
+    assert opt.distribution.group == 4
     drive(opt, f, 60)
     cores = opt.tt_cores()
     assert [c.shape[1] for c in cores] == [2] * d
@@ -474,7 +476,7 @@ def test_grouped_binary_state_roundtrip_and_search():
     sp = Codebook(60, 2)
     f = separable(60, 2)
     a = make("tt", sp, seed=7, k=10, k_top=2)
-    assert a._group == 4
+    assert a.distribution.group == 4
     drive(a, f, 55, batch=11)
     b = make("tt", sp, seed=99, k=10, k_top=2)
     b.load_state_dict(serial.loads(serial.dumps(a.state_dict())))
