@@ -416,7 +416,7 @@ def test_digit_suffixes_sum_the_valid_indices(sizes):
 
 @pytest.mark.parametrize("n,L", [(3, 37), (200, 37), (1, 576), (2, 300)])
 def test_sample_path_pointer_jumping_and_sweep_agree(n, L):
-    """Few draws go by pointer jumping, many by a sweep: the same paths from the same numbers
+    """Few draws go by pointer jumping, many by a sweep: both give the reference's paths from the same numbers
     (also for chains longer than 255 steps: the flat indices of the maps need more than a byte)."""
     rng = np.random.default_rng(n)
     cdf = np.cumsum(rng.random((L, 4, 4)), axis=2)
@@ -424,7 +424,7 @@ def test_sample_path_pointer_jumping_and_sweep_agree(n, L):
     cdf[5, 2] = [0.0, 0.0, 1.0, 1.0]  # zero-probability transitions are never taken
     u = 1.0 - rng.random((n, L))
     a = tt_math.sample_path(cdf, u)
-    assert np.array_equal(a, tt_math._path_sweep(cdf, u))
+    assert np.array_equal(a, tt_math.sample_path_reference(cdf, u))
     prev = np.concatenate([np.zeros((n, 1), dtype=int), a[:, :-1]], axis=1)
     assert not np.any((prev[:, 5] == 2) & (a[:, 5] < 2))
 
@@ -489,3 +489,81 @@ def test_grouped_binary_state_roundtrip_and_search():
     tt = np.median([drive(make("tt", sp, seed=s), f, 1500) for s in range(3)])
     rnd = np.median([random_best(sp, f, 1500, s) for s in range(3)])
     assert tt > rnd + 0.5 * abs(rnd), (tt, rnd)
+
+
+# ---------------------------------------------------------------- every kernel against its plain reference
+def _qtt_cores(sizes, q, r=3, seed=0):
+    """Random binary cores ``[q, d, r, 2, r]`` and the digits ``[d, q]`` of ``n_j - 1`` for modes ``sizes``."""
+    Gb = np.random.default_rng(seed).random((q, len(sizes), r, 2, r)) + 0.05
+    n = np.asarray(sizes)
+    cbits = (((n[:, None] - 1) >> np.arange(q - 1, -1, -1)[None, :]) & 1).astype(np.float64)
+    return Gb, cbits
+
+
+QTT_MODES = [([8, 8, 8], 3), ([5, 8, 3, 2], 3), ([13, 16, 9], 4), ([2, 2], 1)]  # all valid, masked, q = 1
+
+
+@pytest.mark.parametrize("L", [1, 2, 7, 40])
+def test_chain_log_and_vectors_match_references(L):
+    M = np.random.default_rng(L).random((3, L, 4, 4)) * 0.8
+    assert np.allclose(tt_math.chain_log(M), tt_math.chain_log_reference(M), rtol=1e-12, atol=1e-12)
+    for got, ref in zip(tt_math.chain_vectors(M), tt_math.chain_vectors_reference(M)):
+        assert np.allclose(got, ref, rtol=1e-9, atol=1e-14)
+    # and the plain loop is teneva's value of the chain as a TT of one-level cores
+    for c in range(3):
+        Y = [Mj[:, None, :].copy() for Mj in M[c]]
+        Y[0] = Y[0][:1]
+        Y[-1] = Y[-1][:, :, :1]  # (L = 1: both on the one core)
+        assert tt_math.chain_log_reference(M[c:c + 1])[0] == pytest.approx(np.log(teneva.get(Y, [0] * L)), rel=1e-12)
+
+
+@pytest.mark.parametrize("sizes,q", QTT_MODES)
+def test_qtt_kernels_match_references(sizes, q):
+    """merge_bits, digit_suffixes (and digit_sums), digit_sums_vjp on random binary cores: the same as the
+    enumerations of the references, with and without invalid indices."""
+    Gb, cbits = _qtt_cores(sizes, q, seed=q)
+    assert np.allclose(tt_math.merge_bits(Gb), tt_math.merge_bits_reference(Gb), rtol=1e-12)
+    Rl, Rt, S, Bs = tt_math.digit_suffixes(Gb, cbits)
+    Rl_ref, Rt_ref, S_ref, Bs_ref = tt_math.digit_suffixes_reference(Gb, cbits)
+    assert (Rt is None) == (Rt_ref is None) == bool(cbits.all())
+    for got, ref in ((Rl, Rl_ref), (Rt, Rt_ref), (S, S_ref), (Bs, Bs_ref)):
+        assert ref is None or np.allclose(got, ref, rtol=1e-12)
+    assert np.allclose(tt_math.digit_sums(Gb, cbits), S_ref, rtol=1e-12)
+    merged = tt_math.merge_bits_reference(Gb)
+    assert np.allclose(S_ref, [merged[j, :, :n].sum(axis=1) for j, n in enumerate(sizes)], rtol=1e-12)
+    rng = np.random.default_rng(1)
+    x, y = rng.random((len(sizes), 3)), rng.random((len(sizes), 3))
+    out = np.zeros((3, 2, 3, q, len(sizes)))
+    tt_math.digit_sums_vjp(Gb, cbits, x, y, Bs=Bs, out=out)
+    assert np.allclose(out.transpose(3, 4, 0, 1, 2), tt_math.digit_sums_vjp_reference(Gb, cbits, x, y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("sizes,q", QTT_MODES)
+def test_sample_digits_matches_reference(sizes, q):
+    """The digit-by-digit QTT draw: the reference's indices from the same numbers, never an invalid one."""
+    Gb, cbits = _qtt_cores(sizes, q, seed=10 + q)
+    rng = np.random.default_rng(q)
+    n, d = 40, len(sizes)
+    a, b = rng.integers(3, size=(n, d)), rng.integers(3, size=(n, d))
+    a[:, 0] = 0
+    u = 1.0 - rng.random((n, d, q))
+    Rl, Rt, _, _ = tt_math.digit_suffixes(Gb, None if cbits.all() else cbits)
+    got = tt_math.sample_digits(Gb, cbits, tt_math.digit_table(Rl, Rt), Rt is not None, a, b, u)
+    assert np.array_equal(got, tt_math.sample_digits_reference(Gb, cbits, a, b, u))
+    assert np.all(got < np.asarray(sizes)[None, :])
+
+
+@pytest.mark.parametrize("K", [5, 64, 70, 300])
+@pytest.mark.parametrize("n", [3, 400])
+def test_row_table_matches_reference(K, n):
+    """Dense index draws: few draws (rows gathered), many (one sorted table), long rows (blocks); zero
+    weights (masked indices) never drawn."""
+    rng = np.random.default_rng(K + n)
+    W = rng.random((12, K))
+    W[:, -2:] = 0.0  # invalid indices
+    W[3, : K // 3] = 0.0  # and leading ones in one row
+    rows = rng.integers(12, size=(n, 2))
+    u = 1.0 - rng.random((n, 2))
+    got = tt_math.RowTable(W).draw(rows, u)
+    assert np.array_equal(got, tt_math.row_draw_reference(W, rows, u))
+    assert np.all(W[rows, got] > 0)
