@@ -153,7 +153,7 @@ def test_qtt_never_samples_invalid_indices():
     opt = make("tt", sp, seed=0, quantize=True, dedup=False, k=50, k_top=5, lr=0.3)
     f = separable(6, 5)
     for _ in range(20):
-        x = opt._sample(500)
+        x = opt.sample(500)
         assert x.min() >= 0 and x.max() <= 4
         opt.tell(x[:50], f(x[:50]))
     assert opt.n_told == 1000
@@ -240,7 +240,7 @@ def test_warm_start_and_foreign_tell():
     other = make("tt", sp, seed=0, k=4, k_top=2)
     other.tell(np.stack([target, target]), [5.0, 4.0])
     other.tell(sp.sample(2, 1), [0.0, 1.0])
-    assert other.best[1] == 5.0 and np.array_equal(other._elite_p[0], target)
+    assert other.best[1] == 5.0 and np.array_equal(other.elite[0][0], target)
 
 
 # ---------------------------------------------------------------- quality on known optima
@@ -305,19 +305,20 @@ def test_protes_peer_ask_tell():
 # ---------------------------------------------------------------- the closed-form gradients and the sampler
 def _autograd_loss_grad(opt, idx):
     """-mean log p(idx) and its gradient in theta (teneva layout), by torch autograd on the full cores."""
-    theta = torch.tensor(opt._to_teneva(opt._theta).astype(np.float64), requires_grad=True)
-    d = opt._dim  # the distribution's modes (binary dimensions grouped: fewer than the space's)
-    if opt._q:
+    dist = opt.distribution
+    theta = torch.tensor(dist.to_teneva(dist.theta).astype(np.float64), requires_grad=True)
+    d = dist.dim  # the distribution's modes (binary dimensions grouped: fewer than the space's)
+    if dist.q:
         G = theta.abs()
         G = G / G.detach().amax(dim=(2, 3, 4), keepdim=True)
         A = G[:, 0]
-        for s in range(1, opt._q):
+        for s in range(1, dist.q):
             m, r = A.shape[2], A.shape[1]
             A = (A.reshape(d, r * m, r) @ G[:, s].reshape(d, r, 2 * r)).reshape(d, r, 2 * m, r)
         G = A
     else:
         G = theta.abs()
-    G = G * torch.tensor(opt._mask)
+    G = G * torch.tensor(dist.mask)
 
     def chain(mats):
         v = mats[0][0:1]
@@ -342,11 +343,12 @@ def _autograd_loss_grad(opt, idx):
 def test_closed_form_gradient_equals_autograd(space, quantize):
     opt = make("tt", space, seed=1, quantize=quantize, rank=3)
     drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 40, batch=10)  # away from the initial cores
-    idx = opt._from_space(space.sample(4, seed=2).astype(np.int64))
+    dist = opt.distribution
+    idx = dist.from_space(space.sample(4, seed=2).astype(np.int64))
     logp_ref, g_ref = _autograd_loss_grad(opt, idx)
-    tol = 1e-6 if opt._theta.dtype == np.float32 else 1e-10
-    assert np.allclose(opt._log_prob(idx), logp_ref, atol=tol * 10)
-    assert np.allclose(opt._to_teneva(opt._loss_grad(idx)), g_ref, atol=tol * np.abs(g_ref).max())
+    tol = 1e-6 if dist.theta.dtype == np.float32 else 1e-10
+    assert np.allclose(dist.log_prob(idx), logp_ref, atol=tol * 10)
+    assert np.allclose(dist.to_teneva(dist.loss_grad(idx)), g_ref, atol=tol * np.abs(g_ref).max())
 
 
 @pytest.mark.parametrize("quantize", [False, True])
@@ -360,7 +362,7 @@ def test_sampler_marginals_with_many_levels(quantize):
     p = np.exp(opt.log_prob(grid)).reshape(70, 100)
     assert p.sum() == pytest.approx(1.0, rel=1e-5)
     for n in (30, 20000):  # few draws (rows gathered) and many (one sorted table)
-        x = np.concatenate([opt._sample(n) for _ in range(max(1, 20000 // n))])
+        x = np.concatenate([opt.sample(n) for _ in range(max(1, 20000 // n))])
         assert x[:, 0].max() < 70 and x[:, 1].max() < 100 and x.min() >= 0
         for axis in (0, 1):
             freq = np.bincount(x[:, axis], minlength=p.shape[axis]) / len(x)
@@ -414,7 +416,7 @@ def test_digit_suffixes_sum_the_valid_indices(sizes):
 
 @pytest.mark.parametrize("n,L", [(3, 37), (200, 37), (1, 576), (2, 300)])
 def test_sample_path_pointer_jumping_and_sweep_agree(n, L):
-    """Few draws go by pointer jumping, many by a sweep: the same paths from the same numbers
+    """Few draws go by pointer jumping, many by a sweep: both give the reference's paths from the same numbers
     (also for chains longer than 255 steps: the flat indices of the maps need more than a byte)."""
     rng = np.random.default_rng(n)
     cdf = np.cumsum(rng.random((L, 4, 4)), axis=2)
@@ -422,7 +424,7 @@ def test_sample_path_pointer_jumping_and_sweep_agree(n, L):
     cdf[5, 2] = [0.0, 0.0, 1.0, 1.0]  # zero-probability transitions are never taken
     u = 1.0 - rng.random((n, L))
     a = tt_math.sample_path(cdf, u)
-    assert np.array_equal(a, tt_math._path_sweep(cdf, u))
+    assert np.array_equal(a, tt_math.sample_path_reference(cdf, u))
     prev = np.concatenate([np.zeros((n, 1), dtype=int), a[:, :-1]], axis=1)
     assert not np.any((prev[:, 5] == 2) & (a[:, 5] < 2))
 
@@ -435,7 +437,7 @@ def test_large_batches_keep_no_large_work_arrays():
     pts = sp.sample(5000, seed=1)
     assert np.all(np.isfinite(opt.log_prob(pts)))
     opt.warm_start(pts[:3000], steps=2)
-    assert max(a.size for a in opt._ws.values()) <= 8 * opt._theta.size
+    assert max(opt.distribution.work_sizes()) <= 8 * opt.distribution.theta.size
     drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 100)  # and the optimizer still runs
 
 
@@ -443,10 +445,10 @@ def test_large_batches_keep_no_large_work_arrays():
 def test_binary_dimensions_are_grouped(d, group):
     """A space of binary dimensions runs as its own QTT when its dimension has a divisor to group by."""
     opt = make("tt", Codebook(d, 2), seed=0)
-    assert opt._group == group and opt._q == group  # (the QTT engine, q digits a mode, or the dense one)
+    assert opt.distribution.group == group and opt.distribution.q == group  # (the QTT engine, q digits a mode, or the dense one)
     x = opt.ask(5)
     assert x.shape == (5, d) and set(np.unique(x)) <= {0, 1}
-    assert np.array_equal(opt._to_space(opt._from_space(x)), x)
+    assert np.array_equal(opt.distribution.to_space(opt.distribution.from_space(x)), x)
 
 
 def test_grouped_binary_cores_are_the_sampling_distribution():
@@ -456,7 +458,7 @@ def test_grouped_binary_cores_are_the_sampling_distribution():
     sp = Codebook(d, 2)
     f = separable(d, 2)
     opt = make("tt", sp, seed=1, rank=3, dedup=False, k=10, k_top=3)
-    assert opt._group == 4
+    assert opt.distribution.group == 4
     drive(opt, f, 60)
     cores = opt.tt_cores()
     assert [c.shape[1] for c in cores] == [2] * d
@@ -474,7 +476,7 @@ def test_grouped_binary_state_roundtrip_and_search():
     sp = Codebook(60, 2)
     f = separable(60, 2)
     a = make("tt", sp, seed=7, k=10, k_top=2)
-    assert a._group == 4
+    assert a.distribution.group == 4
     drive(a, f, 55, batch=11)
     b = make("tt", sp, seed=99, k=10, k_top=2)
     b.load_state_dict(serial.loads(serial.dumps(a.state_dict())))
@@ -487,3 +489,81 @@ def test_grouped_binary_state_roundtrip_and_search():
     tt = np.median([drive(make("tt", sp, seed=s), f, 1500) for s in range(3)])
     rnd = np.median([random_best(sp, f, 1500, s) for s in range(3)])
     assert tt > rnd + 0.5 * abs(rnd), (tt, rnd)
+
+
+# ---------------------------------------------------------------- every kernel against its plain reference
+def _qtt_cores(sizes, q, r=3, seed=0):
+    """Random binary cores ``[q, d, r, 2, r]`` and the digits ``[d, q]`` of ``n_j - 1`` for modes ``sizes``."""
+    Gb = np.random.default_rng(seed).random((q, len(sizes), r, 2, r)) + 0.05
+    n = np.asarray(sizes)
+    cbits = (((n[:, None] - 1) >> np.arange(q - 1, -1, -1)[None, :]) & 1).astype(np.float64)
+    return Gb, cbits
+
+
+QTT_MODES = [([8, 8, 8], 3), ([5, 8, 3, 2], 3), ([13, 16, 9], 4), ([2, 2], 1)]  # all valid, masked, q = 1
+
+
+@pytest.mark.parametrize("L", [1, 2, 7, 40])
+def test_chain_log_and_vectors_match_references(L):
+    M = np.random.default_rng(L).random((3, L, 4, 4)) * 0.8
+    assert np.allclose(tt_math.chain_log(M), tt_math.chain_log_reference(M), rtol=1e-12, atol=1e-12)
+    for got, ref in zip(tt_math.chain_vectors(M), tt_math.chain_vectors_reference(M)):
+        assert np.allclose(got, ref, rtol=1e-9, atol=1e-14)
+    # and the plain loop is teneva's value of the chain as a TT of one-level cores
+    for c in range(3):
+        Y = [Mj[:, None, :].copy() for Mj in M[c]]
+        Y[0] = Y[0][:1]
+        Y[-1] = Y[-1][:, :, :1]  # (L = 1: both on the one core)
+        assert tt_math.chain_log_reference(M[c:c + 1])[0] == pytest.approx(np.log(teneva.get(Y, [0] * L)), rel=1e-12)
+
+
+@pytest.mark.parametrize("sizes,q", QTT_MODES)
+def test_qtt_kernels_match_references(sizes, q):
+    """merge_bits, digit_suffixes (and digit_sums), digit_sums_vjp on random binary cores: the same as the
+    enumerations of the references, with and without invalid indices."""
+    Gb, cbits = _qtt_cores(sizes, q, seed=q)
+    assert np.allclose(tt_math.merge_bits(Gb), tt_math.merge_bits_reference(Gb), rtol=1e-12)
+    Rl, Rt, S, Bs = tt_math.digit_suffixes(Gb, cbits)
+    Rl_ref, Rt_ref, S_ref, Bs_ref = tt_math.digit_suffixes_reference(Gb, cbits)
+    assert (Rt is None) == (Rt_ref is None) == bool(cbits.all())
+    for got, ref in ((Rl, Rl_ref), (Rt, Rt_ref), (S, S_ref), (Bs, Bs_ref)):
+        assert ref is None or np.allclose(got, ref, rtol=1e-12)
+    assert np.allclose(tt_math.digit_sums(Gb, cbits), S_ref, rtol=1e-12)
+    merged = tt_math.merge_bits_reference(Gb)
+    assert np.allclose(S_ref, [merged[j, :, :n].sum(axis=1) for j, n in enumerate(sizes)], rtol=1e-12)
+    rng = np.random.default_rng(1)
+    x, y = rng.random((len(sizes), 3)), rng.random((len(sizes), 3))
+    out = np.zeros((3, 2, 3, q, len(sizes)))
+    tt_math.digit_sums_vjp(Gb, cbits, x, y, Bs=Bs, out=out)
+    assert np.allclose(out.transpose(3, 4, 0, 1, 2), tt_math.digit_sums_vjp_reference(Gb, cbits, x, y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("sizes,q", QTT_MODES)
+def test_sample_digits_matches_reference(sizes, q):
+    """The digit-by-digit QTT draw: the reference's indices from the same numbers, never an invalid one."""
+    Gb, cbits = _qtt_cores(sizes, q, seed=10 + q)
+    rng = np.random.default_rng(q)
+    n, d = 40, len(sizes)
+    a, b = rng.integers(3, size=(n, d)), rng.integers(3, size=(n, d))
+    a[:, 0] = 0
+    u = 1.0 - rng.random((n, d, q))
+    Rl, Rt, _, _ = tt_math.digit_suffixes(Gb, None if cbits.all() else cbits)
+    got = tt_math.sample_digits(Gb, cbits, tt_math.digit_table(Rl, Rt), Rt is not None, a, b, u)
+    assert np.array_equal(got, tt_math.sample_digits_reference(Gb, cbits, a, b, u))
+    assert np.all(got < np.asarray(sizes)[None, :])
+
+
+@pytest.mark.parametrize("K", [5, 64, 70, 300])
+@pytest.mark.parametrize("n", [3, 400])
+def test_row_table_matches_reference(K, n):
+    """Dense index draws: few draws (rows gathered), many (one sorted table), long rows (blocks); zero
+    weights (masked indices) never drawn."""
+    rng = np.random.default_rng(K + n)
+    W = rng.random((12, K))
+    W[:, -2:] = 0.0  # invalid indices
+    W[3, : K // 3] = 0.0  # and leading ones in one row
+    rows = rng.integers(12, size=(n, 2))
+    u = 1.0 - rng.random((n, 2))
+    got = tt_math.RowTable(W).draw(rows, u)
+    assert np.array_equal(got, tt_math.row_draw_reference(W, rows, u))
+    assert np.all(W[rows, got] > 0)
