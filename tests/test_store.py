@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 import mango
 from mango.errors import ConfigError
 from mango.spaces import Box, Codebook, Grid
-from mango.store import (MAGIC, SCHEMA_VERSION, RunStore, StoreError, attach_store, read_config,
-                         result_to_csv, result_to_dataframe, result_to_json, stimulus_hash)
+from mango.result import result_to_csv, result_to_dataframe, result_to_json
+from mango.resume import attach_store
+from mango.store import MAGIC, SCHEMA_VERSION, RunStore, StoreError, read_config, stimulus_hash
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _campaign  # noqa: E402
