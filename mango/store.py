@@ -34,6 +34,7 @@ Exports: :meth:`RunStore.to_dataframe`, :meth:`RunStore.to_csv`,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -285,28 +286,23 @@ class RunStore:
                 pass
             self._conn = None
 
-    class _Tx:
-        def __init__(self, store):
-            self.store = store
-
-        def __enter__(self):
-            self.store._conn.execute("BEGIN IMMEDIATE")
-            return self.store._conn
-
-        def __exit__(self, et, ev, tb):
-            if et is None:
-                self.store._conn.execute("COMMIT")
-            else:
-                try:
-                    self.store._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            return False
-
-    def _transaction(self):
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: takes the write lock at once), committed when the block
+        ends and rolled back when it raises."""
         if self.mode == "r":
             raise StoreError(f"{self.path!r} was opened read-only (mode='r').")
-        return RunStore._Tx(self)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        conn.execute("COMMIT")
 
     def _query(self, sql: str, args=()) -> list:
         if self._conn is None:
