@@ -9,8 +9,9 @@
 
 from ._version import __version__
 from .errors import ConfigError, MangoError, ObjectiveError, SpaceError, UnknownNameError
-from .loop import Batch, Callback, Result, maximize
+from .loop import Batch, Callback, maximize
 from .objective import Objective
+from .result import Result
 from .spaces import Box, Codebook, Grid
 
 __all__ = [

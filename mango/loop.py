@@ -1,21 +1,24 @@
-"""The budgeted loop: :func:`maximize` and its :class:`Result`.
+"""The budgeted loop: :func:`maximize`, the :class:`Run` it drives, and its callbacks.
 
 One iteration asks the optimizer for a batch of points, evaluates them (each
 point may cost several *queries* -- stimulus presentations -- when the oracle
 repeats), records the batch, tells the optimizer, and calls the callbacks
 (progress bar, run store) before the next ask.  The budget counts queries and
 is never exceeded: the last batch is truncated to what is left.
+
+What a run returns, :class:`~mango.result.Result`, lives in :mod:`mango.result`
+(importable from here too); recording a run into a file and resuming it, in
+:mod:`mango.resume` and :mod:`mango.store`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,6 +26,7 @@ import numpy as np
 from .errors import ConfigError, ObjectiveError
 from .objective import as_objective, evaluate
 from .optimizers import Optimizer, make
+from .result import Result
 from .spaces import Space
 
 __all__ = ["maximize", "Result", "Run", "Batch", "Callback"]
@@ -53,127 +57,6 @@ class Callback:
     def on_batch(self, run: "Run", batch: Batch) -> None: ...
 
     def on_end(self, run: "Run") -> None: ...
-
-
-@dataclass
-class Result:
-    """The outcome of :func:`maximize`.
-
-    ``points``, ``values``, ``queries`` (query index of each point), ``batch``
-    and ``t`` (seconds since start when the point's response arrived) hold the
-    full history, one row per evaluated point; ``responses`` every unit's
-    response when the objective reports them.
-    """
-
-    best_point: np.ndarray | None
-    best_value: float | None
-    best_query: int | None
-    n_queries: int
-    budget: int
-    optimizer: str
-    seed: int | None
-    space: Space
-    points: np.ndarray
-    values: np.ndarray
-    queries: np.ndarray
-    batch: np.ndarray
-    t: np.ndarray
-    responses: np.ndarray | None = None
-    unit_names: list[str] = field(default_factory=list)
-    batch_optimizer_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    batch_objective_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    wall_s: float = 0.0
-    stop_reason: str = "budget"
-    best_stimulus: np.ndarray | None = None
-    config: dict = field(default_factory=dict)
-
-    @property
-    def optimizer_s(self) -> float:
-        return float(np.sum(self.batch_optimizer_s))
-
-    @property
-    def objective_s(self) -> float:
-        return float(np.sum(self.batch_objective_s))
-
-    @property
-    def interrupted(self) -> bool:
-        return self.stop_reason == "interrupted"
-
-    @property
-    def history(self) -> dict[str, np.ndarray]:
-        """The history as a dict of equal-length columns."""
-        h = {"query": self.queries, "batch": self.batch, "t": self.t, "value": self.values, "point": self.points}
-        if self.responses is not None:
-            h["responses"] = self.responses
-        return h
-
-    def best_so_far(self) -> np.ndarray:
-        """Best value after each query (length ``n_queries``; repeats share their point's value)."""
-        out = np.full(self.n_queries, np.nan)
-        if len(self.values) == 0:
-            return out
-        per_point = np.maximum.accumulate(self.values)
-        ends = np.append(self.queries[1:], self.n_queries)
-        for q0, q1, v in zip(self.queries, ends, per_point):
-            out[q0:q1] = v
-        return out
-
-    def to_dict(self, history: bool = False) -> dict:
-        d = {
-            "best_value": self.best_value,
-            "best_query": self.best_query,
-            "best_point": None if self.best_point is None else np.asarray(self.best_point).tolist(),
-            "n_queries": self.n_queries,
-            "budget": self.budget,
-            "optimizer": self.optimizer,
-            "seed": self.seed,
-            "space": self.space.to_dict(),
-            "wall_s": self.wall_s,
-            "optimizer_s": self.optimizer_s,
-            "objective_s": self.objective_s,
-            "stop_reason": self.stop_reason,
-            "unit_names": list(self.unit_names),
-            "config": self.config,
-        }
-        if history:
-            d["history"] = {
-                "query": self.queries.tolist(), "batch": self.batch.tolist(), "t": self.t.tolist(),
-                "value": self.values.tolist(), "point": self.points.tolist(),
-            }
-            if self.responses is not None:
-                d["history"]["responses"] = self.responses.tolist()
-        return d
-
-    def to_json(self, path: str | os.PathLike | None = None, history: bool = False) -> str:
-        text = json.dumps(self.to_dict(history=history), indent=2, default=_json_default)
-        if path is not None:
-            with open(path, "w") as f:
-                f.write(text)
-        return text
-
-    def write_curve_csv(self, path: str | os.PathLike) -> None:
-        """The best-so-far curve: one row per query (``query,value,best_so_far``)."""
-        best = self.best_so_far()
-        vals = np.full(self.n_queries, np.nan)
-        for q, v in zip(self.queries, self.values):
-            vals[q] = v
-        with open(path, "w") as f:
-            f.write("query,value,best_so_far\n")
-            for i in range(self.n_queries):
-                f.write(f"{i},{'' if np.isnan(vals[i]) else repr(float(vals[i]))},{float(best[i])!r}\n")
-
-    def __repr__(self) -> str:
-        bv = "None" if self.best_value is None else f"{self.best_value:.6g}"
-        return (f"Result(best_value={bv}, best_query={self.best_query}, n_queries={self.n_queries}/{self.budget}, "
-                f"optimizer={self.optimizer!r}, stop_reason={self.stop_reason!r})")
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 class Run:
@@ -217,6 +100,16 @@ class Run:
     def elapsed(self) -> float:
         return self.t_offset + time.perf_counter() - self.t0
 
+    def set_elapsed(self, seconds: float) -> None:
+        """Continue the run's clock from ``seconds`` already spent (a resumed run: its recorded time)."""
+        self.t_offset = float(seconds)
+        self.t0 = time.perf_counter()
+
+    @property
+    def n_points(self) -> int:
+        """Number of evaluated points in the history (a point costs ``queries_per_point`` queries)."""
+        return sum(len(p) for p in self._points)
+
     def record(self, batch: Batch) -> None:
         """Append an evaluated batch to the history."""
         n = len(batch.points)
@@ -255,7 +148,7 @@ class Run:
         points = self.space.validate(points)
         values = np.asarray(values, dtype=float).reshape(-1)
         self.optimizer.ask(len(points))
-        self.optimizer.tell(points, self._told_values(values))
+        self.optimizer.tell(points, self.told_values(values))
         qs = self.n_queries if query_start is None else int(query_start)
         batch = Batch(self.n_batches, points, values, qs, len(points) * self.queries_per_point,
                       responses=responses, optimizer_s=optimizer_s, objective_s=objective_s, t_end=t_end,
@@ -263,7 +156,20 @@ class Run:
         self.record(batch)
         return batch
 
-    def _told_values(self, values: np.ndarray) -> np.ndarray:
+    def restore_batch(self, index: int, points, values, query_start: int, queries: int, responses=None,
+                      optimizer_s: float = 0.0, objective_s: float = 0.0, t_end: float = 0.0) -> Batch:
+        """Put a batch recorded earlier (a resumed run) into the history without asking or telling the optimizer.
+
+        For the batches an optimizer checkpoint already holds; the batches after
+        it go through :meth:`replay_batch`.  Nothing is queried.
+        """
+        batch = Batch(int(index), np.asarray(points).astype(self.space.dtype), values, int(query_start), int(queries),
+                      responses=responses, optimizer_s=optimizer_s, objective_s=objective_s, t_end=t_end,
+                      replayed=True)
+        self.record(batch)
+        return batch
+
+    def told_values(self, values: np.ndarray) -> np.ndarray:
         """Values handed to the optimizer: non-finite ones as the worst seen (nonfinite='worst')."""
         bad = ~np.isfinite(values)
         if not bad.any():
@@ -359,7 +265,8 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         carrying the partial result; ``"worst"`` tells the optimizer the worst
         value seen so far and warns.
     store, resume : a :class:`mango.store.RunStore` or a path: every batch is
-        written before the next ask; ``resume=True`` continues a killed run.
+        written before the next ask; ``resume=True`` continues a killed run
+        (see :mod:`mango.resume`).
     metadata : a JSON-able dict kept in the run's config (and its store).
     **optimizer_params : passed to the optimizer.
 
@@ -405,7 +312,7 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
     run = Run(objective, space, opt, budget, batch_size, seed, nonfinite, config)
     cbs = list(callbacks)
     if store is not None:
-        from .store import attach_store  # noqa: WPS433 - optional heavy import
+        from .resume import attach_store  # noqa: WPS433 - optional heavy import
 
         cbs.insert(0, attach_store(store, run, resume=resume))
     elif resume:
@@ -463,7 +370,7 @@ def _loop(run: Run, cbs: list) -> None:
                 )
             warnings.warn(msg + " Counted as the worst value seen so far.", RuntimeWarning, stacklevel=3)
         t_d = time.perf_counter()
-        run.optimizer.tell(points, run._told_values(values))
+        run.optimizer.tell(points, run.told_values(values))
         t_e = time.perf_counter()
         batch = Batch(run.n_batches, points, values, run.n_queries, n * qpp,
                       responses=info.get("responses"), stimuli=info.get("stimuli"),

@@ -1,4 +1,4 @@
-"""Crash-safe run store: one SQLite file per run, resume, export.
+"""Crash-safe run store: the SQLite file format of one run, written and read.
 
 A :class:`RunStore` is a single SQLite file (stdlib :mod:`sqlite3`, WAL journal,
 ``synchronous=FULL`` by default) that holds
@@ -13,37 +13,35 @@ A :class:`RunStore` is a single SQLite file (stdlib :mod:`sqlite3`, WAL journal,
   at the end,
 * **sessions** (each start or resume: pid, host, status).
 
-The loop writes a batch's queries in one transaction and commits before it asks
-the optimizer again (:func:`attach_store`), so a crash, Ctrl-C, SIGKILL or
-power cut loses at most the batch that was being measured.  Resuming
-(``maximize(..., store=path, resume=True)``) restores the optimizer from the
-last checkpoint, replays the queries recorded after it, puts the whole recorded
-history back into the run, and continues with the remaining budget: nothing is
-queried twice and the budget holds.  For deterministic objectives and
-optimizers the resumed run ends with exactly the history of an uninterrupted
-one.
+A batch's queries are written in one transaction (:meth:`RunStore.write_batch`),
+which the loop commits before it asks the optimizer again, so a crash, Ctrl-C,
+SIGKILL or power cut loses at most the batch that was being measured.  One
+process at a time writes a store (:meth:`RunStore.claim`); readers (reports,
+export, ``mango watch``) open it with ``mode="r"`` (SQLite read-only, WAL) and
+never block the writer.
+
+Recording a run from the loop and resuming it (``maximize(..., store=path,
+resume=True)``) is :mod:`mango.resume`; this module only knows the file.
 
 Files that are not mango run stores (not SQLite, another program's database,
 truncated or corrupted, or written by a newer mango) are refused with a
 :class:`StoreError` that says what is wrong.
 
 Exports: :meth:`RunStore.to_dataframe`, :meth:`RunStore.to_csv`,
-:meth:`RunStore.to_json`, :meth:`RunStore.result`, and
-:func:`result_to_dataframe` for an in-memory :class:`~mango.loop.Result`.
+:meth:`RunStore.to_json`, :meth:`RunStore.result` (an in-memory
+:class:`~mango.result.Result` has its own in :mod:`mango.result`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pathlib
-import platform
 import socket
 import sqlite3
-import sys
 import time
-import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -51,21 +49,16 @@ import numpy as np
 from . import serial
 from ._version import __version__
 from .errors import ConfigError
+from .result import Result, plain_cell, response_columns
+from .spaces import space_from_dict
 
-__all__ = [
-    "RunStore", "StoreError", "StoreCallback", "attach_store", "read_config", "result_to_dataframe",
-    "result_to_csv", "result_to_json", "stimulus_hash",
-    "SCHEMA_VERSION", "MAGIC",
-]
+__all__ = ["RunStore", "StoreError", "read_config", "iter_stores", "stimulus_hash", "as_stored",
+           "SCHEMA_VERSION", "MAGIC"]
 
 MAGIC = "mango-runstore"
 SCHEMA_VERSION = 1
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _AUTO_STIMULUS_LIMIT = 64 * 64 * 3  # elements per stimulus stored with stimuli="auto"
-
-# keys of the config that must match for a resume, and what they mean
-_RESUME_KEYS = ("space", "optimizer", "optimizer_params", "seed", "budget", "batch_size", "nonfinite",
-                "queries_per_point")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -107,19 +100,10 @@ def _to_json(obj) -> str:
     return json.dumps(obj, default=_json_default, allow_nan=True, sort_keys=True)
 
 
-def _normalize(obj):
-    """``obj`` as it reads back from JSON (so stored and live configs compare equal)."""
+def as_stored(obj):
+    """``obj`` as the store reads it back (a JSON round trip: numpy values to Python, tuples to lists, ...),
+    so a live config compares equal to a stored one."""
     return json.loads(_to_json(obj))
-
-
-def _versions() -> dict:
-    out = {"mango": __version__, "python": platform.python_version(), "numpy": np.__version__,
-           "sqlite": sqlite3.sqlite_version, "platform": platform.platform()}
-    for mod in ("torch", "scipy", "cma", "nevergrad", "teneva", "snntorch"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            out[mod] = getattr(m, "__version__", "?")
-    return out
 
 
 def _stimulus_arrays(stimuli) -> np.ndarray | None:
@@ -302,28 +286,23 @@ class RunStore:
                 pass
             self._conn = None
 
-    class _Tx:
-        def __init__(self, store):
-            self.store = store
-
-        def __enter__(self):
-            self.store._conn.execute("BEGIN IMMEDIATE")
-            return self.store._conn
-
-        def __exit__(self, et, ev, tb):
-            if et is None:
-                self.store._conn.execute("COMMIT")
-            else:
-                try:
-                    self.store._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            return False
-
-    def _transaction(self):
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: takes the write lock at once), committed when the block
+        ends and rolled back when it raises."""
         if self.mode == "r":
             raise StoreError(f"{self.path!r} was opened read-only (mode='r').")
-        return RunStore._Tx(self)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        conn.execute("COMMIT")
 
     def _query(self, sql: str, args=()) -> list:
         if self._conn is None:
@@ -610,10 +589,7 @@ class RunStore:
         return out
 
     def result(self):
-        """The run as a :class:`mango.loop.Result`, rebuilt from the file alone."""
-        from .loop import Result
-        from .spaces import space_from_dict
-
+        """The run as a :class:`mango.result.Result`, rebuilt from the file alone."""
         cfg = self.config
         if cfg is None:
             raise StoreError(f"{self.path!r} holds no run yet (no config written).")
@@ -651,7 +627,7 @@ class RunStore:
                                 "wall_time": q["wall_time"], "value": q["values"]}
         for j in range(q["points"].shape[1]):
             cols[f"x{j}"] = q["points"][:, j]
-        cols.update(_response_columns(q["responses"], self.unit_names))
+        cols.update(response_columns(q["responses"], self.unit_names))
         cols["stimulus_hash"] = q["stimulus_hash"]
         return pd.DataFrame(cols)
 
@@ -664,7 +640,7 @@ class RunStore:
         df = self.to_dataframe()
         doc = {"format": "mango-run-json-1", "config": self.config, "status": self.status,
                "summary": self.summary, "sessions": self.sessions(), "unit_names": self.unit_names,
-               "queries": [{k: _plain_cell(v) for k, v in row.items()} for row in df.to_dict(orient="records")]}
+               "queries": [{k: plain_cell(v) for k, v in row.items()} for row in df.to_dict(orient="records")]}
         text = json.dumps(doc, indent=1, default=_json_default)
         if path is not None:
             with open(path, "w") as f:
@@ -672,60 +648,12 @@ class RunStore:
         return text
 
 
-def _plain_cell(v):
-    """A DataFrame cell as exact JSON: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    return v
-
-
 def _space_dim(space_dict) -> int:
-    from .spaces import space_from_dict
-
+    """The dimension of a stored space (0 if it cannot be rebuilt): the shape of an empty history."""
     try:
         return space_from_dict(space_dict).dim
     except Exception:  # noqa: BLE001 - only used for an empty history's shape
         return 0
-
-
-def _response_columns(responses, unit_names) -> dict:
-    if responses is None:
-        return {}
-    names = list(unit_names or [])
-    if len(names) != responses.shape[1]:
-        names = [str(j) for j in range(responses.shape[1])]
-    out, seen = {}, set()
-    for j, n in enumerate(names):
-        key = f"r_{n}"
-        if key in seen:
-            key = f"r_{n}_{j}"
-        seen.add(key)
-        out[key] = responses[:, j]
-    return out
-
-
-def result_to_dataframe(result):
-    """A :class:`mango.loop.Result`'s history as a pandas DataFrame (same columns as :meth:`RunStore.to_dataframe`)."""
-    import pandas as pd
-
-    pts = np.asarray(result.points)
-    cols: dict[str, Any] = {"query": result.queries, "batch": result.batch, "t": result.t, "value": result.values}
-    for j in range(pts.shape[1] if pts.ndim == 2 else 0):
-        cols[f"x{j}"] = pts[:, j]
-    cols.update(_response_columns(result.responses, result.unit_names))
-    return pd.DataFrame(cols)
-
-
-def result_to_csv(result, path: str | os.PathLike) -> None:
-    """Write a Result's history as CSV (columns of :func:`result_to_dataframe`)."""
-    result_to_dataframe(result).to_csv(path, index=False)
-
-
-def result_to_json(result, path: str | os.PathLike | None = None) -> str:
-    """A Result with its full history as JSON (``Result.to_json(history=True)``)."""
-    return result.to_json(path, history=True)
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -738,7 +666,6 @@ def read_config(path: str | os.PathLike) -> dict:
     return cfg
 
 
-# -- the loop callback -----------------------------------------------------------
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -754,217 +681,6 @@ def _pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
-
-
-class StoreCallback:
-    """Writes a run into a :class:`RunStore` (see :func:`attach_store`)."""
-
-    def __init__(self, store: RunStore, run, resume: bool = False, own: bool = False):
-        self.store = store
-        self.run = run
-        self.resume = resume
-        self.own = own
-        self.session: int | None = None
-        self._best: float | None = None
-        self._last_ckpt_batch = -1
-        self._last_ckpt_time = time.monotonic()
-        self._batches_since = 0
-        self._point_dtype = np.dtype(run.space.dtype)
-
-    # config written to the store
-    def _config(self) -> dict:
-        run = self.run
-        cfg = dict(run.config)
-        cfg["queries_per_point"] = run.queries_per_point
-        cfg["unit_names"] = list(run.unit_names)
-        cfg.setdefault("versions", _versions())
-        return _normalize(cfg)
-
-    def on_start(self, run) -> None:
-        try:
-            self._start(run)
-        except BaseException:
-            if self.own:  # the loop does not call on_end when on_start fails
-                self.store.close()
-            raise
-
-    def _start(self, run) -> None:
-        store = self.store
-        if not self.resume:
-            self.session = store.claim(False, 0, self._config(), run.unit_names, self._point_dtype.str)
-            return
-        store.refuse_if_held()  # before comparing configs: "in use" is the error that matters
-        stored = store.config
-        if stored is None:
-            config = self._config()
-        else:
-            self._check_matches(stored)
-            config = {**stored, "versions_resumed": _versions()} if "versions" in stored else stored
-        self.session = store.claim(True, store.n_queries(), config, run.unit_names, self._point_dtype.str)
-        try:
-            if store.n_points() > 0:
-                self._restore(run)
-        except BaseException:
-            store.end_session(self.session, "error", store.n_queries(), None)
-            self.session = None
-            raise
-
-    def _check_matches(self, stored: dict) -> None:
-        live = self._config()
-        diffs = [f"{k}: stored {stored.get(k)!r} vs now {live.get(k)!r}" for k in _RESUME_KEYS
-                 if stored.get(k) != live.get(k)]
-        if diffs:
-            raise ConfigError(
-                f"cannot resume {self.store.path!r}: the run differs from the recorded one in "
-                + "; ".join(diffs) + ". Resume with the original settings, or start a new run with another path.")
-        if stored.get("objective") != live.get("objective"):
-            warnings.warn(f"resuming {self.store.path!r} with a different objective description "
-                          f"(stored {stored.get('objective')!r}, now {live.get('objective')!r}).",
-                          RuntimeWarning, stacklevel=4)
-
-    def _restore(self, run) -> None:
-        from .loop import Batch
-
-        store = self.store
-        batches = store.batches()
-        expected = 0
-        for i, b in enumerate(batches):
-            if b["batch"] != i or b["query_start"] != expected:
-                raise StoreError(f"{store.path!r} is inconsistent: batch {b['batch']} starts at query "
-                                 f"{b['query_start']}, expected batch {i} at query {expected}.")
-            expected = b["query_start"] + b["queries"]
-        # the newest checkpoint that loads and matches the recorded history
-        n_points_upto = np.cumsum([b["n_points"] for b in batches])
-        ckpt_batch = -1
-        for ck in store.checkpoints():
-            if ck["batch"] >= len(batches) or ck["n_points"] != int(n_points_upto[ck["batch"]]):
-                continue
-            try:
-                state = store.checkpoint_state(ck["id"])
-                if int(state.get("n_asked", ck["n_points"])) != ck["n_points"]:
-                    continue  # taken with points asked but not recorded: unusable
-                run.optimizer.load_state_dict(state)
-            except Exception as exc:  # noqa: BLE001 - fall back to an older checkpoint / full replay
-                warnings.warn(f"checkpoint {ck['id']} of {store.path!r} could not be loaded ({exc}); "
-                              "using an older one.", RuntimeWarning, stacklevel=3)
-                continue
-            told = getattr(run.optimizer, "n_told", None)
-            if told is not None and told != ck["n_points"]:
-                continue
-            ckpt_batch = ck["batch"]
-            break
-        if ckpt_batch < 0:
-            _reset_optimizer(run.optimizer)
-        for b in batches:
-            resp = b["responses"]
-            if b["batch"] <= ckpt_batch:
-                run.record(Batch(b["batch"], b["points"].astype(run.space.dtype), b["values"], b["query_start"],
-                                 b["queries"], responses=resp, optimizer_s=b["optimizer_s"],
-                                 objective_s=b["objective_s"], t_end=b["t_end"], replayed=True))
-            else:
-                run.replay_batch(b["points"], b["values"], responses=resp, query_start=b["query_start"],
-                                 t_end=b["t_end"], optimizer_s=b["optimizer_s"], objective_s=b["objective_s"])
-        if batches:
-            run.t_offset = float(batches[-1]["t_end"])
-            run.t0 = time.perf_counter()
-        if run.best_query is not None:
-            run.best_stimulus = store.stimulus(run.best_query)
-        self._best = run.best_value
-        self._last_ckpt_batch = ckpt_batch
-
-    def on_batch(self, run, batch) -> None:
-        if getattr(batch, "replayed", False):
-            return
-        self._batches_since += 1
-        ckpt = None
-        if (self._batches_since >= self.store.checkpoint_every
-                or time.monotonic() - self._last_ckpt_time >= self.store.checkpoint_seconds):
-            ckpt = run.optimizer.state_dict()
-        self.store.write_batch(batch, run.queries_per_point, self._point_dtype, self.session, self.store.stimuli,
-                               self._best, checkpoint=ckpt, oracle_stats=_oracle_stats(run.objective))
-        finite = np.asarray(batch.values, dtype=float)
-        finite = finite[np.isfinite(finite)]
-        if finite.size:
-            m = float(finite.max())
-            self._best = m if self._best is None else max(self._best, m)
-        if ckpt is not None:
-            self._mark_checkpoint(batch.index)
-
-    def _mark_checkpoint(self, batch_index: int) -> None:
-        self._batches_since = 0
-        self._last_ckpt_time = time.monotonic()
-        self._last_ckpt_batch = batch_index
-
-    def on_end(self, run) -> None:
-        if self.session is None:  # on_start failed
-            if self.own:
-                self.store.close()
-            return
-        exc = sys.exc_info()[1]
-        if run.stop_reason == "interrupted" or isinstance(exc, KeyboardInterrupt):
-            status = "interrupted"
-        elif run.remaining < run.queries_per_point and exc is None and run.stop_reason != "error":
-            status = "finished"
-        else:
-            status = "error"
-        try:
-            last = run.n_batches - 1
-            if last >= 0 and last != self._last_ckpt_batch:
-                state = run.optimizer.state_dict()
-                # after an error inside a batch the optimizer may hold asked-but-unrecorded points:
-                # such a state would not match the recorded history, so it is not stored
-                n_points = sum(len(p) for p in run._points)
-                if int(state.get("n_asked", n_points)) == n_points:
-                    self.store.write_checkpoint(state, last, run.n_queries)
-                    self._mark_checkpoint(last)
-            summary = _normalize({k: v for k, v in run.result().to_dict().items() if k not in ("config", "space")})
-            summary["stop_reason"] = run.stop_reason if status == "finished" else status
-            self.store.end_session(self.session, status, run.n_queries, summary)
-        finally:
-            if self.own:
-                self.store.close()
-
-
-def _oracle_stats(objective) -> dict | None:
-    """The fault counters of the oracle behind ``objective`` (through wrappers), if it keeps them (RigOracle.stats)."""
-    obj = objective
-    for _ in range(8):
-        if obj is None:
-            return None
-        stats = getattr(obj, "stats", None)
-        if isinstance(stats, dict) and "retries" in stats:
-            return {k: v for k, v in stats.items() if isinstance(v, (int, float))}
-        obj = getattr(obj, "oracle", None)
-    return None
-
-
-def _reset_optimizer(opt) -> None:
-    """Bring an optimizer back to its freshly seeded state (no checkpoint could be used)."""
-    if hasattr(opt, "_reset"):
-        opt._reset()
-
-
-def attach_store(store, run, resume: bool = False, **store_options) -> StoreCallback:
-    """The loop callback that records ``run`` into ``store`` (a path or a :class:`RunStore`).
-
-    New run (``resume=False``): refuses a file that already holds queries.
-    ``resume=True``: checks the recorded config matches the run's (space,
-    optimizer and parameters, seed, budget, batch size), restores the optimizer
-    from the newest usable checkpoint, replays the batches recorded after it and
-    puts the whole history back into ``run``; the loop then spends only
-    ``run.remaining`` queries.  ``store_options`` go to :class:`RunStore` when a
-    path is given.
-    """
-    if isinstance(store, RunStore):
-        if store_options:
-            raise ConfigError("store options apply when store= is a path; configure the RunStore you passed instead.")
-        return StoreCallback(store, run, resume=resume, own=False)
-    if not isinstance(store, (str, os.PathLike)):
-        raise ConfigError(f"store= must be a path or a mango.store.RunStore, got {type(store).__name__}.")
-    if resume and not os.path.exists(store):
-        raise StoreError(f"cannot resume: no run store at {os.fspath(store)!r}. Check the path, or start a new "
-                         "run with store= (without resume).")
-    return StoreCallback(RunStore(store, **store_options), run, resume=resume, own=True)
 
 
 def iter_stores(stores) -> Iterator[RunStore]:

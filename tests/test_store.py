@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 import mango
 from mango.errors import ConfigError
 from mango.spaces import Box, Codebook, Grid
-from mango.store import (MAGIC, SCHEMA_VERSION, RunStore, StoreError, attach_store, read_config,
-                         result_to_csv, result_to_dataframe, result_to_json, stimulus_hash)
+from mango.result import result_to_csv, result_to_dataframe, result_to_json
+from mango.resume import attach_store
+from mango.store import MAGIC, SCHEMA_VERSION, RunStore, StoreError, read_config, stimulus_hash
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _campaign  # noqa: E402
@@ -601,3 +602,80 @@ def test_read_only_open_of_a_path_with_uri_characters(tmp_path):
     _campaign.run(p, "random", 0, 20, 10)
     with RunStore(p, mode="r") as s:
         assert s.n_queries() == 20
+
+
+# -- readers never block the writer ----------------------------------------------------
+def test_open_reader_does_not_block_the_writer(tmp_path):
+    """A reader in the middle of a read (a cursor over the queries, not yet exhausted) holds its snapshot while the
+    loop commits the next batches: the writer never waits for it (WAL), and a new read sees the new batches.
+    Were the store in a rollback journal, the writer's COMMIT would need the reader gone and the run would fail
+    with "database is locked" after the busy timeout."""
+    p = tmp_path / "r.sqlite"
+    uri = p.resolve().as_uri() + "?mode=ro"
+    held: list = []  # (connection, cursor, points seen when the read began)
+    seen = []
+
+    class Reader(_campaign.ImageSphere):
+        def evaluate(self, points):
+            if held:  # the read begun before the last commit is still on its old snapshot
+                conn, cur, n0 = held.pop()
+                rest = cur.fetchall()
+                assert 1 + len(rest) == n0
+                conn.close()
+            with RunStore(p, mode="r") as s:
+                n = s.n_points()
+                seen.append(n)
+            if n:
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+                cur = conn.execute("SELECT query FROM queries ORDER BY query")
+                cur.fetchone()  # mid-iteration: the read transaction stays open
+                held.append((conn, cur, n))
+            return super().evaluate(points)
+
+    res = mango.maximize(Reader(), _campaign.SPACE, optimizer="random", budget=40, batch_size=5, seed=0,
+                         progress=False, store=p)
+    for conn, _, _ in held:
+        conn.close()
+    assert seen == list(range(0, 40, 5))  # each read saw every batch committed before it
+    with RunStore(p, mode="r") as s:
+        assert s.status == "finished" and s.n_points() == 40
+        np.testing.assert_array_equal(s.read_queries()["values"], res.values)
+
+
+def test_mango_report_on_a_live_store(tmp_path):
+    """`mango report` on a store another process is writing: the report is written, the writer keeps going
+    and ends with every query recorded."""
+    p = tmp_path / "live.sqlite"
+    campaign = os.path.join(os.path.dirname(__file__), "_campaign.py")
+    writer = subprocess.Popen([sys.executable, campaign, str(p), "random", "0", "150", "5", "0.25"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+        deadline = time.time() + 60
+        while time.time() < deadline:  # wait for a few recorded batches
+            try:
+                with RunStore(p, mode="r") as s:
+                    if s.n_points() >= 10:
+                        break
+            except StoreError:
+                pass
+            time.sleep(0.05)
+        else:
+            pytest.fail("the writer never recorded a batch")
+        r = subprocess.run([sys.executable, "-m", "mango.cli", "report", str(p), "--out", str(tmp_path / "rep"),
+                            "--top-k", "4"], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().endswith("index.html") and (tmp_path / "rep" / "index.html").exists()
+        page = (tmp_path / "rep" / "index.html").read_text()
+        assert "running" in page  # the report shows the run as live
+        assert writer.poll() is None, "the writer ended before the report was done: make it slower"
+        with RunStore(p, mode="r") as s:  # the writer went on committing while the report read
+            assert s.status == "running"
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    with RunStore(p, mode="r") as s:
+        assert s.status == "finished" and s.n_points() == 150 and len(s.sessions()) == 1

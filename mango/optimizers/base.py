@@ -178,6 +178,13 @@ class Optimizer:
     def n_told(self) -> int:
         return self._n_told
 
+    def reset(self) -> None:
+        """Bring the optimizer back to its freshly seeded state: nothing asked or told, same seed and parameters.
+
+        A resumed run without a usable checkpoint resets its optimizer and replays the recorded history.
+        """
+        self._reset()
+
     # -- state ------------------------------------------------------------
     def state_dict(self) -> dict:
         asks = [n for kind, n, _, _ in self._log if kind == "a"]
