@@ -259,3 +259,12 @@ def test_generator_to_device_roundtrip(vq):
         g.to("cuda")
         assert g(g.space.sample(2, seed=0)).device.type == "cuda"
         g.to("cpu")
+
+
+def test_a_zoo_name_is_refused_with_the_zoo_call_to_use():
+    from mango.errors import ConfigError
+    from mango.generators import GANGenerator, VQVAEGenerator
+
+    for cls, name in ((GANGenerator, "gan-digits"), (VQVAEGenerator, "vqvae-digits")):
+        with pytest.raises(ConfigError, match=r"load_generator\('" + name):
+            cls(name)
