@@ -259,3 +259,33 @@ def test_generator_to_device_roundtrip(vq):
         g.to("cuda")
         assert g(g.space.sample(2, seed=0)).device.type == "cuda"
         g.to("cpu")
+
+
+def test_a_zoo_name_is_refused_with_the_zoo_call_to_use():
+    for cls, name in ((GANGenerator, "gan-digits"), (VQVAEGenerator, "vqvae-digits")):
+        with pytest.raises(ConfigError, match=r"load_generator\('" + name):
+            cls(name)
+
+
+def test_to_moves_the_adopted_module_along():
+    class Net(torch.nn.Module):
+        latent_dim = 4
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 16)
+            self.moved = []
+
+        def forward(self, z):
+            return torch.sigmoid(self.lin(z)).reshape(-1, 1, 4, 4)
+
+        def to(self, *args, **kwargs):
+            self.moved.append(str(args[0]))
+            return super().to(*args, **kwargs)
+
+    for make in (lambda net: ModuleGenerator(net, Box(4, -1, 1), device="cpu"),
+                 lambda net: GANGenerator(net, device="cpu")):
+        net = Net()
+        g = make(net)
+        assert net.moved == ["cpu"] and not net.training
+        assert g.to("cpu") is g and net.moved == ["cpu", "cpu"]

@@ -50,6 +50,8 @@ class Generator:
     output_shape: tuple
     transform: Callable | None = None
     max_batch: int = 1024
+    #: the torch module that makes the images (set by :meth:`_adopt`), moved along by :meth:`to`
+    _net: torch.nn.Module | None = None
 
     def __call__(self, points) -> torch.Tensor:
         pts = self.space.validate(points)
@@ -109,9 +111,24 @@ class Generator:
             )
         return tuple(int(s) for s in out.shape[1:])
 
+    def _adopt(self, model, device):
+        """Set :attr:`device` for ``model`` and return ``model``: a torch module is put in eval mode and moved
+        to ``device`` (default: where its parameters are), and :meth:`to` moves it along later; any other
+        callable runs on ``device`` (default: CUDA when available, else the CPU)."""
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+            self.device = module_device(model, device) if device is None else default_device(device)
+            model.to(self.device)
+            self._net = model
+        else:
+            self.device = default_device(device)
+        return model
+
     def to(self, device) -> "Generator":
-        """Move to ``device`` (in place) and return self."""
+        """Move to ``device`` (in place, with the model :meth:`_adopt` took) and return self."""
         self.device = default_device(device)
+        if self._net is not None:
+            self._net.to(self.device)
         return self
 
     def describe(self) -> dict:

@@ -7,7 +7,7 @@ import torch
 
 from ..errors import ConfigError
 from ..spaces import Box, Grid
-from .base import Generator, default_device, module_device
+from .base import Generator
 
 __all__ = ["GANGenerator"]
 
@@ -18,7 +18,7 @@ class GANGenerator(Generator):
     The space is ``Box(latent_dim, low, high)`` (default [-4, 4], which holds almost
     all of a N(0, 1) prior), or with ``levels`` the Grid ``Grid(Box(...), levels)`` —
     e.g. ``levels=64`` — whose integer points are mapped to Box values before decoding.
-    ``model`` may be a zoo name (``"gan-digits"``); ``latent_dim`` is read from
+    For a zoo model use ``mango.zoo.load_generator("gan-digits")``; ``latent_dim`` is read from
     ``model.latent_dim`` unless given.
     """
 
@@ -27,9 +27,10 @@ class GANGenerator(Generator):
     def __init__(self, model, low=-4.0, high=4.0, levels: int | None = None, latent_dim: int | None = None,
                  device=None, transform=None):
         if isinstance(model, str):
-            from .. import zoo
-
-            model = zoo.load(model, device=device)
+            raise ConfigError(
+                f"GANGenerator needs a model, got the name {model!r}; for a zoo model use "
+                f"mango.zoo.load_generator({model!r}) (or pass mango.zoo.load({model!r}))."
+            )
         if not callable(model):
             raise ConfigError(f"GANGenerator needs a callable model z -> images, got {type(model).__name__}.")
         latent_dim = latent_dim if latent_dim is not None else getattr(model, "latent_dim", None)
@@ -38,12 +39,7 @@ class GANGenerator(Generator):
                 f"cannot tell the latent size of {type(model).__name__}: pass latent_dim= "
                 "or give the model a .latent_dim attribute."
             )
-        self.model = model.eval() if isinstance(model, torch.nn.Module) else model
-        if isinstance(model, torch.nn.Module):
-            self.device = module_device(model, device) if device is None else default_device(device)
-            self.model.to(self.device)
-        else:
-            self.device = default_device(device)
+        self.model = self._adopt(model, device)
         self.latent_dim = int(latent_dim)
         self.transform = transform
         self.box = Box(self.latent_dim, low, high)
@@ -62,12 +58,6 @@ class GANGenerator(Generator):
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.model(z)
-
-    def to(self, device):
-        super().to(device)
-        if isinstance(self.model, torch.nn.Module):
-            self.model.to(self.device)
-        return self
 
     def describe(self) -> dict:
         d = super().describe()

@@ -7,7 +7,7 @@ import torch
 
 from ..errors import ConfigError
 from ..spaces import Grid, Space
-from .base import Generator, default_device, module_device
+from .base import Generator
 
 __all__ = ["ModuleGenerator"]
 
@@ -33,13 +33,7 @@ class ModuleGenerator(Generator):
                 f"ModuleGenerator needs a mango Space (Box, Grid or Codebook) for its latent, "
                 f"got {type(space).__name__}. Example: ModuleGenerator(net, Box(16, -3, 3))."
             )
-        self.module = module
-        if isinstance(module, torch.nn.Module):
-            module.eval()
-            self.device = module_device(module, device) if device is None else default_device(device)
-            module.to(self.device)
-        else:
-            self.device = default_device(device)
+        self.module = self._adopt(module, device)
         self.space = space
         self.transform = transform
         self.output_shape = self._probe_shape()
@@ -82,12 +76,6 @@ class ModuleGenerator(Generator):
         if not torch.isfinite(out.detach()).all():
             raise ConfigError("the module returned NaN or infinite pixel values.")
         return out
-
-    def to(self, device):
-        super().to(device)
-        if isinstance(self.module, torch.nn.Module):
-            self.module.to(self.device)
-        return self
 
     def describe(self) -> dict:
         d = super().describe()

@@ -7,7 +7,7 @@ import torch
 
 from ..errors import ConfigError
 from ..spaces import Box, Codebook
-from .base import Generator, as_images, default_device, module_device
+from .base import Generator, as_images
 
 __all__ = ["VQVAEGenerator"]
 
@@ -18,7 +18,7 @@ class VQVAEGenerator(Generator):
     ``model`` needs ``codebook`` (``[K, D]`` tensor), ``latent_shape`` (``(h, w)``),
     ``decode(z [n, D, h, w]) -> images``, and for :meth:`encode` also
     ``encode(images) -> z_e [n, D, h, w]`` (e.g. :class:`mango.zoo.models.VQVAEDigits`;
-    a zoo name such as ``"vqvae-digits"`` is accepted too).
+    for a zoo model use ``mango.zoo.load_generator("vqvae-digits")``).
 
     * ``view="codes"``: space ``Codebook((h, w), K)``; a point is one code per position.
     * ``view="embedding"``: space ``Box(h*w*D, low, high)``, the decoder's input laid out
@@ -33,9 +33,10 @@ class VQVAEGenerator(Generator):
     def __init__(self, model, view: str = "codes", snap: bool = False, device=None, transform=None,
                  margin: float = 0.1):
         if isinstance(model, str):
-            from .. import zoo
-
-            model = zoo.load(model, device=device)
+            raise ConfigError(
+                f"VQVAEGenerator needs a model, got the name {model!r}; for a zoo model use "
+                f"mango.zoo.load_generator({model!r}) (or pass mango.zoo.load({model!r}))."
+            )
         for attr in ("codebook", "decode"):
             if not hasattr(model, attr):
                 raise ConfigError(
@@ -45,9 +46,7 @@ class VQVAEGenerator(Generator):
                 )
         if view not in ("codes", "embedding"):
             raise ConfigError(f"VQVAEGenerator view must be 'codes' or 'embedding', got {view!r}.")
-        self.model = model.eval()
-        self.device = module_device(model, device) if device is None else default_device(device)
-        self.model.to(self.device)
+        self.model = self._adopt(model, device)
         self.view, self.snap, self.margin = view, bool(snap), float(margin)
         self.transform = transform
         cb = self.codebook
@@ -147,11 +146,6 @@ class VQVAEGenerator(Generator):
     @property
     def differentiable(self) -> bool:
         return self.view == "embedding" and not self.snap
-
-    def to(self, device):
-        super().to(device)
-        self.model.to(self.device)
-        return self
 
     def describe(self) -> dict:
         d = super().describe()

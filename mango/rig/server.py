@@ -43,20 +43,27 @@ def _is_z85_key(k) -> bool:
     return isinstance(k, (bytes, str)) and len(k) == 40
 
 
-def load_keypair(key) -> tuple[bytes, bytes]:
-    """``(public, secret)`` Z85 keys from a ``.key_secret`` file (``mango rig keys``) or a ``(public, secret)`` pair."""
+def _read_key_file(key, not_a_file: str) -> tuple[str, tuple]:
+    """``(path, (public, secret))`` read from the CURVE key file ``key`` (secret is None in a ``.key`` file);
+    ConfigError ``not_a_file`` when ``key`` names no file, or the reason when the file cannot be read."""
     import zmq.auth
 
-    if isinstance(key, (tuple, list)) and len(key) == 2 and all(_is_z85_key(k) for k in key):
-        return tuple(k.encode("ascii") if isinstance(k, str) else bytes(k) for k in key)  # type: ignore[return-value]
     path = os.fspath(key) if isinstance(key, (str, os.PathLike)) else None
     if path is None or not os.path.isfile(path):
-        raise ConfigError(f"CURVE secret key {key!r} is neither a (public, secret) pair nor an existing key file; "
-                          "create one with `mango rig keys --out DIR` and pass DIR/NAME.key_secret.")
+        raise ConfigError(not_a_file)
     try:
-        public, secret = zmq.auth.load_certificate(path)
+        return path, zmq.auth.load_certificate(path)
     except (ValueError, OSError) as exc:
         raise ConfigError(f"cannot read CURVE key file {path}: {exc}")
+
+
+def load_keypair(key) -> tuple[bytes, bytes]:
+    """``(public, secret)`` Z85 keys from a ``.key_secret`` file (``mango rig keys``) or a ``(public, secret)`` pair."""
+    if isinstance(key, (tuple, list)) and len(key) == 2 and all(_is_z85_key(k) for k in key):
+        return tuple(k.encode("ascii") if isinstance(k, str) else bytes(k) for k in key)  # type: ignore[return-value]
+    path, (public, secret) = _read_key_file(
+        key, f"CURVE secret key {key!r} is neither a (public, secret) pair nor an existing key file; "
+             "create one with `mango rig keys --out DIR` and pass DIR/NAME.key_secret.")
     if secret is None:
         raise ConfigError(f"{path} holds only a public key; pass the matching .key_secret file.")
     return public, secret
@@ -64,18 +71,11 @@ def load_keypair(key) -> tuple[bytes, bytes]:
 
 def load_public_key(key) -> bytes:
     """A Z85 public key from a 40-character string/bytes or a ``.key``/``.key_secret`` file."""
-    import zmq.auth
-
     if _is_z85_key(key):
         return key.encode("ascii") if isinstance(key, str) else bytes(key)
-    path = os.fspath(key) if isinstance(key, (str, os.PathLike)) else None
-    if path is None or not os.path.isfile(path):
-        raise ConfigError(f"CURVE public key {key!r} is neither a 40-character Z85 key nor an existing key file "
-                          "(written by `mango rig keys`).")
-    try:
-        public, _ = zmq.auth.load_certificate(path)
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"cannot read CURVE key file {path}: {exc}")
+    _, (public, _) = _read_key_file(
+        key, f"CURVE public key {key!r} is neither a 40-character Z85 key nor an existing key file "
+             "(written by `mango rig keys`).")
     return public
 
 
@@ -404,6 +404,22 @@ class RigServer:
             self._ctx.term()
             self._ctx = None
 
+    def run(self, label: str, ready: Callable[[str], None] | None = None, timeout: float | None = None,
+            max_requests: int | None = None) -> "RigServer":
+        """Bind, log ``"<label> listening on <endpoint>"``, call ``ready(endpoint)``, and serve in this thread
+        until interrupted (Ctrl-C) or ``timeout``/``max_requests``; then stop and return self."""
+        endpoint = self.bind()
+        log.info("%s listening on %s", label, endpoint)
+        if ready is not None:
+            ready(endpoint)
+        try:
+            self.serve_forever(timeout=timeout, max_requests=max_requests)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+        return self
+
     def __enter__(self) -> "RigServer":
         return self.start()
 
@@ -438,15 +454,5 @@ def serve(present: Callable, address: str = DEFAULT_ADDRESS, *, curve_secret_key
     """
     server = RigServer(present, address, curve_secret_key=curve_secret_key, allowed_clients=allowed_clients,
                        unit_names=unit_names, input_shape=input_shape, **kwargs)
-    endpoint = server.bind()
-    log.info("rig server listening on %s (units %s, CURVE %s)", endpoint, server.unit_names,
-             "on" if server.keys else "off")
-    if ready is not None:
-        ready(endpoint)
-    try:
-        server.serve_forever(timeout=timeout, max_requests=max_requests)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return server
+    label = f"rig server (units {server.unit_names}, CURVE {'on' if server.keys else 'off'})"
+    return server.run(label, ready=ready, timeout=timeout, max_requests=max_requests)

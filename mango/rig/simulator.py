@@ -285,17 +285,7 @@ def simulate(port: int = 5555, host: str = "127.0.0.1", *, model: str | None = "
                        info={"simulator": True, "oracle": _describe(oracle),
                              "faults": faults.describe() if faults is not None else None},
                        presentation_log=presentation_log)
-    endpoint = server.bind()
-    log.info("rig simulator listening on %s: %s", endpoint, oracle)
-    if ready is not None:
-        ready(endpoint)
-    try:
-        server.serve_forever(timeout=timeout, max_requests=max_requests)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return server
+    return server.run(f"rig simulator ({oracle})", ready=ready, timeout=timeout, max_requests=max_requests)
 
 
 def _describe(oracle) -> Any:

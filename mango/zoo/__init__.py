@@ -123,7 +123,7 @@ def load(name: str, device=None) -> torch.nn.Module:
     ``device``: where to put it (default: CUDA when available, else the CPU).
     """
     from . import models
-    from ..generators.base import default_device
+    from ..devices import default_device
 
     n = _canon(name)
     path = weights_path(n)

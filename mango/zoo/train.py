@@ -98,8 +98,15 @@ def _judge():
 
 
 # --------------------------------------------------------------------------- trainers
-def train_cnn(data, epochs: int, gen: torch.Generator):
-    model = M.CNNDigits()
+def fit_classifier(model, data, epochs: int, gen: torch.Generator, loss_of, predict, after_step=None) -> None:
+    """The digit classifiers' training loop, shared by the CNN and the spiking nets.
+
+    Adam (lr 2e-3) under a one-cycle schedule (max lr 3e-3); every epoch goes over the training
+    set in shuffled batches of 64 (order and augmentation drawn from ``gen``), minimising
+    ``loss_of(x, y)``; ``after_step()`` runs after every optimizer step (e.g. a spiking net's state
+    reset).  After each epoch a log line gives the mean loss and the held-out accuracy of
+    ``predict(x) -> labels``.  ``model`` is trained in place and left in eval mode.
+    """
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     steps = epochs * math.ceil(len(data.y_train) / 64)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
@@ -108,47 +115,42 @@ def train_cnn(data, epochs: int, gen: torch.Generator):
         tot = 0.0
         for idx in batches(len(data.y_train), 64, gen):
             x = augment(data.x_train[idx], gen)
-            loss = F.cross_entropy(model(x), data.y_train[idx])
+            loss = loss_of(x, data.y_train[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
+            if after_step is not None:
+                after_step()
             tot += loss.item() * len(idx)
         model.eval()
-        acc = accuracy(lambda x: model(x).argmax(1), data.x_test, data.y_test)
+        acc = accuracy(predict, data.x_test, data.y_test)
         log(f"epoch {ep + 1}/{epochs} loss {tot / len(data.y_train):.4f} heldout acc {acc:.4f}")
     model.eval()
+
+
+def train_cnn(data, epochs: int, gen: torch.Generator):
+    """Cross-entropy on the logits."""
+    model = M.CNNDigits()
+
+    def predict(x):
+        return model(x).argmax(1)
+
+    fit_classifier(model, data, epochs, gen, lambda x, y: F.cross_entropy(model(x), y), predict)
     metrics = {
-        "heldout_accuracy": accuracy(lambda x: model(x).argmax(1), data.x_test, data.y_test),
-        "train_accuracy": accuracy(lambda x: model(x).argmax(1), data.x_train, data.y_train),
+        "heldout_accuracy": accuracy(predict, data.x_test, data.y_test),
+        "train_accuracy": accuracy(predict, data.x_train, data.y_train),
     }
     return model, metrics
 
 
 def train_snn(data, epochs: int, gen: torch.Generator):
+    """snntorch's rate-coded cross-entropy on the output spikes."""
     import snntorch.functional as SF
 
     model = M.SNNDigits()
     loss_fn = SF.ce_rate_loss()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    steps = epochs * math.ceil(len(data.y_train) / 64)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    for ep in range(epochs):
-        model.train()
-        tot = 0.0
-        for idx in batches(len(data.y_train), 64, gen):
-            x = augment(data.x_train[idx], gen)
-            spk, _ = model(x)
-            loss = loss_fn(spk, data.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += loss.item() * len(idx)
-        model.eval()
-        acc = accuracy(model.predict, data.x_test, data.y_test)
-        log(f"epoch {ep + 1}/{epochs} loss {tot / len(data.y_train):.4f} heldout acc {acc:.4f}")
-    model.eval()
+    fit_classifier(model, data, epochs, gen, lambda x, y: loss_fn(model(x)[0], y), model.predict)
     with torch.no_grad():
         spk, _ = model(data.x_test)
         counts = spk.sum(0)
@@ -173,26 +175,11 @@ def train_sj(data, epochs: int, gen: torch.Generator):
     from spikingjelly.activation_based import functional
 
     model = M.SJDigits()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    steps = epochs * math.ceil(len(data.y_train) / 64)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    for ep in range(epochs):
-        model.train()
-        tot = 0.0
-        for idx in batches(len(data.y_train), 64, gen):
-            x = augment(data.x_train[idx], gen)
-            rate = model(x).mean(0)
-            loss = F.mse_loss(rate, F.one_hot(data.y_train[idx], 10).float())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            functional.reset_net(model)
-            tot += loss.item() * len(idx)
-        model.eval()
-        acc = accuracy(model.predict, data.x_test, data.y_test)
-        log(f"epoch {ep + 1}/{epochs} loss {tot / len(data.y_train):.4f} heldout acc {acc:.4f}")
-    model.eval()
+
+    def loss_of(x, y):
+        return F.mse_loss(model(x).mean(0), F.one_hot(y, 10).float())
+
+    fit_classifier(model, data, epochs, gen, loss_of, model.predict, after_step=lambda: functional.reset_net(model))
     with torch.no_grad():
         functional.reset_net(model)
         counts = model(data.x_test).sum(0)
