@@ -150,10 +150,6 @@ class Optimizer:
         self._record("w", pts, vals)
         self._warm_start(pts, vals)
 
-    def reset(self) -> None:
-        """Forget everything asked and told: the optimizer as freshly made (same seed, budget and parameters)."""
-        self._reset()
-
     def connect(self, **resources) -> None:
         """Receive what :attr:`needs` declares (e.g. ``generator=``), before the first ``ask``.
 
