@@ -229,13 +229,13 @@ def test_warm_start_and_foreign_tell():
     target = np.random.default_rng(0).integers(32, size=16)
     opt = make("tt", sp, seed=0)
     before = opt.log_prob(target)[0]
-    opt.warm_start(np.repeat(target[None], 3, axis=0), steps=40)
+    opt.fit_points(np.repeat(target[None], 3, axis=0), steps=40)
     after = opt.log_prob(target)[0]
     assert after > before + 10
     x = opt.ask(20)
     assert np.mean(x == target) > 0.5  # samples concentrate around the warm-start points
     with pytest.raises(Exception):
-        opt.warm_start(np.full((2, 16), 40))
+        opt.fit_points(np.full((2, 16), 40))
     # telling points never asked (measured warm start) updates the elite
     other = make("tt", sp, seed=0, k=4, k_top=2)
     other.tell(np.stack([target, target]), [5.0, 4.0])
@@ -436,7 +436,7 @@ def test_large_batches_keep_no_large_work_arrays():
     drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 60)
     pts = sp.sample(5000, seed=1)
     assert np.all(np.isfinite(opt.log_prob(pts)))
-    opt.warm_start(pts[:3000], steps=2)
+    opt.fit_points(pts[:3000], steps=2)
     assert max(opt.distribution.work_sizes()) <= 8 * opt.distribution.theta.size
     drive(opt, lambda x: -np.asarray(x, float).sum(axis=1), 100)  # and the optimizer still runs
 

@@ -127,11 +127,11 @@ def test_points_pass_through_and_images_load(tmp_path):
 def test_zoo_digits_encode_with_the_vqvae():
     from mango import zoo
 
-    gen = zoo.load_generator("vqvae", view="embedding")
+    gen = zoo.load_generator("vqvae-digits", view="embedding")
     space = gen.space
     pts = warm_points("zoo", gen, space, n=10)
     assert pts.shape == (10, space.dim) and space.contains(pts)
-    codes = zoo.load_generator("vqvae", view="codes")
+    codes = zoo.load_generator("vqvae-digits", view="codes")
     c = warm_points("zoo", codes, codes.space, n=10)
     # the two views encode the same images to the same latent
     np.testing.assert_allclose(codes.codes_to_embedding(c), pts, atol=1e-6)

@@ -49,7 +49,7 @@ values to the elite (the best ``k_top`` points of everything seen with
 ``elite="seen"``, of the points told since the last update with
 ``elite="batch"`` as in PROTES) and, every ``k`` told values, makes ``k_gd``
 Adam steps.  Telling points that were never asked is a warm start with
-measured values; :meth:`TTOptimizer.warm_start` fits the distribution to
+measured values (what :meth:`~mango.optimizers.Optimizer.warm_start` does); :meth:`TTOptimizer.fit_points` fits the distribution to
 points without values (e.g. the codes of real images).
 
 :meth:`TTOptimizer.tt_cores` exports the distribution as teneva-compatible
@@ -243,7 +243,7 @@ class TTOptimizer(Optimizer):
         self._elite_p, self._elite_v = P[order], V[order]
 
     # ---------------------------------------------------------------- extras
-    def warm_start(self, points, steps: int = 50) -> None:
+    def fit_points(self, points, steps: int = 50) -> None:
         """Fit the distribution to ``points`` (no values needed), e.g. codes of real images.
 
         Makes ``steps`` Adam steps on the mean log-likelihood of ``points``,
@@ -252,7 +252,7 @@ class TTOptimizer(Optimizer):
         """
         pts = self.space.validate(points, name="warm-start points").astype(np.int64)
         if int(steps) != steps or steps < 1:
-            raise ConfigError(f"tt.warm_start: steps must be a positive integer, got {steps!r}.")
+            raise ConfigError(f"tt.fit_points: steps must be a positive integer, got {steps!r}.")
         self.distribution.adam_steps(self.distribution.from_space(pts), int(steps), float(self.params["lr"]))
 
     def log_prob(self, points) -> np.ndarray:
