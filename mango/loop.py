@@ -13,6 +13,7 @@ What a run returns, :class:`~mango.result.Result`, lives in :mod:`mango.result`
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -26,6 +27,7 @@ import numpy as np
 from .errors import ConfigError, ObjectiveError
 from .objective import as_objective, evaluate
 from .optimizers import Optimizer, make
+from .optimizers.warm import WarmStart
 from .result import Result
 from .spaces import Space
 
@@ -242,7 +244,8 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
 def maximize(objective, space: Space | None = None, optimizer: str | Optimizer = "cma", budget: int = 1000,
              batch_size: int | None = None, seed: int | None = 0, *, generator=None, unit=None,
              callbacks: Sequence[Callback] = (), progress: bool | None = None, nonfinite: str = "raise",
-             store=None, resume: bool = False, metadata: dict | None = None, **optimizer_params) -> Result:
+             store=None, resume: bool = False, metadata: dict | None = None, warm_start=None,
+             warm_n: int | None = None, **optimizer_params) -> Result:
     """Search ``space`` for the points that maximize ``objective`` within ``budget`` queries.
 
     Parameters
@@ -268,6 +271,13 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         written before the next ask; ``resume=True`` continues a killed run
         (see :mod:`mango.resume`).
     metadata : a JSON-able dict kept in the run's config (and its store).
+    warm_start : start from natural images or known points (see
+        :mod:`mango.screening`): ``"zoo"`` (the zoo's held-out digits), a
+        folder of images, an ``.npy`` file, an image array ``[n, (C,) H, W]``,
+        or points of the space ``[n, dim]`` (e.g. an earlier run's best).
+        They are shown first and **count against the budget**; then the
+        optimizer takes them over (:meth:`~mango.optimizers.Optimizer.warm_start`).
+    warm_n : how many images to screen (default: 20 zoo digits, else all).
     **optimizer_params : passed to the optimizer.
 
     Ctrl-C returns the partial result with ``stop_reason == "interrupted"``.
@@ -286,6 +296,17 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
     if qpp > budget:
         raise ConfigError(f"one point costs {qpp} queries (repeats) but the budget is only {budget}.")
 
+    warm = None
+    if warm_start is not None:
+        from .screening import warm_points
+
+        warm = warm_points(warm_start, getattr(objective, "generator", None), space, n=warm_n,
+                           seed=0 if seed is None else seed)
+        if len(warm) * qpp >= budget:
+            raise ConfigError(f"the warm start screens {len(warm)} points ({len(warm) * qpp} queries) but the budget "
+                              f"is {budget}; screen fewer (warm_n=) or raise the budget.")
+    n_warm = 0 if warm is None else len(warm)
+
     if isinstance(optimizer, Optimizer):
         if optimizer_params:
             raise ConfigError("optimizer parameters go to make(); pass either an Optimizer instance or a name with parameters.")
@@ -295,8 +316,11 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         opt_name = opt.name
     else:
         hint = batch_size or 10
-        opt = make(optimizer, space, seed=seed, budget=math.ceil(budget / qpp), batch_size=hint, **optimizer_params)
+        opt = make(optimizer, space, seed=seed, budget=math.ceil(budget / qpp) - n_warm, batch_size=hint,
+                   **optimizer_params)
         opt_name = optimizer
+    if warm is not None:
+        opt = WarmStart(opt, warm)
     if batch_size is None:
         batch_size = int(opt.preferred_batch_size or 10)
 
@@ -304,6 +328,8 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         "optimizer": opt_name, "optimizer_params": {k: v for k, v in optimizer_params.items()},
         "seed": seed, "budget": budget, "batch_size": batch_size, "space": space.to_dict(),
         "nonfinite": nonfinite, "metadata": dict(metadata or {}),
+        "warm_start": None if warm is None else {"n": n_warm, "sha256": _digest(warm),
+                                                 "source": warm_start if isinstance(warm_start, str) else "array"},
         "objective": objective.describe() if hasattr(objective, "describe") else getattr(
             objective, "__name__", type(objective).__name__),
     }
@@ -329,6 +355,11 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         for cb in cbs:
             getattr(cb, "on_end", lambda r: None)(run)
     return run.result()
+
+
+def _digest(points: np.ndarray) -> str:
+    """A short fingerprint of an array (to tell one warm start from another on resume)."""
+    return hashlib.sha256(np.ascontiguousarray(points, dtype=np.float64).tobytes()).hexdigest()[:16]
 
 
 def _resources(needs, objective) -> dict:

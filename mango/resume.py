@@ -36,7 +36,7 @@ __all__ = ["StoreCallback", "attach_store"]
 
 # keys of the config that must match for a resume
 _RESUME_KEYS = ("space", "optimizer", "optimizer_params", "seed", "budget", "batch_size", "nonfinite",
-                "queries_per_point")
+                "queries_per_point", "warm_start")
 
 
 def _versions() -> dict:

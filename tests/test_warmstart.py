@@ -148,3 +148,53 @@ def test_differentiable_generator_is_inverted():
     err_inv = ((gen(pts) - images) ** 2).mean().item()
     err_rand = ((gen(space.sample(2, seed=5)) - images) ** 2).mean().item()
     assert err_inv < 0.5 * err_rand
+
+
+def _zoo_target():
+    from mango import zoo
+    from mango.oracles import TorchOracle
+
+    gen = zoo.load_generator("vqvae-digits", view="embedding")
+    oracle = TorchOracle(zoo.load("cnn-digits"), layer="output", unit=7)
+    return oracle, gen
+
+
+def test_maximize_warm_start_from_zoo_digits_counts_the_screen():
+    import mango
+
+    oracle, gen = _zoo_target()
+    res = mango.maximize(oracle, generator=gen, optimizer="cma", budget=40, warm_start="zoo", warm_n=10,
+                         progress=False)
+    assert res.n_queries == 40
+    warm = warm_points("zoo", gen, gen.space, n=10)
+    np.testing.assert_array_equal(res.points[:10], warm)
+    assert res.config["warm_start"]["n"] == 10
+    with pytest.raises(ConfigError, match="budget"):
+        mango.maximize(oracle, generator=gen, budget=10, warm_start="zoo", warm_n=10, progress=False)
+
+
+def test_warm_started_run_resumes_identically(tmp_path):
+    import mango
+    from mango.loop import Callback
+
+    oracle, gen = _zoo_target()
+    kw = dict(generator=gen, optimizer="cma", budget=60, batch_size=8, warm_start="zoo", warm_n=12, progress=False)
+    full = mango.maximize(oracle, **kw)
+
+    class Stop(Callback):
+        def __init__(self, at):
+            self.at = at
+
+        def on_batch(self, run, batch):
+            if batch.index == self.at:
+                raise KeyboardInterrupt
+
+    for at in (0, 3):  # inside the warm screen, and after the hand-over
+        path = tmp_path / f"run{at}.sqlite"
+        part = mango.maximize(oracle, store=path, callbacks=[Stop(at)], **kw)
+        assert part.stop_reason == "interrupted"
+        resumed = mango.maximize(oracle, store=path, resume=True, **kw)
+        np.testing.assert_array_equal(resumed.points, full.points)
+        np.testing.assert_array_equal(resumed.values, full.values)
+    with pytest.raises(ConfigError, match="warm_start"):
+        mango.maximize(oracle, store=tmp_path / "run3.sqlite", resume=True, **{**kw, "warm_n": 11})
