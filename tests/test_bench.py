@@ -338,22 +338,3 @@ def test_a_failing_run_is_reported_and_retried_not_fatal(tmp_path):
     with pytest.warns(RuntimeWarning):
         bench.run_benchmark([SPHERE, bad], "random", 1, [10], tmp_path, executor=ex, progress=False)
     assert len(ex.submitted) == 1  # only the failed run is retried
-
-
-def test_protes_loop_peer_is_seeded_and_quantizes():
-    pytest.importorskip("protes")
-    import mango
-    from mango.optimizers import available
-    from mango.spaces import Codebook
-
-    assert "protes-loop" in available(include_nevergrad=False)
-    space = Codebook(5, 6)  # 6 codes: QTT pads to 8 and clips
-    f = lambda p: -np.abs(np.asarray(p) - 4).sum(1)  # noqa: E731
-    a = mango.maximize(f, space, optimizer="protes-loop", budget=60, seed=1, progress=False, k=10, k_top=1,
-                       quantize=True)
-    b = mango.maximize(f, space, optimizer="protes-loop", budget=60, seed=1, progress=False, k=10, k_top=1,
-                       quantize=True)
-    assert np.array_equal(a.points, b.points) and a.points.max() <= 5
-    assert a.best_value > np.mean(f(space.sample(200, seed=0)))
-    with pytest.raises(ConfigError, match="k_top"):
-        mango.maximize(f, space, optimizer="protes-loop", budget=20, k=5, k_top=6, progress=False)

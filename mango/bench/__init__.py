@@ -10,7 +10,7 @@ See :mod:`mango.bench.problems` (problems, normalization, noise),
 (anytime values, ERT, ECDF, bootstrap CIs) and :mod:`mango.bench.plots`.
 """
 
-from . import metrics, peers, suites
+from . import metrics, suites
 from .problems import Built, Problem, build, register_kind
 from .runner import OptimizerSpec, load_records, parse_optimizers, run_benchmark, run_one, run_seed
 

@@ -37,7 +37,9 @@ _OWN = {
     "ga": "XDream-style genetic algorithm (elitism, tournament selection, crossover, mutation)",
     "surrogate": "model-based: a GP on the stimuli, trust region, batch Thompson sampling through the generator",
     "tt": "tensor-train sampling (PROTES-style, numpy); on a Box through a grid of levels",
-    "protes": "the protes package's PROTES (jax), for comparison with tt",
+    "protes": "the protes package's PROTES (jax), stepped one generation at a time, for comparison with tt",
+    "protes-loop": "the protes package's own loop driven by ask/tell (quantize=true: its QTT setting)",
+    "ttopt": "the ttopt package's TTOpt (TT cross with maximum volume) driven by ask/tell",
     "turbo": "BoTorch's TuRBO-1 (trust-region Bayesian optimization, the tutorial's settings)",
 }
 
