@@ -21,16 +21,19 @@ import os
 
 import numpy as np
 
+from mango.bench.record import RunRecord
 
-def load(dirs: str) -> list[dict]:
+
+def load(dirs: str) -> list[RunRecord]:
+    """The runs that ran in ``DIR[+DIR...]`` (every line of each ``results.jsonl``, typed)."""
     recs = []
     for d in dirs.split("+"):
         with open(os.path.join(d, "results.jsonl")) as f:
-            recs += [json.loads(line) for line in f if line.strip()]
-    return [r for r in recs if not r.get("skipped")]
+            recs += [RunRecord.from_dict(json.loads(line)) for line in f if line.strip()]
+    return [r for r in recs if not r.skipped]
 
 
-def table(name: str, recs: list[dict], me: str = "surrogate", n_boot: int = 2000) -> list[str]:
+def table(name: str, recs: list[RunRecord], me: str = "surrogate", n_boot: int = 2000) -> list[str]:
     val = collections.defaultdict(dict)  # (optimizer, budget) -> {(problem, seed): normalized}
     secs = collections.defaultdict(list)
     for r in recs:
@@ -107,7 +110,7 @@ def table(name: str, recs: list[dict], me: str = "surrogate", n_boot: int = 2000
     return out + [""]
 
 
-def ert_table(recs: list[dict], opts: list[str], problems: list[str], frac: float = 0.9) -> list[str]:
+def ert_table(recs: list[RunRecord], opts: list[str], problems: list[str], frac: float = 0.9) -> list[str]:
     """Expected running time (queries) to reach ``frac`` of the best normalized value any run found on the
     problem: queries spent by all runs (the whole budget for runs that never got there) / successful runs."""
     best = {p: max((max(r["curve_n"]) for r in recs if r["problem"] == p and r["curve_n"]), default=np.nan)

@@ -340,20 +340,22 @@ def test_a_failing_run_is_reported_and_retried_not_fatal(tmp_path):
     assert len(ex.submitted) == 1  # only the failed run is retried
 
 
-def test_protes_loop_peer_is_seeded_and_quantizes():
-    pytest.importorskip("protes")
-    import mango
-    from mango.optimizers import available
-    from mango.spaces import Codebook
+def test_records_are_typed_and_older_files_load(tmp_path):
+    from mango.bench.record import BudgetRow, RunRecord, read_csv, write_csv
 
-    assert "protes-loop" in available(include_nevergrad=False)
-    space = Codebook(5, 6)  # 6 codes: QTT pads to 8 and clips
-    f = lambda p: -np.abs(np.asarray(p) - 4).sum(1)  # noqa: E731
-    a = mango.maximize(f, space, optimizer="protes-loop", budget=60, seed=1, progress=False, k=10, k_top=1,
-                       quantize=True)
-    b = mango.maximize(f, space, optimizer="protes-loop", budget=60, seed=1, progress=False, k=10, k_top=1,
-                       quantize=True)
-    assert np.array_equal(a.points, b.points) and a.points.max() <= 5
-    assert a.best_value > np.mean(f(space.sample(200, seed=0)))
-    with pytest.raises(ConfigError, match="k_top"):
-        mango.maximize(f, space, optimizer="protes-loop", budget=20, k=5, k_top=6, progress=False)
+    row = dict(problem="p,1", family='f"x', noise="none", optimizer="cma", seed=0, run_seed=7, budget=10,
+               queries=10, best_value=1.5, observed=float("nan"), normalized=0.25, wall_s=0.1, optimizer_s=0.01,
+               oracle_s=0.02)
+    old = dict(problem="p,1", problem_spec={"kind": "function"}, optimizer="cma", optimizer_name="cma",
+               optimizer_params={}, seed=0, run_seed=7, budgets=[10], n_queries=10, ref_low=0.0, ref_max=1.0,
+               curve_q=[1], curve_v=[1.5], curve_n=[0.25], wall_s=0.1, optimizer_s=0.01, oracle_s=0.02, rows=[row])
+    rec = RunRecord.from_dict(old)  # written before fixed_budget existed
+    assert rec.fixed_budget is None and "fixed_budget" not in rec and rec.to_dict() == old
+    assert isinstance(rec.rows[0], BudgetRow) and rec["rows"][0]["budget"] == 10 and rec.key == ("p,1", "cma", 0)
+    write_csv([rec], tmp_path / "r.csv")
+    text = (tmp_path / "r.csv").read_text().splitlines()
+    assert text[1].startswith('"p,1","f""x",none,cma,0,7,10,10,1.5,nan,0.25')  # quoted where needed, nan spelled out
+    back = read_csv(tmp_path / "r.csv")[0]
+    assert back.problem == "p,1" and back.family == 'f"x' and back.budget == 10 and math.isnan(back.observed)
+    skipped = RunRecord.from_dict({**old, "rows": [], "skipped": "why"})
+    assert skipped["skipped"] == "why" and "skipped" in skipped and "skipped" not in rec

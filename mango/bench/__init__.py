@@ -10,9 +10,10 @@ See :mod:`mango.bench.problems` (problems, normalization, noise),
 (anytime values, ERT, ECDF, bootstrap CIs) and :mod:`mango.bench.plots`.
 """
 
-from . import metrics, peers, suites
+from . import metrics, suites
 from .problems import Built, Problem, build, register_kind
+from .record import BudgetRow, RunRecord
 from .runner import OptimizerSpec, load_records, parse_optimizers, run_benchmark, run_one, run_seed
 
 __all__ = ["Problem", "Built", "build", "register_kind", "OptimizerSpec", "parse_optimizers", "run_seed",
-           "run_one", "run_benchmark", "load_records", "suites", "metrics"]
+           "run_one", "run_benchmark", "load_records", "RunRecord", "BudgetRow", "suites", "metrics"]

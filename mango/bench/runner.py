@@ -30,24 +30,21 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
 from .problems import Problem, objective_for_run
+from .record import CSV_COLUMNS, BudgetRow, RunRecord, append_csv, write_csv
 
 __all__ = ["OptimizerSpec", "parse_optimizers", "run_seed", "run_one", "budget_aware", "run_benchmark", "load_records",
-           "CSV_COLUMNS", "make_executor"]
-
-CSV_COLUMNS = ["problem", "family", "noise", "optimizer", "seed", "run_seed", "budget", "queries", "best_value",
-               "observed", "normalized", "wall_s", "optimizer_s", "oracle_s"]
+           "CSV_COLUMNS", "RunRecord", "BudgetRow", "write_csv", "make_executor"]
 
 
 @dataclass(frozen=True)
@@ -189,13 +186,13 @@ def budget_aware(name: str) -> bool:
 
 
 def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequence[int], device=None,
-            batch_size: int | None = None) -> dict:
-    """Run one (problem, optimizer, seed) for ``max(budgets)`` queries; return its record.
+            batch_size: int | None = None) -> RunRecord:
+    """Run one (problem, optimizer, seed) for ``max(budgets)`` queries; return its :class:`RunRecord`.
 
     A continuous-only optimizer on a Codebook problem is not run: its record
     has ``skipped`` (the reason) and no rows, and tables show it as n/a.
 
-    The record holds one row per budget (see :data:`CSV_COLUMNS`) and the run's
+    The record holds one :class:`BudgetRow` per budget and the run's
     recommendation curve as steps ``curve_q`` / ``curve_v`` (raw values) and
     ``curve_n`` (normalized).
     """
@@ -210,12 +207,9 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
     cls, _ = registry.get(optimizer.name)
     if built.space.kind == "codebook" and "codebook" not in getattr(cls, "native", ("codebook",)):
         # not a failure of the optimizer: it cannot express the problem (codes are categories)
-        return {"problem": problem.name, "problem_spec": problem.to_dict(), "optimizer": optimizer.label,
-                "optimizer_name": optimizer.name, "optimizer_params": optimizer.kw, "seed": int(seed),
-                "run_seed": rs, "budgets": budgets, "n_queries": 0, "ref_low": built.ref_low,
-                "ref_max": built.ref_max, "curve_q": [], "curve_v": [], "curve_n": [], "wall_s": 0.0,
-                "optimizer_s": 0.0, "oracle_s": 0.0, "rows": [],
-                "skipped": f"{optimizer.name} is continuous and cannot search a Codebook"}
+        return RunRecord(problem.name, problem.to_dict(), optimizer.label, optimizer.name, optimizer.kw, int(seed), rs,
+                         budgets, 0, built.ref_low, built.ref_max,
+                         skipped=f"{optimizer.name} is continuous and cannot search a Codebook")
     from ..optimizers import make
 
     make(optimizer.name, built.space, seed=0, **optimizer.kw)  # warm-up: imports are not the run's time
@@ -240,23 +234,22 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
         q = min(b, res_b.n_queries)
         w, o, r = tl.at(q)
         value = _value_at(qs_b, vs_b, q)
-        rows.append({
-            "problem": problem.name, "family": problem.family or problem.kind, "noise": problem.noise,
-            "optimizer": optimizer.label, "seed": int(seed), "run_seed": rs, "budget": b, "queries": int(q),
-            "best_value": value, "observed": float(obs[q - 1]) if q > 0 else float("nan"),
-            "normalized": float(built.normalize(value)), "wall_s": w, "optimizer_s": o, "oracle_s": r,
-        })
-    return {
-        "problem": problem.name, "problem_spec": problem.to_dict(), "optimizer": optimizer.label,
-        "optimizer_name": optimizer.name, "optimizer_params": optimizer.kw, "seed": int(seed), "run_seed": rs,
-        "budgets": budgets, "fixed_budget": fixed, "n_queries": int(res.n_queries), "ref_low": built.ref_low, "ref_max": built.ref_max,
-        "curve_q": qs, "curve_v": vs, "curve_n": [float(x) for x in built.normalize(vs)] if vs else [],
-        "wall_s": wall, "optimizer_s": res.optimizer_s, "oracle_s": res.objective_s, "rows": rows,
-    }
+        rows.append(BudgetRow(
+            problem=problem.name, family=problem.family or problem.kind, noise=problem.noise,
+            optimizer=optimizer.label, seed=int(seed), run_seed=rs, budget=b, queries=int(q),
+            best_value=value, observed=float(obs[q - 1]) if q > 0 else float("nan"),
+            normalized=float(built.normalize(value)), wall_s=w, optimizer_s=o, oracle_s=r,
+        ))
+    return RunRecord(
+        problem.name, problem.to_dict(), optimizer.label, optimizer.name, optimizer.kw, int(seed), rs, budgets,
+        int(res.n_queries), built.ref_low, built.ref_max, curve_q=qs, curve_v=vs,
+        curve_n=[float(x) for x in built.normalize(vs)] if vs else [], wall_s=wall, optimizer_s=res.optimizer_s,
+        oracle_s=res.objective_s, rows=rows, fixed_budget=fixed,
+    )
 
 
-def _task(args) -> dict:
-    """Worker entry point (module level: picklable)."""
+def _task(args) -> RunRecord | dict:
+    """Worker entry point (module level: picklable): the run's record, or a dict with its ``error``."""
     problem, optimizer, seed, budgets, device, threads, batch_size = args
     if threads:
         try:
@@ -274,7 +267,7 @@ def _task(args) -> dict:
                 "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
 
 
-def load_records(out: str | os.PathLike) -> list[dict]:
+def load_records(out: str | os.PathLike) -> list[RunRecord]:
     """The finished runs recorded in ``out/results.jsonl`` (a truncated last line is ignored)."""
     path = os.path.join(out, "results.jsonl")
     recs = []
@@ -286,32 +279,13 @@ def load_records(out: str | os.PathLike) -> list[dict]:
             if not line:
                 continue
             try:
-                recs.append(json.loads(line))
+                recs.append(RunRecord.from_dict(json.loads(line)))
             except json.JSONDecodeError:
                 continue  # a run killed mid-write; it will be redone
     # one record per (problem, optimizer, seed): the last written (runs are deterministic, so duplicates
     # from two invocations sharing a directory carry the same numbers)
-    last = {(r["problem"], r["optimizer"], r["seed"]): r for r in recs}
+    last = {r.key: r for r in recs}
     return list(last.values())
-
-
-def _csv_line(row: dict) -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else str(v))
-        s = str(v)
-        return '"' + s.replace('"', '""') + '"' if ("," in s or '"' in s) else s
-
-    return ",".join(fmt(row[c]) for c in CSV_COLUMNS) + "\n"
-
-
-def write_csv(records: Iterable[dict], path: str) -> None:
-    """Write every row of ``records`` to ``path`` (one row per run and budget)."""
-    with open(path, "w") as f:
-        f.write(",".join(CSV_COLUMNS) + "\n")
-        for rec in records:
-            for row in rec["rows"]:
-                f.write(_csv_line(row))
 
 
 def make_executor(workers: int = 2, dask: str | None = None):
@@ -345,7 +319,7 @@ def make_executor(workers: int = 2, dask: str | None = None):
 def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence[int], budgets: Sequence[int],
                   out: str | os.PathLike, *, executor=None, workers: int = 2, dask: str | None = None,
                   device=None, progress: bool | None = None, resume: bool = True, threads: int | None = 1,
-                  batch_size: int | None = None) -> list[dict]:
+                  batch_size: int | None = None) -> list[RunRecord]:
     """Run every (problem, optimizer, seed) and return all records (old and new).
 
     Parameters
@@ -389,14 +363,14 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
         for p in (jsonl, csv):
             if os.path.exists(p):
                 os.remove(p)
-    done = {(r["problem"], r["optimizer"], r["seed"]) for r in old if set(budgets) <= set(r["budgets"])}
+    done = {r.key for r in old if set(budgets) <= set(r.budgets)}
     # seed-major order: an interrupted benchmark has every (problem, optimizer) with fewer seeds
     todo = [(p, o, s) for s in seeds for p in problems for o in opts if (p.name, o.label, s) not in done]
-    keep = [r for r in old if (r["problem"], r["optimizer"], r["seed"]) in done]
+    keep = [r for r in old if r.key in done]
     if len(keep) != len(old):  # drop stale records (fewer budgets) so they are redone
         with open(jsonl, "w") as f:
             for r in keep:
-                f.write(json.dumps(r) + "\n")
+                f.write(json.dumps(r.to_dict()) + "\n")
     if not os.path.exists(csv) or len(keep) != len(old):
         write_csv(keep, csv)
     records = list(keep)
@@ -415,7 +389,7 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
                     for p, o, s in todo}
             for fut in cf.as_completed(futs):
                 rec = fut.result()
-                if "error" in rec:
+                if isinstance(rec, dict):  # the run raised
                     errors.append(rec)
                     with open(os.path.join(out, "errors.jsonl"), "a") as f:
                         f.write(json.dumps(rec) + "\n")
@@ -425,15 +399,13 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
                                   f"{rec['error']} (traceback in {out}/errors.jsonl; rerun to retry)",
                                   RuntimeWarning, stacklevel=2)
                     continue
-                with open(csv, "a") as f:
-                    for row in rec["rows"]:
-                        f.write(_csv_line(row))
+                append_csv(rec, csv)
                 with open(jsonl, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                    f.write(json.dumps(rec.to_dict()) + "\n")
                 records.append(rec)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix_str(f"{rec['problem']} {rec['optimizer']} s{rec['seed']}", refresh=False)
+                    bar.set_postfix_str(f"{rec.problem} {rec.optimizer} s{rec.seed}", refresh=False)
         finally:
             if bar is not None:
                 bar.close()
@@ -441,6 +413,6 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
                 close()
     order = {(p.name, o.label, s): i for i, (p, o, s) in enumerate((p, o, s) for p in problems for o in opts
                                                                       for s in seeds)}
-    records.sort(key=lambda r: order.get((r["problem"], r["optimizer"], r["seed"]), len(order)))
+    records.sort(key=lambda r: order.get(r.key, len(order)))
     write_csv(records, csv)
     return records

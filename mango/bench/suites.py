@@ -41,8 +41,8 @@ __all__ = ["get", "available", "SUITES", "DEFAULT_OPTIMIZERS", "PAPER_OPTIMIZERS
 
 # every optimizer the issue names, with the protes package both in the QTT paper's settings (k=10, k_top=1,
 # quantized) and in its defaults.  ``protes-loop`` is the package's own loop driven by ask/tell
-# (mango.bench.peers); it has the ``quantize`` option, which ``protes`` (mango.optimizers.tt_peers,
-# registered under that name whenever the package is installed) does not.
+# (mango.optimizers.tt_peers); it has the ``quantize`` option, which ``protes`` (the same module's step-by-step
+# PROTES) does not.
 PAPER_OPTIMIZERS = "random,ga,cma,ng:NGOpt,ng:Portfolio,tt,protes-loop[k=10;k_top=1;quantize=true],protes-loop"
 
 
@@ -98,26 +98,19 @@ def _zoo() -> list[Problem]:
     return out
 
 
+# (target, generator[, noise]) of the hand-picked zoo suites
+_ZOO_SMALL = (("cnn-out7", "gan"), ("snn-l2u7", "gan"), ("cnn-out7", "grat"), ("cnn-out7", "vq"),
+              ("cnn-fc1u9", "vq", "poisson"))
+_LAB = (("snn-out3", "vq"), ("snn-out3", "vqemb"), ("snn-l2u7", "gan"), ("cnn-out7", "vqemb"),
+        ("cnn-r2u4", "gan64"), ("cnn-out7", "grat"), ("cnn-fc1u9", "vqemb", "poisson"))
+
+
 def _zoo_small() -> list[Problem]:
-    return [
-        _zoo_problem("cnn-out7", "gan"),
-        _zoo_problem("snn-l2u7", "gan"),
-        _zoo_problem("cnn-out7", "grat"),
-        _zoo_problem("cnn-out7", "vq"),
-        _zoo_problem("cnn-fc1u9", "vq", "poisson"),
-    ]
+    return [_zoo_problem(*spec) for spec in _ZOO_SMALL]
 
 
 def _lab() -> list[Problem]:
-    return [
-        _zoo_problem("snn-out3", "vq"),
-        _zoo_problem("snn-out3", "vqemb"),
-        _zoo_problem("snn-l2u7", "gan"),
-        _zoo_problem("cnn-out7", "vqemb"),
-        _zoo_problem("cnn-r2u4", "gan64"),
-        _zoo_problem("cnn-out7", "grat"),
-        _zoo_problem("cnn-fc1u9", "vqemb", "poisson"),
-    ]
+    return [_zoo_problem(*spec) for spec in _LAB]
 
 
 # layers of the zoo nets a held-out problem may target: (model, layer, number of units[, SNN readout])

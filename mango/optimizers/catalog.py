@@ -37,7 +37,9 @@ _OWN = {
     "ga": "XDream-style genetic algorithm (elitism, tournament selection, crossover, mutation)",
     "surrogate": "model-based: a GP on the stimuli, trust region, batch Thompson sampling through the generator",
     "tt": "tensor-train sampling (PROTES-style, numpy); on a Box through a grid of levels",
-    "protes": "the protes package's PROTES (jax), for comparison with tt",
+    "protes": "the protes package's PROTES (jax), stepped one generation at a time, for comparison with tt",
+    "protes-loop": "the protes package's own loop driven by ask/tell (quantize=true: its QTT setting)",
+    "ttopt": "the ttopt package's TTOpt (TT cross with maximum volume) driven by ask/tell",
     "turbo": "BoTorch's TuRBO-1 (trust-region Bayesian optimization, the tutorial's settings)",
 }
 
@@ -48,8 +50,17 @@ def _short(obj) -> str:
     return str(obj).strip()
 
 
+def _config(entry) -> dict:
+    """The settings of a nevergrad registry entry, through its public ``ConfiguredOptimizer.config()``
+    (a copy; ``{}`` for an entry that is a plain optimizer class, which has no configuration)."""
+    config = getattr(entry, "config", None)
+    if isinstance(entry, type) or not callable(config):
+        return {}
+    return dict(config())
+
+
 def _nondefault(entry) -> dict:
-    cfg = dict(getattr(entry, "_config", None) or {})
+    cfg = _config(entry)
     try:
         sig = inspect.signature(type(entry).__init__)
     except (TypeError, ValueError):  # pragma: no cover
@@ -104,34 +115,35 @@ _KIND_TEXT = {
 def _describe_ng(name: str, entry) -> str:
     kind = type(entry).__name__
     cfg = _nondefault(entry) if kind != "type" else {}
+    conf = _config(entry)
     if isinstance(entry, type):
         doc = (entry.__doc__ or "").strip().splitlines()
         text = doc[0].strip().rstrip(".") if doc else f"nevergrad's {entry.__name__} ({entry.__mro__[1].__name__})"
     elif kind == "Chaining":
-        text = "chain: " + " then ".join(_short(o) for o in entry._config.get("optimizers", []))
+        text = "chain: " + " then ".join(_short(o) for o in conf.get("optimizers", []))
         cfg = {}
     elif kind == "ConfPortfolio":
-        text = "portfolio of " + ", ".join(_short(o) for o in entry._config.get("optimizers", []))
+        text = "portfolio of " + ", ".join(_short(o) for o in conf.get("optimizers", []))
         cfg = {k: v for k, v in cfg.items() if k != "optimizers"}
     elif kind == "ParametrizedMetaModel":
-        inner = entry._config.get("multivariate_optimizer")
-        text = f"surrogate model ({entry._config.get('algorithm')}) around {_short(inner) if inner else 'CMA-ES'}"
+        inner = conf.get("multivariate_optimizer")
+        text = f"surrogate model ({conf.get('algorithm')}) around {_short(inner) if inner else 'CMA-ES'}"
         cfg = {k: v for k, v in cfg.items() if k not in ("multivariate_optimizer", "algorithm")}
     elif kind == "MultipleSingleRuns":
-        text = f"best of {entry._config.get('num_single_runs')} independent runs of " \
-               f"{_short(entry._config.get('base_optimizer'))}"
+        text = f"best of {conf.get('num_single_runs')} independent runs of " \
+               f"{_short(conf.get('base_optimizer'))}"
         cfg = {}
     elif kind == "Rescaled":
-        text = f"{_short(entry._config.get('base_optimizer'))} with a rescaled search region"
+        text = f"{_short(conf.get('base_optimizer'))} with a rescaled search region"
         cfg = {k: v for k, v in cfg.items() if k != "base_optimizer"}
     elif kind == "ConfSplitOptimizer":
-        text = "splits the variables among several " + _short(entry._config.get("multivariate_optimizer"))
+        text = "splits the variables among several " + _short(conf.get("multivariate_optimizer"))
         cfg = {k: v for k, v in cfg.items() if k != "multivariate_optimizer"}
     elif kind == "NonObjectOptimizer":
-        text = f"{entry._config.get('method')} (direct/local search)"
+        text = f"{conf.get('method')} (direct/local search)"
         cfg = {k: v for k, v in cfg.items() if k != "method"}
     elif kind == "SamplingSearch":
-        c = entry._config
+        c = conf
         text = ("one-shot sampling: " + ("scrambled " if c.get("scrambled") else "") + str(c.get("sampler"))
                 + (" (Cauchy)" if c.get("cauchy") else ""))
         cfg = {k: v for k, v in cfg.items() if k not in ("sampler", "scrambled", "cauchy")}

@@ -1,8 +1,8 @@
 """Optimizer registry: names -> optimizer classes, and :func:`make`.
 
 Built-in names are imported lazily.  ``ng:<Name>`` resolves to any optimizer of
-nevergrad's registry.  Optional peers (``protes``, ``ttopt``) appear only when
-their packages are installed.
+nevergrad's registry.  Optional peers (``protes``, ``protes-loop``, ``ttopt``: :mod:`mango.optimizers.tt_peers`;
+``turbo``: :mod:`mango.optimizers.bo_peers`) appear only when their packages are installed.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ _REGISTRY: dict[str, object] = {
 # names whose availability depends on an optional package: name -> (module to import, "module:Class")
 _OPTIONAL: dict[str, tuple[str, str]] = {
     "protes": ("protes", "mango.optimizers.tt_peers:ProtesOptimizer"),
+    # the protes package's own loop driven by ask/tell (with the QTT `quantize` option)
+    "protes-loop": ("protes", "mango.optimizers.tt_peers:ProtesLoopOptimizer"),
+    "ttopt": ("ttopt", "mango.optimizers.tt_peers:TTOptOptimizer"),
     "turbo": ("botorch", "mango.optimizers.bo_peers:TurboOptimizer"),
-    # the protes package's own loop driven by ask/tell (with the QTT `quantize` option; mango.bench.peers)
-    "protes-loop": ("protes", "mango.bench.peers:ProtesPeer"),
 }
 
 
