@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
 from ._version import __version__
+from .build import build_generator, build_model, build_unit_oracle, default_readout, spiking_framework, wrap_oracle
 from .errors import ConfigError, MangoError
 
 # subcommand name -> module exposing add_subparser(subparsers)
@@ -52,107 +52,21 @@ def _params(items) -> dict:
     return out
 
 
-def _load_factory(spec: str):
-    """``path/to/file.py:factory`` -> the callable ``factory`` (the user's own code)."""
-    if ":" not in spec:
-        raise ConfigError(f"expected FILE.py:FACTORY, got {spec!r} (e.g. my_net.py:build).")
-    path, name = spec.rsplit(":", 1)
-    if not os.path.isfile(path):
-        raise ConfigError(f"no such file {path!r} (from {spec!r}).")
-    mod_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    if not hasattr(module, name):
-        raise ConfigError(f"{path} defines no {name!r}; public names: {[n for n in dir(module) if not n.startswith('_')]}.")
-    return getattr(module, name)
-
-
-def build_model(spec: str, weights: str | None = None, device=None):
-    """A torch model from ``zoo:NAME`` or ``FILE.py:FACTORY`` (+ ``--weights``)."""
-    import torch
-
-    if spec.startswith("zoo:"):
-        from . import zoo
-
-        if weights:
-            raise ConfigError("--weights is for your own models; zoo models ship their weights.")
-        return zoo.load(spec[4:], device=device)
-    model = _load_factory(spec)()
-    if not isinstance(model, torch.nn.Module):
-        raise ConfigError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module.")
-    if weights:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - reported with the fix
-            raise ConfigError(f"could not load weights {weights!r} with weights_only=True: {exc}") from None
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        model.load_state_dict(state)
-    return model.to(device) if device else model
-
-
-def _spiking_framework(model) -> str | None:
-    """``"snntorch"`` / ``"spikingjelly"`` for a spiking network (it gets an SNNOracle), else None."""
-    from .oracles import spiking_layers
-    from .oracles import spikingjelly as sj
-
-    layers = spiking_layers(model)
-    if not layers:
-        return None
-    return "spikingjelly" if any(sj.is_neuron(m) for _, m in layers) else "snntorch"
-
-
 def build_oracle(args):
-    """The oracle described by the CLI arguments."""
+    """The oracle described by the CLI arguments (see :mod:`mango.build`)."""
     if args.oracle:
         if not args.oracle.startswith("rig://"):
             raise ConfigError(f"--oracle takes rig://HOST:PORT, got {args.oracle!r}.")
         from .rig import RigOracle
 
         return RigOracle.from_uri(args.oracle, timeout=args.rig_timeout, retries=args.rig_retries)
-    from . import oracles
-
     model = build_model(args.model, args.weights, device=args.device)
-    unit = args.unit
-    framework = _spiking_framework(model)
-    if framework:
-        # default readout: snntorch's membrane (before the reset its spike triggers) keeps rising with the drive;
-        # SpikingJelly's .v is after the reset, so it drops when a neuron starts firing: the spike rate there
-        kw = {"readout": args.readout or ("rate" if framework == "spikingjelly" else "membrane")}
-        if args.num_steps:
-            kw["num_steps"] = args.num_steps
-        oracle = oracles.SNNOracle(model, layer=args.layer, unit=unit, device=args.device, **kw)
-    else:
-        oracle = oracles.TorchOracle(model, layer=args.layer, unit=unit, device=args.device)
-    if args.noise:
-        oracle = oracles.Noisy(oracle, kind=args.noise, seed=args.seed)
-    if args.repeats and args.repeats > 1:
-        oracle = oracles.Repeat(oracle, times=args.repeats)
-    return oracle
-
-
-def build_generator(spec: str, device=None):
-    """``zoo:vqvae-digits[:codes|:embedding]``, ``zoo:gan-digits[:grid]``, ``grating``, ``gabor``."""
-    from . import generators
-
-    if spec in ("grating", "gabor"):
-        return generators.ParametricGenerator(kind=spec, device=device)
-    if spec.startswith("zoo:"):
-        from . import zoo
-
-        name, _, view = spec[4:].partition(":")
-        kw = {}
-        if name.startswith("vqvae"):
-            kw["view"] = view or "codes"
-        elif view == "grid":
-            kw["levels"] = 64
-        elif view:
-            raise ConfigError(f"unknown view {view!r} for {name}; GAN views: grid.")
-        return zoo.load_generator(name, device=device, **kw)
-    raise ConfigError(
-        f"unknown generator {spec!r}; use zoo:vqvae-digits, zoo:vqvae-digits:embedding, zoo:gan-digits, "
-        "zoo:gan-digits:grid, grating or gabor."
-    )
+    framework = spiking_framework(model)
+    kw = {}
+    if framework:  # --readout / --num-steps only concern spiking networks
+        kw = {"readout": args.readout or default_readout(framework), "num_steps": args.num_steps or None}
+    oracle = build_unit_oracle(model, args.layer, args.unit, device=args.device, **kw)
+    return wrap_oracle(oracle, noise=args.noise, seed=args.seed, repeats=args.repeats)
 
 
 def _add_maximize(sub):

@@ -223,7 +223,7 @@ def test_run_benchmark_rejects_bad_input(tmp_path):
 
 
 def test_lab_suite_covers_the_lab_problems_and_reads_snn_outputs_by_membrane(capsys):
-    from mango.bench.problems import _zoo_oracle
+    from mango.bench.problems import zoo_oracle
     from mango.cli import main
 
     probs = {p.name: p for p in bench.suites.get("lab")}
@@ -239,11 +239,11 @@ def test_lab_suite_covers_the_lab_problems_and_reads_snn_outputs_by_membrane(cap
         assert p.kw.get("readout") == want, name
     assert all(p.kw["readout"] == "membrane" for p in bench.suites.get("zoo") if p.name.startswith("snn-out"))
     kw = probs["snn-out3@vq"].kw
-    oracle = _zoo_oracle(kw["model"], kw["layer"], kw["unit"], "cpu", kw["readout"])
+    oracle = zoo_oracle(kw["model"], kw["layer"], kw["unit"], "cpu", kw["readout"])
     assert oracle.readout_kind == "membrane"
-    assert _zoo_oracle("snn-digits", "lif2", 7, "cpu").readout_kind == "rate"
+    assert zoo_oracle("snn-digits", "lif2", 7, "cpu").readout_kind == "rate"
     with pytest.raises(ConfigError, match="spiking networks only"):
-        _zoo_oracle("cnn-digits", "output", 7, "cpu", "membrane")
+        zoo_oracle("cnn-digits", "output", 7, "cpu", "membrane")
     assert main(["bench", "--suite", "lab", "--list", "--out", "unused"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert listed == list(probs)

@@ -69,8 +69,8 @@ def test_bad_generator_specs_are_refused_clearly(spec, match):
 
 def test_gan_levels_view():
     assert build.build_generator("zoo:gan-digits:grid", device="cpu").space.kind == "grid"
-    g = build.build_generator("zoo:gan-digits:16", device="cpu")
-    assert g.space.kind == "grid"
+    assert build.build_generator("zoo:gan-digits:16", device="cpu").space.kind == "grid"
+    assert build.build_generator("zoo:gan-digits", device="cpu").space.kind == "box"
 
 
 def test_bad_model_specs_are_refused_clearly(tmp_path):
@@ -88,3 +88,34 @@ def test_bad_model_specs_are_refused_clearly(tmp_path):
         build.build_model("zoo:cnn-digits", weights="w.pt")
     with pytest.raises(ConfigError, match="not a network that can be probed"):
         build.build_unit_oracle(object(), "output", 0)
+
+
+def test_bench_noise_is_the_oracles_noise_model_with_the_same_stream():
+    """The bench's Poisson / Gaussian noise is ResponseNoise and draws exactly what its old formulas drew."""
+    from mango.bench.problems import Built, NoisyObjective
+    from mango.oracles import ResponseNoise
+
+    def clean(x):
+        return np.asarray(x, dtype=float)[:, 0]
+
+    built = Built(clean, space=None, ref_low=-1.5, ref_max=7.3)
+    x = np.random.default_rng(5).uniform(-2, 9, size=(50, 1))
+    pois = NoisyObjective(built, "poisson", seed=11, peak=20.0)
+    assert isinstance(pois.model, ResponseNoise)
+    rng = np.random.default_rng(11)
+    want = rng.poisson(20.0 * np.maximum(x[:, 0], 0.0) / 7.3) / 20.0 * 7.3  # the bench's formula
+    np.testing.assert_array_equal(pois.evaluate(x)[0], want)
+    gauss = NoisyObjective(built, "gaussian", seed=4, sigma=0.1)
+    want = x[:, 0] + np.random.default_rng(4).normal(0.0, 0.1 * (7.3 + 1.5), 50)
+    np.testing.assert_array_equal(gauss.evaluate(x)[0], want)
+
+
+def test_noisy_oracle_draws_from_response_noise():
+    from mango.oracles import CallableOracle, Noisy, ResponseNoise
+
+    oracle = CallableOracle(lambda s: np.abs(np.asarray(s).reshape(len(s), -1).sum(1)), input_shape=(2,))
+    x = np.random.default_rng(0).random((30, 2))
+    noisy = Noisy(oracle, "poisson", window=0.5, seed=2)
+    np.testing.assert_array_equal(noisy(x), ResponseNoise("poisson", window=0.5, seed=2)(oracle(x)))
+    with pytest.raises(ConfigError, match="unit"):
+        ResponseNoise("poisson", unit=0.0)

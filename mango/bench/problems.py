@@ -28,7 +28,8 @@ unit's activation as a firing rate: a response ``v`` is observed as
 ``N / peak * ref_max`` with ``N ~ Poisson(peak * max(v, 0) / ref_max)``, i.e.
 an activation equal to the training-image maximum yields ``peak`` spikes on
 average (``peak=20`` by default; parameter ``peak``).  Gaussian noise adds
-``N(0, sigma^2 (ref_max - ref_low)^2)`` (``sigma=0.1`` by default).  Noise is
+``N(0, sigma^2 (ref_max - ref_low)^2)`` (``sigma=0.1`` by default).  Both are
+:class:`mango.oracles.ResponseNoise`, the noise model of :class:`mango.oracles.Noisy`.  Noise is
 seeded by the run seed.  Optimizers only ever see noisy values; the benchmark
 scores a run by the *noiseless* value of its recommendation (the point with the
 best observed value), which costs no queries and is what an experimenter would
@@ -137,15 +138,38 @@ def _values(objective, points) -> np.ndarray:
 
 
 class NoisyObjective:
-    """The noiseless objective of a built problem plus seeded observation noise."""
+    """The noiseless objective of a built problem plus seeded observation noise.
+
+    The noise is :class:`mango.oracles.ResponseNoise` (mango's one noise
+    model) on the objective's values, scaled by the problem's reference:
+    Poisson with ``window=peak`` and ``unit=ref_max`` (a value equal to
+    ``ref_max`` yields ``peak`` spikes on average; negative values count as 0),
+    Gaussian with std ``sigma * (ref_max - ref_low)``.
+    """
 
     def __init__(self, built: Built, noise: str, seed: int, peak: float = 20.0, sigma: float = 0.1):
+        from ..oracles import ResponseNoise
+
         self.built = built
         self.noise = noise
-        self.rng = np.random.default_rng(seed)
         self.peak = float(peak)
         self.sigma = float(sigma)
         self.space = built.space
+        if noise == "poisson":
+            if not built.ref_max > 0:
+                raise ConfigError(f"Poisson noise scales values by the reference maximum, which must be > 0 "
+                                  f"(got {built.ref_max}); use noise='gaussian' for this problem.")
+            self.model = ResponseNoise("poisson", window=self.peak, unit=built.ref_max, clip_negative=True,
+                                       seed=seed)
+        elif noise == "gaussian":
+            self.model = ResponseNoise("gaussian", self.sigma * (built.ref_max - built.ref_low), seed=seed)
+        else:
+            self.model = None
+
+    @property
+    def rng(self):
+        """The noise's random generator (None without noise)."""
+        return None if self.model is None else self.model.rng
 
     @property
     def generator(self):
@@ -156,13 +180,7 @@ class NoisyObjective:
         from ..objective import evaluate
 
         clean, info = evaluate(self.built.clean, points)
-        if self.noise == "poisson":
-            rate = self.peak * np.maximum(clean, 0.0) / self.built.ref_max
-            noisy = self.rng.poisson(rate) / self.peak * self.built.ref_max
-        elif self.noise == "gaussian":
-            noisy = clean + self.rng.normal(0.0, self.sigma * (self.built.ref_max - self.built.ref_low), len(clean))
-        else:
-            noisy = clean
+        noisy = clean if self.model is None else self.model(clean)
         info = dict(info)
         info.pop("stimuli", None)  # keep results small
         return noisy.astype(float), info
@@ -195,28 +213,11 @@ def _build_function(fn: str, dim: int = 10, levels: int | None = None, device=No
 
 def _zoo_generator(generator: str, device):
     """``"vqvae-digits:codes"``, ``"vqvae-digits:embedding"``, ``"gan-digits"``,
-    ``"gan-digits:64"`` (a Grid of 64 levels), ``"grating"``."""
-    name, _, opt = generator.partition(":")
-    if name == "grating":
-        try:
-            from ..generators import ParametricGenerator
-        except ImportError as exc:
-            raise ConfigError("the 'grating' generator needs mango.generators.ParametricGenerator, "
-                              "which this installation lacks.") from exc
-        return ParametricGenerator("grating", device=device)
-    from .. import zoo
+    ``"gan-digits:64"`` (a Grid of 64 levels), ``"grating"``: :func:`mango.build.build_generator`'s
+    specs without their ``zoo:`` prefix."""
+    from ..build import build_generator
 
-    kw = {}
-    if name.startswith("vqvae"):
-        kw["view"] = opt or "codes"
-    elif name.startswith("gan"):
-        kw["levels"] = int(opt) if opt else None
-    if hasattr(zoo, "load_generator"):
-        return zoo.load_generator(name, device=device, **kw)
-    from ..generators import GANGenerator, VQVAEGenerator
-
-    cls = VQVAEGenerator if name.startswith("vqvae") else GANGenerator
-    return cls(zoo.load(name, device=device), device=device, **kw)
+    return build_generator(generator if generator in ("grating", "gabor") else f"zoo:{generator}", device=device)
 
 
 @functools.lru_cache(maxsize=8)
@@ -226,20 +227,13 @@ def _training_images():
     return load_digits().x_train
 
 
-def _zoo_oracle(model: str, layer: str, unit: int, device, readout: str | None = None):
-    from .. import zoo
+def zoo_oracle(model: str, layer: str, unit: int, device, readout: str | None = None):
+    """The oracle of unit ``unit`` of ``layer`` of zoo network ``model`` (:func:`mango.build.build_unit_oracle`;
+    ``readout`` only for spiking networks, SNNOracle's default ``"rate"`` when not given)."""
+    from ..build import build_model, build_unit_oracle
 
-    net = zoo.load(model, device=device)
-    if "snn" in model:
-        from ..oracles.snn import SNNOracle
-
-        kw = {} if readout is None else {"readout": readout}
-        return SNNOracle(net, layer=layer, unit=int(unit), device=device, **kw)
-    if readout is not None:
-        raise ConfigError(f"readout={readout!r} applies to spiking networks only; {model!r} is not one.")
-    from ..oracles.torch import TorchOracle
-
-    return TorchOracle(net, layer=layer, unit=int(unit), device=device)
+    return build_unit_oracle(build_model(f"zoo:{model}", device=device), layer, int(unit), device=device,
+                             readout=readout)
 
 
 def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0, readout: str | None = None,
@@ -251,7 +245,7 @@ def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0,
     the main job: an output neuron's spike rate saturates at 1)."""
     from ..objective import Objective
 
-    oracle = _zoo_oracle(model, layer, unit, device, readout)
+    oracle = zoo_oracle(model, layer, unit, device, readout)
     gen = _zoo_generator(generator, device)
     from ..reference import unit_responses
 

@@ -8,9 +8,9 @@
 
 from .base import Oracle, OracleWrapper
 from .callable import CallableOracle
-from .noise import Noisy, Repeat
+from .noise import Noisy, Repeat, ResponseNoise
 from .snn import SNNOracle, reset_snn, spiking_layers, stateless_prefix
 from .torch import TorchOracle, find_layer
 
-__all__ = ["Oracle", "OracleWrapper", "TorchOracle", "SNNOracle", "CallableOracle", "Noisy", "Repeat",
+__all__ = ["Oracle", "OracleWrapper", "TorchOracle", "SNNOracle", "CallableOracle", "Noisy", "Repeat", "ResponseNoise",
            "reset_snn", "spiking_layers", "stateless_prefix", "find_layer"]

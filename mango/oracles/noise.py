@@ -10,28 +10,32 @@ import torch
 from ..errors import ConfigError, ObjectiveError, UnknownNameError
 from .base import OracleWrapper
 
-__all__ = ["Noisy", "Repeat"]
+__all__ = ["ResponseNoise", "Noisy", "Repeat"]
 
 
-class Noisy(OracleWrapper):
-    """Add trial-to-trial noise to an oracle's responses.
+class ResponseNoise:
+    """Seeded trial-to-trial noise on responses (an array of any shape): the one noise model of mango.
 
     * ``kind="gaussian"``: ``response + N(0, scale**2)``; mean = response,
       variance = ``scale**2``.
-    * ``kind="poisson"``: responses are firing *rates* (non-negative) over a
-      counting ``window``; a spike count ``k ~ Poisson(rate * window)`` is drawn
-      and the oracle returns the rate estimate ``k / window`` (mean = rate,
-      variance = ``rate / window``), or the raw count ``k`` with
-      ``counts=True``.  Negative rates raise :class:`ObjectiveError` unless
+    * ``kind="poisson"``: responses are firing *rates* (non-negative) in units
+      of ``unit`` over a counting ``window``; a spike count
+      ``k ~ Poisson(window * rate / unit)`` is drawn and the rate estimate
+      ``k / window * unit`` returned (mean = rate, variance =
+      ``rate * unit / window``), or the raw count ``k`` with ``counts=True``.
+      E.g. ``unit`` = a neuron's maximum response and ``window`` = its peak
+      spike count: a response equal to the maximum yields ``window`` spikes
+      on average.  Negative rates raise :class:`ObjectiveError` unless
       ``clip_negative=True`` (then they count as 0).
 
     Noise is drawn from a numpy Generator seeded with ``seed``: the same seed and
-    the same sequence of calls give the same responses.
+    the same sequence of calls give the same responses.  Used by
+    :class:`Noisy` (an oracle's responses) and by the benchmark
+    (:mod:`mango.bench.problems`, an objective's values).
     """
 
-    def __init__(self, oracle, kind: str = "gaussian", scale: float | None = None, *, window: float = 1.0,
-                 counts: bool = False, clip_negative: bool = False, seed: int | None = 0):
-        super().__init__(oracle)
+    def __init__(self, kind: str = "gaussian", scale: float | None = None, *, window: float = 1.0,
+                 unit: float = 1.0, counts: bool = False, clip_negative: bool = False, seed: int | None = 0):
         if kind not in ("gaussian", "poisson"):
             raise UnknownNameError("noise kind", kind, ["gaussian", "poisson"])
         if kind == "gaussian":
@@ -43,28 +47,68 @@ class Noisy(OracleWrapper):
                               "window: variance = rate / window).")
         if not np.isfinite(window) or window <= 0:
             raise ConfigError(f"window must be > 0, got {window!r}.")
+        if not np.isfinite(unit) or unit <= 0:
+            raise ConfigError(f"unit (the response that counts as rate 1) must be > 0, got {unit!r}.")
         if seed is not None and (int(seed) != seed or seed < 0):
             raise ConfigError(f"seed must be a non-negative int or None, got {seed!r}.")
-        self.kind, self.scale, self.window = kind, scale, float(window)
+        self.kind, self.scale, self.window, self.unit = kind, scale, float(window), float(unit)
         self.counts, self.clip_negative, self.seed = bool(counts), bool(clip_negative), seed
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, stimuli) -> np.ndarray:
-        """Noisy responses ``[n, n_units]`` to ``stimuli``."""
-        r = self._inner(stimuli)
+    def __call__(self, r: np.ndarray) -> np.ndarray:
+        """Noisy copies of responses ``r`` (rows = stimuli)."""
+        r = np.asarray(r)
         if self.kind == "gaussian":
             return r + self.rng.normal(0.0, self.scale, size=r.shape)
         if np.any(r < 0) or not np.all(np.isfinite(r)):
             if self.clip_negative and np.all(np.isfinite(r)):
                 r = np.maximum(r, 0.0)
             else:
-                rows = np.flatnonzero(np.any(~(r >= 0), axis=1))[:10].tolist()
+                bad = ~(r >= 0) if r.ndim < 2 else np.any(~(r >= 0), axis=tuple(range(1, r.ndim)))
+                rows = np.flatnonzero(bad)[:10].tolist()
                 raise ObjectiveError(
                     f"Poisson noise needs non-negative finite rates, but stimuli {rows} got responses "
                     f"(min {np.nanmin(r):.3g}); read a spike rate, or pass clip_negative=True, or use "
                     "kind='gaussian'.")
-        k = self.rng.poisson(r * self.window).astype(np.float64)
-        return k if self.counts else k / self.window
+        if self.unit == 1.0:  # the plain rate model (kept apart: the same floats as ever)
+            k = self.rng.poisson(r * self.window).astype(np.float64)
+            return k if self.counts else k / self.window
+        k = self.rng.poisson(self.window * r / self.unit).astype(np.float64)
+        return k if self.counts else k / self.window * self.unit
+
+    def describe(self) -> dict[str, Any]:
+        """The noise parameters (for result files)."""
+        return {"kind": self.kind, "scale": self.scale, "window": self.window, "unit": self.unit,
+                "counts": self.counts, "seed": self.seed}
+
+
+class Noisy(OracleWrapper):
+    """Add trial-to-trial noise to an oracle's responses (:class:`ResponseNoise`; see there for the model).
+
+    * ``kind="gaussian"``: ``response + N(0, scale**2)``.
+    * ``kind="poisson"``: a spike count ``k ~ Poisson(rate * window)``; the
+      oracle returns ``k / window`` (or ``k`` with ``counts=True``).
+      Negative rates raise :class:`ObjectiveError` unless ``clip_negative=True``.
+
+    Noise is drawn from a numpy Generator seeded with ``seed``: the same seed and
+    the same sequence of calls give the same responses.
+    """
+
+    def __init__(self, oracle, kind: str = "gaussian", scale: float | None = None, *, window: float = 1.0,
+                 counts: bool = False, clip_negative: bool = False, seed: int | None = 0):
+        super().__init__(oracle)
+        self.noise = ResponseNoise(kind, scale, window=window, counts=counts, clip_negative=clip_negative, seed=seed)
+        self.kind, self.scale, self.window = self.noise.kind, self.noise.scale, self.noise.window
+        self.counts, self.clip_negative, self.seed = self.noise.counts, self.noise.clip_negative, seed
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The noise's random generator."""
+        return self.noise.rng
+
+    def __call__(self, stimuli) -> np.ndarray:
+        """Noisy responses ``[n, n_units]`` to ``stimuli``."""
+        return self.noise(self._inner(stimuli))
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

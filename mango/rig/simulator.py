@@ -232,20 +232,11 @@ def build_oracle(model: str | None = "zoo:snn-digits", layer: str | None = None,
 
 
 def _zoo_oracle(name: str, layer, unit, seed: int, device):
-    import torch
+    """Unit ``unit`` of ``layer`` of zoo network ``name`` (:mod:`mango.build`), seeing 1x28x28 images."""
+    from ..build import build_model, build_unit_oracle
 
-    from .. import zoo
-    from ..oracles import SNNOracle, TorchOracle
-    from ..oracles.snn import spiking_layers
-
-    net = zoo.load(name, device=device)
-    if not isinstance(net, torch.nn.Module):
-        raise ConfigError(f"zoo model {name!r} is not a network that can be probed; use a classifier such as "
-                          "snn-digits or cnn-digits.")
-    kw: dict = {"layer": layer or "output", "unit": 0 if unit is None else unit, "device": device}
-    if spiking_layers(net):
-        return SNNOracle(net, seed=seed, input_shape=(1, 28, 28), **kw)
-    return TorchOracle(net, input_shape=(1, 28, 28), **kw)
+    return build_unit_oracle(build_model(f"zoo:{name}", device=device), layer or "output",
+                             0 if unit is None else unit, device=device, seed=seed, input_shape=(1, 28, 28))
 
 
 def make_present(oracle, latency_ms: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:

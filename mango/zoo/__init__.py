@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ConfigError, UnknownNameError
 
-__all__ = ["list_models", "load", "load_generator", "weights_path", "model_names", "MODELS"]
+__all__ = ["list_models", "load", "load_generator", "weights_path", "model_names", "canonical_name", "MODELS"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -73,7 +73,8 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
-def _canon(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """The zoo model name of ``name`` (``"zoo:"`` prefix dropped); a clear error if there is no such model."""
     if not isinstance(name, str):
         raise ConfigError(f"a zoo model name must be a string, got {type(name).__name__}.")
     n = name[4:] if name.startswith("zoo:") else name
@@ -84,7 +85,7 @@ def _canon(name: str) -> str:
 
 def weights_path(name: str) -> str:
     """Path of the shipped weights file of zoo model ``name``."""
-    return os.path.join(HERE, "weights", f"{_canon(name)}.pt")
+    return os.path.join(HERE, "weights", f"{canonical_name(name)}.pt")
 
 
 def _metrics() -> dict:
@@ -125,7 +126,7 @@ def load(name: str, device=None) -> torch.nn.Module:
     from . import models
     from ..devices import default_device
 
-    n = _canon(name)
+    n = canonical_name(name)
     path = weights_path(n)
     if not os.path.isfile(path):
         raise ConfigError(
@@ -167,7 +168,7 @@ def load_generator(name: str, device=None, **kw):
     """
     from ..generators import GANGenerator, VQVAEGenerator
 
-    n = _canon(name)
+    n = canonical_name(name)
     kind = MODELS[n]["kind"]
     if kind == "vqvae":
         return VQVAEGenerator(load(n, device), device=device, **kw)

@@ -37,9 +37,9 @@ def format_table(models: list[dict]) -> str:
 def model_card(name: str) -> str:
     """The full model card entry of zoo model ``name``: its row of mango/zoo/README.md's table, its section,
     and the recorded metrics and training command."""
-    from . import HERE, _canon, list_models
+    from . import HERE, canonical_name, list_models
 
-    n = _canon(name)
+    n = canonical_name(name)
     info = next(m for m in list_models() if m["name"] == n)
     with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
         card = f.read().splitlines()
