@@ -152,11 +152,11 @@ def _target(args, oracle) -> dict:
             t["layer_resolved"] = layer
         where = f"layer {args.layer!r}" + (f" (= {layer})" if layer != args.layer else "")
         if hasattr(core, "readout_kind"):
-            from .words import _READOUT
+            from .words import readout_text
 
             t["readout"] = core.readout_kind
             t["num_steps"] = core.num_steps
-            what = _READOUT.get(core.readout_kind, core.readout_kind)
+            what = readout_text(core.readout_kind)
             t["description"] = (f"{what} of unit {args.unit} of {where} of {args.model}, over {core.num_steps} "
                                 f"time steps per stimulus")
         else:

@@ -11,13 +11,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["space_text", "objective_text", "value_what", "value_units", "value_label", "reference_of"]
+__all__ = ["space_text", "objective_text", "value_what", "value_units", "value_label", "reference_of", "readout_text"]
 
 _READOUT = {
     "membrane": "mean membrane potential",
     "rate": "spike rate (spikes per time step)",
     "count": "spike count",
 }
+
+
+def readout_text(readout: str | None) -> str | None:
+    """A spiking readout's name in words (``"rate"`` -> ``"spike rate (spikes per time step)"``)."""
+    return _READOUT.get(readout, readout)
 
 
 def _rng(a) -> str:
@@ -77,7 +82,7 @@ def value_what(objective: Any) -> str:
     units = core.get("unit") or core.get("units") or []
     unit = units[0] if isinstance(units, list) and len(units) == 1 else units
     if cls == "SNNOracle":
-        readout = _READOUT.get(core.get("readout"), core.get("readout"))
+        readout = readout_text(core.get("readout"))
         text = (f"{readout} over {core.get('num_steps')} time steps of unit {unit} of spiking layer "
                 f"{core.get('layer')} ({core.get('model')})")
     elif cls == "TorchOracle":
@@ -119,7 +124,7 @@ def value_label(objective: Any, short: bool = True) -> str:
     units = core.get("unit") or []
     unit = units[0] if isinstance(units, list) and len(units) == 1 else units
     if cls == "SNNOracle":
-        return f"{core.get('layer')} unit {unit}: {_READOUT.get(core.get('readout'), core.get('readout'))}"
+        return f"{core.get('layer')} unit {unit}: {readout_text(core.get('readout'))}"
     if cls == "TorchOracle":
         return f"{core.get('layer')} unit {unit}: activation"
     if cls == "RigOracle":
