@@ -12,12 +12,11 @@ continuous optimizer (codes are categories, see :mod:`mango.spaces`).
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from ..spaces import Box, Grid
 from .base import Optimizer
+from .pending import Pending
 
 
 class _Adapter(Optimizer):
@@ -53,24 +52,18 @@ class _Adapter(Optimizer):
         self.name = self.inner.name
         if getattr(self, "_resources", None):
             self.inner.connect(**self._resources)
-        self._pending: deque = deque()  # (outer point, inner point)
+        self._asked = Pending(self.space.dim, self.space.dtype)  # outer points; handle: the inner point
 
     def _ask(self, n):
         inner_pts = self.inner.ask(n)
         outer = self._to_outer(inner_pts)
-        self._pending.extend(zip(outer, inner_pts))
+        self._asked.add(outer, inner_pts)
         return outer
 
     def _tell(self, points, values):
-        inner = []
-        for p in points:
-            for i, (q, x) in enumerate(self._pending):
-                if np.array_equal(q, p):
-                    del self._pending[i]
-                    inner.append(x)
-                    break
-            else:
-                inner.append(self._to_inner(p[None])[0])
+        """Tell the inner optimizer the inner point behind each asked outer point (a point not asked: mapped)."""
+        inner = [self._to_inner(p[None])[0] if asked is None else asked.handle
+                 for p, asked in zip(points, self._asked.pop(points, unasked="none"))]
         self.inner.tell(np.array(inner), values)
 
     @property

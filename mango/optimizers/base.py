@@ -44,6 +44,7 @@ import numpy as np
 
 from ..errors import ConfigError, SpaceError, close_matches
 from ..spaces import Space, space_from_dict
+from .pending import Pending
 
 __all__ = ["Optimizer", "GenerationOptimizer"]
 
@@ -270,8 +271,8 @@ class GenerationOptimizer(Optimizer):
     """
 
     def _setup(self) -> None:
-        self._gens: deque = deque()  # each: dict(points, token, values, n_asked)
-        self._outstanding: deque = deque()  # (generation dict, row) asked but not yet told
+        self._gens: deque = deque()  # each: dict(points, token, values, n_told, n_asked)
+        self._asked = Pending(self.space.dim, self.space.dtype)  # handle: (generation dict, row)
         self._setup_generations()
 
     def _setup_generations(self) -> None:
@@ -287,24 +288,22 @@ class GenerationOptimizer(Optimizer):
                        "n_told": 0, "n_asked": 0}
                 self._gens.append(gen)
             take = min(n, len(gen["points"]) - gen["n_asked"])
-            for r in range(gen["n_asked"], gen["n_asked"] + take):
-                self._outstanding.append((gen, r))
-            out.append(gen["points"][gen["n_asked"]:gen["n_asked"] + take])
+            rows = range(gen["n_asked"], gen["n_asked"] + take)
+            self._asked.add(gen["points"][rows.start:rows.stop], [(gen, r) for r in rows])
+            out.append(gen["points"][rows.start:rows.stop])
             gen["n_asked"] += take
             n -= take
         return np.concatenate(out)
 
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
         extra = []
-        for p, v in zip(points, values):
-            for i, (gen, r) in enumerate(self._outstanding):  # usually i == 0: told in asked order
-                if np.array_equal(np.asarray(gen["points"][r], dtype=points.dtype), p):
-                    del self._outstanding[i]
-                    gen["values"][r] = v
-                    gen["n_told"] += 1
-                    break
-            else:
+        for p, v, asked in zip(points, values, self._asked.pop(points, unasked="none")):
+            if asked is None:
                 extra.append((p, v))
+                continue
+            gen, r = asked.handle
+            gen["values"][r] = v
+            gen["n_told"] += 1
         # hand complete generations to the subclass, oldest first
         while self._gens and self._gens[0]["n_told"] == len(self._gens[0]["points"]):
             gen = self._gens.popleft()

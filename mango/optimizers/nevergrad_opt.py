@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections import deque
 
 import numpy as np
 
 from ..errors import ConfigError, UnknownNameError
 from .base import Optimizer
+from .pending import Pending
 
 
 # scrambled samplers of fewer dimensions than this are fast enough as they are
@@ -232,7 +232,7 @@ class NevergradOptimizer(Optimizer):
             _SAID_SEQUENTIAL.add(method)
             warnings.warn(f"ng:{method} proposes one point at a time: it runs with batch size 1.", UserWarning,
                           stacklevel=2)
-        self._pending: deque = deque()
+        self._asked = Pending(self.space.dim, self.space.dtype)  # handle: nevergrad's candidate
 
     def _build(self, cls, param, workers: int):
         import gc
@@ -289,10 +289,10 @@ class NevergradOptimizer(Optimizer):
         return np.asarray(cand.value, dtype=self.space.dtype).reshape(self.space.dim)
 
     def _ask(self, n: int) -> np.ndarray:
-        if self.sequential and n + len(self._pending) > 1:
+        if self.sequential and n + len(self._asked) > 1:
             raise ConfigError(
                 f"nevergrad's {self.params['method']} proposes one point at a time and cannot be asked for "
-                f"{n + len(self._pending)} before it is told the values; use batch size 1 (--batch-size 1) "
+                f"{n + len(self._asked)} before it is told the values; use batch size 1 (--batch-size 1) "
                 "or leave the batch size unset."
             )
         out = []
@@ -320,19 +320,16 @@ class NevergradOptimizer(Optimizer):
                 pt = self._to_point(cand)
                 if self.space.kind == "box":
                     pt = self.space.clip(pt)
-                self._pending.append((pt, cand))
+                self._asked.add(pt[None], [cand])
                 out.append(pt)
         return np.array(out)
 
     def _tell(self, points, values) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for p, v in zip(points, values):
-                for i, (q, cand) in enumerate(self._pending):
-                    if np.array_equal(q, p):
-                        del self._pending[i]
-                        self._opt.tell(cand, -float(v))
-                        break
+            for p, v, asked in zip(points, values, self._asked.pop(points, unasked="none")):
+                if asked is not None:
+                    self._opt.tell(asked.handle, -float(v))
                 else:  # not asked: tell nevergrad if the method supports it
                     value = tuple(int(c) for c in p) if self.space.kind == "codebook" else np.asarray(p, float)
                     try:
