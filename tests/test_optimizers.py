@@ -193,3 +193,11 @@ def test_importing_the_bench_registers_nothing():
     code = ("import mango.optimizers.registry as r; a = (dict(r._REGISTRY), dict(r._OPTIONAL)); "
             "import mango.bench; assert (dict(r._REGISTRY), dict(r._OPTIONAL)) == a, 'changed'")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
+def test_nevergrad_sequential_choice_asked_for_a_batch_is_a_clear_error_not_a_hang():
+    # NGOpt made for one worker at a small budget runs COBYLA inside, which proposes one point at a time
+    opt = mo.make("ng:NGOpt", Box(6), seed=0, budget=33)
+    with pytest.raises(ConfigError, match="one point at a time"):
+        opt.ask(5)
+    assert mo.make("ng:NGOpt", Box(6), seed=0, budget=33, batch_size=5).ask(5).shape == (5, 6)

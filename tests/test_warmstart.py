@@ -31,7 +31,7 @@ def drive(opt, budget, batch, f=sphere):
 def test_warm_points_are_asked_first_and_counted(name):
     space = spaces.Box(6)
     warm = np.random.default_rng(1).uniform(-1, 1, (7, 6))
-    opt = WarmStart(make(name, space, seed=0, budget=33), warm)
+    opt = WarmStart(make(name, space, seed=0, budget=33, batch_size=5), warm)
     pts, _ = drive(opt, 40, 5)
     assert len(pts) == 40 and opt.n_told == 40
     np.testing.assert_array_equal(pts[:7], warm)

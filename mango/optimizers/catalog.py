@@ -196,9 +196,9 @@ def catalog() -> list[tuple[str, str, str]]:
             if reg is None:
                 import nevergrad as ng
 
-                from .nevergrad_opt import _registry_keys
+                from .nevergrad_opt import registry_keys
 
-                reg, keys = ng.optimizers.registry, _registry_keys()
+                reg, keys = ng.optimizers.registry, registry_keys()
             entry = reg[keys[name[3:]]]
             rows.append((_group_ng(name[3:], entry), name, _describe_ng(name[3:], entry)))
         else:
@@ -233,12 +233,12 @@ def format_catalog(pattern: str | None = None) -> str:
             out.append(("" if group is None else "\n") + f"{g} ({n}):")
             group = g
         out.append(f"  {name.ljust(width)}  {desc}".rstrip())
-    from .nevergrad_opt import _missing, left_off
+    from .nevergrad_opt import missing_packages, left_off
 
     off = left_off()
     tail = f"\n{len(rows)} optimizer(s)" + (f" matching {pattern!r}" if pattern else "")
     if off and not pattern:
-        pkgs = sorted({m for n in off for m in _missing(n)})
+        pkgs = sorted({m for n in off for m in missing_packages(n)})
         tail += (f"; {len(off)} of nevergrad's are not listed: they need optional packages that are not "
                  f"installed ({', '.join(pkgs)})")
     return "\n".join(out) + "\n" + tail + "."

@@ -123,7 +123,7 @@ def _needs(name: str) -> tuple[str, ...]:
     return ()
 
 
-def _missing(name: str) -> list[str]:
+def missing_packages(name: str) -> list[str]:
     import importlib.util
 
     out = []
@@ -137,7 +137,7 @@ def _missing(name: str) -> list[str]:
     return out
 
 
-def _registry_keys() -> dict[str, str]:
+def registry_keys() -> dict[str, str]:
     """Listed name -> nevergrad registry key.  Names are stripped: nevergrad 1.0.12 registers
     ``'UltraSmoothDiscreteLognormalOnePlusOne '`` with a trailing space, which no shell user can type."""
     try:
@@ -156,20 +156,20 @@ def _registry_keys() -> dict[str, str]:
 
 def nevergrad_names(all_names: bool = False) -> list[str]:
     """nevergrad's optimizers as mango lists them (without ``ng:``); ``all_names`` includes the left-off ones."""
-    return sorted(n for n in _registry_keys() if all_names or not _missing(n))
+    return sorted(n for n in registry_keys() if all_names or not missing_packages(n))
 
 
 def left_off() -> dict[str, str]:
     """nevergrad names mango does not list here, and why."""
-    return {n: f"needs the optional package(s) {', '.join(_missing(n))}, which are not installed"
-            for n in _registry_keys() if _missing(n)}
+    return {n: f"needs the optional package(s) {', '.join(missing_packages(n))}, which are not installed"
+            for n in registry_keys() if missing_packages(n)}
 
 
 def is_sequential(method: str) -> bool:
     """Whether nevergrad's ``method`` proposes one point at a time (cannot be asked for a batch)."""
     import nevergrad as ng
 
-    key = _registry_keys().get(method, method)
+    key = registry_keys().get(method, method)
     return bool(getattr(ng.optimizers.registry[key], "no_parallelization", False))
 
 
@@ -204,10 +204,10 @@ class NevergradOptimizer(Optimizer):
 
         method = self.params["method"]
         registry = ng.optimizers.registry
-        keys = _registry_keys()
+        keys = registry_keys()
         if method not in keys:
             raise UnknownNameError("nevergrad optimizer", f"ng:{method}", [f"ng:{k}" for k in nevergrad_names()])
-        missing = _missing(method)
+        missing = missing_packages(method)
         if missing:
             raise ConfigError(f"ng:{method} needs the optional package(s) {', '.join(missing)}: install them "
                               "(pip install ...), or choose another method (e.g. ng:NGOpt, cma).")
@@ -265,16 +265,32 @@ class NevergradOptimizer(Optimizer):
         """
         if self.sequential:
             return 1
-        opt = self._opt
-        for _ in range(8):  # NGOpt -> selected optimizer -> ... (.optim for NGOpt, ._optim for MetaModel)
+        for opt in self._chain():
             pop = getattr(opt, "_popsize", None)
             if isinstance(pop, (int, np.integer)) and pop > 0:
                 return int(pop)
+        return None
+
+    def _chain(self):
+        """nevergrad's optimizer and the ones it delegates to (NGOpt -> selected -> ...), outermost first.
+
+        nevergrad has no public way to read its choice: ``.optim`` (NGOpt) and
+        ``._optim`` (MetaModel) are read here, and only here.
+        """
+        opt = self._opt
+        for _ in range(8):
+            yield opt
             inner = getattr(opt, "optim", None) or getattr(opt, "_optim", None)
             if inner is None or inner is opt:
-                return None
+                return
             opt = inner
-        return None
+
+    def _delegates_to_sequential(self) -> bool:
+        """Whether the method runs a one-point-at-a-time (recast) optimizer inside, e.g. NGOpt's COBYLA
+        at small budgets with one worker: asking it for a second point before a value would hang."""
+        from nevergrad.optimization.recaster import SequentialRecastOptimizer
+
+        return any(isinstance(o, SequentialRecastOptimizer) for o in self._chain())
 
     def _failed(self, what: str, exc: Exception) -> ConfigError:
         """A one-line error for a nevergrad method that breaks on this space, budget or batch size."""
@@ -289,11 +305,18 @@ class NevergradOptimizer(Optimizer):
         return np.asarray(cand.value, dtype=self.space.dtype).reshape(self.space.dim)
 
     def _ask(self, n: int) -> np.ndarray:
-        if self.sequential and n + len(self._asked) > 1:
+        if n + len(self._asked) > 1 and self.sequential:
             raise ConfigError(
                 f"nevergrad's {self.params['method']} proposes one point at a time and cannot be asked for "
                 f"{n + len(self._asked)} before it is told the values; use batch size 1 (--batch-size 1) "
                 "or leave the batch size unset."
+            )
+        if n + len(self._asked) > 1 and self._delegates_to_sequential():
+            raise ConfigError(
+                f"nevergrad's {self.params['method']} chose a method that proposes one point at a time (it was "
+                f"made for batch size {self.batch_size or 1}), so it cannot be asked for {n + len(self._asked)} "
+                "points before it is told the values; create it with the batch size you ask for "
+                f"(make(..., batch_size={n + len(self._asked)})), or ask one point at a time."
             )
         out = []
         with warnings.catch_warnings():

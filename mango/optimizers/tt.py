@@ -72,6 +72,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import Optimizer
+from .pending import Pending
 from .tt_dist import TTDistribution
 from .tt_sample import TTSampler
 
@@ -146,7 +147,7 @@ class TTOptimizer(Optimizer):
         self._elite_v = np.zeros(0)
         self._pending = 0
         self._seen: set[bytes] = set()
-        self._outstanding: dict[bytes, int] = {}
+        self._asked = Pending(self.space.dim, np.int64)  # asked, not yet told (dedup avoids them)
 
     @property
     def preferred_batch_size(self) -> int:
@@ -167,9 +168,7 @@ class TTOptimizer(Optimizer):
         pts = self.sample(n)
         if self.params["dedup"]:  # (the bookkeeping of asked and seen points serves deduplication only)
             pts = self._dedup(pts)
-            for p in pts:
-                key = p.tobytes()
-                self._outstanding[key] = self._outstanding.get(key, 0) + 1
+            self._asked.add(pts)
         return pts
 
     def _dedup(self, pts: np.ndarray) -> np.ndarray:
@@ -181,7 +180,7 @@ class TTOptimizer(Optimizer):
             bad = []
             for i, p in enumerate(P):
                 key = p.tobytes()
-                if key in self._seen or key in self._outstanding or key in taken:
+                if key in self._seen or key in taken or p in self._asked:
                     bad.append(i)
                 else:
                     taken.add(key)
@@ -195,7 +194,7 @@ class TTOptimizer(Optimizer):
             still = []
             for i, p in zip(bad, new):
                 key = p.tobytes()
-                if key in self._seen or key in self._outstanding or key in taken:
+                if key in self._seen or key in taken or p in self._asked:
                     still.append(i)
                 else:
                     taken.add(key)
@@ -209,7 +208,7 @@ class TTOptimizer(Optimizer):
                 js = self.rng.choice(self.space.dim, size=m, replace=False)
                 q[js] = (self.rng.random(m) * self.space.sizes[js]).astype(np.int64)
                 key = q.tobytes()
-                if not (key in self._seen or key in self._outstanding or key in taken):
+                if not (key in self._seen or key in taken or q in self._asked):
                     p = q
                     break
             # (if 200 attempts found nothing new, the space is nearly exhausted: repeat a point)
@@ -219,15 +218,9 @@ class TTOptimizer(Optimizer):
 
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
         pts = np.asarray(points, dtype=np.int64)
-        for p in (pts if self.params["dedup"] else ()):
-            key = p.tobytes()
-            self._seen.add(key)
-            c = self._outstanding.get(key)
-            if c is not None:
-                if c <= 1:
-                    del self._outstanding[key]
-                else:
-                    self._outstanding[key] = c - 1
+        if self.params["dedup"]:
+            self._seen.update(p.tobytes() for p in pts)
+            self._asked.pop(pts, unasked="none")  # (told points that were never asked: a warm start)
         self._add_elite(self.distribution.from_space(pts), values)
         self._pending += len(pts)
         if self._pending >= int(self.params["k"]):
@@ -279,8 +272,7 @@ class TTOptimizer(Optimizer):
     def state_dict(self) -> dict:
         """Native state: cores, Adam moments, elite, seen points, rng state (exact continuation)."""
         seen = np.array([np.frombuffer(k, dtype=np.int64) for k in self._seen], dtype=np.int64).reshape(-1, self.space.dim)
-        outk = list(self._outstanding.items())
-        outstanding = np.array([np.frombuffer(k, dtype=np.int64) for k, _ in outk], dtype=np.int64).reshape(-1, self.space.dim)
+        outstanding = self._asked.points()
         return {
             **self._state_header("tt-1"),
             **self.distribution.state(),
@@ -289,7 +281,7 @@ class TTOptimizer(Optimizer):
             "pending": int(self._pending),
             "seen": seen,
             "outstanding": outstanding,
-            "outstanding_counts": np.array([c for _, c in outk], dtype=np.int64),
+            "outstanding_counts": np.ones(len(outstanding), dtype=np.int64),
             "rng": self.rng.bit_generator.state,
             "best_point": None if self._best_point is None else np.asarray(self._best_point).copy(),
             "best_value": self._best_value,
@@ -309,8 +301,7 @@ class TTOptimizer(Optimizer):
         self._seen = {np.ascontiguousarray(p, dtype=np.int64).tobytes()
                       for p in np.asarray(state["seen"]).reshape(-1, self.space.dim)}
         outs = np.asarray(state["outstanding"]).reshape(-1, self.space.dim)
-        self._outstanding = {np.ascontiguousarray(p, dtype=np.int64).tobytes(): int(c)
-                             for p, c in zip(outs, np.asarray(state["outstanding_counts"]))}
+        self._asked.add(np.repeat(outs, np.asarray(state["outstanding_counts"], dtype=np.int64), axis=0))
         self.rng.bit_generator.state = state["rng"]
         bp = state["best_point"]
         self._best_point = None if bp is None else np.asarray(bp).astype(self.space.dtype)
