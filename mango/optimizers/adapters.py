@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..spaces import Box, Grid
-from .base import Optimizer
+from .base import Optimizer, Wrapper
 from .pending import Pending
 
 
-class _Adapter(Optimizer):
+class _Adapter(Wrapper):
     inner_cls: type = Optimizer
     extra_defaults: dict = {}
 
@@ -30,13 +30,8 @@ class _Adapter(Optimizer):
         self.defaults = {**inner_cls.defaults, **self.extra_defaults}
         super().__init__(space, seed=seed, budget=budget, batch_size=batch_size, **params)
 
-    @property
-    def needs(self) -> frozenset:
-        return self.inner_cls.needs
-
-    @property
-    def budget_aware(self) -> bool:
-        return self.inner_cls.budget_aware
+    def _wrapped(self):
+        return self.inner_cls  # (traits are asked before the inner optimizer is built)
 
     def _connect(self, **resources) -> None:
         self._resources = resources  # kept: a reset (resume without a usable checkpoint) builds a new inner
@@ -66,9 +61,6 @@ class _Adapter(Optimizer):
                  for p, asked in zip(points, self._asked.pop(points, unasked="none"))]
         self.inner.tell(np.array(inner), values)
 
-    @property
-    def preferred_batch_size(self):
-        return self.inner.preferred_batch_size
 
 
 class OnGridViaBox(_Adapter):

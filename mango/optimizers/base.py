@@ -258,6 +258,31 @@ class Optimizer:
         return f"<{type(self).__name__} {self.name!r} on {self.space!r}, seed={self.seed}, told={self._n_told}>"
 
 
+class Wrapper(Optimizer):
+    """An optimizer that serves another one, ``self.inner``: it shows the inner optimizer's traits.
+
+    Subclasses (the space adapters, :class:`~mango.optimizers.warm.WarmStart`)
+    say through :meth:`_wrapped` whose ``needs`` and ``budget_aware`` they show;
+    the preferred batch size is always the inner optimizer's.
+    """
+
+    def _wrapped(self):
+        """The optimizer (class or instance) whose traits this one shows; default ``self.inner``."""
+        return self.inner
+
+    @property
+    def needs(self) -> frozenset:
+        return self._wrapped().needs
+
+    @property
+    def budget_aware(self) -> bool:
+        return self._wrapped().budget_aware
+
+    @property
+    def preferred_batch_size(self):
+        return self.inner.preferred_batch_size
+
+
 class GenerationOptimizer(Optimizer):
     """An optimizer that thinks in generations but serves any ``ask(n)``.
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from .base import Optimizer
+from .base import Optimizer, Wrapper
 
 
-class WarmStart(Optimizer):
+class WarmStart(Wrapper):
     """``inner`` started from ``points``: they are asked first, then given to ``inner.warm_start``."""
 
     native = ("box", "grid", "codebook")
@@ -37,19 +37,6 @@ class WarmStart(Optimizer):
         self.name = inner.name
         self._warm = warm
         super().__init__(inner.space, seed=inner.seed, budget=inner.budget, batch_size=inner.batch_size)
-
-    # the wrapped optimizer's traits
-    @property
-    def needs(self) -> frozenset:
-        return self.inner.needs
-
-    @property
-    def budget_aware(self) -> bool:
-        return self.inner.budget_aware
-
-    @property
-    def preferred_batch_size(self):
-        return self.inner.preferred_batch_size
 
     @property
     def n_warm(self) -> int:
