@@ -101,6 +101,10 @@ def _add_maximize(sub):
     s.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="queries (default %(default)s)")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--warm-start", metavar="zoo|DIR|FILE.npy",
+                   help="start from natural images: 'zoo' (the zoo's held-out digits), a folder of images, or an .npy "
+                        "array of images or of latent points; they are shown first and count against the budget")
+    s.add_argument("--warm-n", type=int, metavar="N", help="how many images to screen (default: 20 zoo digits, else all)")
     s.add_argument("--list-optimizers", nargs="?", const="", default=None, metavar="PATTERN",
                    help="list the optimizers, grouped, one line each, and exit; PATTERN filters (a substring of "
                         "name, group or description, or a glob on the name such as 'ng:*DE')")
@@ -123,7 +127,7 @@ def _add_maximize(sub):
 
 _RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "oracle", "rig_timeout", "rig_retries", "noise",
                 "repeats", "objective", "dim", "generator", "optimizer", "param", "budget", "batch_size", "seed",
-                "device")
+                "device", "warm_start", "warm_n")
 
 
 def _unwrap(oracle):
@@ -248,7 +252,7 @@ def cmd_maximize(args) -> int:
             if k in saved:
                 setattr(args, k, saved[k])
         store, resume = args.resume, True
-    for name in ("budget", "batch_size", "repeats"):
+    for name in ("budget", "batch_size", "repeats", "warm_n"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {v}.")
@@ -287,7 +291,8 @@ def cmd_maximize(args) -> int:
             callbacks.append(LineProgress(args.progress_every, reference_max=(reference or {}).get("max")))
     result = mango.maximize(objective, optimizer=args.optimizer, budget=args.budget, batch_size=args.batch_size,
                             seed=args.seed, progress=progress, store=store, callbacks=callbacks,
-                            resume=resume, metadata=metadata, **kw, **params)
+                            resume=resume, metadata=metadata, warm_start=args.warm_start, warm_n=args.warm_n,
+                            **kw, **params)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result.write_curve_csv(out / "curve.csv")

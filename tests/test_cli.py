@@ -82,3 +82,19 @@ def test_maximize_spikingjelly_zoo_model_out_of_the_box(tmp_path):
     assert d["queries"]["used"] == 24 and (out / "best.png").exists()
     assert d["target"]["layer_resolved"] == "lif3" and "SJDigits" in d["value"]["what"]
     assert d["target"]["readout"] == "rate"  # the SpikingJelly default
+
+
+def test_maximize_warm_start_from_zoo_digits(tmp_path):
+    from mango.store import RunStore
+
+    out, store = tmp_path / "out", tmp_path / "run.sqlite"
+    assert main(["maximize", "--model", "zoo:cnn-digits", "--unit", "7", "--generator", "zoo:vqvae-digits:embedding",
+                 "--optimizer", "cma", "--budget", "30", "--warm-start", "zoo", "--warm-n", "10",
+                 "--out", str(out), "--store", str(store), "--reference", "none", "--quiet"]) == 0
+    assert (out / "result.json").exists()
+    with RunStore(store, mode="r") as s:
+        cfg = s.config
+        assert s.n_points() == 30
+    assert cfg["warm_start"]["n"] == 10 and cfg["warm_start"]["source"] == "zoo"
+    assert main(["maximize", "--warm-start", "zoo", "--warm-n", "30", "--budget", "30", "--objective", "sphere",
+                 "--out", str(tmp_path / "o2"), "--quiet"]) == 2
