@@ -359,3 +359,16 @@ def test_records_are_typed_and_older_files_load(tmp_path):
     assert back.problem == "p,1" and back.family == 'f"x' and back.budget == 10 and math.isnan(back.observed)
     skipped = RunRecord.from_dict({**old, "rows": [], "skipped": "why"})
     assert skipped["skipped"] == "why" and "skipped" in skipped and "skipped" not in rec
+
+
+def test_warm_started_run_screens_first_and_counts_the_screen():
+    from mango.bench import suites
+    from mango.bench.runner import parse_optimizers, run_one
+
+    problem = {p.name: p for p in suites.get("lab")}["cnn-out7@vqemb"]
+    cold, warm = parse_optimizers("cma,cma[warm_start=zoo;warm_n=10]")
+    rec = run_one(problem, warm, 0, [12, 30])
+    assert [r["queries"] for r in rec["rows"]] == [12, 30]
+    rec_cold = run_one(problem, cold, 0, [30])
+    # screened digits drive the digit-7 unit far above what 10 random-start CMA-ES queries reach
+    assert rec["rows"][0]["best_value"] > rec_cold["curve_v"][0]

@@ -87,7 +87,9 @@ def parse_optimizers(spec: str | Sequence) -> list[OptimizerSpec]:
     """Parse ``"tt,cma,ng:NGOpt,protes[k=10;k_top=1]"`` into :class:`OptimizerSpec` s.
 
     Parameters go in brackets, separated by ``;`` (values parsed as JSON when
-    possible).  A list may mix strings and specs.  Names are checked against
+    possible).  ``warm_start`` and ``warm_n`` are the loop's warm start (see
+    :mod:`mango.screening`), e.g. ``cma[warm_start=zoo;warm_n=20]``: the run
+    screens those images first, counted in its budget.  A list may mix strings and specs.  Names are checked against
     :func:`mango.optimizers.available` later, when the run is built.
     """
     items = _split_top(spec) if isinstance(spec, str) else list(spec)
@@ -202,6 +204,9 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
     from ..optimizers import registry
 
     budgets = sorted({int(b) for b in budgets})
+    kw = dict(optimizer.kw)
+    # a warm start (``cma[warm_start=zoo;warm_n=20]``) is the loop's, not an optimizer parameter
+    warm = {k: kw.pop(k) for k in ("warm_start", "warm_n") if k in kw}
     rs = run_seed(problem.name, optimizer.label, seed)
     objective, built = objective_for_run(problem, rs, device)
     cls, _ = registry.get(optimizer.name)
@@ -212,7 +217,7 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
                          skipped=f"{optimizer.name} is continuous and cannot search a Codebook")
     from ..optimizers import make
 
-    make(optimizer.name, built.space, seed=0, **optimizer.kw)  # warm-up: imports are not the run's time
+    make(optimizer.name, built.space, seed=0, **kw)  # warm-up: imports are not the run's time
     noisy = problem.noise != "none"
     fixed = budget_aware(optimizer.name)
     campaigns = {}  # budget -> (result, timeline, steps q, steps v), one campaign per budget when fixed
@@ -223,7 +228,7 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
         tl = _Timeline()
         t0 = time.perf_counter()
         res = maximize(objective, built.space, optimizer=optimizer.name, budget=told, batch_size=batch_size,
-                       seed=rs, callbacks=[tl], progress=False, **optimizer.kw)
+                       seed=rs, callbacks=[tl], progress=False, **warm, **kw)
         wall += time.perf_counter() - t0
         campaigns[told] = (res, tl, *_recommendation_steps(res, lambda p: evaluate(built.clean, p)[0], noisy))
     res, tl, qs, vs = campaigns[budgets[-1]]
