@@ -51,7 +51,7 @@ def table(name: str, recs: list[RunRecord], me: str = "surrogate", n_boot: int =
         out += [f"**{b} queries.** Mean over problems of the median normalized activation (95% bootstrap CI), "
                 f"on the problems both ran; `{me}`'s paired win/tie/loss per (problem, seed) (tie: within 1%), "
                 "Wilcoxon signed-rank p:", "",
-                "| optimizer | problems | its score [CI] | surrogate's score on them | ratio | W/T/L | p |",
+                f"| optimizer | problems | its score [CI] | {me}'s score on them | ratio | W/T/L | p |",
                 "|---|---|---|---|---|---|---|"]
         best_other = None
         for o in opts:
@@ -88,7 +88,7 @@ def table(name: str, recs: list[RunRecord], me: str = "surrogate", n_boot: int =
                 best_other = (o, s_o)
         if best_other:
             out += ["", f"Best other optimizer on all {len({q for q, _ in mine})} problems: {best_other[0]} "
-                        f"({best_other[1]:.3f}); surrogate / best other = "
+                        f"({best_other[1]:.3f}); {me} / best other = "
                         f"{np.mean([np.median([x for (q, _), x in mine.items() if q == p]) for p in {q for q, _ in mine}]) / best_other[1]:.2f}."]
         out += ["", "Per problem (median over seeds):", "",
                 "| problem | " + " | ".join(o for o in opts if val.get((o, b))) + " |",
@@ -138,11 +138,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("suites", nargs="+", help="NAME=DIR[+DIR...]")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--me", default="surrogate", help="the optimizer label the others are compared with "
+                                                     "(default %(default)s), e.g. 'surrogate[warm_start=zoo;warm_n=20]'")
     args = ap.parse_args()
     lines = []
     for spec in args.suites:
         name, dirs = spec.split("=", 1)
-        lines += table(name, load(dirs))
+        lines += table(name, load(dirs), me=args.me)
     text = "\n".join(lines)
     if args.out:
         with open(args.out, "w") as f:

@@ -173,6 +173,8 @@ def encode_images(generator, images, space: Space, seed: int = 0) -> np.ndarray:
         return np.asarray(generator.encode_embedding(images, quantized=True))
     if getattr(generator, "differentiable", False) and space.kind == "box":
         return invert(generator, torch.as_tensor(images), space, seed=seed)
+    if getattr(generator, "differentiable", False) and space.kind == "grid":  # invert in its box, then snap
+        return space.index(invert(generator, torch.as_tensor(images), space.box, seed=seed))
     raise ConfigError(f"{type(generator).__name__} has no encoder and cannot be differentiated, so images cannot be "
                       "mapped to its latent; pass warm_start= an array of latent points instead.")
 
