@@ -49,27 +49,43 @@ def load_factory(spec: str):
 
 
 def build_model(spec: str, weights: str | None = None, device=None):
-    """A torch model from ``zoo:NAME`` or ``FILE.py:FACTORY`` (+ ``weights``, a state-dict file)."""
+    """A torch model from ``zoo:NAME`` or ``FILE.py:FACTORY`` (+ ``weights``, a state-dict file).
+
+    With a zoo name, ``weights`` replaces the shipped weights, e.g. a training
+    checkpoint (``python -m mango.zoo.train NAME --checkpoints DIR``).
+    """
     import torch
 
     if spec.startswith("zoo:"):
         from . import zoo
 
+        model = zoo.load(spec[4:], device=device)
         if weights:
-            raise ConfigError("--weights is for your own models; zoo models ship their weights.")
-        return zoo.load(spec[4:], device=device)
+            _load_weights(model, weights)
+        return model
     model = load_factory(spec)()
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module.")
     if weights:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - reported with the fix
-            raise ConfigError(f"could not load weights {weights!r} with weights_only=True: {exc}") from None
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        model.load_state_dict(state)
+        _load_weights(model, weights)
     return model.to(device) if device else model
+
+
+def _load_weights(model, weights: str) -> None:
+    """Load a state-dict file into ``model`` (never unpickled: ``weights_only=True``), with a clear error."""
+    import torch
+
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - reported with the fix
+        raise ConfigError(f"could not load weights {weights!r} with weights_only=True: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"the weights in {weights!r} do not fit {type(model).__name__}: {first}") from None
 
 
 def spiking_framework(model) -> str | None:

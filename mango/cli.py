@@ -78,7 +78,8 @@ def _add_maximize(sub):
     )
     g = p.add_argument_group("target")
     g.add_argument("--model", default=DEFAULT_MODEL, help="zoo:NAME or FILE.py:FACTORY (default %(default)s)")
-    g.add_argument("--weights", help="state_dict file for FILE.py:FACTORY models (loaded with weights_only=True)")
+    g.add_argument("--weights", help="state_dict file (loaded with weights_only=True) for a FILE.py:FACTORY model, or to "
+                                     "replace a zoo model's weights, e.g. a training checkpoint")
     g.add_argument("--layer", default="output", help="dotted module name, or 'output' (default)")
     g.add_argument("--unit", type=int, default=3, help="unit index in the layer (default %(default)s)")
     g.add_argument("--num-steps", type=int, help="time steps for spiking networks (default: the model's)")

@@ -84,8 +84,20 @@ def test_bad_model_specs_are_refused_clearly(tmp_path):
         build.build_model(f"{f}:make")
     with pytest.raises(ConfigError, match="defines no 'other'"):
         build.build_model(f"{f}:other")
-    with pytest.raises(ConfigError, match="zoo models ship their weights"):
-        build.build_model("zoo:cnn-digits", weights="w.pt")
+    with pytest.raises(ConfigError, match="could not load weights"):
+        build.build_model("zoo:cnn-digits", weights=str(tmp_path / "absent.pt"))
+    import torch
+
+    from mango import zoo
+
+    torch.save({"nope": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="do not fit CNNDigits"):
+        build.build_model("zoo:cnn-digits", weights=str(tmp_path / "other.pt"))
+    # a zoo model with replaced weights (e.g. a training checkpoint)
+    state = {k: torch.zeros_like(v) for k, v in zoo.load("cnn-digits").state_dict().items()}
+    torch.save(state, tmp_path / "zeros.pt")
+    model = build.build_model("zoo:cnn-digits", weights=str(tmp_path / "zeros.pt"))
+    assert all(float(v.abs().sum()) == 0 for v in model.state_dict().values())
     with pytest.raises(ConfigError, match="not a network that can be probed"):
         build.build_unit_oracle(object(), "output", 0)
 
