@@ -15,7 +15,90 @@ import numpy as np
 
 from .errors import ConfigError, ObjectiveError, UnknownNameError
 
-__all__ = ["Objective", "as_objective", "evaluate"]
+__all__ = ["Objective", "Selectivity", "Direction", "as_objective", "evaluate"]
+
+
+class Selectivity:
+    """Unit ``target`` against the other units the oracle reads: a value to maximize from responses ``[n, K]``.
+
+    With ``r`` the target's response and ``m`` the mean response of the others
+    (``others``: their column indices; default every other column):
+
+    * ``mode="difference"``: ``r - m``, in the responses' own units.  Works for any
+      readout (membrane potentials, logits, rates).
+    * ``mode="ratio"``: ``r / (m + eps)``, how many times the others' mean response
+      the target gets.  Only for non-negative responses (spike counts or rates);
+      a negative response is refused, not silently turned into a meaningless ratio.
+
+    Use it as the ``unit=`` of :func:`mango.maximize` with an oracle that reads
+    all the units compared, e.g. ``SNNOracle(net, layer="output", unit=list(range(10)))``
+    and ``unit=Selectivity(3)``: the stimulus that drives output 3 and not the
+    other nine.
+    """
+
+    def __init__(self, target: int, mode: str = "difference", others=None, eps: float = 1e-6):
+        if isinstance(target, bool) or int(target) != target or target < 0:
+            raise ConfigError(f"Selectivity target must be a column index >= 0, got {target!r}.")
+        if mode not in ("difference", "ratio"):
+            raise ConfigError(f"Selectivity mode must be 'difference' or 'ratio', got {mode!r}.")
+        self.target, self.mode, self.eps = int(target), mode, float(eps)
+        self.others = None if others is None else [int(o) for o in others]
+        if self.others is not None and (not self.others or self.target in self.others):
+            raise ConfigError(f"Selectivity others must be a non-empty list of columns without the target "
+                              f"{self.target}, got {others!r}.")
+        self.__name__ = f"selectivity({self.target}, {mode})"
+
+    def check(self, n_units: int) -> None:
+        """Refuse columns the oracle does not read (called by :class:`Objective`)."""
+        cols = [self.target] + (self.others or [])
+        if n_units is not None and (max(cols) >= n_units or n_units < 2):
+            raise ConfigError(f"{self.__name__} compares columns {sorted(set(cols))} but the oracle reads "
+                              f"{n_units} unit(s); read the compared units too (e.g. unit=list(range(10))).")
+
+    def __call__(self, responses) -> np.ndarray:
+        r = np.asarray(responses, dtype=float)
+        self.check(r.shape[1])
+        others = self.others if self.others is not None else [j for j in range(r.shape[1]) if j != self.target]
+        mine, rest = r[:, self.target], r[:, others].mean(axis=1)
+        if self.mode == "difference":
+            return mine - rest
+        if (r[:, [self.target] + others] < 0).any():
+            raise ObjectiveError(f"{self.__name__}: a response is negative, so a ratio means nothing; use "
+                                 "mode='difference' (membrane potentials, logits) or a spike count/rate readout.")
+        return mine / (rest + self.eps)
+
+    def describe(self) -> dict:
+        return {"selectivity": self.target, "mode": self.mode, "others": self.others}
+
+
+class Direction:
+    """A weighted population direction: ``responses @ weights`` (one weight per unit the oracle reads).
+
+    E.g. ``Direction([1, -1])`` drives unit 0 up and unit 1 down at once;
+    ``Direction(np.ones(K) / K)`` is the population mean.  The weights are used
+    as given (not normalized), so the value is in the responses' units.
+    """
+
+    def __init__(self, weights):
+        w = np.asarray(weights, dtype=float)
+        if w.ndim != 1 or len(w) == 0 or not np.all(np.isfinite(w)) or not np.any(w):
+            raise ConfigError("Direction weights must be a non-empty 1-D list of finite numbers, not all zero; got "
+                              f"{np.array2string(w, threshold=8)}.")
+        self.weights = w
+        self.__name__ = "direction"
+
+    def check(self, n_units: int) -> None:
+        if n_units is not None and n_units != len(self.weights):
+            raise ConfigError(f"the direction has {len(self.weights)} weights but the oracle reads {n_units} unit(s); "
+                              "give one weight per unit.")
+
+    def __call__(self, responses) -> np.ndarray:
+        r = np.asarray(responses, dtype=float)
+        self.check(r.shape[1])
+        return r @ self.weights
+
+    def describe(self) -> dict:
+        return {"direction": self.weights.tolist()}
 
 
 class Objective:
@@ -28,7 +111,8 @@ class Objective:
         is the objective's space.  Without a generator the points *are* the
         stimuli (e.g. pixels), and ``space`` must be given.
     unit : which response to maximize: an index or a name among
-        ``oracle.unit_names``, ``"mean"`` (population mean), or a callable
+        ``oracle.unit_names``, ``"mean"`` (population mean), a
+        :class:`Selectivity` or :class:`Direction`, or any callable
         ``responses [n, n_units] -> values [n]``.  Default: the only unit, or the
         mean when the oracle reads several.
     """
@@ -47,6 +131,8 @@ class Objective:
             unit = names.index(unit)
         if isinstance(unit, (int, np.integer)) and n_units is not None and not 0 <= unit < n_units:
             raise ConfigError(f"unit {unit} is out of range: the oracle reads {n_units} unit(s), valid 0..{n_units - 1}.")
+        if hasattr(unit, "check"):  # Selectivity, Direction: are the units they compare read?
+            unit.check(n_units)
         self.unit = unit
 
     @property
@@ -80,7 +166,10 @@ class Objective:
         return self.evaluate(points)[0]
 
     def describe(self) -> dict:
-        d = {"unit": self.unit if not callable(self.unit) else getattr(self.unit, "__name__", "callable")}
+        if hasattr(self.unit, "describe"):
+            d = {"unit": self.unit.describe()}
+        else:
+            d = {"unit": self.unit if not callable(self.unit) else getattr(self.unit, "__name__", "callable")}
         for key, obj in (("oracle", self.oracle), ("generator", self.generator)):
             if obj is not None:
                 d[key] = obj.describe() if hasattr(obj, "describe") else type(obj).__name__
