@@ -13,6 +13,8 @@ import importlib
 import json
 import os
 import sys
+
+import numpy as np
 from pathlib import Path
 
 from ._version import __version__
@@ -65,7 +67,8 @@ def build_oracle(args):
     kw = {}
     if framework:  # --readout / --num-steps only concern spiking networks
         kw = {"readout": args.readout or default_readout(framework), "num_steps": args.num_steps or None}
-    oracle = build_unit_oracle(model, args.layer, args.unit, device=args.device, **kw)
+    unit = parse_units(args.among) if args.among else args.unit  # --among: the oracle reads all the compared units
+    oracle = build_unit_oracle(model, args.layer, unit, device=args.device, **kw)
     return wrap_oracle(oracle, noise=args.noise, seed=args.seed, repeats=args.repeats)
 
 
@@ -82,6 +85,14 @@ def _add_maximize(sub):
                                      "replace a zoo model's weights, e.g. a training checkpoint")
     g.add_argument("--layer", default="output", help="dotted module name, or 'output' (default)")
     g.add_argument("--unit", type=int, default=3, help="unit index in the layer (default %(default)s)")
+    g.add_argument("--among", metavar="UNITS",
+                   help="read these units too (0-9, 0,2,5): every one's response is recorded; with --selectivity or "
+                        "--direction the value compares them")
+    g.add_argument("--selectivity", choices=["difference", "ratio"],
+                   help="maximize --unit against the mean of the other --among units: their difference, or their "
+                        "ratio (spike counts and rates only)")
+    g.add_argument("--direction", metavar="W1,W2,...|FILE.npy",
+                   help="maximize the weighted sum of the --among units' responses (one weight each)")
     g.add_argument("--num-steps", type=int, help="time steps for spiking networks (default: the model's)")
     g.add_argument("--readout", choices=["membrane", "rate", "count"], default=None,
                    help="spiking networks: mean membrane potential (default for snntorch: it does not saturate, "
@@ -128,7 +139,79 @@ def _add_maximize(sub):
 
 _RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "oracle", "rig_timeout", "rig_retries", "noise",
                 "repeats", "objective", "dim", "generator", "optimizer", "param", "budget", "batch_size", "seed",
-                "device", "warm_start", "warm_n")
+                "device", "warm_start", "warm_n", "among", "selectivity", "direction")
+
+
+def parse_units(text: str) -> list[int]:
+    """``"0-9"``, ``"0,2,5"`` or ``"0-3,7"`` as a list of unit indices (in the order given, no repeats)."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                out += list(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ConfigError(f"--among takes unit indices such as 0-9 or 0,2,5 or 0-3,7; got {text!r}.") from None
+    if any(u < 0 for u in out) or len(set(out)) != len(out):
+        raise ConfigError(f"--among lists each unit index (>= 0) once; got {text!r}.")
+    return out
+
+
+class _Column:
+    """One response column as the value (named, so a cached reference knows which column it was)."""
+
+    def __init__(self, col: int):
+        self.col = int(col)
+        self.__name__ = f"column({self.col})"
+
+    def __call__(self, responses):
+        return responses[:, self.col]
+
+
+def unit_objective(args, oracle):
+    """What ``--unit`` / ``--among`` / ``--selectivity`` / ``--direction`` maximize: the ``unit=`` of maximize.
+
+    ``None`` keeps the oracle's own unit (no ``--among``).  With ``--among``, a
+    model's oracle reads exactly those units (columns in that order) and a rig's
+    columns are its channels, so the listed indices are its columns.
+    """
+    from .objective import Direction, Selectivity
+
+    if not args.among:
+        if args.selectivity or args.direction:
+            raise ConfigError("--selectivity and --direction compare units: list them with --among (e.g. --among 0-9).")
+        return None
+    among = parse_units(args.among)
+    cols = among if args.oracle else list(range(len(among)))
+    n_units = getattr(oracle, "n_units", len(cols))
+    if args.oracle and max(cols) >= n_units:
+        raise ConfigError(f"--among {args.among} names channel {max(cols)}, but the rig returns {n_units} "
+                          f"channel(s) (0..{n_units - 1}).")
+    if args.direction:
+        if args.selectivity:
+            raise ConfigError("give either --selectivity or --direction, not both.")
+        text = args.direction
+        try:
+            w = np.load(text, allow_pickle=False) if text.endswith(".npy") else [float(x) for x in text.split(",")]
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--direction takes comma-separated weights or an .npy file, got {text!r}: {exc}") from None
+        w = np.asarray(w, dtype=float).reshape(-1)
+        if len(w) != len(among):
+            raise ConfigError(f"--direction has {len(w)} weights but --among lists {len(among)} units; give one each.")
+        full = np.zeros(n_units)
+        full[cols] = w
+        return Direction(full)
+    if args.unit not in among:
+        raise ConfigError(f"--unit {args.unit} is not among the units of --among {args.among}; include it.")
+    col = cols[among.index(args.unit)]
+    if args.selectivity:
+        return Selectivity(col, mode=args.selectivity, others=[c for c in cols if c != col])
+    return col
 
 
 def _unwrap(oracle):
@@ -166,6 +249,15 @@ def _target(args, oracle) -> dict:
                                 f"time steps per stimulus")
         else:
             t["description"] = f"activation of unit {args.unit} of {where} of {args.model}"
+    if args.among:
+        t["among"] = args.among
+        if args.selectivity:
+            t["selectivity"] = args.selectivity
+            t["description"] += f"; maximized: its selectivity ({args.selectivity}) against the other units of {args.among}"
+        elif args.direction:
+            t["direction"] = args.direction
+            t["description"] = (f"the weighted sum ({args.direction}) of the responses of units {args.among}"
+                                + (f" of {args.model}" if not args.oracle else f" recorded by the rig at {args.oracle}"))
     if args.noise:
         t["noise"] = args.noise
     if args.repeats and args.repeats > 1:
@@ -204,7 +296,7 @@ def _reference(args, oracle, generator):
     if not args.quiet and hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
         print("mango: reference: the unit's responses to natural images (computed once, then cached) ...",
               file=sys.stderr, flush=True)
-    ref = refmod.unit_reference(_unwrap(oracle), images, source)
+    ref = refmod.unit_reference(_unwrap(oracle), images, source, select=getattr(args, "_select", None))
     if not ref.max > 0:
         return None, (f"no reference: the unit's strongest response to {source} is {ref.max:.4g} (not above 0), "
                       "so values are not divided by it")
@@ -272,6 +364,10 @@ def cmd_maximize(args) -> int:
         objective = build_oracle(args)
         generator = build_generator(args.generator, device=args.device)
         kw = {"generator": generator}
+        unit = unit_objective(args, objective)
+        if unit is not None:
+            kw["unit"] = unit
+            args._select = unit if callable(unit) else _Column(unit)
     target = _target(args, objective)
     reference, ref_note = _reference(args, objective, generator)
     run_config = {k: getattr(args, k) for k in _RESUME_KEYS}

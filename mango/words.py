@@ -98,6 +98,14 @@ def value_what(objective: Any) -> str:
     sel = objective.get("unit")
     if sel == "mean":
         text = "population mean of " + text
+    elif isinstance(sel, dict) and "selectivity" in sel:
+        how = "minus" if sel.get("mode") == "difference" else "divided by"
+        text = (f"selectivity of column {sel['selectivity']}: its response {how} the mean of the other columns "
+                f"{sel.get('others') or ''}, of: " + text).replace("  ", " ")
+    elif isinstance(sel, dict) and "direction" in sel:
+        text = f"weighted sum (weights {sel['direction']}) of the columns of: " + text
+    elif isinstance(sel, int) and isinstance(units, list) and len(units) > 1:
+        text = f"column {sel} of: " + text
     w = _wrappers(o)
     return text + (f", {', '.join(w)}" if w else "")
 

@@ -98,3 +98,26 @@ def test_maximize_warm_start_from_zoo_digits(tmp_path):
     assert cfg["warm_start"]["n"] == 10 and cfg["warm_start"]["source"] == "zoo"
     assert main(["maximize", "--warm-start", "zoo", "--warm-n", "30", "--budget", "30", "--objective", "sphere",
                  "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+
+
+def test_maximize_selectivity_and_direction_from_the_cli(tmp_path):
+    base = ["maximize", "--model", "zoo:cnn-digits", "--unit", "7", "--budget", "30", "--reference", "none", "--quiet"]
+    assert main(base + ["--among", "0-9", "--selectivity", "difference", "--out", str(tmp_path / "s")]) == 0
+    r = json.loads((tmp_path / "s" / "result.json").read_text())
+    assert r["target"]["selectivity"] == "difference" and "selectivity of column 7" in r["value"]["what"]
+    assert main(base + ["--among", "7,1", "--direction", "1,-1", "--out", str(tmp_path / "d")]) == 0
+    r = json.loads((tmp_path / "d" / "result.json").read_text())
+    assert "weighted sum" in r["value"]["what"]
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--selectivity", "difference"], "--among"),
+    (["--among", "0-3", "--unit", "7", "--selectivity", "ratio"], "not among"),
+    (["--among", "0-3", "--direction", "1,1"], "one each"),
+    (["--among", "5-2"], "--among takes"),
+    (["--among", "0-12", "--unit", "3"], "out of range"),
+])
+def test_selectivity_cli_errors(tmp_path, capsys, args, msg):
+    base = ["maximize", "--model", "zoo:cnn-digits", "--budget", "10", "--out", str(tmp_path), "--quiet"]
+    assert main(base + args) == 2
+    assert msg in capsys.readouterr().err
