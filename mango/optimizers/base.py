@@ -46,7 +46,7 @@ from ..errors import ConfigError, SpaceError, close_matches
 from ..spaces import Space, space_from_dict
 from .pending import Pending
 
-__all__ = ["Optimizer", "GenerationOptimizer"]
+__all__ = ["Optimizer", "GenerationOptimizer", "Wrapper"]
 
 
 class Optimizer:
