@@ -67,7 +67,8 @@ def build_oracle(args):
     kw = {}
     if framework:  # --readout / --num-steps only concern spiking networks
         kw = {"readout": args.readout or default_readout(framework), "num_steps": args.num_steps or None}
-    unit = parse_units(args.among) if args.among else args.unit  # --among: the oracle reads all the compared units
+    among = getattr(args, "among", None)
+    unit = parse_units(among) if among else args.unit  # --among: the oracle reads all the compared units
     oracle = build_unit_oracle(model, args.layer, unit, device=args.device, **kw)
     return wrap_oracle(oracle, noise=args.noise, seed=args.seed, repeats=args.repeats)
 
