@@ -140,11 +140,13 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--me", default="surrogate", help="the optimizer label the others are compared with "
                                                      "(default %(default)s), e.g. 'surrogate[warm_start=zoo;warm_n=20]'")
+    ap.add_argument("--seeds", type=int, default=None, help="only seeds 0..N-1 (to compare runs with as many seeds)")
     args = ap.parse_args()
     lines = []
     for spec in args.suites:
         name, dirs = spec.split("=", 1)
-        lines += table(name, load(dirs), me=args.me)
+        recs = [r for r in load(dirs) if args.seeds is None or r["seed"] < args.seeds]
+        lines += table(name, recs, me=args.me)
     text = "\n".join(lines)
     if args.out:
         with open(args.out, "w") as f:
