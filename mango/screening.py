@@ -186,6 +186,11 @@ def warm_points(source, generator, space: Space, n: int | None = None, seed: int
     as points (e.g. the best stimuli of an earlier run); anything else is
     read as images and encoded.
     """
+    if isinstance(source, (str, os.PathLike)) and str(source).endswith(".npy") and pathlib.Path(source).is_file():
+        try:
+            source = np.load(source, allow_pickle=False)  # points or images: told apart below
+        except ValueError as exc:
+            raise ConfigError(f"{str(source)!r} is not a plain numeric .npy array ({exc}).") from None
     if not isinstance(source, (str, os.PathLike)):
         arr = source.detach().cpu().numpy() if torch.is_tensor(source) else np.asarray(source)
         if arr.ndim == 2 and arr.shape[1] == space.dim and arr.dtype.kind in "fiu":

@@ -122,6 +122,8 @@ def test_points_pass_through_and_images_load(tmp_path):
     got = load_images(folder)
     assert got.shape[0] == 3 and got.shape[2:] == (8, 8) and 0 <= got.min() and got.max() <= 1
     assert len(load_images(tmp_path / "imgs.npy", n=2, seed=0)) == 2
+    np.save(tmp_path / "pts.npy", np.full((3, 3), 0.5))  # an .npy of latent points (e.g. an earlier run's best)
+    np.testing.assert_array_equal(warm_points(str(tmp_path / "pts.npy"), None, space), np.full((3, 3), 0.5))
 
 
 def test_zoo_digits_encode_with_the_vqvae():
