@@ -70,6 +70,8 @@ def test_state_round_trip_mid_warm_and_after():
         b.load_state_dict(state)
         assert b.n_told == a.n_told and b.best[1] == a.best[1]
         np.testing.assert_array_equal(drive(a, 15, 3)[0], drive(b, 15, 3)[0])
+    with pytest.raises(ConfigError, match="other warm start points"):
+        WarmStart(make("cma", space, seed=3), warm[:4]).load_state_dict(state)
 
 
 def test_padding_fills_the_last_warm_batch_and_is_seeded():

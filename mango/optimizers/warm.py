@@ -102,7 +102,8 @@ class WarmStart(Wrapper):
 
     def load_state_dict(self, state: dict) -> None:
         self._restore_header(state, "warm-1")
-        if not np.array_equal(np.asarray(state["warm"]).reshape(self._warm.shape), self._warm):
+        saved = np.asarray(state["warm"])
+        if saved.size != self._warm.size or not np.array_equal(saved.reshape(self._warm.shape), self._warm):
             raise ConfigError("the saved state is for other warm start points; use the same points to resume.")
         self._reset()
         self._shown = list(np.asarray(state["shown"]).reshape(-1, self.space.dim))
