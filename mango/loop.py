@@ -27,6 +27,7 @@ import numpy as np
 from .errors import ConfigError, ObjectiveError
 from .objective import as_objective, evaluate
 from .optimizers import Optimizer, make
+from .optimizers.population import Population
 from .optimizers.warm import WarmStart
 from .result import Result
 from .spaces import Space
@@ -49,6 +50,7 @@ class Batch:
     objective_s: float = 0.0
     t_end: float = 0.0  # seconds since the start of the run
     replayed: bool = False
+    unit_values: np.ndarray | None = None  # a population campaign's values [n, K], one column per target
 
 
 class Callback:
@@ -76,6 +78,15 @@ class Run:
         self.config = config
         self.queries_per_point = int(getattr(objective, "queries_per_point", 1))
         self.unit_names = list(getattr(objective, "unit_names", []) or [])
+        #: a population campaign's target columns and names (None / [] for one value per point)
+        self.targets: list[int] | None = getattr(objective, "targets", None)
+        self.target_names: list[str] = list(getattr(objective, "target_names", []) or [])
+        k = len(self.targets or ())
+        self.unit_best_values = np.full(k, -np.inf)
+        self.unit_best_queries = np.full(k, -1, dtype=np.int64)
+        self.unit_best_points: list = [None] * k
+        self.unit_best_stimuli: list = [None] * k
+        self._unit_values: list[np.ndarray] = []
         self.n_queries = 0
         self.n_batches = 0
         self.t0 = time.perf_counter()
@@ -125,6 +136,8 @@ class Run:
             self._responses.append(np.asarray(batch.responses, dtype=float))
         self._opt_s.append(batch.optimizer_s)
         self._obj_s.append(batch.objective_s)
+        if self.targets is not None:
+            self._record_units(batch)
         self.n_queries = batch.query_start + batch.queries
         self.n_batches = batch.index + 1
         finite = np.isfinite(batch.values)
@@ -139,6 +152,26 @@ class Run:
                 if batch.stimuli is not None:
                     self.best_stimulus = _to_numpy(batch.stimuli[i])
 
+    def _record_units(self, batch: Batch) -> None:
+        """Keep each target's best value, point, query and stimulus (a population campaign)."""
+        uv = np.asarray(batch.unit_values, dtype=float).reshape(len(batch.points), len(self.targets))
+        self._unit_values.append(uv)
+        for j in range(uv.shape[1]):
+            col = np.where(np.isfinite(uv[:, j]), uv[:, j], -np.inf)
+            i = int(np.argmax(col))
+            if col[i] > self.unit_best_values[j]:
+                self.unit_best_values[j] = col[i]
+                self.unit_best_points[j] = np.asarray(batch.points[i]).copy()
+                self.unit_best_queries[j] = int(batch.query_start + self.queries_per_point * i)
+                self.unit_best_stimuli[j] = None if batch.stimuli is None else _to_numpy(batch.stimuli[i])
+
+    def unit_values_of(self, responses) -> np.ndarray:
+        """A population campaign's values ``[n, K]`` from recorded responses (the targets' columns)."""
+        if responses is None:
+            raise ConfigError("this population campaign's recorded batch has no responses; its per-unit values "
+                              "cannot be rebuilt.")
+        return np.asarray(responses, dtype=float)[:, self.targets]
+
     def replay_batch(self, points, values, responses=None, query_start=None, t_end=0.0,
                      optimizer_s=0.0, objective_s=0.0) -> Batch:
         """Feed a batch recorded earlier (a resumed run) through ask/tell and into the history.
@@ -149,12 +182,13 @@ class Run:
         """
         points = self.space.validate(points)
         values = np.asarray(values, dtype=float).reshape(-1)
+        unit_values = None if self.targets is None else self.unit_values_of(responses)
         self.optimizer.ask(len(points))
-        self.optimizer.tell(points, self.told_values(values))
+        self.optimizer.tell(points, self.told_values(values if unit_values is None else unit_values))
         qs = self.n_queries if query_start is None else int(query_start)
         batch = Batch(self.n_batches, points, values, qs, len(points) * self.queries_per_point,
                       responses=responses, optimizer_s=optimizer_s, objective_s=objective_s, t_end=t_end,
-                      replayed=True)
+                      replayed=True, unit_values=unit_values)
         self.record(batch)
         return batch
 
@@ -167,15 +201,26 @@ class Run:
         """
         batch = Batch(int(index), np.asarray(points).astype(self.space.dtype), values, int(query_start), int(queries),
                       responses=responses, optimizer_s=optimizer_s, objective_s=objective_s, t_end=t_end,
-                      replayed=True)
+                      replayed=True, unit_values=None if self.targets is None else self.unit_values_of(responses))
         self.record(batch)
         return batch
 
     def told_values(self, values: np.ndarray) -> np.ndarray:
-        """Values handed to the optimizer: non-finite ones as the worst seen (nonfinite='worst')."""
+        """Values handed to the optimizer: non-finite ones as the worst seen (nonfinite='worst').
+
+        A population campaign's values ``[n, K]`` are filled column by column.
+        """
         bad = ~np.isfinite(values)
         if not bad.any():
             return values
+        if values.ndim == 2:
+            seen = np.concatenate(self._unit_values) if self._unit_values else np.zeros((0, values.shape[1]))
+            out = values.copy()
+            for j in range(values.shape[1]):
+                col = np.concatenate([seen[:, j], values[:, j]])
+                col = col[np.isfinite(col)]
+                out[bad[:, j], j] = col.min() if col.size else 0.0
+            return out
         finite = values[~bad]
         worst = min([v for v in (self.lowest_value, finite.min() if finite.size else None) if v is not None],
                     default=0.0)
@@ -200,6 +245,10 @@ class Run:
             batch_optimizer_s=np.asarray(self._opt_s), batch_objective_s=np.asarray(self._obj_s),
             wall_s=self.elapsed(), stop_reason=self.stop_reason, best_stimulus=self.best_stimulus,
             config=self.config,
+            targets=None if self.targets is None else list(self.targets), target_names=list(self.target_names),
+            unit_values=(cat(self._unit_values, np.zeros((0, len(self.targets)))) if self.targets is not None
+                         else None),
+            unit_best_stimuli=list(self.unit_best_stimuli) if self.targets is not None else None,
         )
 
 
@@ -262,6 +311,12 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         else 10).
     seed : seed of the optimizer.  Same seed, same history.
     generator, unit : compose an oracle with a generator and pick the unit.
+        Several units (``unit=[0, 1, 2]``, ``range(10)``, names, ``"all"``)
+        make a **population campaign**: one budget shared by the units, each
+        with its own optimizer of the kind named (see
+        :mod:`mango.optimizers.population`); every query's responses serve
+        every unit, and the result has per-unit bests
+        (:meth:`~mango.result.Result.units`).
     callbacks : objects with ``on_start``/``on_batch``/``on_end``.
     progress : tqdm bar; default on when stderr is a terminal (off in CI).
     nonfinite : ``"raise"`` (default) stops with an :class:`ObjectiveError`
@@ -307,17 +362,27 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
                               f"is {budget}; screen fewer (warm_n=) or raise the budget.")
     n_warm = 0 if warm is None else len(warm)
 
+    targets = getattr(objective, "targets", None)
     if isinstance(optimizer, Optimizer):
         if optimizer_params:
             raise ConfigError("optimizer parameters go to make(); pass either an Optimizer instance or a name with parameters.")
         if optimizer.space != space:
             raise ConfigError(f"the optimizer searches {optimizer.space!r} but the objective's space is {space!r}.")
+        k = 1 if targets is None else len(targets)
+        if optimizer.n_targets != k:
+            raise ConfigError(f"the optimizer serves {optimizer.n_targets} target(s) but the campaign has {k}; for "
+                              "several units pass the optimizer's name (each unit gets its own) or a "
+                              "mango.optimizers.population.Population with one target per unit.")
         opt = optimizer
         opt_name = opt.name
     else:
         hint = batch_size or 10
-        opt = make(optimizer, space, seed=seed, budget=math.ceil(budget / qpp) - n_warm, batch_size=hint,
-                   **optimizer_params)
+        n_points = math.ceil(budget / qpp) - n_warm
+        if targets is None:
+            opt = make(optimizer, space, seed=seed, budget=n_points, batch_size=hint, **optimizer_params)
+        else:
+            opt = Population(space, len(targets), optimizer, seed=seed, budget=n_points, batch_size=hint,
+                             **optimizer_params)
         opt_name = optimizer
     if warm is not None:
         opt = WarmStart(opt, warm)
@@ -328,6 +393,7 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         "optimizer": opt_name, "optimizer_params": {k: v for k, v in optimizer_params.items()},
         "seed": seed, "budget": budget, "batch_size": batch_size, "space": space.to_dict(),
         "nonfinite": nonfinite, "metadata": dict(metadata or {}),
+        "targets": None if targets is None else list(targets),
         "warm_start": None if warm is None else {"n": n_warm, "sha256": _digest(warm),
                                                  "source": warm_start if isinstance(warm_start, str) else "array"},
         "objective": objective.describe() if hasattr(objective, "describe") else getattr(
@@ -387,6 +453,9 @@ def _loop(run: Run, cbs: list) -> None:
                 exc.partial_result = run.result()
             raise
         t_c = time.perf_counter()
+        unit_values = None
+        if run.targets is not None:  # a population campaign: [n, K]; the recorded value is the targets' mean
+            unit_values, values = values, values.mean(axis=1)
         bad = ~np.isfinite(values)
         if bad.any():
             rows = np.flatnonzero(bad)[:5].tolist()
@@ -401,11 +470,12 @@ def _loop(run: Run, cbs: list) -> None:
                 )
             warnings.warn(msg + " Counted as the worst value seen so far.", RuntimeWarning, stacklevel=3)
         t_d = time.perf_counter()
-        run.optimizer.tell(points, run.told_values(values))
+        run.optimizer.tell(points, run.told_values(values if unit_values is None else unit_values))
         t_e = time.perf_counter()
         batch = Batch(run.n_batches, points, values, run.n_queries, n * qpp,
                       responses=info.get("responses"), stimuli=info.get("stimuli"),
-                      optimizer_s=(t_b - t_a) + (t_e - t_d), objective_s=t_c - t_b, t_end=run.elapsed())
+                      optimizer_s=(t_b - t_a) + (t_e - t_d), objective_s=t_c - t_b, t_end=run.elapsed(),
+                      unit_values=unit_values)
         run.record(batch)
         for cb in cbs:
             cb.on_batch(run, batch)

@@ -115,6 +115,12 @@ class Objective:
         :class:`Selectivity` or :class:`Direction`, or any callable
         ``responses [n, n_units] -> values [n]``.  Default: the only unit, or the
         mean when the oracle reads several.
+
+        Several units -- a list of indices or names, a ``range``, or ``"all"``
+        -- make a **population campaign**: each unit is a target of its own
+        (:attr:`targets`), :meth:`evaluate` returns values ``[n, K]`` (one
+        column per target) and :func:`mango.maximize` shares the budget among
+        them (:mod:`mango.optimizers.population`).
     """
 
     def __init__(self, oracle, generator=None, unit=None, space=None):
@@ -123,7 +129,11 @@ class Objective:
         self.space = space if space is not None else getattr(generator, "space", None)
         names = list(getattr(oracle, "unit_names", []) or [])
         n_units = getattr(oracle, "n_units", len(names) or None)
-        if unit is None:
+        self.targets: list[int] | None = None
+        if (isinstance(unit, str) and unit == "all") or isinstance(unit, (list, tuple, range, np.ndarray)):
+            self.targets = _target_columns(unit, names, n_units)
+            unit = None
+        if unit is None and self.targets is None:
             unit = 0 if n_units == 1 else "mean"
         if isinstance(unit, str) and unit != "mean":
             if unit not in names:
@@ -143,7 +153,21 @@ class Objective:
     def unit_names(self) -> list[str]:
         return list(getattr(self.oracle, "unit_names", []) or [])
 
+    @property
+    def target_names(self) -> list[str]:
+        """Names of a population campaign's targets (their unit names, else their column indices)."""
+        if self.targets is None:
+            return []
+        names = self.unit_names
+        return [names[j] if j < len(names) else str(j) for j in self.targets]
+
     def select(self, responses: np.ndarray) -> np.ndarray:
+        if self.targets is not None:
+            if responses.shape[1] <= max(self.targets):
+                raise ObjectiveError(f"the oracle returned {responses.shape[1]} response column(s) but the campaign "
+                                     f"targets column(s) up to {max(self.targets)}: it records fewer units than "
+                                     "asked. Check the rig's channels (or the oracle's unit_names).")
+            return responses[:, self.targets]
         if callable(self.unit):
             return np.asarray(self.unit(responses), dtype=float).reshape(-1)
         if isinstance(self.unit, str):  # "mean"
@@ -166,7 +190,9 @@ class Objective:
         return self.evaluate(points)[0]
 
     def describe(self) -> dict:
-        if hasattr(self.unit, "describe"):
+        if self.targets is not None:
+            d = {"units": list(self.targets)}
+        elif hasattr(self.unit, "describe"):
             d = {"unit": self.unit.describe()}
         else:
             d = {"unit": self.unit if not callable(self.unit) else getattr(self.unit, "__name__", "callable")}
@@ -174,6 +200,34 @@ class Objective:
             if obj is not None:
                 d[key] = obj.describe() if hasattr(obj, "describe") else type(obj).__name__
         return d
+
+
+def _target_columns(unit, names: list[str], n_units: int | None) -> list[int]:
+    """The response columns of a population campaign's ``unit``: ``"all"``, or a list of indices and names."""
+    if isinstance(unit, str):  # "all"
+        if not n_units:
+            raise ConfigError("unit='all' needs an oracle that says how many units it reads (unit_names); "
+                              "list the units instead, e.g. unit=[0, 1, 2].")
+        return list(range(n_units))
+    cols = []
+    for u in list(unit):
+        if isinstance(u, str):
+            if u not in names:
+                raise UnknownNameError("unit", u, names)
+            u = names.index(u)
+        if isinstance(u, bool) or not isinstance(u, (int, np.integer)):
+            raise ConfigError(f"a population campaign's units are indices or names, got {u!r}.")
+        if u < 0 or (n_units is not None and u >= n_units):
+            valid = f"0..{n_units - 1}" if n_units else "indices >= 0"
+            raise ConfigError(f"unit {int(u)} is out of range: the oracle reads {n_units} unit(s), valid {valid}. "
+                              "Fix the unit list (e.g. --unit 0-9 for ten units).")
+        cols.append(int(u))
+    if not cols:
+        raise ConfigError("the unit list is empty; give at least one unit (e.g. unit=[0, 1] or unit='all').")
+    if len(set(cols)) != len(cols):
+        dup = sorted({c for c in cols if cols.count(c) > 1})
+        raise ConfigError(f"the unit list names unit(s) {dup} more than once; list each unit once.")
+    return cols
 
 
 def _is_oracle(obj) -> bool:
@@ -218,10 +272,13 @@ def evaluate(objective: Callable | Objective, points: np.ndarray) -> tuple[np.nd
         values, info = objective.evaluate(points)
     else:
         values, info = objective(points), {}
+    k = len(getattr(objective, "targets", None) or ())
     try:
-        values = np.asarray(values, dtype=float).reshape(-1)
+        values = np.asarray(values, dtype=float)
+        values = values.reshape(len(values), k) if k else values.reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise ObjectiveError(f"the objective must return numbers, one per point; got {type(values).__name__}: {exc}")
+        raise ObjectiveError(f"the objective must return numbers, one per point{f' and target ({k})' if k else ''}; "
+                             f"got {type(values).__name__}: {exc}")
     if len(values) != len(points):
         raise ObjectiveError(
             f"the objective returned {len(values)} values for a batch of {len(points)} points; "

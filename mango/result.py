@@ -22,7 +22,25 @@ import numpy as np
 
 from .spaces import Space
 
-__all__ = ["Result", "result_to_dataframe", "result_to_csv", "result_to_json", "response_columns", "plain_cell"]
+__all__ = ["Result", "UnitResult", "result_to_dataframe", "result_to_csv", "result_to_json", "response_columns", "plain_cell"]
+
+
+@dataclass
+class UnitResult:
+    """One target of a population campaign: its best stimulus, value and query, and its best-so-far curve."""
+
+    name: str
+    column: int  # the unit's column among the oracle's responses
+    best_value: float | None
+    best_point: np.ndarray | None
+    best_query: int | None
+    best_stimulus: np.ndarray | None
+    curve: np.ndarray  # best value after each query (length n_queries)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "column": self.column, "best_value": self.best_value,
+                "best_query": self.best_query,
+                "best_point": None if self.best_point is None else np.asarray(self.best_point).tolist()}
 
 
 @dataclass
@@ -33,6 +51,11 @@ class Result:
     and ``t`` (seconds since start when the point's response arrived) hold the
     full history, one row per evaluated point; ``responses`` every unit's
     response when the objective reports them.
+
+    A population campaign (several units) also has ``targets`` (the units'
+    response columns), ``target_names`` and ``unit_values`` ``[n, K]`` (each
+    target's value of each point); its ``values`` are the targets' mean, and
+    :meth:`units` gives each unit's best stimulus, value, query and curve.
     """
 
     best_point: np.ndarray | None
@@ -56,6 +79,47 @@ class Result:
     stop_reason: str = "budget"
     best_stimulus: np.ndarray | None = None
     config: dict = field(default_factory=dict)
+    targets: list[int] | None = None
+    target_names: list[str] = field(default_factory=list)
+    unit_values: np.ndarray | None = None
+    unit_best_stimuli: list | None = None
+
+    @property
+    def is_population(self) -> bool:
+        """Whether this is a population campaign (several target units)."""
+        return self.targets is not None
+
+    def units(self) -> list[UnitResult]:
+        """Per target of a population campaign: best value, point, query, stimulus and best-so-far curve.
+
+        Computed from the recorded history alone (``unit_values``), exactly what a
+        single-unit campaign over the same queries records.
+        """
+        if self.targets is None:
+            raise ValueError("units() is for population campaigns (maximize(..., unit=[...])); this run has one "
+                             "value per point: use best_value / best_so_far().")
+        out = []
+        names = self.target_names or [str(c) for c in self.targets]
+        for j, col in enumerate(self.targets):
+            v = self.unit_values[:, j] if len(self.unit_values) else np.zeros(0)
+            fin = np.isfinite(v)
+            i = int(np.flatnonzero(fin)[np.argmax(v[fin])]) if fin.any() else None
+            stim = None if self.unit_best_stimuli is None else self.unit_best_stimuli[j]
+            out.append(UnitResult(name=names[j], column=int(col), best_value=None if i is None else float(v[i]),
+                                  best_point=None if i is None else self.points[i],
+                                  best_query=None if i is None else int(self.queries[i]),
+                                  best_stimulus=stim, curve=self._curve(v)))
+        return out
+
+    def _curve(self, values: np.ndarray) -> np.ndarray:
+        out = np.full(self.n_queries, np.nan)
+        if len(values) == 0:
+            return out
+        per_point = np.fmax.accumulate(np.where(np.isfinite(values), values, np.nan))
+        ends = np.append(self.queries[1:], self.n_queries)
+        for q0, q1, v in zip(self.queries, ends, per_point):
+            out[q0:q1] = v
+        return out
 
     @property
     def optimizer_s(self) -> float:
@@ -77,16 +141,21 @@ class Result:
             h["responses"] = self.responses
         return h
 
-    def best_so_far(self) -> np.ndarray:
-        """Best value after each query (length ``n_queries``; repeats share their point's value)."""
-        out = np.full(self.n_queries, np.nan)
-        if len(self.values) == 0:
-            return out
-        per_point = np.maximum.accumulate(self.values)
-        ends = np.append(self.queries[1:], self.n_queries)
-        for q0, q1, v in zip(self.queries, ends, per_point):
-            out[q0:q1] = v
-        return out
+    def best_so_far(self, unit: int | str | None = None) -> np.ndarray:
+        """Best value after each query (length ``n_queries``; repeats share their point's value).
+
+        ``unit`` (a population campaign): that target's curve, by position among
+        the targets or by name.
+        """
+        if unit is None:
+            return self._curve(self.values)
+        if self.targets is None:
+            raise ValueError("best_so_far(unit=) is for population campaigns; this run has one value per point.")
+        names = self.target_names or [str(c) for c in self.targets]
+        j = names.index(unit) if isinstance(unit, str) and unit in names else unit
+        if isinstance(j, str) or not 0 <= int(j) < len(self.targets):
+            raise ValueError(f"unit {unit!r} is not a target of this campaign; targets: {names}.")
+        return self._curve(self.unit_values[:, int(j)])
 
     def to_dict(self, history: bool = False) -> dict:
         d = {
@@ -105,6 +174,8 @@ class Result:
             "unit_names": list(self.unit_names),
             "config": self.config,
         }
+        if self.targets is not None:
+            d["units"] = [u.to_dict() for u in self.units()]
         if history:
             d["history"] = {
                 "query": self.queries.tolist(), "batch": self.batch.tolist(), "t": self.t.tolist(),

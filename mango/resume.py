@@ -36,7 +36,7 @@ __all__ = ["StoreCallback", "attach_store"]
 
 # keys of the config that must match for a resume
 _RESUME_KEYS = ("space", "optimizer", "optimizer_params", "seed", "budget", "batch_size", "nonfinite",
-                "queries_per_point", "warm_start")
+                "queries_per_point", "warm_start", "targets")
 
 
 def _versions() -> dict:
@@ -67,6 +67,7 @@ class StoreCallback:
         self.own = own
         self.session: int | None = None
         self._best: float | None = None
+        self._unit_best = np.full(len(run.targets or ()), -np.inf)  # a population campaign's, for stimuli="best"
         self._last_ckpt_batch = -1
         self._last_ckpt_time = time.monotonic()
         self._batches_since = 0
@@ -168,6 +169,10 @@ class StoreCallback:
             run.set_elapsed(batches[-1]["t_end"])
         if run.best_query is not None:
             run.best_stimulus = store.stimulus(run.best_query)
+        for j, q in enumerate(run.unit_best_queries):
+            if q >= 0:
+                run.unit_best_stimuli[j] = store.stimulus(int(q))
+        self._unit_best = run.unit_best_values.copy()
         self._best = run.best_value
         self._last_ckpt_batch = ckpt_batch
 
@@ -179,8 +184,14 @@ class StoreCallback:
         if (self._batches_since >= self.store.checkpoint_every
                 or time.monotonic() - self._last_ckpt_time >= self.store.checkpoint_seconds):
             ckpt = run.optimizer.state_dict()
+        keep = None
+        if batch.unit_values is not None:  # keep the stimuli that improved any unit's best
+            uv = np.where(np.isfinite(batch.unit_values), batch.unit_values, -np.inf)
+            best_before = np.maximum.accumulate(np.vstack([self._unit_best[None], uv]), axis=0)[:-1]
+            keep = (uv > best_before).any(axis=1)
+            self._unit_best = np.maximum(self._unit_best, uv.max(axis=0))
         self.store.write_batch(batch, run.queries_per_point, self._point_dtype, self.session, self.store.stimuli,
-                               self._best, checkpoint=ckpt, oracle_stats=_oracle_stats(run.objective))
+                               self._best, checkpoint=ckpt, oracle_stats=_oracle_stats(run.objective), keep=keep)
         finite = np.asarray(batch.values, dtype=float)
         finite = finite[np.isfinite(finite)]
         if finite.size:

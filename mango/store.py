@@ -437,9 +437,13 @@ class RunStore:
 
     def write_batch(self, batch, qpp: int, point_dtype, session: int | None, stimuli_mode: str,
                     best_before: float | None, checkpoint: dict | None = None,
-                    oracle_stats: dict | None = None) -> None:
+                    oracle_stats: dict | None = None, keep=None) -> None:
         """Write one evaluated batch (and optionally a checkpoint, and the oracle's fault counters) in one
-        transaction, committed on return."""
+        transaction, committed on return.
+
+        With ``stimuli="best"`` the stimuli kept are those that beat ``best_before``,
+        and the rows where ``keep`` (a boolean mask, e.g. a population campaign's
+        per-unit improvements) is true."""
         now = time.time()
         points = np.asarray(batch.points)
         values = np.asarray(batch.values, dtype=float).reshape(-1)
@@ -457,6 +461,7 @@ class RunStore:
             improved = np.isfinite(v) and (best is None or v > best)
             if improved:
                 best = v
+            improved = improved or (keep is not None and bool(keep[i]))
             h = blob = shape = None
             if stims is not None:
                 h = stimulus_hash(stims[i])
@@ -615,7 +620,23 @@ class RunStore:
             batch_objective_s=np.array([r[1] for r in bt], dtype=float),
             wall_s=float(max([r[2] for r in bt], default=0.0)), stop_reason=stop,
             best_stimulus=None if best_query is None else self.stimulus(best_query), config=cfg,
+            **self._population(cfg, q),
         )
+
+    def _population(self, cfg: dict, q: dict) -> dict:
+        """A population campaign's per-unit fields of its :class:`Result` (nothing for a single-unit run)."""
+        targets = cfg.get("targets")
+        if targets is None:
+            return {}
+        resp = q["responses"]
+        uv = np.zeros((0, len(targets))) if resp is None else np.asarray(resp)[:, targets]
+        names = self.unit_names
+        stims = []
+        for j in range(len(targets)):
+            col = np.where(np.isfinite(uv[:, j]), uv[:, j], -np.inf) if len(uv) else uv[:, j]
+            stims.append(self.stimulus(int(q["query"][int(np.argmax(col))])) if len(col) else None)
+        return {"targets": list(targets), "unit_values": uv, "unit_best_stimuli": stims,
+                "target_names": [names[c] if c < len(names) else str(c) for c in targets]}
 
     # -- export -----------------------------------------------------------------
     def to_dataframe(self):

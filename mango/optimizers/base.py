@@ -21,6 +21,27 @@ runner alike, since they all go through ``maximize``.  Today one resource exists
   gradients through :meth:`~mango.generators.Generator.decode`.  The neuron
   itself never gives gradients.
 
+Points it did not ask for
+-------------------------
+Besides ``tell`` (the values of points it asked), an optimizer can be handed
+points that were shown anyway, with their values:
+
+* :meth:`Optimizer.warm_start`: before it proposes (screened natural images, an
+  earlier run's best, the stimuli that already drive a unit of a population
+  campaign); CMA-ES centres its mean on the best one, a GA takes them into its
+  population.
+* :meth:`Optimizer.observe`: while it runs, points shown for another purpose
+  (the batches a population campaign spends on the other units).  They are data,
+  not the outcome of its own proposals: a model-based optimizer adds them to its
+  model; the default only keeps the best, because injecting foreign points into
+  an evolution strategy's update would derail its step-size adaptation.
+
+Values per point
+----------------
+An optimizer maximizes one value per point (``n_targets = 1``).  A
+:class:`~mango.optimizers.population.Population` optimizer serves several
+targets at once and is told ``[n, n_targets]`` values (one column per unit).
+
 State
 -----
 ``state_dict()`` returns plain data (dicts, lists, numbers, numpy arrays; see
@@ -67,6 +88,8 @@ class Optimizer:
     #: whether the optimizer chooses its algorithm from ``budget`` (then a benchmark runs it once per budget
     #: instead of reading a longer run at smaller budgets; see :mod:`mango.bench.runner`)
     budget_aware: bool = False
+    #: values per point that ``tell`` takes: 1, or one per target of a population optimizer
+    n_targets: int = 1
 
     def __init__(self, space: Space, seed: int | None = None, budget: int | None = None,
                  batch_size: int | None = None, **params):
@@ -117,11 +140,19 @@ class Optimizer:
 
     def _checked(self, points, values, who: str) -> tuple[np.ndarray, np.ndarray]:
         pts = self.space.validate(points)
-        vals = np.asarray(values, dtype=float).reshape(-1)
-        if len(vals) != len(pts):
+        k = int(self.n_targets)
+        try:
+            vals = np.asarray(values, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{who}() needs numbers as values: {exc}") from None
+        vals = vals.reshape(-1) if k == 1 else vals.reshape(len(pts), -1) if vals.size == len(pts) * k else vals
+        if k == 1 and len(vals) != len(pts):
             raise ConfigError(f"{who}() got {len(pts)} points but {len(vals)} values; give one value per point.")
+        if k > 1 and vals.shape != (len(pts), k):
+            raise ConfigError(f"{who}() got values of shape {vals.shape} for {len(pts)} points; this optimizer "
+                              f"serves {k} targets: give an array [n_points, {k}], one column per target.")
         if not np.all(np.isfinite(vals)):
-            bad = np.flatnonzero(~np.isfinite(vals))[:5].tolist()
+            bad = np.flatnonzero(~np.isfinite(vals.reshape(len(vals), -1)).all(axis=1))[:5].tolist()
             raise ConfigError(
                 f"{who}() got non-finite values at rows {bad}; replace them (e.g. by a very low value) "
                 "or use maximize(..., nonfinite='worst')."
@@ -131,10 +162,12 @@ class Optimizer:
     def _record(self, kind: str, pts: np.ndarray, vals: np.ndarray) -> None:
         """Log a tell (``"t"``) or warm start (``"w"``) for the replay state, and keep the best point."""
         self._log.append((kind, len(pts), pts.copy(), vals.copy()))
-        i = int(np.argmax(vals))
-        if self._best_value is None or vals[i] > self._best_value:
-            self._best_value, self._best_point = float(vals[i]), pts[i].copy()
-        self._n_told += len(pts)
+        score = vals if vals.ndim == 1 else vals.mean(axis=1)  # several targets: the best of their mean
+        i = int(np.argmax(score))
+        if self._best_value is None or score[i] > self._best_value:
+            self._best_value, self._best_point = float(score[i]), pts[i].copy()
+        if kind != "o":
+            self._n_told += len(pts)
 
     def warm_start(self, points, values) -> None:
         """Start from ``points`` that were already shown, with their ``values``, before proposing.
@@ -150,6 +183,21 @@ class Optimizer:
             return
         self._record("w", pts, vals)
         self._warm_start(pts, vals)
+
+    def observe(self, points, values) -> None:
+        """Take ``points`` shown meanwhile for another purpose, with their values, as data.
+
+        A population campaign hands each unit's optimizer the batches it spends
+        on the other units.  They are not answers to this optimizer's asks and
+        do not count in :attr:`n_told`.  The default keeps only the best point;
+        optimizers that model the response (``surrogate``) override
+        :meth:`_observe` and fit on them.
+        """
+        pts, vals = self._checked(points, values, "observe")
+        if len(pts) == 0:
+            return
+        self._record("o", pts, vals)
+        self._observe(pts, vals)
 
     def connect(self, **resources) -> None:
         """Receive what :attr:`needs` declares (e.g. ``generator=``), before the first ``ask``.
@@ -187,14 +235,15 @@ class Optimizer:
         asks = [n for kind, n, _, _ in self._log if kind == "a"]
         events = "".join(kind for kind, _, _, _ in self._log)
         counts = [n for _, n, _, _ in self._log]
-        told = [(p, v) for kind, _, p, v in self._log if kind in "tw"]
+        told = [(p, v) for kind, _, p, v in self._log if kind in "two"]
         dim = self.space.dim
         return {
             **self._state_header("replay-1"),
             "events": events,
             "counts": counts,
             "points": np.concatenate([p for p, _ in told]) if told else np.zeros((0, dim), self.space.dtype),
-            "values": np.concatenate([v for _, v in told]) if told else np.zeros(0),
+            "values": np.concatenate([v for _, v in told]) if told else np.zeros((0,) if self.n_targets == 1 else
+                                                                                  (0, self.n_targets)),
             "n_asked": int(sum(asks)),
         }
 
@@ -219,12 +268,14 @@ class Optimizer:
         self._reset()
         points = np.asarray(state["points"]).reshape(-1, self.space.dim)
         values = np.asarray(state["values"], dtype=float)
+        values = values.reshape(-1) if self.n_targets == 1 else values.reshape(-1, self.n_targets)
         pos = 0
         for kind, n in zip(state["events"], state["counts"]):
             if kind == "a":
                 self.ask(n)
             else:
-                (self.tell if kind == "t" else self.warm_start)(points[pos:pos + n], values[pos:pos + n])
+                {"t": self.tell, "w": self.warm_start, "o": self.observe}[kind](points[pos:pos + n],
+                                                                               values[pos:pos + n])
                 pos += n
 
     # -- for subclasses ---------------------------------------------------
@@ -248,6 +299,9 @@ class Optimizer:
     def _warm_start(self, points: np.ndarray, values: np.ndarray) -> None:
         """Subclass hook of :meth:`warm_start`; the default tells the points."""
         self._tell(points, values)
+
+    def _observe(self, points: np.ndarray, values: np.ndarray) -> None:
+        """Subclass hook of :meth:`observe`; the default does nothing more (the best point is kept)."""
 
     @property
     def preferred_batch_size(self) -> int | None:
@@ -277,6 +331,10 @@ class Wrapper(Optimizer):
     @property
     def budget_aware(self) -> bool:
         return self._wrapped().budget_aware
+
+    @property
+    def n_targets(self) -> int:
+        return int(getattr(self._wrapped(), "n_targets", 1))
 
     @property
     def preferred_batch_size(self):

@@ -54,7 +54,7 @@ class WarmStart(Wrapper):
     def _setup(self) -> None:
         self.inner.reset()  # a reset wrapper starts its inner optimizer afresh too
         self._shown: list[np.ndarray] = []  # warm (and padding) points asked, in order
-        self._values: list[float] = []  # their values, in the order told
+        self._values: list = []  # their values (a row per point for several targets), in the order told
         self._told_points: list[np.ndarray] = []
         self._handed = False
         self._n_asked = 0
@@ -108,7 +108,8 @@ class WarmStart(Wrapper):
         self._reset()
         self._shown = list(np.asarray(state["shown"]).reshape(-1, self.space.dim))
         self._told_points = list(np.asarray(state["told_points"]).reshape(-1, self.space.dim))
-        self._values = [float(v) for v in np.asarray(state["values"]).reshape(-1)]
+        values = np.asarray(state["values"], dtype=float)
+        self._values = (values.reshape(-1) if self.n_targets == 1 else values.reshape(-1, self.n_targets)).tolist()
         self.rng.bit_generator.state = state["rng"]
         self._handed = bool(state["handed"])
         if self._handed:

@@ -136,6 +136,8 @@ class SurrogateOptimizer(Optimizer):
     # -- ask / tell ---------------------------------------------------------------
     def _ask(self, n: int) -> np.ndarray:
         n_random = min(n, max(0, self._init_until - self._n_asked))
+        if len(self._points) - self.tr.epoch_start >= self.n_init:
+            n_random = 0  # the region holds a design already (warm-start or observed points): the model takes over
         if len(self._points) < 2:
             n_random = n
         out = []
@@ -156,6 +158,11 @@ class SurrogateOptimizer(Optimizer):
         if self.tr.update(improved):
             self.tr.restart(len(self._points))
             self._init_until = self._n_asked + self.n_init
+
+    def _observe(self, points: np.ndarray, values: np.ndarray) -> None:
+        """Points shown for another target: data for the model, not a success or failure of the region."""
+        self._points.extend(np.asarray(points))
+        self._values.extend(float(v) for v in values)
 
     # -- the model-based proposal ---------------------------------------------------
     def _all_features(self) -> torch.Tensor:
@@ -276,7 +283,7 @@ class SurrogateOptimizer(Optimizer):
             **self._state_header("surrogate-1"),
             "points": np.asarray(self._points, dtype=self.space.dtype).reshape(-1, dim),
             "values": np.asarray(self._values, dtype=float),
-            "n_asked": int(self._n_asked), "init_until": int(self._init_until),
+            "n_asked": int(self._n_asked), "n_told": int(self._n_told), "init_until": int(self._init_until),
             "trust_region": self.tr.to_dict(), "hypers": self._hypers, "fit_n": self._fit_n,
             "since_fit": self._since_fit,
             "rng": _rng_state(self.rng),
@@ -289,7 +296,7 @@ class SurrogateOptimizer(Optimizer):
         pts = np.asarray(state["points"]).reshape(-1, self.space.dim).astype(self.space.dtype)
         self._points = list(pts)
         self._values = [float(v) for v in np.asarray(state["values"], dtype=float)]
-        self._n_told = len(self._points)
+        self._n_told = int(state.get("n_told", len(self._points)))
         self._n_asked = int(state["n_asked"])
         self._init_until = int(state["init_until"])
         self.tr = TrustRegion(**state["trust_region"])

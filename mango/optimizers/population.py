@@ -1,0 +1,198 @@
+"""``Population``: many targets (recorded units), one query budget, one optimizer per target.
+
+A population campaign maximizes K units at once.  Every query gives every
+unit's response, so nothing one unit's search shows is lost to the others:
+
+* Each batch **serves** one target, in turn (``allocation="round-robin"``: with
+  K targets and B batches, every target gets B/K of them, give or take one --
+  the per-unit median, which is what a population campaign is judged by, gains
+  nothing from starving some units to feed others).
+* The served target's optimizer is told the batch's values of its own column.
+* Every other target's optimizer that has started **observes** the batch
+  (:meth:`~mango.optimizers.Optimizer.observe`): a model-based optimizer
+  (``surrogate``) fits its model of that unit on every query of the campaign;
+  evolution strategies only keep the best point (injecting foreign points into
+  their update would derail it).
+* The first time a target is served, its optimizer is **warm-started**
+  (:meth:`~mango.optimizers.Optimizer.warm_start`) from every point shown so
+  far with that unit's values: it starts from the stimuli that already drive
+  its unit (CMA-ES centres its mean on the best of them, a GA takes the best
+  into its population, ``surrogate`` fits on all of them).
+
+One optimizer per target keeps every single-unit optimizer usable as it is
+(``population`` of ``cma``, ``ga``, ``surrogate``, ``ng:NGOpt`` ...).  Each
+inner optimizer gets its own seed (derived from the campaign's seed and the
+target's index) and the budget hint ``budget / K``.
+
+State is compact (format ``population-1``): the started inner optimizers'
+states, the campaign's history and the allocation counters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..spaces import Space
+from .base import Optimizer
+from .pending import Pending
+
+__all__ = ["Population", "target_seed"]
+
+_ALLOCATIONS = ("round-robin",)
+
+
+def target_seed(seed: int | None, target: int) -> int | None:
+    """The seed of target ``target``'s optimizer in a campaign seeded ``seed`` (``None`` stays ``None``)."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([int(seed), int(target)]).generate_state(1)[0])
+
+
+class Population(Optimizer):
+    """One inner optimizer per target, one shared budget (see the module doc).
+
+    Parameters
+    ----------
+    space : the search space (shared by every target).
+    n_targets : K, the number of targets; ``tell`` takes values ``[n, K]``.
+    optimizer : the registered name of every target's optimizer.
+    seed, budget, batch_size : the campaign's; each inner optimizer gets
+        :func:`target_seed`, ``ceil(budget / K)`` and ``batch_size``.
+    allocation : how batches are shared out: ``"round-robin"``.
+    **optimizer_params : passed to every inner optimizer.
+    """
+
+    name = "population"
+    native = ("box", "grid", "codebook")
+    defaults = {"optimizer": "cma", "allocation": "round-robin", "params": {}}
+
+    def __init__(self, space: Space, n_targets: int, optimizer: str = "cma", seed: int | None = None,
+                 budget: int | None = None, batch_size: int | None = None, allocation: str = "round-robin",
+                 **optimizer_params):
+        if isinstance(n_targets, bool) or int(n_targets) != n_targets or n_targets < 1:
+            raise ConfigError(f"a population campaign needs n_targets >= 1, got {n_targets!r}.")
+        if allocation not in _ALLOCATIONS:
+            raise ConfigError(f"allocation must be one of {_ALLOCATIONS}, got {allocation!r}.")
+        if not isinstance(optimizer, str):
+            raise ConfigError(f"a population campaign takes the optimizer's registered name (e.g. 'cma', "
+                              f"'surrogate'), got {type(optimizer).__name__}.")
+        self.n_targets = int(n_targets)
+        self.name = optimizer  # a campaign is named after its units' optimizer (the result's and the store's)
+        self._resources: dict | None = None
+        super().__init__(space, seed=seed, budget=budget, batch_size=batch_size, optimizer=optimizer,
+                         allocation=allocation, params=dict(optimizer_params))
+
+    # -- traits of the inner optimizers ------------------------------------------
+    @property
+    def inner(self) -> list[Optimizer]:
+        """The targets' optimizers, in target order."""
+        return list(self._inner)
+
+    @property
+    def needs(self) -> frozenset:
+        return frozenset(self._inner[0].needs)
+
+    @property
+    def budget_aware(self) -> bool:
+        return bool(self._inner[0].budget_aware)
+
+    @property
+    def preferred_batch_size(self) -> int | None:
+        return self._inner[0].preferred_batch_size
+
+    def _connect(self, **resources) -> None:
+        self._resources = dict(resources)
+        for opt in self._inner:
+            opt.connect(**resources)
+
+    # -- setup --------------------------------------------------------------------
+    def _setup(self) -> None:
+        from .registry import make  # the registry builds the inner optimizers (it does not import this module)
+
+        k = self.n_targets
+        budget = None if self.budget is None else max(1, math.ceil(self.budget / k))
+        self._inner = [make(self.params["optimizer"], self.space, seed=target_seed(self.seed, j), budget=budget,
+                            batch_size=self.batch_size, **self.params["params"]) for j in range(k)]
+        if self._resources is not None:  # a reset campaign keeps what the loop connected
+            for opt in self._inner:
+                opt.connect(**self._resources)
+        self._started = np.zeros(k, dtype=bool)
+        self._served = np.zeros(k, dtype=np.int64)  # batches served per target
+        self._next = 0  # the round-robin turn
+        self._points: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._pending = Pending(self.space.dim, self.space.dtype)  # handle: the target an asked point serves
+        self._n_asked = 0
+
+    def _history(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._points:
+            return np.zeros((0, self.space.dim), self.space.dtype), np.zeros((0, self.n_targets))
+        return np.concatenate(self._points), np.concatenate(self._values)
+
+    # -- ask / tell ---------------------------------------------------------------
+    def next_target(self) -> int:
+        """The target the next ask serves."""
+        return int(self._next)
+
+    def _ask(self, n: int) -> np.ndarray:
+        j = self.next_target()
+        opt = self._inner[j]
+        if not self._started[j]:
+            self._started[j] = True
+            pts, vals = self._history()
+            if len(pts):
+                opt.warm_start(pts, vals[:, j])
+        out = opt.ask(n)
+        self._pending.add(out, [j] * n)
+        self._served[j] += 1
+        self._next = (j + 1) % self.n_targets
+        self._n_asked += n
+        return out
+
+    def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
+        serves = np.array([-1 if a is None else a.handle for a in self._pending.pop(points, unasked="none")])
+        self._points.append(np.asarray(points))
+        self._values.append(np.asarray(values, dtype=float))
+        for j, opt in enumerate(self._inner):
+            own = serves == j
+            if own.any():
+                opt.tell(points[own], values[own, j])
+            if self._started[j] and (~own).any():
+                opt.observe(points[~own], values[~own, j])
+
+    # -- state ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        pts, vals = self._history()
+        return {
+            **self._state_header("population-1"),
+            "n_targets": self.n_targets,
+            "inner": [opt.state_dict() if started else None for opt, started in zip(self._inner, self._started)],
+            "points": pts, "values": vals,
+            "served": self._served, "next": int(self._next), "pending": self._pending.state_dict(),
+            "n_asked": int(self._n_asked), "n_told": int(self._n_told),
+            "best_point": self._best_point, "best_value": self._best_value,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restore_header(state, "population-1")
+        if int(state["n_targets"]) != self.n_targets:
+            raise ConfigError(f"the state is for {state['n_targets']} targets, not {self.n_targets}.")
+        self._reset()
+        for j, inner in enumerate(state["inner"]):
+            if inner is not None:
+                self._inner[j].load_state_dict(inner)
+                self._started[j] = True
+        pts = np.asarray(state["points"]).reshape(-1, self.space.dim).astype(self.space.dtype)
+        vals = np.asarray(state["values"], dtype=float).reshape(len(pts), self.n_targets)
+        if len(pts):
+            self._points, self._values = [pts], [vals]
+        self._served = np.asarray(state["served"], dtype=np.int64).reshape(self.n_targets)
+        self._next = int(state["next"])
+        self._pending.load_state_dict(state["pending"])
+        self._n_asked, self._n_told = int(state["n_asked"]), int(state["n_told"])
+        if state.get("best_value") is not None:
+            self._best_point = np.asarray(state["best_point"]).astype(self.space.dtype)
+            self._best_value = float(state["best_value"])
