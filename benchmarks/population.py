@@ -1,0 +1,198 @@
+"""Population campaigns against independent single-unit campaigns, on the zoo SNN.
+
+Two groups of units of ``snn-digits`` over the VQ-VAE embedding generator:
+
+* ``output``: the 10 output neurons, membrane readout (as the main job);
+* ``hidden``: 16 channels of the second spiking layer ``lif2`` (channels 0-15, rate readout).
+
+A unit's normalized activation is its best value divided by its maximum over
+the zoo's training images.  For each seed, three arms:
+
+* ``pop``: one population campaign (``maximize(..., unit="all")``) of ``--budget``
+  queries in total;
+* ``single``: one single-unit campaign of ``--budget`` queries per unit (K times
+  the queries);
+* ``split``: one single-unit campaign of ``--budget / K`` queries per unit (the
+  population's total budget, split evenly).
+
+Every run is written as one JSON file under ``--out`` (reruns skip what is
+there), so the benchmark can be stopped and continued, and run in ``--jobs``
+processes.  ``--report`` prints the table (median per-unit normalized
+activation per arm, 95% bootstrap CI over seeds, ratios, per-unit paired
+win/tie/loss) and writes ``summary.md``.
+
+    python benchmarks/population.py --group output --seeds 5 --optimizer surrogate --jobs 2
+    python benchmarks/population.py --group output --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import time
+
+import numpy as np
+
+GROUPS = {
+    "output": {"layer": "output", "units": list(range(10)), "readout": "membrane"},
+    "hidden": {"layer": "lif2", "units": list(range(16)), "readout": None},
+}
+GENERATOR = "zoo:vqvae-digits:embedding"
+
+
+@functools.lru_cache(maxsize=4)
+def setup(group: str):
+    """``(oracle of the group's units, generator, reference maxima [K])``."""
+    import torch
+
+    from mango.build import build_generator, build_model, build_unit_oracle
+    from mango.zoo.data import load_digits
+
+    torch.set_num_threads(1)
+    g = GROUPS[group]
+    model = build_model("zoo:snn-digits")
+    oracle = build_unit_oracle(model, g["layer"], list(g["units"]), readout=g["readout"])
+    gen = build_generator(GENERATOR)
+    x = load_digits().x_train
+    ref = np.concatenate([oracle(x[i:i + 500]) for i in range(0, len(x), 500)]).max(axis=0)
+    if not (ref > 0).all():
+        raise SystemExit(f"units {np.flatnonzero(ref <= 0).tolist()} of {group} never respond to the training "
+                         "images; pick other units.")
+    return oracle, gen, ref
+
+
+def run_one(task: tuple) -> str:
+    """Run one campaign (``(out, group, arm, optimizer, seed, unit, budget)``) and write its JSON; skip if done."""
+    out, group, arm, opt, seed, unit, budget = task
+    path = os.path.join(out, f"{group}-{arm}-{opt}-s{seed}" + ("" if unit is None else f"-u{unit}") + ".json")
+    if os.path.exists(path):
+        return path
+    import mango
+
+    oracle, gen, ref = setup(group)
+    t0 = time.perf_counter()
+    res = mango.maximize(oracle, generator=gen, unit="all" if unit is None else unit, optimizer=opt,
+                         budget=budget, seed=seed, progress=False)
+    wall = time.perf_counter() - t0
+    if unit is None:
+        best = [u.best_value for u in res.units()]
+        curves = [(u.curve / r).tolist() for u, r in zip(res.units(), ref)]
+        stim = {u.name: None if u.best_point is None else np.asarray(u.best_point).tolist() for u in res.units()}
+    else:
+        best = [res.best_value]
+        curves = [(res.best_so_far() / ref[unit]).tolist()]
+        stim = {str(unit): np.asarray(res.best_point).tolist()}
+    rec = {"group": group, "arm": arm, "optimizer": opt, "seed": seed, "unit": unit, "budget": budget,
+           "best": best, "normalized": (np.asarray(best) / (ref if unit is None else ref[unit])).tolist(),
+           "curves": curves, "best_points": stim, "wall_s": wall, "optimizer_s": res.optimizer_s}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(rec, f)
+    os.replace(tmp, path)
+    return path
+
+
+def tasks(args) -> list[tuple]:
+    units = GROUPS[args.group]["units"]
+    k = len(units)
+    out = []
+    for s in range(args.seeds):
+        for opt in args.optimizer:
+            if "pop" in args.arms:
+                out.append((args.out, args.group, "pop", opt, s, None, args.budget))
+            for j in range(k):
+                if "split" in args.arms:
+                    out.append((args.out, args.group, "split", opt, s, j, args.budget // k))
+                if "single" in args.arms:
+                    out.append((args.out, args.group, "single", opt, s, j, args.budget))
+    return out
+
+
+def load(out: str, group: str) -> dict:
+    """``(arm, optimizer) -> {seed: per-unit normalized [K]}`` (complete seeds only)."""
+    k = len(GROUPS[group]["units"])
+    acc: dict = {}
+    for name in sorted(os.listdir(out)):
+        if not name.startswith(group + "-") or not name.endswith(".json"):
+            continue
+        with open(os.path.join(out, name)) as f:
+            r = json.load(f)
+        d = acc.setdefault((r["arm"], r["optimizer"]), {}).setdefault(r["seed"], {})
+        if r["unit"] is None:
+            d.update(enumerate(r["normalized"]))
+        else:
+            d[r["unit"]] = r["normalized"][0]
+    return {key: {s: np.array([v[j] for j in range(k)]) for s, v in seeds.items() if len(v) == k}
+            for key, seeds in acc.items()}
+
+
+def report(out: str, group: str) -> str:
+    data = load(out, group)
+    rng = np.random.default_rng(0)
+    lines = [f"### {group}: {len(GROUPS[group]['units'])} units of snn-digits:{GROUPS[group]['layer']} over "
+             f"{GENERATOR}", "",
+             "Median over units of the normalized activation, per seed; mean over seeds [95% bootstrap CI]:", "",
+             "| arm | optimizer | seeds | total queries | median per-unit normalized [CI] |", "|---|---|---|---|---|"]
+    med = {}
+    for (arm, opt), seeds in sorted(data.items()):
+        m = np.array([np.median(v) for _, v in sorted(seeds.items())])
+        boot = [rng.choice(m, len(m)).mean() for _ in range(2000)]
+        med[(arm, opt)] = (m, seeds)
+        lines.append(f"| {arm} | {opt} | {len(m)} | | {m.mean():.3f} [{np.percentile(boot, 2.5):.3f}, "
+                     f"{np.percentile(boot, 97.5):.3f}] |")
+    lines.append("")
+    for (arm, opt), (m, seeds) in sorted(med.items()):
+        if arm != "pop":
+            continue
+        for other in ("single", "split"):
+            for (a2, o2), (m2, s2) in sorted(med.items()):
+                if a2 != other:
+                    continue
+                common = sorted(set(seeds) & set(s2))
+                if not common:
+                    continue
+                mine = np.array([np.median(seeds[s]) for s in common])
+                theirs = np.array([np.median(s2[s]) for s in common])
+                a = np.concatenate([seeds[s] for s in common])
+                b = np.concatenate([s2[s] for s in common])
+                w = int((a > b * 1.01).sum())
+                loss = int((a < b * 0.99).sum())
+                lines.append(f"pop/{opt} vs {other}/{o2} on seeds {common}: ratio of medians "
+                             f"{mine.mean() / theirs.mean():.3f}; per (unit, seed) W/T/L {w}/{len(a) - w - loss}/{loss}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--group", choices=sorted(GROUPS), default="output")
+    ap.add_argument("--optimizer", nargs="+", default=["surrogate"])
+    ap.add_argument("--arms", nargs="+", default=["pop", "split", "single"], choices=["pop", "split", "single"])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--budget", type=int, default=1000)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "population"))
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if args.report:
+        text = report(args.out, args.group)
+        print(text)
+        with open(os.path.join(args.out, f"summary-{args.group}.md"), "w") as f:
+            f.write(text)
+        return
+    todo = tasks(args)
+    if args.jobs > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(args.jobs) as pool:
+            for path in pool.imap_unordered(run_one, todo):
+                print(path, flush=True)
+    else:
+        for t in todo:
+            print(run_one(t), flush=True)
+
+
+if __name__ == "__main__":
+    main()
