@@ -154,6 +154,7 @@ class Population(Optimizer):
 
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
         serves = np.array([-1 if a is None else a.handle for a in self._pending.pop(points, unasked="none")])
+        values = np.asarray(values, dtype=float).reshape(len(points), self.n_targets)
         self._points.append(np.asarray(points))
         self._values.append(np.asarray(values, dtype=float))
         for j, opt in enumerate(self._inner):
