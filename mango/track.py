@@ -351,8 +351,8 @@ def track(checkpoints=None, *, model: str = "zoo:snn-digits", generator="zoo:vqv
         each checkpoint is loaded into it as its weights.
     generator : a generator spec (:func:`mango.build.build_generator`) or object.
     layer, unit : the units: an index (a single-unit campaign), a list or
-        ``"0-9"`` text (a population campaign), or ``"all"`` (every unit of
-        the layer).
+        ``range`` of indices (a population campaign), or ``"all"`` (every unit
+        of the layer; the CLI also takes ``0-9`` and ``0,2,5``).
     readout, num_steps : spiking networks (default readout as the CLI's).
     optimizer, budget, batch_size, seed, **optimizer_params : each campaign's
         (:func:`mango.maximize`); warm-start points count against ``budget``.
@@ -410,11 +410,11 @@ def track(checkpoints=None, *, model: str = "zoo:snn-digits", generator="zoo:vqv
             continue
         points = first_warm if i == 0 else (warm_points_from(prev) if warm else None)
         res = maximize(target.oracle(p), generator=gen, unit=target.maximize_unit, optimizer=optimizer,
-                             budget=budget, batch_size=batch_size, seed=seed, store=store,
-                             resume=status != "new", warm_start=points, progress=progress, callbacks=callbacks,
-                             metadata={"track": {"index": i, "checkpoint": entry["path"], "label": entry["label"],
-                                                 "units": target.units, "layer": layer, "model": model}},
-                             **optimizer_params)
+                       budget=budget, batch_size=batch_size, seed=seed, store=store, resume=status != "new",
+                       warm_start=points, progress=progress, callbacks=callbacks,
+                       metadata={"track": {"index": i, "checkpoint": entry["path"], "label": entry["label"],
+                                           "units": target.units, "layer": layer, "model": model}},
+                       **optimizer_params)
         run = CheckpointRun(i, p, entry["label"], store, res, 0 if points is None else len(points),
                             "ran" if status == "new" else "resumed")
         runs.append(run)
