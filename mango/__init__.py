@@ -13,8 +13,9 @@ from .loop import Batch, Callback, maximize
 from .objective import Objective
 from .result import Result
 from .spaces import Box, Codebook, Grid
+from .track import TrackResult, track
 
 __all__ = [
-    "__version__", "maximize", "Result", "Batch", "Callback", "Objective", "Box", "Grid", "Codebook",
+    "__version__", "maximize", "track", "TrackResult", "Result", "Batch", "Callback", "Objective", "Box", "Grid", "Codebook",
     "MangoError", "ConfigError", "SpaceError", "UnknownNameError", "ObjectiveError",
 ]

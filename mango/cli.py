@@ -2,7 +2,7 @@
 
 ``mango maximize`` runs one activation-maximization campaign; with no
 arguments it maximizes an output neuron of the bundled spiking network over the
-bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``watch``, ``rig``, ``bench``)
+bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``watch``, ``rig``, ``bench``, ``track``)
 live beside the code they drive; each module exposes ``add_subparser``.
 """
 
@@ -28,6 +28,7 @@ _SUBCOMMANDS = {
     "watch": "mango.watch",
     "rig": "mango.rig.cli",
     "bench": "mango.bench.cli",
+    "track": "mango.track_cli",
 }
 
 DEFAULT_MODEL = "zoo:snn-digits"
@@ -52,6 +53,9 @@ def _params(items) -> dict:
         k, v = item.split("=", 1)
         out[k.strip()] = _parse_value(v)
     return out
+
+
+parse_params = _params  # public: other subcommands' --param (mango track)
 
 
 def build_oracle(args):

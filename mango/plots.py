@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (figures are written to files, never shown)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -83,7 +84,7 @@ def save_curve(result, path, reference: dict | None = None) -> None:
     from .words import reference_of, value_label
 
     ref = reference if reference is not None else reference_of(getattr(result, "config", None))
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     ax.plot(result.queries, result.values, ".", ms=2, alpha=0.25, color="tab:gray", label="response")
     ax.plot(np.arange(result.n_queries), result.best_so_far(), color="tab:orange", lw=2, label="best so far")
@@ -125,7 +126,7 @@ def save_best_stimuli(result, generator, path, top_k: int = 8, reference: dict |
     pos = {int(i): j for j, i in enumerate(order)}
     rows = pick_distinct(order, result.values, lambda i: np.asarray(result.points[i]).tobytes(), top_k,
                          image=lambda i: imgs[pos[i]])
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(rows), figsize=(1.6 * len(rows), 2.1), dpi=110, squeeze=False)
     for rank, (ax, i) in enumerate(zip(axes[0], rows), 1):
         img = imgs[pos[i]]

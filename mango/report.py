@@ -31,11 +31,12 @@ import numpy as np
 
 from ._version import __version__
 from .errors import ConfigError, MangoError
+from .plots import pyplot
 from .store import RunStore
 from .words import objective_text, reference_of, space_text, value_label
 
 __all__ = ["make_report", "RunData", "load_run", "convergence_figure", "compare_figure", "topk_figure",
-           "evolution_gif", "topk_distinct", "add_subparser"]
+           "evolution_gif", "topk_distinct", "add_subparser", "save_png", "img_tag", "PAGE_CSS"]
 
 
 @dataclass
@@ -123,15 +124,6 @@ def topk_distinct(run: RunData, k: int = 16, with_stimulus: bool = True) -> list
 
 
 # -- figures ----------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _to_image(stim: np.ndarray) -> tuple[np.ndarray, str | None]:
     """``[C, H, W]`` in [0, 1] -> an array imshow draws, and a colormap."""
     if stim.shape[0] == 3:
@@ -141,7 +133,7 @@ def _to_image(stim: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 def convergence_figure(run: RunData, ax=None):
     """Best so far against queries, every value faint behind; resumes as dotted lines."""
-    plt = _plt()
+    plt = pyplot()
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.5, 4.0), dpi=110)
@@ -175,7 +167,7 @@ def convergence_figure(run: RunData, ax=None):
 
 def compare_figure(runs: list[RunData]):
     """Several runs' convergence curves in one figure, and their final best values."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]})
     colors = plt.get_cmap("tab10")
     finals = []
@@ -225,7 +217,7 @@ def topk_figure(run: RunData, k: int = 16):
     rows = topk_distinct(run, k)
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     n = len(rows)
     cols = min(n, 8)
     nr = -(-n // cols)
@@ -277,8 +269,9 @@ def evolution_gif(run: RunData, path: str | os.PathLike | None = None, size: int
 
 
 # -- HTML -------------------------------------------------------------------------
-def _save_png(fig, path) -> bytes:
-    plt = _plt()
+def save_png(fig, path) -> bytes:
+    """Write ``fig`` as a PNG to ``path``, close it, and return the PNG's bytes (for :func:`img_tag`)."""
+    plt = pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -288,7 +281,8 @@ def _save_png(fig, path) -> bytes:
     return data
 
 
-def _img_tag(data: bytes, mime: str, alt: str) -> str:
+def img_tag(data: bytes, mime: str, alt: str) -> str:
+    """An ``<img>`` with the image embedded (base64): a page that needs no other file."""
     return (f'<img alt="{html.escape(alt)}" src="data:{mime};base64,'
             f'{base64.b64encode(data).decode("ascii")}">')
 
@@ -301,7 +295,7 @@ def _fmt(v, digits: int = 6) -> str:
     return html.escape(str(v))
 
 
-_CSS = """
+PAGE_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1150px;
 color:#222;padding:0 16px}
 h1{font-size:1.6em;margin-bottom:0} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:2em}
@@ -331,7 +325,7 @@ def make_report(stores, out_dir: str | os.PathLike, top_k: int = 16, title: str 
         raise ConfigError("make_report needs at least one run store.")
     title = title or ("mango run report" if len(runs) == 1 else f"mango report: {len(runs)} runs")
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<style>{PAGE_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p class='sub'>generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by mango {__version__} "
              f"from {len(runs)} run store(s)</p>"]
     # overview table
@@ -350,8 +344,8 @@ def make_report(stores, out_dir: str | os.PathLike, top_k: int = 16, title: str 
             f"<td class='l status-{html.escape(r.status)}'>{_status_text(r.status)}</td><td>{len(r.sessions)}</td></tr>")
     parts.append("</table>")
     if len(runs) > 1:
-        data = _save_png(compare_figure(runs), os.path.join(out_dir, "compare.png"))
-        parts.append("<h2>Runs compared</h2>" + _img_tag(data, "image/png", "runs compared"))
+        data = save_png(compare_figure(runs), os.path.join(out_dir, "compare.png"))
+        parts.append("<h2>Runs compared</h2>" + img_tag(data, "image/png", "runs compared"))
     for i, r in enumerate(runs, 1):
         parts.append(_run_section(r, i, out_dir, int(top_k)))
     parts.append("</body></html>")
@@ -367,22 +361,22 @@ def _status_text(status: str) -> str:
 
 def _run_section(r: RunData, i: int, out_dir: str, top_k: int) -> str:
     out = [f"<h2 id='run{i}'>Run {i}: {html.escape(r.label)}</h2>"]
-    data = _save_png(convergence_figure(r), os.path.join(out_dir, f"convergence_{i}.png"))
-    out.append("<div class='flex'><figure>" + _img_tag(data, "image/png", "convergence") +
+    data = save_png(convergence_figure(r), os.path.join(out_dir, f"convergence_{i}.png"))
+    out.append("<div class='flex'><figure>" + img_tag(data, "image/png", "convergence") +
                "<figcaption>best value so far against queries; every response in grey"
                + ("; dashed: the unit's best response to a natural image" if reference_of(r.config) else "")
                + ("; dotted: resumed here" if len(r.sessions) > 1 else "") + "</figcaption></figure>")
     gif = evolution_gif(r, os.path.join(out_dir, f"evolution_{i}.gif"))
     if gif is not None:
-        out.append("<figure>" + _img_tag(gif, "image/gif", "best stimulus over the run") +
+        out.append("<figure>" + img_tag(gif, "image/gif", "best stimulus over the run") +
                    "<figcaption>best stimulus over the run<br>(one frame per improvement)</figcaption></figure>")
     out.append("</div>")
     fig = topk_figure(r, top_k)
     if fig is not None:
-        data = _save_png(fig, os.path.join(out_dir, f"topk_{i}.png"))
+        data = save_png(fig, os.path.join(out_dir, f"topk_{i}.png"))
         n_img = int(r.has_stimulus.sum())
         note = "" if n_img == len(r.values) else f" (the store kept {n_img} of {len(r.values)} stimuli)"
-        out.append("<h3>Top distinct stimuli</h3>" + _img_tag(data, "image/png", "top stimuli") +
+        out.append("<h3>Top distinct stimuli</h3>" + img_tag(data, "image/png", "top stimuli") +
                    f"<p class='sub'>ranked by objective value; duplicates and near-copies removed{note}</p>")
     else:
         out.append("<p class='sub'>No stimuli were stored for this run (plain function objective or "
