@@ -27,7 +27,7 @@ import numpy as np
 from .errors import ConfigError, ObjectiveError
 from .objective import as_objective, evaluate
 from .optimizers import Optimizer, make
-from .optimizers.population import Population
+from .optimizers.population import campaign_optimizer
 from .optimizers.warm import WarmStart
 from .result import Result
 from .spaces import Space
@@ -371,8 +371,9 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         k = 1 if targets is None else len(targets)
         if optimizer.n_targets != k:
             raise ConfigError(f"the optimizer serves {optimizer.n_targets} target(s) but the campaign has {k}; for "
-                              "several units pass the optimizer's name (each unit gets its own) or a "
-                              "mango.optimizers.population.Population with one target per unit.")
+                              "several units pass the optimizer's name (each unit gets its own, or 'inception' "
+                              "models them all) or a mango.optimizers.population.Population with one target "
+                              "per unit.")
         opt = optimizer
         opt_name = opt.name
     else:
@@ -381,8 +382,8 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         if targets is None:
             opt = make(optimizer, space, seed=seed, budget=n_points, batch_size=hint, **optimizer_params)
         else:
-            opt = Population(space, len(targets), optimizer, seed=seed, budget=n_points, batch_size=hint,
-                             **optimizer_params)
+            opt = campaign_optimizer(optimizer, space, len(targets), seed=seed, budget=n_points, batch_size=hint,
+                                     **optimizer_params)
         opt_name = optimizer
     if warm is not None:
         opt = WarmStart(opt, warm)

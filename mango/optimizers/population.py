@@ -39,7 +39,7 @@ from ..spaces import Space
 from .base import Optimizer
 from .pending import Pending
 
-__all__ = ["Population", "target_seed"]
+__all__ = ["Population", "target_seed", "campaign_optimizer"]
 
 _ALLOCATIONS = ("round-robin",)
 
@@ -49,6 +49,21 @@ def target_seed(seed: int | None, target: int) -> int | None:
     if seed is None:
         return None
     return int(np.random.SeedSequence([int(seed), int(target)]).generate_state(1)[0])
+
+
+def campaign_optimizer(name: str, space: Space, n_targets: int, seed: int | None = None, budget: int | None = None,
+                       batch_size: int | None = None, **params) -> Optimizer:
+    """The optimizer of a campaign over ``n_targets`` units.
+
+    An optimizer that models several targets itself (``multi_target = True``,
+    e.g. ``inception``) is made with ``n_targets``; any other is run once per
+    target inside a :class:`Population`.
+    """
+    from .registry import get, make
+
+    if getattr(get(name)[0], "multi_target", False):
+        return make(name, space, seed=seed, budget=budget, batch_size=batch_size, n_targets=n_targets, **params)
+    return Population(space, n_targets, name, seed=seed, budget=budget, batch_size=batch_size, **params)
 
 
 class Population(Optimizer):

@@ -20,6 +20,7 @@ _REGISTRY: dict[str, object] = {
     "ga": "mango.optimizers.ga:GeneticAlgorithm",
     "tt": "mango.optimizers.tt:TTOptimizer",
     "surrogate": "mango.optimizers.surrogate:SurrogateOptimizer",
+    "inception": "mango.optimizers.inception:InceptionOptimizer",
 }
 # names whose availability depends on an optional package: name -> (module to import, "module:Class")
 _OPTIONAL: dict[str, tuple[str, str]] = {
