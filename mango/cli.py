@@ -18,10 +18,11 @@ import numpy as np
 from pathlib import Path
 
 from ._version import __version__
-from .build import (build_generator, build_model, build_unit_oracle, default_readout, layer_units, spiking_framework,
+from .build import (build_generator, build_model, build_unit_oracle, default_readout, spiking_framework,
                     wrap_oracle)
 from .errors import ConfigError, MangoError
-from .units import is_population, parse_unit_spec, parse_units, unit_spec_text
+from .units import (check_population_options, is_population, model_units, parse_unit_spec, parse_units,
+                    population_columns, population_names, rig_channels, unit_spec_text)
 
 # subcommand name -> module exposing add_subparser(subparsers)
 _SUBCOMMANDS = {
@@ -80,7 +81,7 @@ def build_oracle(args, input_shape=None):
     if among:  # --among: the oracle reads all the compared units
         unit = parse_units(among)
     elif is_population(spec):
-        unit = _model_units(args, spec, model, input_shape, kw)
+        unit = model_units(args, spec, model, input_shape, kw)
     elif isinstance(spec, str):
         raise ConfigError(f"--unit {spec!r}: a model's units are indices (e.g. --unit 3, --unit 0-9 or --unit all); "
                           "names are for the channels of a rig (--oracle rig://HOST:PORT).")
@@ -88,23 +89,6 @@ def build_oracle(args, input_shape=None):
         unit, input_shape = spec, None  # one unit: built exactly as always
     oracle = build_unit_oracle(model, args.layer, unit, device=args.device, input_shape=input_shape, **kw)
     return wrap_oracle(oracle, noise=args.noise, seed=args.seed, repeats=args.repeats)
-
-
-def _model_units(args, spec, model, input_shape, kw) -> list[int]:
-    """A population campaign's unit indices in a model's layer (``all``: every one)."""
-    names = [] if spec == "all" else [u for u in spec if isinstance(u, str)]
-    if names:
-        raise ConfigError(f"--unit {unit_spec_text(spec)}: {names[0]!r} is not a unit index; a model's units are "
-                          "indices (e.g. --unit 0-9 or --unit 0,2,5); names are for the channels of a rig.")
-    every = layer_units(model, args.layer, input_shape=input_shape, device=args.device, **kw)
-    if spec == "all":
-        return every
-    bad = [u for u in spec if not 0 <= u < len(every)]
-    if bad:
-        raise ConfigError(f"--unit {unit_spec_text(spec)} names unit(s) {unit_spec_text(bad)}, but layer "
-                          f"{args.layer!r} of {args.model} has {len(every)} unit(s): valid indices are "
-                          f"0..{len(every) - 1}. Fix the list (e.g. --unit 0-{len(every) - 1}) or use --unit all.")
-    return list(spec)
 
 
 def _add_maximize(sub):
@@ -207,7 +191,7 @@ def unit_objective(args, oracle):
         if args.selectivity or args.direction:
             raise ConfigError("--selectivity and --direction compare units: list them with --among (e.g. --among 0-9).")
         if args.oracle and isinstance(spec, str):
-            return _rig_channels(args, oracle, [spec])[0]  # one rig channel, by name
+            return rig_channels(args, oracle, [spec])[0]  # one rig channel, by name
         return None
     among = parse_units(args.among)
     cols = among if args.oracle else list(range(len(among)))
@@ -237,50 +221,6 @@ def unit_objective(args, oracle):
     return col
 
 
-def check_population_options(args) -> None:
-    """Clear errors for options that make no sense with several ``--unit`` (a population campaign)."""
-    spec = unit_spec_text(args.unit)
-    if args.objective:
-        raise ConfigError(f"--unit {spec} names units of a neuron model or rig; --objective {args.objective} is a "
-                          "test function with one value. Drop --unit, or drop --objective.")
-    if args.selectivity or args.direction:
-        opt = "--selectivity" if args.selectivity else "--direction"
-        single = ("give one --unit and the compared units with --among (e.g. --unit 3 --among 0-9 --selectivity "
-                  "difference)" if args.selectivity else "list the weighted units with --among (e.g. --among 0-2 "
-                  "--direction 1,-1,0.5) and drop --unit")
-        raise ConfigError(f"{opt} maximizes one value computed from several units, but --unit {spec} asks for a "
-                          f"population campaign (each unit maximized on its own). For {opt[2:]}, {single}; for a "
-                          f"population campaign, drop {opt}.")
-    if args.among:
-        raise ConfigError(f"--among lists the units a single-unit campaign records besides --unit; a population "
-                          f"campaign (--unit {spec}) records and maximizes each of its units already. Drop --among.")
-
-
-def population_columns(args, oracle, spec) -> list | str:
-    """The ``unit=`` of a population campaign: a model's oracle reads exactly the listed units (columns
-    0..K-1); a rig's columns are its channels (indices or names, checked against what it returns)."""
-    if not args.oracle:
-        return list(range(oracle.n_units))
-    return "all" if spec == "all" else _rig_channels(args, oracle, spec)
-
-
-def _rig_channels(args, oracle, units: list) -> list:
-    """``units`` (channel indices or names) checked against the rig's channels."""
-    names = list(oracle.unit_names)
-    n = len(names)
-    listed = f"{n} channel(s): " + ", ".join(f"{j}={c}" for j, c in enumerate(names[:12])) + (
-        ", ..." if n > 12 else "")
-    for u in units:
-        if isinstance(u, str) and u not in names:
-            raise ConfigError(f"--unit {unit_spec_text(args.unit)}: the rig at {args.oracle} has no channel {u!r}; "
-                              f"it returns {listed}. Name one of them, give indices 0..{n - 1}, or --unit all.")
-        if isinstance(u, int) and not 0 <= u < n:
-            raise ConfigError(f"--unit {unit_spec_text(args.unit)} names channel {u}, but the rig at {args.oracle} "
-                              f"returns {listed}; valid indices are 0..{n - 1}. Fix the list (e.g. --unit "
-                              f"0-{n - 1}) or use --unit all.")
-    return list(units)
-
-
 def _unwrap(oracle):
     """The oracle inside Noisy / Repeat wrappers (the reference is measured without noise or repeats)."""
     from .oracles.base import OracleWrapper
@@ -297,7 +237,7 @@ def _target(args, oracle) -> dict:
                 "description": f"the {args.objective} test function in {args.dim} dimensions (optimum 0)",
                 "value_what": f"value of the {args.objective} test function", "value_units": "none (a test function)"}
     core = _unwrap(oracle)
-    names = _population_names(args, oracle)
+    names = population_names(args, oracle)
     which = f"unit {args.unit}" if names is None else f"each of units {unit_spec_text(args.unit)}"
     if args.oracle:
         which = which if names is None else f"each of channels {unit_spec_text(args.unit)}"
@@ -340,17 +280,6 @@ def _target(args, oracle) -> dict:
     return t
 
 
-def _population_names(args, oracle) -> list[str] | None:
-    """A population campaign's unit names (None for one unit)."""
-    spec = parse_unit_spec(args.unit)
-    if not is_population(spec):
-        return None
-    names = list(oracle.unit_names)
-    if not args.oracle or spec == "all":
-        return names  # a model's oracle reads exactly the listed units
-    return [u if isinstance(u, str) else names[u] for u in spec]
-
-
 def _reference_images(args, generator) -> tuple:
     """``(images, source, None)`` that give values a meaning, or ``(None, None, note)`` saying why none."""
     spec = args.reference
@@ -386,8 +315,10 @@ def _reference_images(args, generator) -> tuple:
 
 
 def _cache_words(ref) -> str:
+    """Where a reference came from: the cache, or computed now (and where it was cached)."""
+    where = ref.cache_file or "nowhere: the cache directory is not writable"
     return (f" (cached: {ref.cache_file})" if ref.seconds == 0.0 else
-            f" (computed in {ref.seconds:.0f} s, cached in {ref.cache_file or 'nowhere: the cache directory is not writable'})")
+            f" (computed in {ref.seconds:.0f} s, cached in {where})")
 
 
 def _reference(args, oracle, generator):

@@ -33,8 +33,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["Reference", "normalize", "unit_responses", "all_responses", "unit_reference", "population_reference", "zoo_images",
-           "load_images", "PERCENTILE"]
+__all__ = ["Reference", "normalize", "unit_responses", "all_responses", "unit_reference", "population_reference",
+           "zoo_images", "load_images", "PERCENTILE"]
 
 PERCENTILE = 99.0
 _FORMAT = "mango-reference/1"

@@ -4,7 +4,9 @@ Shared by ``mango maximize --unit / --among`` and ``mango rig simulate --unit``.
 :func:`parse_units` reads a list of indices (``--among``); :func:`parse_unit_spec`
 reads ``--unit``, which may also be a name (a rig channel) or ``all``, and
 :func:`is_population` tells whether it names more than one unit (a population
-campaign: :func:`mango.maximize` with ``unit=[...]``).
+campaign: :func:`mango.maximize` with ``unit=[...]``).  The rest resolves a
+``mango maximize`` namespace's ``--unit`` against what it reads: a model's
+layer (:func:`model_units`) or a rig's channels (:func:`rig_channels`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import re
 
 from .errors import ConfigError
 
-__all__ = ["parse_units", "parse_unit_spec", "is_population", "unit_spec_text"]
+__all__ = ["parse_units", "parse_unit_spec", "is_population", "unit_spec_text", "check_population_options",
+           "model_units", "rig_channels", "population_columns", "population_names"]
 
 
 def parse_units(text: str, option: str = "--among") -> list[int]:
@@ -96,3 +99,79 @@ def unit_spec_text(spec) -> str:
         parts.append(str(spec[i]) if j == i else f"{spec[i]}-{spec[j]}")
         i = j + 1
     return ",".join(parts)
+
+
+# -- `mango maximize --unit`, resolved against a model's layer or a rig's channels ------------------------
+
+def model_units(args, spec, model, input_shape, kw) -> list[int]:
+    """A population campaign's unit indices in a model's layer (``all``: every one)."""
+    names = [] if spec == "all" else [u for u in spec if isinstance(u, str)]
+    if names:
+        raise ConfigError(f"--unit {unit_spec_text(spec)}: {names[0]!r} is not a unit index; a model's units are "
+                          "indices (e.g. --unit 0-9 or --unit 0,2,5); names are for the channels of a rig.")
+    from .build import layer_units
+
+    every = layer_units(model, args.layer, input_shape=input_shape, device=args.device, **kw)
+    if spec == "all":
+        return every
+    bad = [u for u in spec if not 0 <= u < len(every)]
+    if bad:
+        raise ConfigError(f"--unit {unit_spec_text(spec)} names unit(s) {unit_spec_text(bad)}, but layer "
+                          f"{args.layer!r} of {args.model} has {len(every)} unit(s): valid indices are "
+                          f"0..{len(every) - 1}. Fix the list (e.g. --unit 0-{len(every) - 1}) or use --unit all.")
+    return list(spec)
+
+
+def check_population_options(args) -> None:
+    """Clear errors for options that make no sense with several ``--unit`` (a population campaign)."""
+    spec = unit_spec_text(args.unit)
+    if args.objective:
+        raise ConfigError(f"--unit {spec} names units of a neuron model or rig; --objective {args.objective} is a "
+                          "test function with one value. Drop --unit, or drop --objective.")
+    if args.selectivity or args.direction:
+        opt = "--selectivity" if args.selectivity else "--direction"
+        single = ("give one --unit and the compared units with --among (e.g. --unit 3 --among 0-9 --selectivity "
+                  "difference)" if args.selectivity else "list the weighted units with --among (e.g. --among 0-2 "
+                  "--direction 1,-1,0.5) and drop --unit")
+        raise ConfigError(f"{opt} maximizes one value computed from several units, but --unit {spec} asks for a "
+                          f"population campaign (each unit maximized on its own). For {opt[2:]}, {single}; for a "
+                          f"population campaign, drop {opt}.")
+    if args.among:
+        raise ConfigError(f"--among lists the units a single-unit campaign records besides --unit; a population "
+                          f"campaign (--unit {spec}) records and maximizes each of its units already. Drop --among.")
+
+
+def population_columns(args, oracle, spec) -> list | str:
+    """The ``unit=`` of a population campaign: a model's oracle reads exactly the listed units (columns
+    0..K-1); a rig's columns are its channels (indices or names, checked against what it returns)."""
+    if not args.oracle:
+        return list(range(oracle.n_units))
+    return "all" if spec == "all" else rig_channels(args, oracle, spec)
+
+
+def rig_channels(args, oracle, units: list) -> list:
+    """``units`` (channel indices or names) checked against the rig's channels."""
+    names = list(oracle.unit_names)
+    n = len(names)
+    listed = f"{n} channel(s): " + ", ".join(f"{j}={c}" for j, c in enumerate(names[:12])) + (
+        ", ..." if n > 12 else "")
+    for u in units:
+        if isinstance(u, str) and u not in names:
+            raise ConfigError(f"--unit {unit_spec_text(args.unit)}: the rig at {args.oracle} has no channel {u!r}; "
+                              f"it returns {listed}. Name one of them, give indices 0..{n - 1}, or --unit all.")
+        if isinstance(u, int) and not 0 <= u < n:
+            raise ConfigError(f"--unit {unit_spec_text(args.unit)} names channel {u}, but the rig at {args.oracle} "
+                              f"returns {listed}; valid indices are 0..{n - 1}. Fix the list (e.g. --unit "
+                              f"0-{n - 1}) or use --unit all.")
+    return list(units)
+
+
+def population_names(args, oracle) -> list[str] | None:
+    """A population campaign's unit names (None for one unit)."""
+    spec = parse_unit_spec(args.unit)
+    if not is_population(spec):
+        return None
+    names = list(oracle.unit_names)
+    if not args.oracle or spec == "all":
+        return names  # a model's oracle reads exactly the listed units
+    return [u if isinstance(u, str) else names[u] for u in spec]
