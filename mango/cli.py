@@ -512,9 +512,9 @@ def _print_population(rec, result, out, files, quiet: bool) -> None:
             if pop["median_best_value"] is not None else f"population campaign of {len(units)} units: no finite value")
     if pop["median_normalized"] is not None:
         head += f" = {pop['median_normalized']:.3g} x each unit's best natural image (median over units)"
-    written = ", ".join(["result.json", "curve.csv", "curve.png"] + [files[k] for k in ("units_csv", "units_png",
-                                                                                         "unit_curves_png")
-                                                                     if k in files])
+    files = rec["files"]
+    written = ", ".join(["result.json", "curve.csv", "curve.png"] + [
+        files[k] for k in ("units_csv", "unit_best_points", "units_png", "unit_curves_png") if k in files])
     print(f"{head}; {result.n_queries} of {result.budget} queries ({result.stop_reason}), {result.wall_s:.1f} s; "
           f"wrote {out}/{written}")
 
