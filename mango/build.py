@@ -27,7 +27,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 __all__ = ["load_factory", "build_model", "spiking_framework", "default_readout", "build_unit_oracle",
-           "wrap_oracle", "build_generator", "GENERATOR_SPECS"]
+           "layer_units", "wrap_oracle", "build_generator", "GENERATOR_SPECS"]
 
 GENERATOR_SPECS = ("zoo:vqvae-digits", "zoo:vqvae-digits:embedding", "zoo:gan-digits", "zoo:gan-digits:grid",
                    "grating", "gabor")
@@ -138,6 +138,21 @@ def build_unit_oracle(model, layer, unit, *, device=None, readout: str | None = 
             raise ConfigError(f"{key}={value!r} applies to spiking networks only; {type(model).__name__} has no "
                               "spiking layers.")
     return TorchOracle(model, **kw)
+
+
+def layer_units(model, layer, *, input_shape, device=None, readout: str | None = None,
+                num_steps: int | None = None) -> list[int]:
+    """Every unit index of ``layer`` of ``model`` (``unit="all"``): its channels, or its flat units.
+
+    Found from one forward pass of a zero stimulus of ``input_shape``.
+    """
+    if input_shape is None:
+        raise ConfigError("all the units of a layer can only be counted when the stimulus shape is known; "
+                          "list them instead (e.g. --unit 0-9).")
+    oracle = build_unit_oracle(model, layer, 0, device=device, readout=readout, num_steps=num_steps,
+                               input_shape=input_shape)
+    shape = oracle.readout.checked_shape
+    return list(range(int(shape[0]) if shape else 1))
 
 
 def wrap_oracle(oracle, noise: str | None = None, seed: int | None = 0, repeats: int | None = None):

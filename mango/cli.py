@@ -18,8 +18,11 @@ import numpy as np
 from pathlib import Path
 
 from ._version import __version__
-from .build import build_generator, build_model, build_unit_oracle, default_readout, spiking_framework, wrap_oracle
+from .build import (build_generator, build_model, build_unit_oracle, default_readout, spiking_framework,
+                    wrap_oracle)
 from .errors import ConfigError, MangoError
+from .units import (check_population_options, is_population, model_units, parse_unit_spec, parse_units,
+                    population_columns, population_names, rig_channels, unit_spec_text)
 
 # subcommand name -> module exposing add_subparser(subparsers)
 _SUBCOMMANDS = {
@@ -58,8 +61,14 @@ def _params(items) -> dict:
 parse_params = _params  # public: other subcommands' --param (mango track)
 
 
-def build_oracle(args):
-    """The oracle described by the CLI arguments (see :mod:`mango.build`)."""
+def build_oracle(args, input_shape=None):
+    """The oracle described by the CLI arguments (see :mod:`mango.build`).
+
+    A model's oracle reads ``--unit`` (or the ``--among`` units); several
+    ``--unit`` (a population campaign) are read in the order given, ``all`` is
+    every unit of the layer (counted with a stimulus of ``input_shape``, which
+    also checks the listed units against the layer before anything runs).
+    """
     if args.oracle:
         if not args.oracle.startswith("rig://"):
             raise ConfigError(f"--oracle takes rig://HOST:PORT, got {args.oracle!r}.")
@@ -72,8 +81,17 @@ def build_oracle(args):
     if framework:  # --readout / --num-steps only concern spiking networks
         kw = {"readout": args.readout or default_readout(framework), "num_steps": args.num_steps or None}
     among = getattr(args, "among", None)
-    unit = parse_units(among) if among else args.unit  # --among: the oracle reads all the compared units
-    oracle = build_unit_oracle(model, args.layer, unit, device=args.device, **kw)
+    spec = parse_unit_spec(args.unit)
+    if among:  # --among: the oracle reads all the compared units
+        unit = parse_units(among)
+    elif is_population(spec):
+        unit = model_units(args, spec, model, input_shape, kw)
+    elif isinstance(spec, str):
+        raise ConfigError(f"--unit {spec!r}: a model's units are indices (e.g. --unit 3, --unit 0-9 or --unit all); "
+                          "names are for the channels of a rig (--oracle rig://HOST:PORT).")
+    else:
+        unit, input_shape = spec, None  # one unit: built exactly as always
+    oracle = build_unit_oracle(model, args.layer, unit, device=args.device, input_shape=input_shape, **kw)
     return wrap_oracle(oracle, noise=args.noise, seed=args.seed, repeats=args.repeats)
 
 
@@ -89,7 +107,10 @@ def _add_maximize(sub):
     g.add_argument("--weights", help="state_dict file (loaded with weights_only=True) for a FILE.py:FACTORY model, or to "
                                      "replace a zoo model's weights, e.g. a training checkpoint")
     g.add_argument("--layer", default="output", help="dotted module name, or 'output' (default)")
-    g.add_argument("--unit", type=int, default=3, help="unit index in the layer (default %(default)s)")
+    g.add_argument("--unit", default=3, metavar="UNIT|LIST|all",
+                   help="unit index in the layer (default %(default)s), or a rig channel's name; several units "
+                        "(0-9, 0,2,5, names, or all) make a population campaign: each unit maximized, one shared "
+                        "--budget")
     g.add_argument("--among", metavar="UNITS",
                    help="read these units too (0-9, 0,2,5): every one's response is recorded; with --selectivity or "
                         "--direction the value compares them")
@@ -147,26 +168,6 @@ _RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "or
                 "device", "warm_start", "warm_n", "among", "selectivity", "direction")
 
 
-def parse_units(text: str) -> list[int]:
-    """``"0-9"``, ``"0,2,5"`` or ``"0-3,7"`` as a list of unit indices (in the order given, no repeats)."""
-    out: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                out += list(range(lo, hi + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ConfigError(f"--among takes unit indices such as 0-9 or 0,2,5 or 0-3,7; got {text!r}.") from None
-    if any(u < 0 for u in out) or len(set(out)) != len(out):
-        raise ConfigError(f"--among lists each unit index (>= 0) once; got {text!r}.")
-    return out
-
-
 class _Column:
     """One response column as the value (named, so a cached reference knows which column it was)."""
 
@@ -187,9 +188,14 @@ def unit_objective(args, oracle):
     """
     from .objective import Direction, Selectivity
 
+    spec = parse_unit_spec(args.unit)
+    if is_population(spec):
+        return population_columns(args, oracle, spec)
     if not args.among:
         if args.selectivity or args.direction:
             raise ConfigError("--selectivity and --direction compare units: list them with --among (e.g. --among 0-9).")
+        if args.oracle and isinstance(spec, str):
+            return rig_channels(args, oracle, [spec])[0]  # one rig channel, by name
         return None
     among = parse_units(args.among)
     cols = among if args.oracle else list(range(len(among)))
@@ -211,9 +217,9 @@ def unit_objective(args, oracle):
         full = np.zeros(n_units)
         full[cols] = w
         return Direction(full)
-    if args.unit not in among:
+    if spec not in among:
         raise ConfigError(f"--unit {args.unit} is not among the units of --among {args.among}; include it.")
-    col = cols[among.index(args.unit)]
+    col = cols[among.index(spec)]
     if args.selectivity:
         return Selectivity(col, mode=args.selectivity, others=[c for c in cols if c != col])
     return col
@@ -235,9 +241,12 @@ def _target(args, oracle) -> dict:
                 "description": f"the {args.objective} test function in {args.dim} dimensions (optimum 0)",
                 "value_what": f"value of the {args.objective} test function", "value_units": "none (a test function)"}
     core = _unwrap(oracle)
+    names = population_names(args, oracle)
+    which = f"unit {args.unit}" if names is None else f"each of units {unit_spec_text(args.unit)}"
     if args.oracle:
+        which = which if names is None else f"each of channels {unit_spec_text(args.unit)}"
         t = {"oracle": args.oracle, "unit": args.unit, "generator": args.generator,
-             "description": f"response of unit {args.unit} recorded by the rig at {args.oracle}"}
+             "description": f"response of {which} recorded by the rig at {args.oracle}"}
     else:
         layer = getattr(core, "layer_name", None) or getattr(core, "layer", args.layer)
         t = {"model": args.model, "layer": args.layer, "unit": args.unit, "generator": args.generator}
@@ -250,10 +259,15 @@ def _target(args, oracle) -> dict:
             t["readout"] = core.readout_kind
             t["num_steps"] = core.num_steps
             what = readout_text(core.readout_kind)
-            t["description"] = (f"{what} of unit {args.unit} of {where} of {args.model}, over {core.num_steps} "
+            t["description"] = (f"{what} of {which} of {where} of {args.model}, over {core.num_steps} "
                                 f"time steps per stimulus")
         else:
-            t["description"] = f"activation of unit {args.unit} of {where} of {args.model}"
+            t["description"] = f"activation of {which} of {where} of {args.model}"
+    if names is not None:
+        del t["unit"]
+        t["units"] = names
+        t["description"] += (f"; a population campaign: each of the {len(names)} units maximized on its own, "
+                             f"sharing one budget of {args.budget} queries")
     if args.among:
         t["among"] = args.among
         if args.selectivity:
@@ -270,30 +284,30 @@ def _target(args, oracle) -> dict:
     return t
 
 
-def _reference(args, oracle, generator):
-    """``(reference dict or None, note)`` for the run (see :mod:`mango.reference`)."""
+def _reference_images(args, generator) -> tuple:
+    """``(images, source, None)`` that give values a meaning, or ``(None, None, note)`` saying why none."""
     spec = args.reference
     if spec == "none":
-        return None, "no reference (--reference none)"
+        return None, None, "no reference (--reference none)"
     if args.objective:
         if spec != "auto":
             raise ConfigError("--reference applies to neurons, not to --objective test functions.")
-        return None, "no reference: a test function (its optimum is 0)"
+        return None, None, "no reference: a test function (its optimum is 0)"
     if args.oracle:
         if spec != "auto":
             raise ConfigError("--reference is not measured on a rig: it would show every reference image to the "
                               "animal. Record the responses to your natural images separately.")
-        return None, "no reference: a rig (mango does not spend recording time on reference images)"
+        return None, None, "no reference: a rig (mango does not spend recording time on reference images)"
     from . import reference as refmod
 
     shape = tuple(getattr(generator, "output_shape", ()) or ())
     if spec == "auto":
         if not args.model.startswith("zoo:"):
-            return None, "no reference: your own model; pass --reference DIR|FILE.npy with natural images"
+            return None, None, "no reference: your own model; pass --reference DIR|FILE.npy with natural images"
         images, source = refmod.zoo_images()
         if shape and tuple(images.shape[1:]) != shape:
-            return None, (f"no reference: the stimuli are {list(shape)}, the zoo's images "
-                          f"{list(images.shape[1:])}; pass --reference DIR|FILE.npy")
+            return None, None, (f"no reference: the stimuli are {list(shape)}, the zoo's images "
+                                f"{list(images.shape[1:])}; pass --reference DIR|FILE.npy")
     else:
         if not shape:
             raise ConfigError("--reference needs a generator with a known output shape.")
@@ -301,15 +315,51 @@ def _reference(args, oracle, generator):
     if not args.quiet and hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
         print("mango: reference: the unit's responses to natural images (computed once, then cached) ...",
               file=sys.stderr, flush=True)
+    return images, source, None
+
+
+def _cache_words(ref) -> str:
+    """Where a reference came from: the cache, or computed now (and where it was cached)."""
+    where = ref.cache_file or "nowhere: the cache directory is not writable"
+    return (f" (cached: {ref.cache_file})" if ref.seconds == 0.0 else
+            f" (computed in {ref.seconds:.0f} s, cached in {where})")
+
+
+def _reference(args, oracle, generator):
+    """``(reference dict or None, note)`` for the run (see :mod:`mango.reference`)."""
+    from . import reference as refmod
+
+    images, source, note = _reference_images(args, generator)
+    if images is None:
+        return None, note
     ref = refmod.unit_reference(_unwrap(oracle), images, source, select=getattr(args, "_select", None))
     if not ref.max > 0:
         return None, (f"no reference: the unit's strongest response to {source} is {ref.max:.4g} (not above 0), "
                       "so values are not divided by it")
-    args._reference_line = (f"mango: reference: unit's max {ref.max:.4g} over {source}"
-                            + (f" (cached: {ref.cache_file})" if ref.seconds == 0.0 else
-                               f" (computed in {ref.seconds:.0f} s, cached in "
-                               f"{ref.cache_file or 'nowhere: the cache directory is not writable'})"))
+    args._reference_line = f"mango: reference: unit's max {ref.max:.4g} over {source}" + _cache_words(ref)
     return ref.to_dict(), None
+
+
+def _unit_references(args, oracle, generator) -> tuple[list | None, str | None]:
+    """A population campaign's references, one per unit (a model's oracle reads exactly its units), and a note.
+
+    A unit whose strongest response to the images is not above 0 gets ``None`` (its values are not divided).
+    """
+    from . import reference as refmod
+
+    images, source, note = _reference_images(args, generator)
+    if images is None:
+        return None, note
+    core = _unwrap(oracle)
+    refs = refmod.population_reference(core, images, source, range(core.n_units))
+    out = [r.to_dict() if r.max > 0 else None for r in refs]
+    maxes = [r.max for r in refs]
+    bad = [n for n, r in zip(core.unit_names, out) if r is None]
+    args._reference_line = (f"mango: reference: each unit's max over {source}: median {np.median(maxes):.4g} "
+                            f"(min {min(maxes):.4g}, max {max(maxes):.4g})" + _cache_words(refs[0]))
+    note = None if not bad else (f"units {', '.join(bad)} never respond above 0 to {source}: their values are "
+                                 "not divided by a reference")
+    return out, note
 
 
 class _SayAtStart:
@@ -350,6 +400,10 @@ def cmd_maximize(args) -> int:
             if k in saved:
                 setattr(args, k, saved[k])
         store, resume = args.resume, True
+    args.unit = parse_unit_spec(args.unit)
+    population = is_population(args.unit)
+    if population:
+        check_population_options(args)
     for name in ("budget", "batch_size", "repeats", "warm_n"):
         v = getattr(args, name)
         if v is not None and v < 1:
@@ -366,21 +420,29 @@ def cmd_maximize(args) -> int:
         objective, kw = fn, {"space": space}
         optimum = float(getattr(fn, "optimum", 0.0))  # the known optimum: `mango watch` draws it
     else:
-        objective = build_oracle(args)
         generator = build_generator(args.generator, device=args.device)
+        shape = tuple(getattr(generator, "output_shape", ()) or ()) or None
+        objective = build_oracle(args, input_shape=shape if population else None)
         kw = {"generator": generator}
         unit = unit_objective(args, objective)
         if unit is not None:
             kw["unit"] = unit
-            args._select = unit if callable(unit) else _Column(unit)
+            if not population and not isinstance(unit, str):  # a rig channel's name: no reference anyway
+                args._select = unit if callable(unit) else _Column(unit)
     target = _target(args, objective)
-    reference, ref_note = _reference(args, objective, generator)
+    unit_refs = None
+    if population:
+        reference, (unit_refs, ref_note) = None, _unit_references(args, objective, generator)
+    else:
+        reference, ref_note = _reference(args, objective, generator)
     run_config = {k: getattr(args, k) for k in _RESUME_KEYS}
     metadata = {"cli_args": run_config, "target": {k: v for k, v in target.items() if not k.startswith("value_")}}
     if reference:
         metadata["reference"] = reference
     elif optimum is not None:
         metadata["reference"] = optimum
+    if unit_refs:
+        metadata["unit_references"] = unit_refs
     callbacks, progress = [], False
     if getattr(args, "_reference_line", None) and not args.quiet:
         callbacks.append(_SayAtStart(args._reference_line))
@@ -403,12 +465,30 @@ def cmd_maximize(args) -> int:
 
     files = {"curve_csv": "curve.csv", "curve_png": "curve.png"}
     save_curve(result, out / "curve.png")
-    if generator is not None and result.best_value is not None:
+    if result.is_population:
+        from .plots import save_unit_figures
+
+        files.update(save_unit_figures(result, generator, out, unit_refs))
+    elif generator is not None and result.best_value is not None:
         save_best_stimuli(result, generator, out / "best.png", top_k=args.top_k)
         files["best_png"] = "best.png"
     if store:
         files["store"] = os.path.abspath(store)
-    rec = write_result(out, result, target, reference, argv=argv, files=files, reference_note=ref_note)
+    rec = write_result(out, result, target, reference, argv=argv, files=files, reference_note=ref_note,
+                       unit_references=unit_refs)
+    if result.is_population:
+        _print_population(rec, result, out, files, args.quiet)
+    else:
+        _print_single(rec, result, reference, out, files)
+    if result.interrupted:
+        print("mango: interrupted: the partial result above is saved"
+              + (f"; continue with mango maximize --resume {store}" if store else ""), file=sys.stderr)
+        return 130
+    return 0
+
+
+def _print_single(rec, result, reference, out, files) -> None:
+    """One line: the best value (and normalized), where it was found, and what was written."""
     best = "no finite value" if result.best_value is None else f"best value {result.best_value:.6g}"
     norm = rec["best"]["normalized"]
     if norm is not None:
@@ -417,11 +497,30 @@ def cmd_maximize(args) -> int:
     print(f"{best}{what}; {result.n_queries} of {result.budget} queries ({result.stop_reason}), "
           f"{result.wall_s:.1f} s; wrote {out}/result.json, best_point.npy, curve.csv, curve.png"
           + (", best.png" if "best_png" in files else ""))
-    if result.interrupted:
-        print("mango: interrupted: the partial result above is saved"
-              + (f"; continue with mango maximize --resume {store}" if store else ""), file=sys.stderr)
-        return 130
-    return 0
+
+
+def _print_population(rec, result, out, files, quiet: bool) -> None:
+    """Each unit's best (unless --quiet), then one line: the median unit and what was written."""
+    units = rec["units"]
+    if not quiet:
+        width = max(len(u["name"]) for u in units)
+        for u in units:
+            line = "no finite value" if u["best_value"] is None else f"best {u['best_value']:.5g}"
+            if u["normalized"] is not None:
+                line += f" = {u['normalized']:.3g} x its best natural image"
+            if u["best_query"] is not None:
+                line += f" at query {u['best_query']}"
+            print(f"  unit {u['name']:<{width}}  {line}")
+    pop = rec["population"]
+    head = (f"population campaign of {len(units)} units: median best {pop['median_best_value']:.5g}"
+            if pop["median_best_value"] is not None else f"population campaign of {len(units)} units: no finite value")
+    if pop["median_normalized"] is not None:
+        head += f" = {pop['median_normalized']:.3g} x each unit's best natural image (median over units)"
+    files = rec["files"]
+    written = ", ".join(["result.json", "curve.csv", "curve.png"] + [
+        files[k] for k in ("units_csv", "unit_best_points", "units_png", "unit_curves_png") if k in files])
+    print(f"{head}; {result.n_queries} of {result.budget} queries ({result.stop_reason}), {result.wall_s:.1f} s; "
+          f"wrote {out}/{written}")
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None):

@@ -141,3 +141,124 @@ def save_best_stimuli(result, generator, path, top_k: int = 8, reference: dict |
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+# -- population campaigns: one cell / one curve per unit (the CLI's units.png and unit_curves.png, the report) --
+SMALL_MULTIPLES_ABOVE = 10  # more units than this: one small panel per unit instead of one line each
+
+
+def _cell_image(stim) -> np.ndarray:
+    """One stimulus (``[C, H, W]``, ``[H, W]``, torch or numpy) as an image imshow draws."""
+    x = stim.detach().to("cpu").numpy() if hasattr(stim, "detach") else np.asarray(stim)
+    return to_images(np.asarray(x, dtype=float)[None])[0]
+
+
+def unit_grid_figure(names, values, images, normalized=None, title: str = "each unit's best stimulus"):
+    """A grid with one cell per unit: its best stimulus, titled with its name and best value.
+
+    ``images[j]`` is the unit's best stimulus, or ``None`` when it is not known
+    (not stored): the cell says so.  ``normalized[j]`` (value / the unit's best
+    natural image), when given and not None, follows the value as ``(N x)``.
+    """
+    plt = pyplot()
+    k = len(names)
+    cols = min(k, 8 if k <= 16 else 10)
+    rows = -(-k // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.55 * cols, 1.85 * rows + 0.4), dpi=110, squeeze=False,
+                             layout="constrained")
+    for a in axes.flat:
+        a.axis("off")
+    for j, a in enumerate(axes.flat[:k]):
+        v = values[j]
+        n = None if normalized is None else normalized[j]
+        t = f"{names[j]}\n" + ("no value" if v is None or not np.isfinite(v) else f"{v:.4g}")
+        if n is not None and np.isfinite(n):
+            t += f" ({n:.2f}x)"
+        if images[j] is None:
+            a.text(0.5, 0.5, "best stimulus\nnot stored", ha="center", va="center", fontsize=7, color="tab:gray",
+                   transform=a.transAxes)
+        else:
+            img = _cell_image(images[j])
+            a.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        a.set_title(t, fontsize=7)
+    fig.suptitle(title + ("; (Nx) = value / the unit's best natural image" if normalized is not None
+                          and any(x is not None for x in normalized) else ""), fontsize=8)
+    return fig
+
+
+def unit_curves_figure(names, curves, reference_max=None, title: str = "best so far, per unit"):
+    """Each unit's best-so-far curve against queries: one line per unit, or one small panel per unit above
+    :data:`SMALL_MULTIPLES_ABOVE` units.  With a reference maximum for every unit the curves are normalized
+    (1 = the unit's best natural image)."""
+    plt = pyplot()
+    k = len(names)
+    refs = list(reference_max or [])
+    norm = len(refs) == k and all(r is not None and r > 0 for r in refs)
+    ys = [np.asarray(c, dtype=float) / (refs[j] if norm else 1.0) for j, c in enumerate(curves)]
+    ylabel = "best so far / unit's best natural image" if norm else "best so far"
+    if k <= SMALL_MULTIPLES_ABOVE:
+        fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+        colors = plt.get_cmap("tab10")
+        for j, y in enumerate(ys):
+            ax.plot(np.arange(len(y)), y, lw=1.5, color=colors(j % 10), label=str(names[j]))
+        if norm:
+            ax.axhline(1.0, color="k", ls="--", lw=0.8)
+        ax.set_xlabel("queries (shared by all units)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right", ncol=2)
+        ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+        return fig
+    cols = min(k, 6)
+    rows = -(-k // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.5 * rows + 0.6), dpi=110, squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    for a in axes.flat[k:]:
+        a.axis("off")
+    for j, (a, y) in enumerate(zip(axes.flat, ys)):
+        a.plot(np.arange(len(y)), y, lw=1.2, color="tab:blue")
+        if norm:
+            a.axhline(1.0, color="k", ls="--", lw=0.6)
+        a.set_title(str(names[j]), fontsize=7)
+        a.tick_params(labelsize=6)
+        a.grid(alpha=0.3)
+    fig.suptitle(f"{title} ({ylabel}; x: queries shared by all units)", fontsize=8)
+    return fig
+
+
+def save_unit_figures(result, generator, out_dir, unit_references=None) -> dict:
+    """A population campaign's ``units.png`` (each unit's best stimulus) and ``unit_curves.png``; returns
+    their file names (keys ``units_png``, ``unit_curves_png``).
+
+    Best stimuli are the run's own (kept during the run), else decoded from the
+    units' best points with ``generator`` (decoding costs no query).
+    """
+    import os
+
+    units = result.units()
+    refs = list(unit_references or [None] * len(units))
+    maxes = [None if r is None else r["max"] for r in refs]
+    names = [u.name for u in units]
+    files = {}
+    plt = pyplot()
+    fig = unit_curves_figure(names, [u.curve for u in units], maxes,
+                             title=f"{result.optimizer}, seed {result.seed}: best so far, per unit")
+    fig.savefig(os.path.join(out_dir, "unit_curves.png"))
+    plt.close(fig)
+    files["unit_curves_png"] = "unit_curves.png"
+    images = [u.best_stimulus for u in units]
+    missing = [j for j, u in enumerate(units) if images[j] is None and u.best_point is not None]
+    if missing and generator is not None:
+        decoded = generator(np.stack([np.asarray(units[j].best_point) for j in missing]))
+        for i, j in enumerate(missing):
+            images[j] = decoded[i]
+    if any(im is not None for im in images):
+        values = [u.best_value for u in units]
+        normalized = [None if (m is None or v is None) else v / m for v, m in zip(values, maxes)]
+        fig = unit_grid_figure(names, values, images, normalized,
+                               title=f"each unit's best stimulus ({result.optimizer}, seed {result.seed})")
+        fig.savefig(os.path.join(out_dir, "units.png"))
+        plt.close(fig)
+        files["units_png"] = "units.png"
+    return files

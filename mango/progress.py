@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
+
 __all__ = ["LineProgress"]
 
 
@@ -54,7 +56,10 @@ class LineProgress:
         rate = done / max(now - self._t0, 1e-9)
         left = run.budget - run.n_queries
         best = "–" if run.best_value is None else f"{run.best_value:.4g}"
-        if run.best_value is not None and self.reference_max:
+        bests = getattr(run, "unit_best_values", None)
+        if getattr(run, "targets", None) is not None and bests is not None and np.isfinite(bests).any():
+            best = f"{float(np.median(bests[np.isfinite(bests)])):.4g} (median over {len(bests)} units)"
+        elif run.best_value is not None and self.reference_max:
             best += f" ({run.best_value / self.reference_max:.3g}x best natural image)"
         eta = _duration(left / rate) if rate > 0 else "?"
         return (f"mango: {run.n_queries}/{run.budget} queries ({100 * run.n_queries / run.budget:.0f}%), "

@@ -33,8 +33,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["Reference", "normalize", "unit_responses", "unit_reference", "zoo_images", "load_images",
-           "PERCENTILE"]
+__all__ = ["Reference", "normalize", "unit_responses", "all_responses", "unit_reference", "population_reference",
+           "zoo_images", "load_images", "PERCENTILE"]
 
 PERCENTILE = 99.0
 _FORMAT = "mango-reference/1"
@@ -65,13 +65,20 @@ class Reference:
         return {k: v for k, v in asdict(self).items() if k != "seconds"}
 
 
+def all_responses(oracle, images, batch: int = 500) -> np.ndarray:
+    """Every response column of ``oracle`` to ``images`` (``[n, n_units]``), in batches."""
+    out = []
+    for i in range(0, len(images), batch):
+        r = np.asarray(oracle(images[i:i + batch]), dtype=float)
+        out.append(r[:, None] if r.ndim == 1 else r)
+    return np.concatenate(out) if out else np.zeros((0, 1))
+
+
 def unit_responses(oracle, images, select=None, batch: int = 500) -> np.ndarray:
     """The value ``oracle`` reports for each image (first unit, or ``select(responses)``), in batches."""
     out = []
     for i in range(0, len(images), batch):
-        r = np.asarray(oracle(images[i:i + batch]), dtype=float)
-        if r.ndim == 1:
-            r = r[:, None]
+        r = all_responses(oracle, images[i:i + batch], batch)
         out.append(np.asarray(select(r), dtype=float).reshape(-1) if select is not None else r[:, 0])
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -100,6 +107,53 @@ def _cache_dir() -> str:
     return os.path.join(cache_dir(), "references")
 
 
+def _cache_path(oracle, images, select_name) -> str:
+    desc = oracle.describe() if hasattr(oracle, "describe") else type(oracle).__name__
+    key = hashlib.sha256(json.dumps({"format": _FORMAT, "oracle": desc, "model": _hash_model(oracle),
+                                     "images": _hash_images(images), "select": select_name},
+                                    sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return os.path.join(_cache_dir(), f"{key}.json")
+
+
+def _read_cache(path: str) -> Reference | None:
+    """The cached :class:`Reference` at ``path``, or None when absent or damaged."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        if d.get("format") == _FORMAT:
+            return Reference(max=float(d["max"]), percentile=float(d["percentile"]),
+                             percentile_value=float(d["percentile_value"]), n_images=int(d["n_images"]),
+                             images=d["images"], cache_file=path)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # absent or damaged: compute it
+    return None
+
+
+def _summarize(r: np.ndarray, source: str, seconds: float, what: str = "the unit") -> Reference:
+    finite = r[np.isfinite(r)]
+    if finite.size == 0:
+        raise ConfigError(f"{what} gave no finite response to any of the {len(r)} reference images ({source}).")
+    return Reference(max=float(finite.max()), percentile=PERCENTILE,
+                     percentile_value=float(np.percentile(finite, PERCENTILE)), n_images=int(len(r)), images=source,
+                     seconds=seconds)
+
+
+def _write_cache(ref: Reference, path: str, oracle) -> None:
+    """Cache ``ref`` at ``path`` (sets ``ref.cache_file``); a read-only home leaves it uncached."""
+    desc = oracle.describe() if hasattr(oracle, "describe") else type(oracle).__name__
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"format": _FORMAT, **{k: v for k, v in ref.to_dict().items() if k != "cache_file"},
+                       "oracle": desc, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                      f, indent=1, default=str)
+        os.replace(tmp, path)
+        ref.cache_file = path
+    except OSError:  # a read-only home: no cache, the reference is still right
+        pass
+
+
 def unit_reference(oracle, images, source: str, select=None, cache: bool = True) -> Reference:
     """The :class:`Reference` of ``oracle``'s unit over ``images`` (``[n, C, H, W]`` in [0, 1]).
 
@@ -108,42 +162,41 @@ def unit_reference(oracle, images, source: str, select=None, cache: bool = True)
     """
     if len(images) == 0:
         raise ConfigError(f"the reference images ({source}) are empty.")
-    desc = oracle.describe() if hasattr(oracle, "describe") else type(oracle).__name__
-    key = hashlib.sha256(json.dumps({"format": _FORMAT, "oracle": desc, "model": _hash_model(oracle),
-                                     "images": _hash_images(images), "select": getattr(select, "__name__", None)},
-                                    sort_keys=True, default=str).encode()).hexdigest()[:24]
-    path = os.path.join(_cache_dir(), f"{key}.json")
+    path = _cache_path(oracle, images, getattr(select, "__name__", None))
     if cache:
-        try:
-            with open(path) as f:
-                d = json.load(f)
-            if d.get("format") == _FORMAT:
-                return Reference(max=float(d["max"]), percentile=float(d["percentile"]),
-                                 percentile_value=float(d["percentile_value"]), n_images=int(d["n_images"]),
-                                 images=d["images"], cache_file=path)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # absent or damaged: compute it
+        ref = _read_cache(path)
+        if ref is not None:
+            return ref
     t0 = time.perf_counter()
-    r = unit_responses(oracle, images, select)
-    finite = r[np.isfinite(r)]
-    if finite.size == 0:
-        raise ConfigError(f"the unit gave no finite response to any of the {len(r)} reference images ({source}).")
-    ref = Reference(max=float(finite.max()), percentile=PERCENTILE,
-                    percentile_value=float(np.percentile(finite, PERCENTILE)), n_images=int(len(r)), images=source,
-                    seconds=time.perf_counter() - t0)
+    ref = _summarize(unit_responses(oracle, images, select), source, time.perf_counter() - t0)
     if cache:
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump({"format": _FORMAT, **{k: v for k, v in ref.to_dict().items() if k != "cache_file"},
-                           "oracle": desc, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                          f, indent=1, default=str)
-            os.replace(tmp, path)
-            ref.cache_file = path
-        except OSError:  # a read-only home: no cache, the reference is still right
-            pass
+        _write_cache(ref, path, oracle)
     return ref
+
+
+def population_reference(oracle, images, source: str, columns, cache: bool = True) -> list[Reference]:
+    """One :class:`Reference` per response column in ``columns`` (a population campaign's units).
+
+    The images go through the oracle once for all columns (reading ten units
+    costs what reading one does); each column is cached on its own, as
+    :func:`unit_reference` with ``select`` = that column would cache it.
+    """
+    if len(images) == 0:
+        raise ConfigError(f"the reference images ({source}) are empty.")
+    columns = [int(c) for c in columns]
+    paths = [_cache_path(oracle, images, f"column({c})") for c in columns]
+    refs: list = [_read_cache(p) if cache else None for p in paths]
+    if all(r is not None for r in refs):
+        return refs
+    t0 = time.perf_counter()
+    resp = all_responses(oracle, images)
+    seconds = time.perf_counter() - t0
+    for j, (c, p) in enumerate(zip(columns, paths)):
+        if refs[j] is None:
+            refs[j] = _summarize(resp[:, c], source, seconds, what=f"unit {c}")
+            if cache:
+                _write_cache(refs[j], p, oracle)
+    return refs
 
 
 def zoo_images():

@@ -10,8 +10,11 @@ writes, for each run,
 * ``evolution_<i>.gif`` -- the best stimulus over the run, one frame per
   improvement;
 
-and for several runs ``compare.png`` (their convergence curves in one figure
-and their final best values), plus ``index.html``: a self-contained page (all
+and for a population campaign (several units, one run) ``units_<i>.png`` (each
+unit's best stimulus, titled with its name and best value, normalized when the
+run recorded the unit's reference) and ``unit_curves_<i>.png`` (each unit's
+best so far); for several runs ``compare.png`` (their convergence curves in one
+figure and their final best values), plus ``index.html``: a self-contained page (all
 images embedded as base64) with everything above, a summary table, the top-k
 queries and each run's config.  Only the store is read: no generator, oracle
 or model is needed.
@@ -36,7 +39,8 @@ from .store import RunStore
 from .words import objective_text, reference_of, space_text, value_label
 
 __all__ = ["make_report", "RunData", "load_run", "convergence_figure", "compare_figure", "topk_figure",
-           "evolution_gif", "topk_distinct", "add_subparser", "save_png", "img_tag", "PAGE_CSS"]
+           "evolution_gif", "topk_distinct", "units_figure", "unit_curves_figure", "add_subparser", "save_png",
+           "img_tag", "PAGE_CSS"]
 
 
 @dataclass
@@ -59,6 +63,16 @@ class RunData:
     sessions: list
     summary: dict | None
     stimuli: dict = field(default_factory=dict)  # query -> float32 [C, H, W]
+    #: a population campaign's units (:class:`mango.result.UnitResult`, best stimulus None when not stored)
+    units: list | None = None
+
+    @property
+    def unit_references(self) -> list:
+        """A population campaign's reference per unit (a dict with ``max``, or None), as the CLI recorded them."""
+        refs = list((self.config.get("metadata") or {}).get("unit_references") or [])
+        n = len(self.units or [])
+        return [r if isinstance(r, dict) and isinstance(r.get("max"), (int, float)) else None
+                for r in (refs + [None] * n)[:n]]
 
     @property
     def best_index(self) -> int | None:
@@ -89,6 +103,8 @@ def load_run(store: RunStore | str | os.PathLike, index: int = 0) -> RunData:
     top = np.argsort(-np.where(np.isfinite(run.values), run.values, -np.inf), kind="stable")[:512]
     need = {int(run.queries[i]) for i in np.concatenate([improving, top]).astype(int)} & wanted
     run.stimuli = s.read_stimuli(sorted(need))
+    if cfg.get("targets") is not None:
+        run.units = s.result().units()
     if not isinstance(store, RunStore):
         s.close()
     return run
@@ -382,6 +398,8 @@ def _run_section(r: RunData, i: int, out_dir: str, top_k: int) -> str:
         out.append("<p class='sub'>No stimuli were stored for this run (plain function objective or "
                    "stimuli='none'); the best points are listed below.</p>")
     out.append(_topk_table(r, top_k))
+    if r.units:
+        out.append(_population_section(r, i, out_dir))
     out.append(f"<h3>Summary</h3><table>{_kv_rows(_summary_rows(r))}</table>")
     if r.sessions:
         out.append("<table><tr><th>session</th><th class='l'>started (UTC)</th><th class='l'>status</th>"
@@ -394,6 +412,58 @@ def _run_section(r: RunData, i: int, out_dir: str, top_k: int) -> str:
     cfg = json.dumps(r.config, indent=2, sort_keys=True, default=str)
     out.append(f"<details><summary>Config</summary><pre>{html.escape(cfg)}</pre></details>")
     return "\n".join(out)
+
+
+def units_figure(r: RunData):
+    """A population campaign's grid: each unit's best stimulus titled with its name and best value (normalized
+    when its reference is known); a unit whose best stimulus was not stored gets a cell saying so."""
+    from .plots import unit_grid_figure
+
+    refs = r.unit_references
+    values = [u.best_value for u in r.units]
+    normalized = [None if (ref is None or v is None) else v / ref["max"] for v, ref in zip(values, refs)]
+    return unit_grid_figure([u.name for u in r.units], values, [u.best_stimulus for u in r.units], normalized,
+                            title=f"each unit's best stimulus: {r.label}")
+
+
+def unit_curves_figure(r: RunData):
+    """A population campaign's per-unit best-so-far curves (one line per unit, small multiples above 10 units)."""
+    from . import plots
+
+    return plots.unit_curves_figure([u.name for u in r.units], [u.curve for u in r.units],
+                                    [None if ref is None else ref["max"] for ref in r.unit_references],
+                                    title=f"best so far, per unit: {r.label}")
+
+
+def _population_section(r: RunData, i: int, out_dir: str) -> str:
+    """The units of a population campaign: their best stimuli, their curves and a table."""
+    from .plots import SMALL_MULTIPLES_ABOVE
+
+    refs = r.unit_references
+    k = len(r.units)
+    grid = save_png(units_figure(r), os.path.join(out_dir, f"units_{i}.png"))
+    curves = save_png(unit_curves_figure(r), os.path.join(out_dir, f"unit_curves_{i}.png"))
+    missing = [u.name for u in r.units if u.best_stimulus is None]
+    note = ("" if not missing else f"; the store did not keep the best stimulus of {len(missing)} of the {k} units "
+            f"({', '.join(missing[:8])}{', ...' if len(missing) > 8 else ''}): their cells say so")
+    rows = []
+    for u, ref in zip(r.units, refs):
+        norm = "–" if (ref is None or u.best_value is None) else f"{u.best_value / ref['max']:.3g}"
+        rows.append(f"<tr><td class='l'>{html.escape(u.name)}</td><td>{u.column}</td><td>{_fmt(u.best_value)}</td>"
+                    f"<td>{norm}</td><td>{'–' if u.best_query is None else u.best_query}</td>"
+                    f"<td class='l'>{'stored' if u.best_stimulus is not None else 'not stored'}</td></tr>")
+    med = [u.best_value for u in r.units if u.best_value is not None]
+    return (f"<h3>Population campaign: {k} units</h3><p class='sub'>one run, one budget shared by the units; each "
+            "unit's best is its own (the value column above is the mean over the units)"
+            + (f"; median of the units' bests {np.median(med):.4g}" if med else "") + "</p>"
+            + "<figure>" + img_tag(grid, "image/png", "each unit's best stimulus")
+            + f"<figcaption>each unit's best stimulus, titled with the unit and its best value{note}</figcaption>"
+            + "</figure><figure>" + img_tag(curves, "image/png", "best so far, per unit")
+            + "<figcaption>each unit's best value so far against the queries of the run"
+            + ("" if k <= SMALL_MULTIPLES_ABOVE else " (one panel per unit)") + "</figcaption></figure>"
+            + "<details><summary>Units</summary><table><tr><th class='l'>unit</th><th>column</th><th>best value</th>"
+            + "<th>÷ its best natural image</th><th>best at query</th><th class='l'>best stimulus</th></tr>"
+            + "".join(rows) + "</table></details>")
 
 
 def _norm_cell(r: RunData, b) -> str:

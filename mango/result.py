@@ -193,15 +193,20 @@ class Result:
         return text
 
     def write_curve_csv(self, path: str | os.PathLike) -> None:
-        """The best-so-far curve: one row per query (``query,value,best_so_far``)."""
+        """The best-so-far curve: one row per query (``query,value,best_so_far``).
+
+        A population campaign adds each unit's best so far (``best_so_far[<unit name>]``).
+        """
         best = self.best_so_far()
         vals = np.full(self.n_queries, np.nan)
         for q, v in zip(self.queries, self.values):
             vals[q] = v
+        units = self.units() if self.targets is not None else []
         with open(path, "w") as f:
-            f.write("query,value,best_so_far\n")
+            f.write("query,value,best_so_far" + "".join(f",best_so_far[{u.name}]" for u in units) + "\n")
             for i in range(self.n_queries):
-                f.write(f"{i},{'' if np.isnan(vals[i]) else repr(float(vals[i]))},{float(best[i])!r}\n")
+                f.write(f"{i},{'' if np.isnan(vals[i]) else repr(float(vals[i]))},{float(best[i])!r}"
+                        + "".join(f",{float(u.curve[i])!r}" for u in units) + "\n")
 
     def __repr__(self) -> str:
         bv = "None" if self.best_value is None else f"{self.best_value:.6g}"

@@ -10,6 +10,7 @@ the run store with ``--store``).
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import json
 import os
@@ -22,7 +23,7 @@ import numpy as np
 from ._version import __version__
 from .words import space_text, value_units, value_what
 
-__all__ = ["FORMAT", "result_record", "write_result"]
+__all__ = ["FORMAT", "result_record", "unit_records", "write_result", "write_units_csv"]
 
 FORMAT = "mango-result/1"
 INDEXING = "0-based: query 0 is the first stimulus shown, so best.query = k means the (k+1)-th query"
@@ -88,14 +89,67 @@ def result_record(result, target: dict, reference: dict | None = None, files: di
     return rec
 
 
+def unit_records(result, unit_references: list | None = None) -> list[dict]:
+    """A population campaign's units: name, response column, best value, normalized (by the unit's own
+    reference, when it has one), query and reference maximum."""
+    refs = list(unit_references or [])
+    out = []
+    for j, u in enumerate(result.units()):
+        ref = refs[j] if j < len(refs) else None
+        best = _finite_or_none(u.best_value)
+        out.append({"name": u.name, "column": u.column, "best_value": best,
+                    "normalized": None if (best is None or not ref) else float(best / ref["max"]),
+                    "best_query": u.best_query, "reference_max": None if not ref else float(ref["max"])})
+    return out
+
+
+def _median_or_none(values) -> float | None:
+    v = [x for x in values if x is not None]
+    return float(np.median(v)) if v else None
+
+
+def write_units_csv(path, units: list[dict]) -> None:
+    """``units.csv``: one row per unit of a population campaign (the records of :func:`unit_records`)."""
+    cols = ["name", "column", "best_value", "normalized", "best_query", "reference_max"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(cols)
+        for u in units:
+            w.writerow(["" if u[c] is None else (repr(u[c]) if isinstance(u[c], float) else u[c]) for c in cols])
+
+
 def write_result(out_dir, result, target: dict, reference: dict | None = None, argv=None,
-                 files: dict | None = None, reference_note: str | None = None) -> dict:
-    """Write ``best_point.npy`` and ``result.json`` into ``out_dir``; return the record."""
+                 files: dict | None = None, reference_note: str | None = None,
+                 unit_references: list | None = None) -> dict:
+    """Write ``best_point.npy`` and ``result.json`` into ``out_dir``; return the record.
+
+    A population campaign also gets ``units.csv`` and ``unit_best_points.npy``
+    (``[K, dim]``, a row of NaN for a unit without a finite value), and the
+    record its ``units`` (:func:`unit_records`, each normalized by its own
+    ``unit_references`` entry) and ``population`` (the medians over units).
+    """
     files = dict(files or {})
     if result.best_point is not None:
         np.save(os.path.join(out_dir, "best_point.npy"), np.asarray(result.best_point), allow_pickle=False)
         files["best_point"] = "best_point.npy"
+    units = None
+    if result.is_population:
+        units = unit_records(result, unit_references)
+        write_units_csv(os.path.join(out_dir, "units.csv"), units)
+        files["units_csv"] = "units.csv"
+        dim = np.asarray(result.points).shape[1] if np.asarray(result.points).ndim == 2 else 0
+        pts = np.full((len(units), dim), np.nan)
+        for j, u in enumerate(result.units()):
+            if u.best_point is not None:
+                pts[j] = np.asarray(u.best_point, dtype=float)
+        np.save(os.path.join(out_dir, "unit_best_points.npy"), pts, allow_pickle=False)
+        files["unit_best_points"] = "unit_best_points.npy"
     rec = result_record(result, target, reference, files, argv, reference_note)
+    if units is not None:
+        rec["units"] = units
+        rec["population"] = {"n_units": len(units), "value": "the mean over the units of their values (best.value)",
+                             "median_best_value": _median_or_none(u["best_value"] for u in units),
+                             "median_normalized": _median_or_none(u["normalized"] for u in units)}
     with open(os.path.join(out_dir, "result.json"), "w") as f:
         json.dump(rec, f, indent=1)
         f.write("\n")

@@ -96,7 +96,11 @@ def value_what(objective: Any) -> str:
     else:
         text = "the objective's value"
     sel = objective.get("unit")
-    if sel == "mean":
+    targets = objective.get("units")
+    if isinstance(targets, list):
+        text = (f"population campaign over columns {targets}: each column maximized on its own; a value is the "
+                "mean of those columns of: " + text)
+    elif sel == "mean":
         text = "population mean of " + text
     elif isinstance(sel, dict) and "selectivity" in sel:
         how = "minus" if sel.get("mode") == "difference" else "divided by"

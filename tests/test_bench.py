@@ -372,3 +372,38 @@ def test_warm_started_run_screens_first_and_counts_the_screen():
     rec_cold = run_one(problem, cold, 0, [30])
     # screened digits drive the digit-7 unit far above what 10 random-start CMA-ES queries reach
     assert rec["rows"][0]["best_value"] > rec_cold["curve_v"][0]
+
+
+def test_population_problem_normalizes_each_unit_by_its_own_reference(tmp_path):
+    from mango.bench.problems import _training_images, zoo_oracle
+    from mango.bench.record import RunRecord, read_csv
+
+    units = (0, 3, 7)
+    pop = Problem.make("cnn-out037@grat", "zoo", model="cnn-digits", layer="output", unit=list(units),
+                       generator="grating")
+    single = Problem.make("cnn-out7@grat", "zoo", model="cnn-digits", layer="output", unit=7, generator="grating")
+    built = build(pop, "cpu")
+    ref = np.stack([zoo_oracle("cnn-digits", "output", u, "cpu")(_training_images())[:, 0] for u in units]).max(1)
+    np.testing.assert_allclose(built.unit_ref_max, ref)  # one training-image maximum per unit
+    assert build(single, "cpu").unit_ref_max is None
+    recs = bench.run_benchmark([pop, single], "cma", 1, [20, 40], tmp_path, executor=SerialExecutor(),
+                               progress=False, batch_size=10)
+    rec = {r.problem: r for r in recs}
+    assert rec["cnn-out7@grat"].units is None and "unit_normalized" not in rec["cnn-out7@grat"].rows[0].to_dict()
+    p = rec["cnn-out037@grat"]
+    assert [u["name"] for u in p.units] == ["output:0", "output:3", "output:7"] and p.n_queries == 40
+    for row in p.rows:
+        np.testing.assert_allclose(row.unit_normalized, np.asarray(row.unit_best_values) / ref)
+        assert row.normalized == pytest.approx(np.median(row.unit_normalized))
+        assert row.best_value == pytest.approx(np.median(row.unit_best_values))
+    # the last row is the units' best over the whole (noise-free) run, as the campaign itself reports them
+    res = mango.maximize(zoo_oracle("cnn-digits", "output", list(units), "cpu"), generator=built.clean.generator,
+                         unit=[0, 1, 2], optimizer="cma", budget=40, batch_size=10, seed=p.run_seed, progress=False)
+    np.testing.assert_allclose(p.rows[-1].unit_best_values, [u.best_value for u in res.units()])
+    assert p.curve_n[-1] == pytest.approx(p.rows[-1].normalized)
+    # the files round-trip, and results.csv keeps its columns
+    lines = [json.loads(t) for t in (tmp_path / "results.jsonl").read_text().splitlines()]
+    back = {d["problem"]: RunRecord.from_dict(d) for d in lines}
+    assert back["cnn-out037@grat"].rows[0].unit_normalized == p.rows[0].unit_normalized
+    assert back["cnn-out7@grat"].to_dict() == rec["cnn-out7@grat"].to_dict()
+    assert {r.problem for r in read_csv(tmp_path / "results.csv")} == {"cnn-out037@grat", "cnn-out7@grat"}

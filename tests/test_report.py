@@ -150,3 +150,50 @@ def test_html_renders_in_headless_chromium(runs, tmp_path):
     assert img.shape == (1600, 1200)
     # a rendered page: mostly white background with plenty of drawn content (text, figures)
     assert img.mean() > 150 and (img < 128).mean() > 0.01 and img.std() > 20
+
+
+# -- population campaigns ---------------------------------------------------------------------
+
+def _filters(k: int):
+    """An oracle of ``k`` linear units on 28x28 images (fixed random filters), for population campaigns."""
+    from mango.oracles import CallableOracle
+
+    w = np.random.default_rng(3).normal(size=(784, k))
+    return CallableOracle(lambda s: np.asarray(s, dtype=float).reshape(len(s), -1) @ w,
+                          unit_names=[f"cell{j}" for j in range(k)], input_shape=(1, 28, 28))
+
+
+def test_report_of_a_population_campaign_has_the_units_grid_and_curves(tmp_path):
+    from mango.build import build_generator
+
+    gen = build_generator("grating")
+    refs = [{"max": 10.0 + j, "percentile": 99.0, "percentile_value": 9.0, "n_images": 5, "images": "test"}
+            for j in range(3)]
+    path = tmp_path / "pop.sqlite"
+    res = mango.maximize(_filters(3), generator=gen, unit="all", optimizer="cma", budget=40, batch_size=10, seed=0,
+                         progress=False, store=path, metadata={"unit_references": refs})
+    r = load_run(path)
+    assert [u.name for u in r.units] == ["cell0", "cell1", "cell2"]
+    assert all(u.best_stimulus is not None for u in r.units)  # kept: each improved its unit
+    html = open(make_report(path, tmp_path / "rep")).read()
+    assert "Population campaign: 3 units" in html and "each unit's best stimulus" in html
+    for j, u in enumerate(res.units()):
+        assert f"<td class='l'>{u.name}</td>" in html and f"{u.best_value / refs[j]['max']:.3g}" in html
+    for f in ("units_1.png", "unit_curves_1.png"):
+        assert Image.open(tmp_path / "rep" / f).size[0] > 300
+    assert html.count("data:image/png;base64") >= 4
+
+
+def test_report_of_a_population_without_stored_stimuli_says_so(tmp_path):
+    from mango.build import build_generator
+
+    path = tmp_path / "pop12.sqlite"
+    with RunStore(path, stimuli="none") as store:
+        mango.maximize(_filters(12), generator=build_generator("grating"), unit="all", optimizer="random",
+                       budget=36, batch_size=12, seed=0, progress=False, store=store)
+    r = load_run(path)
+    assert len(r.units) == 12 and all(u.best_stimulus is None for u in r.units)
+    html = open(make_report(path, tmp_path / "rep")).read()
+    assert "did not keep the best stimulus of 12 of the 12 units" in html and "(one panel per unit)" in html
+    assert html.count("<td class='l'>not stored</td>") == 12
+    assert (tmp_path / "rep" / "units_1.png").exists() and (tmp_path / "rep" / "unit_curves_1.png").exists()

@@ -335,3 +335,78 @@ def test_faults_are_seeded():
         f = Faults(drop=0.2, delay_prob=0.2, malformed_prob=0.2, delay_s=0.0, seed=5)
         runs.append([None if a is None else a[0] for a in (f.action(None, body) for _ in range(50))])
     assert runs[0] == runs[1] and {"drop", "delay", "malformed", None} <= set(runs[0])
+
+
+# -- population campaigns through the rig ------------------------------------------------------
+
+def _simulated_population(server, unit=(0, 1, 2)):
+    """A rig (server in a thread) recording several units of the zoo SNN, without noise."""
+    from mango.rig.simulator import build_oracle, make_present
+
+    neuron = build_oracle("zoo:snn-digits", unit=list(unit), noise="none", seed=0)
+    return neuron, server(make_present(neuron), unit_names=neuron.unit_names, input_shape=(1, 28, 28))
+
+
+def test_population_campaign_through_the_rig(server):
+    from mango.build import build_generator
+
+    neuron, srv = _simulated_population(server)
+    gen = build_generator("grating")
+    with RigOracle(srv.endpoint, timeout=5.0) as oracle:
+        assert oracle.unit_names == ["lif3:0", "lif3:1", "lif3:2"]
+        res = mango.maximize(oracle, generator=gen, unit="all", optimizer="cma", budget=30, batch_size=10, seed=1,
+                             progress=False)
+    assert res.is_population and res.target_names == oracle.unit_names and srv.stats["presented_stimuli"] == 30
+    np.testing.assert_array_equal(res.unit_values, res.responses)  # every channel is a target, in order
+    for j, u in enumerate(res.units()):  # each unit's best is its channel's maximum, shown to the neuron itself
+        assert u.best_value == res.responses[:, j].max()
+        np.testing.assert_allclose(neuron(u.best_stimulus[None])[0, j], u.best_value, rtol=1e-5)
+
+
+def test_population_campaign_through_the_rig_from_the_cli(server, tmp_path, capsys):
+    from mango.cli import main
+
+    _, srv = _simulated_population(server)
+    uri = "rig://" + srv.endpoint[len("tcp://"):]
+    base = ["maximize", "--oracle", uri, "--generator", "grating", "--budget", "20", "--batch-size", "10", "--quiet"]
+    assert main(base + ["--unit", "lif3:2,0", "--out", str(tmp_path / "o")]) == 0
+    r = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert [u["name"] for u in r["units"]] == ["lif3:2", "lif3:0"] and [u["column"] for u in r["units"]] == [2, 0]
+    assert r["reference"] is None and all(u["normalized"] is None for u in r["units"])
+    assert "each of channels" in r["target"]["description"]
+    assert main(base + ["--unit", "0-5", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "names channel 3" in err and "valid indices are 0..2" in err and "--unit all" in err
+    assert main(base + ["--unit", "lif3:0,nope", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "no channel 'nope'" in err and "0=lif3:0, 1=lif3:1, 2=lif3:2" in err
+    assert srv.stats["presented_stimuli"] == 20  # the refused runs showed nothing
+
+
+def test_rig_returning_fewer_channels_names_them(server):
+    srv = server(lambda s: np.stack([s.sum((1, 2, 3)), -s.sum((1, 2, 3))], 1), unit_names=["on", "off"])
+    with RigOracle(srv.endpoint, connect=False, unit_names=["on", "off", "sustained"], timeout=2.0,
+                   retries=3) as oracle:
+        with pytest.raises(RigError, match=r"2 response column\(s\).*\['sustained'\] are missing") as err:
+            oracle(np.ones((2, 1, 2, 2)))
+        assert "one column per channel" in str(err.value) and oracle.stats["retries"] == 0
+    with RigOracle(srv.endpoint, connect=False, unit_names=["on"], timeout=2.0, retries=0) as oracle:
+        with pytest.raises(RigError, match="1 column"):
+            oracle(np.ones((1, 1, 2, 2)))
+
+
+def test_simulator_serves_several_units(caplog):
+    from mango.rig.cli import main as rig_main
+    from mango.rig.simulator import build_oracle
+
+    every = build_oracle("zoo:snn-digits", unit="all", noise="none")
+    some = build_oracle("zoo:snn-digits", unit=[3, 7], noise="none")
+    assert every.unit_names == [f"lif3:{j}" for j in range(10)] and some.unit_names == ["lif3:3", "lif3:7"]
+    x = np.random.default_rng(0).random((3, 1, 28, 28))
+    np.testing.assert_array_equal(every(x)[:, [3, 7]], some(x))
+    cells = build_oracle("synthetic", unit=[0, 1, 2], noise="none", seed=4)
+    r = cells(x)
+    assert cells.unit_names == ["gabor0", "gabor1", "gabor2"] and r.shape == (3, 3) and len(set(r[0])) == 3
+    caplog.set_level(logging.INFO, logger="mango.rig")
+    assert rig_main(["rig", "simulate", "--port", "0", "--unit", "0-2", "--noise", "none", "--timeout", "0.2"]) == 0
+    assert "units=['lif3:0', 'lif3:1', 'lif3:2']" in caplog.text

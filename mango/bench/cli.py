@@ -20,7 +20,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
         "bench", help="compare optimizers by query count on a benchmark suite",
         description="Run problems x optimizers x seeds; each run executes the largest budget once and is read "
                     "at every smaller budget (anytime). Finished runs in --out are skipped (resume).")
-    p.add_argument("--suite", default="quick", help="suite name: quick, functions, zoo, zoo-small, lab (default quick)")
+    p.add_argument("--suite", default="quick",
+                   help="suite name: quick, functions, zoo, zoo-small, lab, lab-heldout, population (default quick)")
     p.add_argument("--problems", default=None, help="comma-separated subset of the suite's problem names")
     p.add_argument("--optimizers", default=None,
                    help="comma-separated optimizers, parameters in brackets: "

@@ -14,6 +14,9 @@ reported normalized as ``(value - ref_low) / (ref_max - ref_low)``:
   over the zoo's training images (:func:`mango.zoo.data.load_digits`), so
   ``normalized = activation / max over training images`` (1.0 = as strong as
   the best natural image; AM usually goes beyond 1).
+* several zoo units (``unit=[0, 1, 2]``: a **population** problem, run as one
+  population campaign): each unit is normalized by its own maximum over the
+  training images (``Built.unit_ref_max``); ``ref_max`` is their median.
 * test functions (maximized, optimum 0): ``ref_max = 0`` (the known optimum)
   and ``ref_low`` = the mean value of 1,000 uniformly random points (seed 0),
   so 0 = random guessing and 1 = the optimum.
@@ -124,11 +127,23 @@ class Built:
     ref_low: float
     ref_max: float
     info: dict = field(default_factory=dict)
+    #: a population problem's references, one per unit (its max over the training images); None for one unit
+    unit_ref_max: list | None = None
+
+    @property
+    def is_population(self) -> bool:
+        return self.unit_ref_max is not None
 
     def normalize(self, v):
         from ..reference import normalize
 
         return normalize(v, self.ref_max, self.ref_low)
+
+    def normalize_units(self, v):
+        """A population problem's values ``[..., K]`` each normalized by its own unit's reference."""
+        from ..reference import normalize
+
+        return normalize(v, np.asarray(self.unit_ref_max, dtype=float), self.ref_low)
 
 
 def _values(objective, points) -> np.ndarray:
@@ -144,7 +159,9 @@ class NoisyObjective:
     model) on the objective's values, scaled by the problem's reference:
     Poisson with ``window=peak`` and ``unit=ref_max`` (a value equal to
     ``ref_max`` yields ``peak`` spikes on average; negative values count as 0),
-    Gaussian with std ``sigma * (ref_max - ref_low)``.
+    Gaussian with std ``sigma * (ref_max - ref_low)``.  A population problem's
+    values ``[n, K]`` get the same noise with each unit's own reference as
+    ``ref_max`` (a value equal to the unit's reference yields ``peak`` spikes).
     """
 
     def __init__(self, built: Built, noise: str, seed: int, peak: float = 20.0, sigma: float = 0.1):
@@ -155,16 +172,27 @@ class NoisyObjective:
         self.peak = float(peak)
         self.sigma = float(sigma)
         self.space = built.space
+        # a population problem: noise on values divided by each unit's reference, then scaled back
+        self.scale = None if built.unit_ref_max is None else np.asarray(built.unit_ref_max, dtype=float)
+        ref_max, ref_low = (1.0, 0.0) if self.scale is not None else (built.ref_max, built.ref_low)
         if noise == "poisson":
             if not built.ref_max > 0:
                 raise ConfigError(f"Poisson noise scales values by the reference maximum, which must be > 0 "
                                   f"(got {built.ref_max}); use noise='gaussian' for this problem.")
-            self.model = ResponseNoise("poisson", window=self.peak, unit=built.ref_max, clip_negative=True,
-                                       seed=seed)
+            self.model = ResponseNoise("poisson", window=self.peak, unit=ref_max, clip_negative=True, seed=seed)
         elif noise == "gaussian":
-            self.model = ResponseNoise("gaussian", self.sigma * (built.ref_max - built.ref_low), seed=seed)
+            self.model = ResponseNoise("gaussian", self.sigma * (ref_max - ref_low), seed=seed)
         else:
             self.model = None
+
+    @property
+    def targets(self):
+        """A population problem's target columns (what :func:`mango.maximize` runs a population campaign on)."""
+        return getattr(self.built.clean, "targets", None)
+
+    @property
+    def target_names(self) -> list[str]:
+        return list(getattr(self.built.clean, "target_names", []) or [])
 
     @property
     def rng(self):
@@ -180,7 +208,12 @@ class NoisyObjective:
         from ..objective import evaluate
 
         clean, info = evaluate(self.built.clean, points)
-        noisy = clean if self.model is None else self.model(clean)
+        if self.model is None:
+            noisy = clean
+        elif self.scale is not None:
+            noisy = self.model(clean / self.scale) * self.scale
+        else:
+            noisy = self.model(clean)
         info = dict(info)
         info.pop("stimuli", None)  # keep results small
         return noisy.astype(float), info
@@ -227,24 +260,31 @@ def _training_images():
     return load_digits().x_train
 
 
-def zoo_oracle(model: str, layer: str, unit: int, device, readout: str | None = None):
-    """The oracle of unit ``unit`` of ``layer`` of zoo network ``model`` (:func:`mango.build.build_unit_oracle`;
-    ``readout`` only for spiking networks, SNNOracle's default ``"rate"`` when not given)."""
+def zoo_oracle(model: str, layer: str, unit, device, readout: str | None = None):
+    """The oracle of unit ``unit`` (an index, or a list of them) of ``layer`` of zoo network ``model``
+    (:func:`mango.build.build_unit_oracle`; ``readout`` only for spiking networks, SNNOracle's default
+    ``"rate"`` when not given)."""
     from ..build import build_model, build_unit_oracle
 
-    return build_unit_oracle(build_model(f"zoo:{model}", device=device), layer, int(unit), device=device,
+    unit = [int(u) for u in unit] if isinstance(unit, (list, tuple)) else int(unit)
+    return build_unit_oracle(build_model(f"zoo:{model}", device=device), layer, unit, device=device,
                              readout=readout)
 
 
-def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0, readout: str | None = None,
+def _build_zoo(model: str, generator: str, layer: str = "output", unit=0, readout: str | None = None,
                device=None) -> Built:
     """Unit ``unit`` of ``layer`` of zoo network ``model``, over a zoo generator (see :func:`_zoo_generator`).
 
     ``readout`` (spiking networks only): ``"rate"`` (SNNOracle's default when
     not given), ``"count"`` or ``"membrane"`` (mean membrane potential, as in
-    the main job: an output neuron's spike rate saturates at 1)."""
+    the main job: an output neuron's spike rate saturates at 1).  Several
+    units (``unit=(0, 1, 2)``) make a population problem (see the module doc)."""
     from ..objective import Objective
 
+    if isinstance(unit, (list, tuple)) and len(unit) > 1:
+        return _build_zoo_population(model, generator, layer, list(unit), readout, device)
+    if isinstance(unit, (list, tuple)):
+        unit = unit[0]
     oracle = zoo_oracle(model, layer, unit, device, readout)
     gen = _zoo_generator(generator, device)
     from ..reference import unit_responses
@@ -256,6 +296,26 @@ def _build_zoo(model: str, generator: str, layer: str = "output", unit: int = 0,
     objective = Objective(oracle, gen, unit=0)
     return Built(objective, gen.space, ref_low=0.0, ref_max=ref_max,
                  info={"reference": "max over training images", "ref_max": ref_max})
+
+
+def _build_zoo_population(model: str, generator: str, layer: str, units: list, readout, device) -> Built:
+    """Units ``units`` of ``layer`` of zoo network ``model``: a population problem, each unit normalized by its
+    own maximum over the training images."""
+    from ..objective import Objective
+    from ..reference import all_responses
+
+    oracle = zoo_oracle(model, layer, units, device, readout)
+    gen = _zoo_generator(generator, device)
+    ref = all_responses(oracle, _training_images()).max(axis=0)
+    silent = [u for u, r in zip(units, ref) if not r > 0]
+    if silent:
+        raise ConfigError(f"units {silent} of {model}:{layer} never respond above 0 to the training images "
+                          f"(max {[float(r) for r in ref if not r > 0]}); leave them out of the unit list.")
+    objective = Objective(oracle, gen, unit=list(range(len(units))))
+    return Built(objective, gen.space, ref_low=0.0, ref_max=float(np.median(ref)),
+                 info={"reference": "each unit's max over training images", "ref_max": [float(r) for r in ref],
+                       "units": oracle.unit_names},
+                 unit_ref_max=[float(r) for r in ref])
 
 
 KINDS: dict[str, Callable[..., Built]] = {"function": _build_function, "zoo": _build_zoo}

@@ -8,6 +8,13 @@ from older runs) reads as ``None``, and ``skipped`` (present only for a run
 that was not run) as ``None`` otherwise; :meth:`RunRecord.to_dict` leaves the
 two out when they are ``None``, so the files keep the keys they always had.
 
+A population problem (several units, one campaign) also has, per budget row,
+``unit_best_values`` and ``unit_normalized`` (each unit's value and its value
+over its own reference; the row's ``best_value``, ``observed`` and
+``normalized`` are then the medians over the units), and per record ``units``
+(each unit's name and reference).  They are ``None`` -- and left out of the
+JSON -- for a single unit; ``results.csv`` keeps its columns (the medians).
+
 For code written against the earlier plain dicts, a record also answers
 ``rec["key"]``, ``rec.get("key")`` and ``"key" in rec`` (a ``None`` optional
 field counts as absent).
@@ -64,16 +71,21 @@ class BudgetRow(_Fields):
     wall_s: float
     optimizer_s: float
     oracle_s: float
+    #: a population problem's per-unit values and normalized values at this budget (None for one unit)
+    unit_best_values: list | None = None
+    unit_normalized: list | None = None
+
+    _OPTIONAL = ("unit_best_values", "unit_normalized")
 
     @classmethod
     def from_dict(cls, d: dict) -> "BudgetRow":
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d or f.name not in cls._OPTIONAL})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if not (k in self._OPTIONAL and v is None)}
 
 
-CSV_COLUMNS = [f.name for f in dataclasses.fields(BudgetRow)]
+CSV_COLUMNS = [f.name for f in dataclasses.fields(BudgetRow) if f.name not in BudgetRow._OPTIONAL]
 _INT = {"seed", "run_seed", "budget", "queries"}
 _STR = {"problem", "family", "noise", "optimizer"}
 
@@ -105,8 +117,10 @@ class RunRecord(_Fields):
     fixed_budget: bool | None = None
     #: why the run was not run (a continuous optimizer on a Codebook); None for a run that ran
     skipped: str | None = None
+    #: a population problem's units: ``[{"name", "column", "ref_max"}, ...]``; None for one unit
+    units: list | None = None
 
-    _OPTIONAL = ("fixed_budget", "skipped")
+    _OPTIONAL = ("fixed_budget", "skipped", "units")
 
     @property
     def key(self) -> tuple[str, str, int]:

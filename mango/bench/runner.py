@@ -148,10 +148,14 @@ class _Timeline:
         return tuple(float(np.interp(b, q, np.asarray(a))) for a in (self.wall, self.opt, self.obj))
 
 
-def _recommendation_steps(result, clean_fn, noisy: bool):
+def _recommendation_steps(result, clean_fn, noisy: bool, values=None, column: int | None = None):
     """Steps ``(queries spent, value of the recommendation)``: the recommendation is the
-    point with the best *observed* value so far; its value is the noiseless one."""
-    values = np.asarray(result.values, float)
+    point with the best *observed* value so far; its value is the noiseless one.
+
+    ``values`` / ``column``: one unit of a population campaign (its observed
+    values, and its column of ``clean_fn``'s values).
+    """
+    values = np.asarray(result.values if values is None else values, float)
     if len(values) == 0:
         return [], []
     qpp = 1
@@ -168,6 +172,8 @@ def _recommendation_steps(result, clean_fn, noisy: bool):
         return [], []
     if noisy:
         clean = np.asarray(clean_fn(np.asarray(result.points)[idx]), float)
+        if column is not None:
+            clean = clean[:, column]
     else:
         clean = values[idx]
     qs = [int(result.queries[i]) + qpp for i in idx]
@@ -230,26 +236,78 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
         res = maximize(objective, built.space, optimizer=optimizer.name, budget=told, batch_size=batch_size,
                        seed=rs, callbacks=[tl], progress=False, **warm, **kw)
         wall += time.perf_counter() - t0
-        campaigns[told] = (res, tl, *_recommendation_steps(res, lambda p: evaluate(built.clean, p)[0], noisy))
+
+        def clean_fn(p):
+            return evaluate(built.clean, p)[0]
+
+        if built.is_population:  # one step curve per unit
+            campaigns[told] = (res, tl, [_recommendation_steps(res, clean_fn, noisy, res.unit_values[:, j], j)
+                                         for j in range(res.unit_values.shape[1])])
+        else:
+            campaigns[told] = (res, tl, *_recommendation_steps(res, clean_fn, noisy))
+    row = _RowMaker(problem, optimizer, int(seed), rs)
+    if built.is_population:
+        return _population_record(row, budgets, campaigns, fixed, built, wall)
     res, tl, qs, vs = campaigns[budgets[-1]]
     rows = []
     for b in budgets:
         res_b, tl, qs_b, vs_b = campaigns[b] if fixed else campaigns[budgets[-1]]
         obs = res_b.best_so_far()
         q = min(b, res_b.n_queries)
-        w, o, r = tl.at(q)
         value = _value_at(qs_b, vs_b, q)
-        rows.append(BudgetRow(
-            problem=problem.name, family=problem.family or problem.kind, noise=problem.noise,
-            optimizer=optimizer.label, seed=int(seed), run_seed=rs, budget=b, queries=int(q),
-            best_value=value, observed=float(obs[q - 1]) if q > 0 else float("nan"),
-            normalized=float(built.normalize(value)), wall_s=w, optimizer_s=o, oracle_s=r,
-        ))
+        rows.append(row(b, q, tl, value, float(obs[q - 1]) if q > 0 else float("nan"),
+                        float(built.normalize(value))))
     return RunRecord(
         problem.name, problem.to_dict(), optimizer.label, optimizer.name, optimizer.kw, int(seed), rs, budgets,
         int(res.n_queries), built.ref_low, built.ref_max, curve_q=qs, curve_v=vs,
         curve_n=[float(x) for x in built.normalize(vs)] if vs else [], wall_s=wall, optimizer_s=res.optimizer_s,
         oracle_s=res.objective_s, rows=rows, fixed_budget=fixed,
+    )
+
+
+class _RowMaker:
+    """Makes the :class:`BudgetRow` s of one (problem, optimizer, seed) run."""
+
+    def __init__(self, problem: Problem, optimizer: OptimizerSpec, seed: int, rs: int):
+        self.problem, self.optimizer, self.seed, self.rs = problem, optimizer, seed, rs
+
+    def __call__(self, b: int, q: int, tl: _Timeline, value: float, observed: float, normalized: float,
+                 **units) -> BudgetRow:
+        p = self.problem
+        w, o, r = tl.at(q)
+        return BudgetRow(problem=p.name, family=p.family or p.kind, noise=p.noise, optimizer=self.optimizer.label,
+                         seed=self.seed, run_seed=self.rs, budget=b, queries=int(q), best_value=value,
+                         observed=observed, normalized=normalized, wall_s=w, optimizer_s=o, oracle_s=r, **units)
+
+
+def _median(values) -> float:
+    return float(np.median(np.asarray(values, dtype=float)))
+
+
+def _population_record(row: _RowMaker, budgets: list[int], campaigns: dict, fixed: bool, built, wall: float):
+    """The :class:`RunRecord` of a population problem: per budget each unit's value (its own recommendation,
+    see :func:`_recommendation_steps`) and normalized value (by its own reference); the row's ``best_value``,
+    ``observed`` and ``normalized`` -- and the record's curves -- are the medians over the units."""
+    rows = []
+    for b in budgets:
+        res_b, tl, steps = campaigns[b] if fixed else campaigns[budgets[-1]]
+        q = min(b, res_b.n_queries)
+        values = [_value_at(qs, vs, q) for qs, vs in steps]
+        normalized = [float(x) for x in built.normalize_units(np.asarray(values))]
+        observed = [float(res_b.best_so_far(unit=j)[q - 1]) if q > 0 else float("nan") for j in range(len(steps))]
+        rows.append(row(b, q, tl, _median(values), _median(observed), _median(normalized),
+                        unit_best_values=values, unit_normalized=normalized))
+    res, tl, steps = campaigns[budgets[-1]]
+    curve_q = sorted({q for qs, _ in steps for q in qs})
+    at = np.array([[_value_at(qs, vs, q) for qs, vs in steps] for q in curve_q]).reshape(len(curve_q), len(steps))
+    units = [{"name": n, "column": int(c), "ref_max": float(r)}
+             for n, c, r in zip(res.target_names, res.targets, built.unit_ref_max)]
+    p, o = row.problem, row.optimizer
+    return RunRecord(
+        p.name, p.to_dict(), o.label, o.name, o.kw, row.seed, row.rs, budgets, int(res.n_queries), built.ref_low,
+        built.ref_max, curve_q=curve_q, curve_v=[_median(v) for v in at],
+        curve_n=[_median(v) for v in built.normalize_units(at)], wall_s=wall, optimizer_s=res.optimizer_s,
+        oracle_s=res.objective_s, rows=rows, fixed_budget=fixed, units=units,
     )
 
 

@@ -22,6 +22,12 @@
   VQ-VAE embedding, the GAN's 64-level Grid and gratings; a CNN hidden unit
   with Poisson noise over the VQ-VAE embedding.
 
+* ``population`` -- two population problems (several units, one campaign
+  each; every unit normalized by its own maximum over the training images,
+  the headline ``normalized`` the median over the units): the SNN's ten
+  output neurons (membrane readout) over the VQ-VAE embedding view, and the
+  CNN's ten output units over the GAN latent.
+
 The SNN output neuron (``snn-out3``) is always read out by its membrane
 potential: its spike rate saturates at 1 for most stimuli, so with a rate
 readout every optimizer ties.  Hidden SNN units are read out by spike rate.
@@ -145,9 +151,19 @@ def _lab_heldout() -> list[Problem]:
     return out
 
 
+def _population() -> list[Problem]:
+    ten = list(range(10))
+    return [
+        Problem.make("snn-out0-9@vqemb", "zoo", family="snn-digits:vqemb", model="snn-digits", layer="output",
+                     unit=ten, generator=_GENERATORS["vqemb"], readout="membrane"),
+        Problem.make("cnn-out0-9@gan", "zoo", family="cnn-digits:gan", model="cnn-digits", layer="output", unit=ten,
+                     generator=_GENERATORS["gan"]),
+    ]
+
+
 SUITES: dict[str, Callable[[], list[Problem]]] = {
     "quick": _quick, "functions": _functions, "zoo": _zoo, "zoo-small": _zoo_small, "lab": _lab,
-    "lab-heldout": _lab_heldout,
+    "lab-heldout": _lab_heldout, "population": _population,
 }
 
 DEFAULT_OPTIMIZERS = {
@@ -157,6 +173,7 @@ DEFAULT_OPTIMIZERS = {
     "zoo-small": PAPER_OPTIMIZERS,
     "lab": PAPER_OPTIMIZERS,
     "lab-heldout": PAPER_OPTIMIZERS,
+    "population": "random,cma,surrogate",
 }
 
 

@@ -57,7 +57,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     m.add_argument("--model", default="zoo:snn-digits", help="zoo:NAME or 'synthetic' (default zoo:snn-digits)")
     m.add_argument("--layer", default=None, help="layer of the zoo network (default its output)")
-    m.add_argument("--unit", default="3", help="unit index or name (default 3, as `mango maximize`)")
+    m.add_argument("--unit", default="3", help="unit index or name (default 3, as `mango maximize`); several "
+                   "(0-9, 0,2,5) or all: one channel per unit, a recorded population")
     m.add_argument("--noise", default="poisson", choices=["poisson", "none"])
     m.add_argument("--window", type=float, default=0.5, help="Poisson counting window in seconds (default 0.5)")
     m.add_argument("--latency-ms", type=float, default=5.0, help="presentation time per batch (default 5 ms)")
@@ -125,9 +126,9 @@ def cmd_simulate(args) -> int:
     from .simulator import Faults, simulate
 
     _setup_logging()
-    unit = args.unit
-    if unit is not None and unit.lstrip("-").isdigit():
-        unit = int(unit)
+    from ..units import parse_unit_spec
+
+    unit = None if args.unit is None else parse_unit_spec(args.unit)
     faults = Faults(drop=args.drop, delay_prob=args.delay_prob, delay_s=args.delay_s,
                     malformed_prob=args.malformed_prob, restart_after=args.restart_after,
                     restart_pause=args.restart_pause, seed=args.seed)

@@ -262,10 +262,29 @@ class RigOracle(Oracle):
             return "discard", f"expected a reply, got {msg.type!r}"
         resp = msg.arrays[0]
         k = self.n_units
+        if resp.ndim == 2 and resp.shape[0] == n and k and resp.shape[1] != k:
+            return "error", RigError(self._channel_mismatch(resp.shape[1], msg_id))
         if resp.shape[0] != n or (k and resp.shape[1] != k):
             return "discard", (f"reply has responses of shape {tuple(resp.shape)} for {n} stimuli; expected "
                                f"({n}, {k or 'n_units'})")
         return "ok", msg
+
+    def _channel_mismatch(self, got: int, msg_id) -> str:
+        """Why a reply with ``got`` response columns does not fit this client's channels, and the fix.
+
+        Not a transient fault (re-sending gets the same columns), so it is an error, not a retry.
+        """
+        names = self.unit_names
+        if got < len(names):
+            missing = names[got:]
+            return (f"the rig at {self.address} answered request {msg_id} with {got} response column(s), but this "
+                    f"client expects {len(names)} channel(s) {names}: channel(s) {missing} are missing. The rig's "
+                    "present function must return one column per channel it declares (serve it with --units / "
+                    "unit_names= naming exactly the columns it returns); a client given unit_names= must name "
+                    "exactly the rig's channels (omit unit_names= to ask the rig for them).")
+        return (f"the rig at {self.address} answered request {msg_id} with {got} response columns, but this client "
+                f"expects {len(names)} channel(s) {names}: {got - len(names)} column(s) have no name. Declare every "
+                "column the rig returns (--units / unit_names= on the rig's side, or omit unit_names= here).")
 
     def _request(self, frames: list, msg_id, n: int | None, what: str):
         zmq = self._zmq

@@ -200,13 +200,16 @@ def build_oracle(model: str | None = "zoo:snn-digits", layer: str | None = None,
                  noise: str = "poisson", window: float = 0.5, max_rate: float = 100.0, seed: int = 0, device=None):
     """The simulated neuron: ``"zoo:NAME"`` (a zoo network's unit), or ``"synthetic"`` (a Gabor cell).
 
+    ``unit`` is an index or name, a list (several units, one channel each: a rig
+    recording a population) or ``"all"`` (every unit of the zoo network's layer).
+
     A spiking zoo network's rate readout (fraction of time steps with a spike)
     is scaled to ``max_rate`` spikes/s.  If the zoo model cannot be loaded,
     falls back to the synthetic neuron with a warning.  ``noise="poisson"``
     turns rates into spike-count estimates over ``window`` seconds (seeded);
     ``"none"`` keeps them exact.
     """
-    from ..oracles import CallableOracle, Noisy, SNNOracle
+    from ..oracles import Noisy, SNNOracle
 
     if noise not in ("poisson", "none"):
         raise UnknownNameError("noise", noise, ["poisson", "none"])
@@ -222,8 +225,7 @@ def build_oracle(model: str | None = "zoo:snn-digits", layer: str | None = None,
     elif model != "synthetic":
         raise ConfigError(f"model {model!r} must be 'zoo:NAME' (e.g. zoo:snn-digits) or 'synthetic'.")
     if oracle is None:
-        oracle = CallableOracle(SyntheticNeuron(max_rate=max_rate / 2, seed=seed), unit_names=["gabor"],
-                                input_shape=(1, 28, 28), device=device)
+        oracle = _synthetic(unit, max_rate / 2, seed, device)
     elif isinstance(oracle, SNNOracle):
         oracle = _Scaled(oracle, float(max_rate))
     if noise == "poisson":
@@ -232,11 +234,33 @@ def build_oracle(model: str | None = "zoo:snn-digits", layer: str | None = None,
 
 
 def _zoo_oracle(name: str, layer, unit, seed: int, device):
-    """Unit ``unit`` of ``layer`` of zoo network ``name`` (:mod:`mango.build`), seeing 1x28x28 images."""
-    from ..build import build_model, build_unit_oracle
+    """Unit ``unit`` of ``layer`` of zoo network ``name`` (:mod:`mango.build`), seeing 1x28x28 images.
 
-    return build_unit_oracle(build_model(f"zoo:{name}", device=device), layer or "output",
-                             0 if unit is None else unit, device=device, seed=seed, input_shape=(1, 28, 28))
+    ``unit`` may list several units (one channel each) or be ``"all"`` (every unit of the layer).
+    """
+    from ..build import build_model, build_unit_oracle, layer_units
+
+    model = build_model(f"zoo:{name}", device=device)
+    if unit == "all":
+        unit = layer_units(model, layer or "output", input_shape=(1, 28, 28), device=device)
+    return build_unit_oracle(model, layer or "output", 0 if unit is None else unit, device=device, seed=seed,
+                             input_shape=(1, 28, 28))
+
+
+def _synthetic(unit, max_rate: float, seed: int, device):
+    """The synthetic Gabor cell; a list of units gets one cell each (receptive fields drawn from ``[seed, j]``)."""
+    from ..oracles import CallableOracle
+
+    if not isinstance(unit, (list, tuple)) or len(unit) < 2:
+        return CallableOracle(SyntheticNeuron(max_rate=max_rate, seed=seed), unit_names=["gabor"],
+                              input_shape=(1, 28, 28), device=device)
+    cells = [SyntheticNeuron(max_rate=max_rate, seed=int(np.random.SeedSequence([seed, j]).generate_state(1)[0]))
+             for j in range(len(unit))]
+
+    def respond(stimuli):
+        return np.concatenate([c(stimuli) for c in cells], axis=1)
+
+    return CallableOracle(respond, unit_names=[f"gabor{u}" for u in unit], input_shape=(1, 28, 28), device=device)
 
 
 def make_present(oracle, latency_ms: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
