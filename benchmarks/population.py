@@ -128,6 +128,29 @@ def load(out: str, group: str) -> dict:
             for key, seeds in acc.items()}
 
 
+def cnn_agreement(out: str, group: str) -> dict:
+    """``(arm, optimizer) -> [per seed: how many of the 10 output neurons' best stimuli the zoo CNN classifies
+    as the neuron's digit]`` (output group, population runs)."""
+    import torch
+
+    from mango.build import build_generator, build_model
+
+    cnn = build_model("zoo:cnn-digits")
+    gen = build_generator(GENERATOR)
+    acc: dict = {}
+    for name in sorted(os.listdir(out)):
+        if not (name.startswith(group + "-pop-") and name.endswith(".json")):
+            continue
+        with open(os.path.join(out, name)) as f:
+            r = json.load(f)
+        pts = np.array(list(r["best_points"].values()))  # in target order: unit j is output neuron j
+        units = np.arange(len(pts))
+        with torch.no_grad():
+            pred = cnn(gen(pts)).argmax(1).cpu().numpy()
+        acc.setdefault((r["arm"], r["optimizer"]), []).append(int((pred == units).sum()))
+    return acc
+
+
 def report(out: str, group: str) -> str:
     data = load(out, group)
     rng = np.random.default_rng(0)
@@ -161,6 +184,11 @@ def report(out: str, group: str) -> str:
                 loss = int((a < b * 0.99).sum())
                 lines.append(f"pop/{opt} vs {other}/{o2} on seeds {common}: ratio of medians "
                              f"{mine.mean() / theirs.mean():.3f}; per (unit, seed) W/T/L {w}/{len(a) - w - loss}/{loss}")
+    if group == "output":
+        lines.append("")
+        for (arm, opt), counts in sorted(cnn_agreement(out, group).items()):
+            lines.append(f"{arm}/{opt}: the zoo CNN classifies {counts} of the 10 output neurons' best stimuli as "
+                         "their digit (per seed)")
     return "\n".join(lines) + "\n"
 
 

@@ -162,12 +162,15 @@ class Optimizer:
     def _record(self, kind: str, pts: np.ndarray, vals: np.ndarray) -> None:
         """Log a tell (``"t"``) or warm start (``"w"``) for the replay state, and keep the best point."""
         self._log.append((kind, len(pts), pts.copy(), vals.copy()))
+        self._keep_best(pts, vals)
+        if kind != "o":
+            self._n_told += len(pts)
+
+    def _keep_best(self, pts: np.ndarray, vals: np.ndarray) -> None:
         score = vals if vals.ndim == 1 else vals.mean(axis=1)  # several targets: the best of their mean
         i = int(np.argmax(score))
         if self._best_value is None or score[i] > self._best_value:
             self._best_value, self._best_point = float(score[i]), pts[i].copy()
-        if kind != "o":
-            self._n_told += len(pts)
 
     def warm_start(self, points, values) -> None:
         """Start from ``points`` that were already shown, with their ``values``, before proposing.
@@ -196,8 +199,16 @@ class Optimizer:
         pts, vals = self._checked(points, values, "observe")
         if len(pts) == 0:
             return
+        if not self.learns_from_observations:  # only the best is kept: nothing to replay, a small state
+            self._keep_best(pts, vals)
+            return
         self._record("o", pts, vals)
         self._observe(pts, vals)
+
+    @property
+    def learns_from_observations(self) -> bool:
+        """Whether :meth:`observe` changes what the optimizer proposes (it overrides :meth:`_observe`)."""
+        return type(self)._observe is not Optimizer._observe
 
     def connect(self, **resources) -> None:
         """Receive what :attr:`needs` declares (e.g. ``generator=``), before the first ``ask``.
@@ -245,6 +256,7 @@ class Optimizer:
             "values": np.concatenate([v for _, v in told]) if told else np.zeros((0,) if self.n_targets == 1 else
                                                                                   (0, self.n_targets)),
             "n_asked": int(sum(asks)),
+            "best_point": self._best_point, "best_value": self._best_value,  # (observed points are not replayed)
         }
 
     def _state_header(self, fmt: str) -> dict:
@@ -277,6 +289,9 @@ class Optimizer:
                 {"t": self.tell, "w": self.warm_start, "o": self.observe}[kind](points[pos:pos + n],
                                                                                values[pos:pos + n])
                 pos += n
+        if state.get("best_value") is not None:
+            self._keep_best(np.asarray(state["best_point"]).reshape(1, -1).astype(self.space.dtype),
+                            np.asarray([state["best_value"]], dtype=float))
 
     # -- for subclasses ---------------------------------------------------
     def _reset(self) -> None:

@@ -18,7 +18,8 @@ Every query gives every target unit's response; one model learns them all:
 
 Until ``n_init`` points have values, asks are uniform draws from the space.
 Needs a differentiable generator (the VQ-VAE embedding, the GAN, gratings, a
-differentiable ModuleGenerator); for codes or opaque generators use
+differentiable ModuleGenerator) or none (a plain function of the points: the
+model is then an MLP on the coordinates); for codes or opaque generators use
 ``surrogate`` (evolutionary acquisition).  Works for one target too.
 
 State (format ``inception-1``): the data, the trust regions, the networks'
@@ -40,7 +41,10 @@ from .base import Optimizer
 __all__ = ["InceptionOptimizer"]
 
 
-def _net(channels: int, k: int) -> nn.Module:
+def _net(channels: int, k: int, image: bool = True) -> nn.Module:
+    """A CNN on images with ``channels`` channels, or (``image=False``) an MLP on ``channels`` coordinates."""
+    if not image:
+        return nn.Sequential(nn.Linear(channels, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, k))
     return nn.Sequential(
         nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -69,8 +73,8 @@ class InceptionOptimizer(Optimizer):
     native = ("box", "grid")
     needs = frozenset({"generator"})
     multi_target = True
-    defaults = {"n_init": None, "members": 3, "epochs_first": 60, "epochs": 12, "refit": 0.1, "beta_max": 1.0,
-                "steps": 60, "length_init": 0.5, "length_min": 0.02, "length_max": 1.0, "success_tol": 2,
+    defaults = {"n_init": None, "members": 3, "epochs_first": 100, "epochs": 30, "refit": 0.1, "beta_max": 1.0,
+                "steps": 150, "length_init": 1.0, "length_min": 0.02, "length_max": 1.0, "success_tol": 2,
                 "failure_tol": 3, "device": None}
 
     def __init__(self, space, seed=None, budget=None, batch_size=None, n_targets: int = 1, **params):
@@ -108,9 +112,9 @@ class InceptionOptimizer(Optimizer):
         self._low, self._high = np.asarray(box.low, float), np.asarray(box.high, float)
 
     def _connect(self, generator=None) -> None:
-        if generator is None:
-            raise ConfigError("inception synthesizes images: it needs a generator (maximize(oracle, generator=...)); "
-                              "for a plain function of the points use 'surrogate' or 'cma'.")
+        if generator is None:  # a plain function of the points: an MLP on the coordinates
+            self._generator = None
+            return
         if generator.space != self.space:
             raise ConfigError(f"the generator's space {generator.space!r} is not the optimizer's {self.space!r}.")
         if not generator.differentiable:
@@ -170,9 +174,6 @@ class InceptionOptimizer(Optimizer):
         if have < self.n_init:
             self._asked_for += [-1] * n
             return self.space.sample(n, seed=self.rng)
-        if self._generator is None:
-            raise ConfigError("inception was not connected to a generator; call connect(generator=...) first "
-                              "(maximize does this).")
         self._fit()
         targets = [(self._turn + i) % self.n_targets for i in range(n)]
         self._turn = (self._turn + n) % self.n_targets
@@ -185,14 +186,13 @@ class InceptionOptimizer(Optimizer):
             return
         first = self._nets is None
         gen = torch.Generator().manual_seed(int(self.rng.integers(0, 2 ** 62)))
-        with torch.no_grad():
-            x = self._generator(pts).to(self.device)
+        x = self._inputs(pts)
         y = torch.as_tensor(self._standardize(vals), dtype=torch.float32, device=self.device)
         if first:
             self._nets = []
             for _ in range(int(self.params["members"])):
                 torch.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=gen)))
-                self._nets.append(_net(x.shape[1], self.n_targets).to(self.device))
+                self._nets.append(_net(x.shape[1], self.n_targets, image=x.dim() == 4).to(self.device))
         epochs = int(self.params["epochs_first" if first else "epochs"])
         for net in self._nets:
             net.train()
@@ -212,28 +212,61 @@ class InceptionOptimizer(Optimizer):
                 q.requires_grad_(False)
         self._fit_n = len(pts)
 
-    @staticmethod
-    def _standardize(vals: np.ndarray) -> np.ndarray:
+    def _standardize(self, vals: np.ndarray) -> np.ndarray:
         sd = vals.std(axis=0)
-        return (vals - vals.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        self._mu, self._sd = vals.mean(axis=0), np.where(sd > 0, sd, 1.0)
+        return (vals - self._mu) / self._sd
+
+    def predict(self, points) -> np.ndarray:
+        """The ensemble's mean prediction of every target's response at ``points`` (``[n, n_targets]``), in
+        the responses' units, as of the last fit (``None`` before the first)."""
+        if self._nets is None:
+            return None
+        x = self._inputs(self.space.validate(points))
+        with torch.no_grad():
+            pred = torch.stack([net(x) for net in self._nets]).mean(0).double().cpu().numpy()
+        return pred * self._sd + self._mu
+
+    def _inputs(self, points: np.ndarray) -> torch.Tensor:
+        """The model's inputs for points: their images, or (no generator) their coordinates scaled to [0, 1]."""
+        if self._generator is not None:
+            with torch.no_grad():
+                return self._generator(points).to(self.device)
+        return self._inputs_of(torch.as_tensor(np.asarray(points, float), dtype=torch.float32, device=self.device))
+
+    def _inputs_of(self, z: torch.Tensor) -> torch.Tensor:
+        """Differentiable model inputs of latent coordinates ``z`` (through the generator when there is one)."""
+        if self._generator is not None:
+            return self._generator.decode(z)
+        low = torch.as_tensor(self._low, dtype=torch.float32, device=z.device)
+        span = torch.as_tensor(np.maximum(self._high - self._low, 1e-300), dtype=torch.float32, device=z.device)
+        return (z - low) / span
 
     def _synthesize(self, targets: list[int]) -> np.ndarray:
         pts, vals = self._data()
         n = len(targets)
         tj = torch.as_tensor(targets, device=self.device)
-        starts = np.stack([pts[int(np.argmax(vals[:, j]))] for j in targets]).astype(float)
+        # each point starts from one of its target's best few points (the best for the first of a batch)
+        tops = {j: np.argsort(-vals[:, j], kind="stable")[:3] for j in set(targets)}
+        seen: dict[int, int] = {}
+        starts = []
+        for j in targets:
+            r = seen.get(j, 0)
+            seen[j] = r + 1
+            starts.append(pts[tops[j][0] if r == 0 else int(self.rng.choice(tops[j]))])
+        starts = np.asarray(starts, dtype=float)
         span = self._high - self._low
         half = (self._length[targets] / 2)[:, None] * span
         lo, hi = np.maximum(starts - half, self._low), np.minimum(starts + half, self._high)
         # start from the best point, nudged inside the region (two points for one target must differ)
-        z0 = np.clip(starts + self.rng.normal(0, 0.05, starts.shape) * (hi - lo), lo, hi)
+        z0 = np.clip(starts + self.rng.normal(0, 0.1, starts.shape) * (hi - lo), lo, hi)
         beta = torch.as_tensor(self.rng.uniform(0, self.params["beta_max"], n), dtype=torch.float32,
                                device=self.device)
         lo_t, hi_t = (torch.as_tensor(a, dtype=torch.float32, device=self.device) for a in (lo, hi))
         z = torch.tensor(z0, dtype=torch.float32, device=self.device, requires_grad=True)
         opt = torch.optim.Adam([z], lr=float(0.05 * np.mean(hi - lo)) or 1e-3)
         for _ in range(int(self.params["steps"])):
-            img = self._generator.decode(z)
+            img = self._inputs_of(z)
             preds = torch.stack([net(img) for net in self._nets])[:, torch.arange(n), tj]  # [members, n]
             ucb = preds.mean(0) + beta * (preds.std(0) if len(self._nets) > 1 else 0.0)
             (z.grad,) = torch.autograd.grad(-ucb.sum(), [z])
@@ -258,6 +291,7 @@ class InceptionOptimizer(Optimizer):
         return {**self._state_header("inception-1"), "n_targets": self.n_targets, "points": pts, "values": vals,
                 "length": self._length, "succ": self._succ, "fail": self._fail, "turn": int(self._turn),
                 "asked_for": list(self._asked_for), "fit_n": int(self._fit_n), "nets": nets,
+                "scale": None if nets is None else [self._mu, self._sd],
                 "rng": self.rng.bit_generator.state, "n_asked": int(self._n_asked), "n_told": int(self._n_told),
                 "best_point": self._best_point, "best_value": self._best_value}
 
@@ -276,13 +310,14 @@ class InceptionOptimizer(Optimizer):
         self._asked_for = [int(t) for t in state["asked_for"]]
         self._fit_n = int(state["fit_n"])
         if state["nets"] is not None:
+            self._mu, self._sd = (np.asarray(a, dtype=float) for a in state["scale"])
             self._nets = []
             for blob in state["nets"]:
                 # weights_only: plain tensors, never pickled objects
                 sd = torch.load(io.BytesIO(np.asarray(blob, dtype=np.uint8).tobytes()), weights_only=True,
                                 map_location=self.device)
-                c = sd["0.weight"].shape[1]
-                net = _net(c, self.n_targets).to(self.device)
+                w = sd["0.weight"]
+                net = _net(w.shape[1], self.n_targets, image=w.dim() == 4).to(self.device)
                 net.load_state_dict(sd)
                 net.eval()
                 for q in net.parameters():

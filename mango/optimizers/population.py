@@ -14,10 +14,11 @@ unit's response, so nothing one unit's search shows is lost to the others:
   evolution strategies only keep the best point (injecting foreign points into
   their update would derail it).
 * The first time a target is served, its optimizer is **warm-started**
-  (:meth:`~mango.optimizers.Optimizer.warm_start`) from every point shown so
+  (:meth:`~mango.optimizers.Optimizer.warm_start`) from the points shown so
   far with that unit's values: it starts from the stimuli that already drive
-  its unit (CMA-ES centres its mean on the best of them, a GA takes the best
-  into its population, ``surrogate`` fits on all of them).
+  its unit.  ``surrogate`` gets all of them (data for its model); optimizers
+  that only take a start get the best ``max(10, batch_size)`` (CMA-ES centres
+  its mean on the best, a GA takes them into its population).
 
 One optimizer per target keeps every single-unit optimizer usable as it is
 (``population`` of ``cma``, ``ga``, ``surrogate``, ``ng:NGOpt`` ...).  Each
@@ -158,6 +159,9 @@ class Population(Optimizer):
         if not self._started[j]:
             self._started[j] = True
             pts, vals = self._history()
+            if len(pts) and not opt.learns_from_observations:  # it takes a start, not data: the best few
+                keep = np.argsort(-vals[:, j], kind="stable")[:max(10, int(self.batch_size or 10))]
+                pts, vals = pts[keep], vals[keep]
             if len(pts):
                 opt.warm_start(pts, vals[:, j])
         out = opt.ask(n)
