@@ -142,19 +142,23 @@ def test_inner_seeds_are_distinct_and_reproducible():
     assert target_seed(None, 3) is None
 
 
-def test_store_round_trip_and_resume(tmp_path):
+@pytest.mark.parametrize("opt", ["cma", "surrogate"])
+def test_store_round_trip_and_resume(tmp_path, opt):
+    """A campaign stopped at 40 queries and resumed (from a checkpoint: surrogate's inner states are stored
+    without the data the campaign's history already holds) ends exactly as an uninterrupted one."""
     path = tmp_path / "pop.sqlite"
-    full = mango.maximize(oracle(), space=SPACE, unit=["b", "d"], optimizer="cma", budget=100, batch_size=10,
+    full = mango.maximize(oracle(), space=SPACE, unit=["b", "d"], optimizer=opt, budget=100, batch_size=10,
                           seed=2, progress=False)
     class Stop(mango.loop.Callback):
         def on_batch(self, run, batch):
             if run.n_queries >= 40:
                 raise KeyboardInterrupt
 
-    part = mango.maximize(oracle(), space=SPACE, unit=["b", "d"], optimizer="cma", budget=100, batch_size=10,
-                          seed=2, progress=False, store=path, callbacks=[Stop()])
+    with RunStore(path, checkpoint_every=2) as store:
+        part = mango.maximize(oracle(), space=SPACE, unit=["b", "d"], optimizer=opt, budget=100, batch_size=10,
+                              seed=2, progress=False, store=store, callbacks=[Stop()])
     assert part.stop_reason == "interrupted" and part.n_queries == 40
-    res = mango.maximize(oracle(), space=SPACE, unit=["b", "d"], optimizer="cma", budget=100, batch_size=10, seed=2,
+    res = mango.maximize(oracle(), space=SPACE, unit=["b", "d"], optimizer=opt, budget=100, batch_size=10, seed=2,
                          progress=False, store=path, resume=True)
     np.testing.assert_array_equal(res.points, full.points)
     with RunStore(path, mode="r") as s:
@@ -163,7 +167,7 @@ def test_store_round_trip_and_resume(tmp_path):
     for u, v in zip(stored.units(), full.units()):
         assert (u.name, u.best_value, u.best_query) == (v.name, v.best_value, v.best_query)
     with pytest.raises(ConfigError, match="targets"):
-        mango.maximize(oracle(), space=SPACE, unit=["a", "d"], optimizer="cma", budget=120, batch_size=10, seed=2,
+        mango.maximize(oracle(), space=SPACE, unit=["a", "d"], optimizer=opt, budget=120, batch_size=10, seed=2,
                        progress=False, store=path, resume=True)
 
 

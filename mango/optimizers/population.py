@@ -189,24 +189,39 @@ class Population(Optimizer):
         return {
             **self._state_header("population-1"),
             "n_targets": self.n_targets,
-            "inner": [opt.state_dict() if started else None for opt, started in zip(self._inner, self._started)],
+            "inner": [self._compact(opt.state_dict(), j, pts, vals) if started else None
+                      for j, (opt, started) in enumerate(zip(self._inner, self._started))],
             "points": pts, "values": vals,
             "served": self._served, "next": int(self._next), "pending": self._pending.state_dict(),
             "n_asked": int(self._n_asked), "n_told": int(self._n_told),
             "best_point": self._best_point, "best_value": self._best_value,
         }
 
+    @staticmethod
+    def _compact(inner: dict, j: int, pts: np.ndarray, vals: np.ndarray) -> dict:
+        """An inner state without its data when that data is exactly the campaign's history (a model-based
+        optimizer fits on every query: K copies of the history would make every checkpoint K times larger)."""
+        p, v = inner.get("points"), inner.get("values")
+        if (isinstance(p, np.ndarray) and isinstance(v, np.ndarray) and p.shape == pts.shape
+                and v.shape == (len(pts),) and np.array_equal(p, pts) and np.array_equal(v, vals[:, j])):
+            inner = {k: x for k, x in inner.items() if k not in ("points", "values")}
+            inner["data_is_history"] = True
+        return inner
+
     def load_state_dict(self, state: dict) -> None:
         self._restore_header(state, "population-1")
         if int(state["n_targets"]) != self.n_targets:
             raise ConfigError(f"the state is for {state['n_targets']} targets, not {self.n_targets}.")
         self._reset()
-        for j, inner in enumerate(state["inner"]):
-            if inner is not None:
-                self._inner[j].load_state_dict(inner)
-                self._started[j] = True
         pts = np.asarray(state["points"]).reshape(-1, self.space.dim).astype(self.space.dtype)
         vals = np.asarray(state["values"], dtype=float).reshape(len(pts), self.n_targets)
+        for j, inner in enumerate(state["inner"]):
+            if inner is not None:
+                if inner.get("data_is_history"):  # the campaign's history, stored once (see _compact)
+                    inner = {k: v for k, v in inner.items() if k != "data_is_history"}
+                    inner["points"], inner["values"] = pts, vals[:, j]
+                self._inner[j].load_state_dict(inner)
+                self._started[j] = True
         if len(pts):
             self._points, self._values = [pts], [vals]
         self._served = np.asarray(state["served"], dtype=np.int64).reshape(self.n_targets)
