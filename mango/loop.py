@@ -84,7 +84,6 @@ class Run:
         k = len(self.targets or ())
         self.unit_best_values = np.full(k, -np.inf)
         self.unit_best_queries = np.full(k, -1, dtype=np.int64)
-        self.unit_best_points: list = [None] * k
         self.unit_best_stimuli: list = [None] * k
         self._unit_values: list[np.ndarray] = []
         self.n_queries = 0
@@ -161,7 +160,6 @@ class Run:
             i = int(np.argmax(col))
             if col[i] > self.unit_best_values[j]:
                 self.unit_best_values[j] = col[i]
-                self.unit_best_points[j] = np.asarray(batch.points[i]).copy()
                 self.unit_best_queries[j] = int(batch.query_start + self.queries_per_point * i)
                 self.unit_best_stimuli[j] = None if batch.stimuli is None else _to_numpy(batch.stimuli[i])
 
@@ -314,8 +312,9 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         Several units (``unit=[0, 1, 2]``, ``range(10)``, names, ``"all"``)
         make a **population campaign**: one budget shared by the units, each
         with its own optimizer of the kind named (see
-        :mod:`mango.optimizers.population`); every query's responses serve
-        every unit, and the result has per-unit bests
+        :mod:`mango.optimizers.population`), or one model of them all
+        (``optimizer="inception"``); every query's responses serve every
+        unit, and the result has per-unit bests
         (:meth:`~mango.result.Result.units`).
     callbacks : objects with ``on_start``/``on_batch``/``on_end``.
     progress : tqdm bar; default on when stderr is a terminal (off in CI).
