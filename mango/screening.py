@@ -166,11 +166,10 @@ def encode_images(generator, images, space: Space, seed: int = 0) -> np.ndarray:
     if generator is None:
         raise ConfigError("screening images needs a generator to encode them; pass warm_start= an array of points "
                           "of the search space instead, or search a generator's latent.")
-    view = getattr(generator, "view", None)
-    if view == "codes" and hasattr(generator, "encode"):
-        return np.asarray(generator.encode(images))
-    if view == "embedding" and hasattr(generator, "encode_embedding"):
-        return np.asarray(generator.encode_embedding(images, quantized=True))
+    encoder = getattr(generator, "encode_points", None)  # a mango Generator; a duck-typed one may lack it
+    pts = encoder(images) if encoder is not None else None
+    if pts is not None:
+        return np.asarray(pts)
     if getattr(generator, "differentiable", False) and space.kind == "box":
         return invert(generator, torch.as_tensor(images), space, seed=seed)
     if getattr(generator, "differentiable", False) and space.kind == "grid":  # invert in its box, then snap

@@ -101,6 +101,12 @@ class Generator:
     def _decode(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden where differentiable
         raise NotImplementedError
 
+    def encode_points(self, images) -> np.ndarray | None:
+        """Points of :attr:`space` whose stimuli resemble ``images`` ``[n, C, H, W]``, by the generator's own
+        encoder; ``None`` when it has none (then :mod:`mango.screening` inverts a differentiable generator by
+        gradient).  Overridden by generators with an encoder (the VQ-VAE)."""
+        return None
+
     def _probe_shape(self) -> tuple:
         """Output shape ``(C, H, W)`` found by generating one point (deterministic)."""
         out = self(self.space.sample(1, seed=0))

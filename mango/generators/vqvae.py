@@ -131,6 +131,10 @@ class VQVAEGenerator(Generator):
         pts = z.reshape(z.shape[0], -1).cpu().numpy().astype(float)
         return self.embedding_space().clip(pts)
 
+    def encode_points(self, images) -> np.ndarray:
+        """Images -> points of this generator's view: codes (:meth:`encode`), or the embedding of those codes."""
+        return self.encode(images) if self.view == "codes" else self.encode_embedding(images, quantized=True)
+
     # -- generation ------------------------------------------------------------
     def _generate(self, points: np.ndarray) -> torch.Tensor:
         if self.view == "codes":
