@@ -191,8 +191,10 @@ class InceptionOptimizer(Optimizer):
         if first:
             self._nets = []
             for _ in range(int(self.params["members"])):
-                torch.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=gen)))
-                self._nets.append(_net(x.shape[1], self.n_targets, image=x.dim() == 4).to(self.device))
+                with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's torch RNG
+                    torch.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=gen)))
+                    net = _net(x.shape[1], self.n_targets, image=x.dim() == 4)
+                self._nets.append(net.to(self.device))
         epochs = int(self.params["epochs_first" if first else "epochs"])
         for net in self._nets:
             net.train()
