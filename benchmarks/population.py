@@ -35,6 +35,8 @@ import time
 
 import numpy as np
 
+from _tasks import run_tasks
+
 GROUPS = {
     "output": {"layer": "output", "units": list(range(10)), "readout": "membrane"},
     "hidden": {"layer": "lif2", "units": list(range(16)), "readout": None},
@@ -210,16 +212,7 @@ def main() -> None:
         with open(os.path.join(args.out, f"summary-{args.group}.md"), "w") as f:
             f.write(text)
         return
-    todo = tasks(args)
-    if args.jobs > 1:
-        from multiprocessing import get_context
-
-        with get_context("spawn").Pool(args.jobs) as pool:
-            for path in pool.imap_unordered(run_one, todo):
-                print(path, flush=True)
-    else:
-        for t in todo:
-            print(run_one(t), flush=True)
+    run_tasks(run_one, tasks(args), args.jobs)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ import time
 
 import numpy as np
 
+from _tasks import run_tasks
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = "snn-digits"
 GENERATOR = "zoo:vqvae-digits:embedding"
@@ -204,15 +206,7 @@ def main() -> None:
         raise SystemExit(f"need at least 2 checkpoints, have {len(files)}; train with --epochs >= 1.")
     a = {"optimizer": args.optimizer, "budget": args.budget, "out": args.out, "work": args.work}
     todo = [(a, files, arm, s) for s in range(args.seeds) for arm in ARMS]
-    if args.jobs > 1:
-        from multiprocessing import get_context
-
-        with get_context("spawn").Pool(args.jobs) as pool:
-            for name in pool.imap_unordered(run_track, todo):
-                print(name, flush=True)
-    else:
-        for t in todo:
-            print(run_track(t), flush=True)
+    run_tasks(run_track, todo, args.jobs)
     figure(args, files)
     print(report(args.out, args.optimizer, args.budget))
 

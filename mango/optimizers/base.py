@@ -166,6 +166,12 @@ class Optimizer:
         if kind != "o":
             self._n_told += len(pts)
 
+    def _restore_best(self, state: dict) -> None:
+        """Take a state's ``best_point``/``best_value`` (when it has them) as the best so far, if better."""
+        if state.get("best_value") is not None:
+            pt = np.asarray(state["best_point"]).reshape(1, -1).astype(self.space.dtype)
+            self._keep_best(pt, np.asarray([state["best_value"]], dtype=float))
+
     def _keep_best(self, pts: np.ndarray, vals: np.ndarray) -> None:
         score = vals if vals.ndim == 1 else vals.mean(axis=1)  # several targets: the best of their mean
         i = int(np.argmax(score))
@@ -262,7 +268,8 @@ class Optimizer:
     def _state_header(self, fmt: str) -> dict:
         """What every state format starts with: format, name, space, seed, hints, parameters."""
         return {"format": fmt, "optimizer": self.name, "space": self.space.to_dict(), "seed": self.seed,
-                "budget": self.budget, "batch_size": self.batch_size, "params": dict(self.params)}
+                "budget": self.budget, "batch_size": self.batch_size, "params": dict(self.params),
+                "n_targets": int(self.n_targets)}
 
     def _restore_header(self, state: dict, fmt: str) -> None:
         """Check a state's header against this optimizer and take its seed, hints and parameters."""
@@ -272,6 +279,8 @@ class Optimizer:
             raise ConfigError(f"state is for optimizer {state.get('optimizer')!r}, not {self.name!r}.")
         if space_from_dict(state["space"]) != self.space:
             raise ConfigError(f"state is for space {state['space']}, not {self.space.to_dict()}.")
+        if int(state.get("n_targets", 1)) != self.n_targets:
+            raise ConfigError(f"the state is for {state['n_targets']} targets, not {self.n_targets}.")
         self.seed, self.budget, self.batch_size = state["seed"], state["budget"], state["batch_size"]
         self.params = dict(state["params"])
 
@@ -289,9 +298,7 @@ class Optimizer:
                 {"t": self.tell, "w": self.warm_start, "o": self.observe}[kind](points[pos:pos + n],
                                                                                values[pos:pos + n])
                 pos += n
-        if state.get("best_value") is not None:
-            self._keep_best(np.asarray(state["best_point"]).reshape(1, -1).astype(self.space.dtype),
-                            np.asarray([state["best_value"]], dtype=float))
+        self._restore_best(state)
 
     # -- for subclasses ---------------------------------------------------
     def _reset(self) -> None:

@@ -290,7 +290,7 @@ class InceptionOptimizer(Optimizer):
                 buf = io.BytesIO()
                 torch.save(net.state_dict(), buf)
                 nets.append(np.frombuffer(buf.getvalue(), dtype=np.uint8).copy())
-        return {**self._state_header("inception-1"), "n_targets": self.n_targets, "points": pts, "values": vals,
+        return {**self._state_header("inception-1"), "points": pts, "values": vals,
                 "length": self._length, "succ": self._succ, "fail": self._fail, "turn": int(self._turn),
                 "asked_for": list(self._asked_for), "fit_n": int(self._fit_n), "nets": nets,
                 "scale": None if nets is None else [self._mu, self._sd],
@@ -299,8 +299,6 @@ class InceptionOptimizer(Optimizer):
 
     def load_state_dict(self, state: dict) -> None:
         self._restore_header(state, "inception-1")
-        if int(state["n_targets"]) != self.n_targets:
-            raise ConfigError(f"the state is for {state['n_targets']} targets, not {self.n_targets}.")
         self._reset()
         pts = np.asarray(state["points"]).reshape(-1, self.space.dim).astype(self.space.dtype)
         if len(pts):
@@ -327,6 +325,4 @@ class InceptionOptimizer(Optimizer):
                 self._nets.append(net)
         self.rng.bit_generator.state = state["rng"]
         self._n_asked, self._n_told = int(state["n_asked"]), int(state["n_told"])
-        if state.get("best_value") is not None:
-            self._best_point = np.asarray(state["best_point"]).astype(self.space.dtype)
-            self._best_value = float(state["best_value"])
+        self._restore_best(state)

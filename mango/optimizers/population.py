@@ -188,7 +188,6 @@ class Population(Optimizer):
         pts, vals = self._history()
         return {
             **self._state_header("population-1"),
-            "n_targets": self.n_targets,
             "inner": [self._compact(opt.state_dict(), j, pts, vals) if started else None
                       for j, (opt, started) in enumerate(zip(self._inner, self._started))],
             "points": pts, "values": vals,
@@ -210,8 +209,6 @@ class Population(Optimizer):
 
     def load_state_dict(self, state: dict) -> None:
         self._restore_header(state, "population-1")
-        if int(state["n_targets"]) != self.n_targets:
-            raise ConfigError(f"the state is for {state['n_targets']} targets, not {self.n_targets}.")
         self._reset()
         pts = np.asarray(state["points"]).reshape(-1, self.space.dim).astype(self.space.dtype)
         vals = np.asarray(state["values"], dtype=float).reshape(len(pts), self.n_targets)
@@ -228,6 +225,4 @@ class Population(Optimizer):
         self._next = int(state["next"])
         self._pending.load_state_dict(state["pending"])
         self._n_asked, self._n_told = int(state["n_asked"]), int(state["n_told"])
-        if state.get("best_value") is not None:
-            self._best_point = np.asarray(state["best_point"]).astype(self.space.dtype)
-            self._best_value = float(state["best_value"])
+        self._restore_best(state)

@@ -115,6 +115,4 @@ class WarmStart(Wrapper):
         if self._handed:
             self.inner.load_state_dict(state["inner"])
         self._n_told, self._n_asked = int(state["n_told"]), int(state["n_asked"])
-        if state.get("best_value") is not None:
-            self._best_point = np.asarray(state["best_point"]).astype(self.space.dtype)
-            self._best_value = float(state["best_value"])
+        self._restore_best(state)

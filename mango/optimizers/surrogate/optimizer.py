@@ -303,9 +303,7 @@ class SurrogateOptimizer(Optimizer):
         self._hypers = None if state["hypers"] is None else [float(v) for v in state["hypers"]]
         self._fit_n, self._since_fit = int(state["fit_n"]), int(state["since_fit"])
         self.rng.bit_generator.state = _rng_unstate(state["rng"])
-        if state.get("best_value") is not None:
-            self._best_point = np.asarray(state["best_point"]).astype(self.space.dtype)
-            self._best_value = float(state["best_value"])
+        self._restore_best(state)
 
 
 def _distinct_argmax(scores: torch.Tensor) -> np.ndarray:
