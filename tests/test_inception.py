@@ -115,3 +115,15 @@ def test_clear_errors():
         make("inception", SPACE, n_targets=0)
     with pytest.raises(ConfigError, match="length"):
         make("inception", SPACE, length_init=2.0)
+
+
+def test_grid_space_through_its_box():
+    """On a Grid the synthesis runs on the Box values the generator decodes, then snaps to the nearest levels."""
+    from mango.spaces import Grid
+
+    grid = Grid(SPACE, levels=16)
+    gen = ModuleGenerator(_decoder(), grid)
+    res = mango.maximize(ORACLE, generator=gen, unit="all", optimizer="inception", budget=60, seed=0,
+                         progress=False, **FAST)
+    assert res.points.dtype.kind == "i" and res.points.min() >= 0 and res.points.max() <= 15
+    assert len(np.unique(res.points[30:], axis=0)) > 20  # synthesized points, not one point repeated

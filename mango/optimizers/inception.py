@@ -90,6 +90,9 @@ class InceptionOptimizer(Optimizer):
         for key in ("members", "epochs_first", "epochs", "steps", "success_tol", "failure_tol"):
             if isinstance(p[key], bool) or int(p[key]) != p[key] or p[key] < 1:
                 raise ConfigError(f"{key} must be an integer >= 1, got {p[key]!r}.")
+        for key in ("refit", "beta_max"):
+            if isinstance(p[key], bool) or not isinstance(p[key], (int, float)) or not p[key] >= 0:
+                raise ConfigError(f"{key} must be a number >= 0, got {p[key]!r}.")
         if not 0 < p["length_min"] <= p["length_init"] <= p["length_max"] <= 1:
             raise ConfigError("trust region lengths need 0 < length_min <= length_init <= length_max <= 1, got "
                               f"{p['length_min']}, {p['length_init']}, {p['length_max']}.")
@@ -234,7 +237,8 @@ class InceptionOptimizer(Optimizer):
         if self._generator is not None:
             with torch.no_grad():
                 return self._generator(points).to(self.device)
-        return self._inputs_of(torch.as_tensor(np.asarray(points, float), dtype=torch.float32, device=self.device))
+        coords = self.space.values(points) if self.space.kind == "grid" else np.asarray(points, float)
+        return self._inputs_of(torch.as_tensor(coords, dtype=torch.float32, device=self.device))
 
     def _inputs_of(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable model inputs of latent coordinates ``z`` (through the generator when there is one)."""
@@ -257,6 +261,8 @@ class InceptionOptimizer(Optimizer):
             seen[j] = r + 1
             starts.append(pts[tops[j][0] if r == 0 else int(self.rng.choice(tops[j]))])
         starts = np.asarray(starts, dtype=float)
+        if self.space.kind == "grid":  # indices -> the Box values the generator decodes
+            starts = self.space.values(starts.astype(np.int64))
         span = self._high - self._low
         half = (self._length[targets] / 2)[:, None] * span
         lo, hi = np.maximum(starts - half, self._low), np.minimum(starts + half, self._high)
@@ -276,9 +282,7 @@ class InceptionOptimizer(Optimizer):
             with torch.no_grad():
                 z.copy_(torch.minimum(torch.maximum(z, lo_t), hi_t))
         out = z.detach().cpu().numpy().astype(float)
-        if self.space.kind == "grid":
-            return np.rint((out - self._low) / np.maximum(span, 1e-300) * (self.space.sizes - 1)).astype(np.int64)
-        return self.space.clip(out)
+        return self.space.index(out) if self.space.kind == "grid" else self.space.clip(out)
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> dict:
