@@ -609,7 +609,7 @@ class RunStore:
         stop = {"finished": summary.get("stop_reason", "budget"), "interrupted": "interrupted",
                 "error": "error"}.get(status, status)
         best_query = None if best_i is None else int(q["query"][best_i])
-        return Result(
+        res = Result(
             best_point=None if best_i is None else q["points"][best_i].astype(space.dtype),
             best_value=None if best_i is None else float(values[best_i]),
             best_query=best_query, n_queries=self.n_queries(), budget=int(cfg["budget"]),
@@ -622,6 +622,9 @@ class RunStore:
             best_stimulus=None if best_query is None else self.stimulus(best_query), config=cfg,
             **self._population(cfg, q),
         )
+        if res.is_population:  # each unit's best stimulus, where the store kept it
+            res.unit_best_stimuli = [None if u.best_query is None else self.stimulus(u.best_query) for u in res.units()]
+        return res
 
     def _population(self, cfg: dict, q: dict) -> dict:
         """A population campaign's per-unit fields of its :class:`Result` (nothing for a single-unit run)."""
@@ -629,13 +632,9 @@ class RunStore:
         if targets is None:
             return {}
         resp = q["responses"]
-        uv = np.zeros((0, len(targets))) if resp is None else np.asarray(resp)[:, targets]
         names = self.unit_names
-        stims = []
-        for j in range(len(targets)):
-            col = np.where(np.isfinite(uv[:, j]), uv[:, j], -np.inf) if len(uv) else uv[:, j]
-            stims.append(self.stimulus(int(q["query"][int(np.argmax(col))])) if len(col) else None)
-        return {"targets": list(targets), "unit_values": uv, "unit_best_stimuli": stims,
+        return {"targets": list(targets),
+                "unit_values": np.zeros((0, len(targets))) if resp is None else np.asarray(resp)[:, targets],
                 "target_names": [names[c] if c < len(names) else str(c) for c in targets]}
 
     # -- export -----------------------------------------------------------------

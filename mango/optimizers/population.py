@@ -136,7 +136,6 @@ class Population(Optimizer):
             for opt in self._inner:
                 opt.connect(**self._resources)
         self._started = np.zeros(k, dtype=bool)
-        self._served = np.zeros(k, dtype=np.int64)  # batches served per target
         self._next = 0  # the round-robin turn
         self._points: list[np.ndarray] = []
         self._values: list[np.ndarray] = []
@@ -166,7 +165,6 @@ class Population(Optimizer):
                 opt.warm_start(pts, vals[:, j])
         out = opt.ask(n)
         self._pending.add(out, [j] * n)
-        self._served[j] += 1
         self._next = (j + 1) % self.n_targets
         self._n_asked += n
         return out
@@ -191,7 +189,7 @@ class Population(Optimizer):
             "inner": [self._compact(opt.state_dict(), j, pts, vals) if started else None
                       for j, (opt, started) in enumerate(zip(self._inner, self._started))],
             "points": pts, "values": vals,
-            "served": self._served, "next": int(self._next), "pending": self._pending.state_dict(),
+            "next": int(self._next), "pending": self._pending.state_dict(),
             "n_asked": int(self._n_asked), "n_told": int(self._n_told),
             "best_point": self._best_point, "best_value": self._best_value,
         }
@@ -221,7 +219,6 @@ class Population(Optimizer):
                 self._started[j] = True
         if len(pts):
             self._points, self._values = [pts], [vals]
-        self._served = np.asarray(state["served"], dtype=np.int64).reshape(self.n_targets)
         self._next = int(state["next"])
         self._pending.load_state_dict(state["pending"])
         self._n_asked, self._n_told = int(state["n_asked"]), int(state["n_told"])
