@@ -72,11 +72,13 @@ def run_one(task: tuple) -> str:
     if os.path.exists(path):
         return path
     import mango
+    from mango.bench.runner import parse_optimizers
 
+    spec, = parse_optimizers(opt)  # "surrogate[allocation=interleave]": parameters in brackets
     oracle, gen, ref = setup(group)
     t0 = time.perf_counter()
-    res = mango.maximize(oracle, generator=gen, unit="all" if unit is None else unit, optimizer=opt,
-                         budget=budget, seed=seed, progress=False)
+    res = mango.maximize(oracle, generator=gen, unit="all" if unit is None else unit, optimizer=spec.name,
+                         budget=budget, seed=seed, progress=False, **spec.kw)
     wall = time.perf_counter() - t0
     if unit is None:
         best = [u.best_value for u in res.units()]

@@ -100,24 +100,45 @@ def test_observed_points_feed_the_surrogates_model():
 
 @settings(max_examples=25, deadline=None)
 @given(budget=st.integers(1, 90), batch=st.integers(1, 17), k=st.integers(1, 4), repeats=st.integers(1, 3),
-       opt=st.sampled_from(["random", "cma", "ga"]))
-def test_budget_is_shared_exactly_and_runs_are_deterministic(budget, batch, k, repeats, opt):
+       opt=st.sampled_from(["random", "cma", "ga"]), allocation=st.sampled_from(["round-robin", "interleave"]))
+def test_budget_is_shared_exactly_and_runs_are_deterministic(budget, batch, k, repeats, opt, allocation):
     orc = Repeat(oracle(), repeats) if repeats > 1 else oracle()
     if repeats > budget:
         with pytest.raises(ConfigError):
             mango.maximize(orc, space=SPACE, unit=list(range(k)), optimizer=opt, budget=budget, progress=False)
         return
     a = mango.maximize(orc, space=SPACE, unit=list(range(k)), optimizer=opt, budget=budget, batch_size=batch,
-                       seed=3, progress=False)
+                       seed=3, progress=False, allocation=allocation)
     b = mango.maximize(orc, space=SPACE, unit=list(range(k)), optimizer=opt, budget=budget, batch_size=batch,
-                       seed=3, progress=False)
+                       seed=3, progress=False, allocation=allocation)
     assert a.n_queries == budget - budget % repeats and a.n_queries <= budget
     assert len(a.points) * repeats == a.n_queries
     assert a.unit_values.shape == (len(a.points), k)
     np.testing.assert_array_equal(a.points, b.points)
 
 
-def test_state_round_trip_continues_identically():
+def test_interleave_shares_every_batch_over_the_targets():
+    """allocation="interleave": a batch of 10 over 4 units serves 3, 3, 2, 2 points, the larger shares
+    rotating, and each unit's optimizer runs with batch size ceil(10 / 4) = 3."""
+    opt = Population(SPACE, 4, "surrogate", seed=0, batch_size=10, allocation="interleave")
+    assert [inner.batch_size for inner in opt.inner] == [3, 3, 3, 3]
+    assert opt.shares(10) == [(0, 3), (1, 3), (2, 2), (3, 2)]
+    counts = np.zeros(4, dtype=int)
+    for _ in range(6):
+        pts = opt.ask(10)
+        opt.tell(pts, responses(pts))
+    for j, inner in enumerate(opt.inner):
+        assert inner.state_dict()["points"].shape == (60, 5)  # every unit's model saw every query
+        counts[j] = inner.n_told
+    assert counts.sum() == 60 and counts.max() - counts.min() <= 1, counts  # own points, evenly shared
+    assert opt.shares(3) == [(opt.next_target(), 1), ((opt.next_target() + 1) % 4, 1),
+                             ((opt.next_target() + 2) % 4, 1)]
+    with pytest.raises(ConfigError, match="allocation must be one of"):
+        Population(SPACE, 4, "cma", allocation="greedy")
+
+
+@pytest.mark.parametrize("allocation", ["round-robin", "interleave"])
+def test_state_round_trip_continues_identically(allocation):
     def drive(opt, batches):
         out = []
         for _ in range(batches):
@@ -126,10 +147,10 @@ def test_state_round_trip_continues_identically():
             out.append(pts)
         return np.concatenate(out)
 
-    ref = Population(SPACE, 3, "cma", seed=5, batch_size=7)
+    ref = Population(SPACE, 3, "cma", seed=5, batch_size=7, allocation=allocation)
     drive(ref, 5)
     state = ref.state_dict()
-    copy = Population(SPACE, 3, "cma", seed=5, batch_size=7)
+    copy = Population(SPACE, 3, "cma", seed=5, batch_size=7, allocation=allocation)
     copy.load_state_dict(mango.serial.loads(mango.serial.dumps(state)))
     np.testing.assert_array_equal(drive(ref, 4), drive(copy, 4))
     with pytest.raises(ConfigError, match="3 targets, not 4"):

@@ -8,7 +8,7 @@ best-so-far at every smaller budget (anytime evaluation): the value at budget
 ``b`` is what the run had after its first ``b`` queries.
 
 Fixed-budget honesty: an optimizer that chooses its algorithm from the budget
-(``budget_aware``: nevergrad's, ``surrogate``, ``turbo``) behaves differently
+(``budget_aware``: nevergrad's; ``surrogate`` and ``turbo`` never read it) behaves differently
 when told 300 than when told 3,000, so reading a long run at 300 would report
 what no user who sets ``budget=300`` gets.  Such an optimizer is run once *per
 budget*, each run told its own budget (same run seed), and read at that budget

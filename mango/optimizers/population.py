@@ -6,7 +6,12 @@ unit's response, so nothing one unit's search shows is lost to the others:
 * Each batch **serves** one target, in turn (``allocation="round-robin"``: with
   K targets and B batches, every target gets B/K of them, give or take one --
   the per-unit median, which is what a population campaign is judged by, gains
-  nothing from starving some units to feed others).
+  nothing from starving some units to feed others), or every batch is **shared
+  out** over the targets (``allocation="interleave"``: a batch of ``q`` points
+  gives each target ``q / K`` of them, the remainder going to the next targets
+  in turn; each target's optimizer then runs with batch size ``ceil(q / K)``).
+  Interleaving gives every target K times as many, smaller steps: a
+  model-based optimizer refits and moves its trust region after each of them.
 * The served target's optimizer is told the batch's values of its own column.
 * Every other target's optimizer that has started **observes** the batch
   (:meth:`~mango.optimizers.Optimizer.observe`): a model-based optimizer
@@ -42,7 +47,7 @@ from .pending import Pending
 
 __all__ = ["Population", "target_seed", "campaign_optimizer"]
 
-_ALLOCATIONS = ("round-robin",)
+_ALLOCATIONS = ("round-robin", "interleave")
 
 
 def target_seed(seed: int | None, target: int) -> int | None:
@@ -77,7 +82,8 @@ class Population(Optimizer):
     optimizer : the registered name of every target's optimizer.
     seed, budget, batch_size : the campaign's; each inner optimizer gets
         :func:`target_seed`, ``ceil(budget / K)`` and ``batch_size``.
-    allocation : how batches are shared out: ``"round-robin"``.
+    allocation : how batches are shared out: ``"round-robin"`` (a batch serves one target, in turn) or
+        ``"interleave"`` (every batch serves every target).
     **optimizer_params : passed to every inner optimizer.
     """
 
@@ -130,8 +136,11 @@ class Population(Optimizer):
 
         k = self.n_targets
         budget = None if self.budget is None else max(1, math.ceil(self.budget / k))
+        batch = self.batch_size
+        if self.params["allocation"] == "interleave" and batch is not None:
+            batch = max(1, math.ceil(batch / k))  # each target gets its share of every batch
         self._inner = [make(self.params["optimizer"], self.space, seed=target_seed(self.seed, j), budget=budget,
-                            batch_size=self.batch_size, **self.params["params"]) for j in range(k)]
+                            batch_size=batch, **self.params["params"]) for j in range(k)]
         if self._resources is not None:  # a reset campaign keeps what the loop connected
             for opt in self._inner:
                 opt.connect(**self._resources)
@@ -152,22 +161,36 @@ class Population(Optimizer):
         """The target the next ask serves."""
         return int(self._next)
 
-    def _ask(self, n: int) -> np.ndarray:
-        j = self.next_target()
+    def shares(self, n: int) -> list[tuple[int, int]]:
+        """``(target, points)`` for the next ask of ``n`` points, in serving order."""
+        k, j = self.n_targets, self.next_target()
+        if self.params["allocation"] == "round-robin":
+            return [(j, n)]
+        order = [(j + i) % k for i in range(min(n, k))]
+        return [(t, n // k + (1 if i < n % k else 0)) for i, t in enumerate(order)]
+
+    def _start(self, j: int) -> None:
+        """Warm-start target ``j``'s optimizer from the campaign so far (its first service)."""
         opt = self._inner[j]
-        if not self._started[j]:
-            self._started[j] = True
-            pts, vals = self._history()
-            if len(pts) and not opt.learns_from_observations:  # it takes a start, not data: the best few
-                keep = np.argsort(-vals[:, j], kind="stable")[:max(10, int(self.batch_size or 10))]
-                pts, vals = pts[keep], vals[keep]
-            if len(pts):
-                opt.warm_start(pts, vals[:, j])
-        out = opt.ask(n)
-        self._pending.add(out, [j] * n)
-        self._next = (j + 1) % self.n_targets
+        self._started[j] = True
+        pts, vals = self._history()
+        if len(pts) and not opt.learns_from_observations:  # it takes a start, not data: the best few
+            keep = np.argsort(-vals[:, j], kind="stable")[:max(10, int(self.batch_size or 10))]
+            pts, vals = pts[keep], vals[keep]
+        if len(pts):
+            opt.warm_start(pts, vals[:, j])
+
+    def _ask(self, n: int) -> np.ndarray:
+        out = []
+        for j, m in self.shares(n):
+            if not self._started[j]:
+                self._start(j)
+            pts = self._inner[j].ask(m)
+            self._pending.add(pts, [j] * m)
+            out.append(pts)
+        self._next = (self.next_target() + (1 if self.params["allocation"] == "round-robin" else n)) % self.n_targets
         self._n_asked += n
-        return out
+        return np.concatenate(out)
 
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
         serves = np.array([-1 if a is None else a.handle for a in self._pending.pop(points, unasked="none")])
