@@ -21,6 +21,7 @@ from ._version import __version__
 from .build import (build_generator, build_model, build_unit_oracle, default_readout, spiking_framework,
                     wrap_oracle)
 from .errors import ConfigError, MangoError
+from .loop import DEFAULT_OPTIMIZER
 from .units import (check_population_options, is_population, model_units, parse_unit_spec, parse_units,
                     population_columns, population_names, rig_channels, unit_spec_text)
 
@@ -36,7 +37,6 @@ _SUBCOMMANDS = {
 
 DEFAULT_MODEL = "zoo:snn-digits"
 DEFAULT_GENERATOR = "zoo:vqvae-digits:embedding"
-DEFAULT_OPTIMIZER = "cma"
 DEFAULT_BUDGET = 1000
 
 

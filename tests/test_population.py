@@ -87,7 +87,7 @@ def test_every_unit_is_served_and_searched():
 
 def test_observed_points_feed_the_surrogates_model():
     """Every unit's surrogate is fit on every query (its own and the ones served to the others)."""
-    opt = Population(SPACE, 4, "surrogate", seed=0, batch_size=10)
+    opt = Population(SPACE, 4, "surrogate", seed=0, batch_size=10, allocation="round-robin")
     for _ in range(8):
         pts = opt.ask(10)
         opt.tell(pts, responses(pts))
@@ -135,6 +135,10 @@ def test_interleave_shares_every_batch_over_the_targets():
                              ((opt.next_target() + 2) % 4, 1)]
     with pytest.raises(ConfigError, match="allocation must be one of"):
         Population(SPACE, 4, "cma", allocation="greedy")
+    # "auto" (the default): interleave for optimizers that learn from observed points, else in turn
+    assert opt.allocation == "interleave" == Population(SPACE, 4, "surrogate").allocation
+    assert Population(SPACE, 4, "cma", batch_size=10).allocation == "round-robin"
+    assert Population(SPACE, 4, "cma", batch_size=10).inner[0].batch_size == 10
 
 
 @pytest.mark.parametrize("allocation", ["round-robin", "interleave"])
