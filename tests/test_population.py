@@ -159,6 +159,14 @@ def test_state_round_trip_continues_identically(allocation):
     np.testing.assert_array_equal(drive(ref, 4), drive(copy, 4))
     with pytest.raises(ConfigError, match="3 targets, not 4"):
         Population(SPACE, 4, "cma", seed=5).load_state_dict(state)
+    # the state carries the campaign's parameters: it continues with the allocation it was recorded with
+    other = Population(SPACE, 3, "cma", seed=5, batch_size=7,
+                       allocation="interleave" if allocation == "round-robin" else "round-robin")
+    other.load_state_dict(state)
+    assert other.allocation == allocation
+    same = Population(SPACE, 3, "cma", seed=5, batch_size=7, allocation=allocation)
+    same.load_state_dict(state)
+    np.testing.assert_array_equal(drive(other, 2), drive(same, 2))
 
 
 def test_inner_seeds_are_distinct_and_reproducible():
