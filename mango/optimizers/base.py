@@ -214,7 +214,12 @@ class Optimizer:
     @property
     def learns_from_observations(self) -> bool:
         """Whether :meth:`observe` changes what the optimizer proposes (it overrides :meth:`_observe`)."""
-        return type(self)._observe is not Optimizer._observe
+        return type(self).observes_as_data()
+
+    @classmethod
+    def observes_as_data(cls) -> bool:
+        """:attr:`learns_from_observations` of the class's instances, known before one is made."""
+        return cls._observe is not Optimizer._observe
 
     def connect(self, **resources) -> None:
         """Receive what :attr:`needs` declares (e.g. ``generator=``), before the first ``ask``.

@@ -150,7 +150,8 @@ class Population(Optimizer):
         alloc = self.params["allocation"]
         if alloc == "auto":  # the class decides, before its instances are made with their batch size
             cls = get(self.params["optimizer"])[0]
-            alloc = "interleave" if isinstance(cls, type) and cls._observe is not Optimizer._observe else "round-robin"
+            alloc = ("interleave" if isinstance(cls, type) and issubclass(cls, Optimizer) and cls.observes_as_data()
+                     else "round-robin")
         self._allocation = alloc
         batch = self.batch_size
         if alloc == "interleave" and batch is not None:
