@@ -474,7 +474,8 @@ def test_oracle_with_generator_in_maximize():
     res = mango.maximize(oracle, generator=gen, optimizer="random", budget=12, batch_size=4, seed=1)
     vals, info = Objective(oracle, gen).evaluate(res.best_point[None])
     assert res.n_queries == 12
-    np.testing.assert_allclose(vals[0], res.best_value, atol=1e-9)
+    # float32 network: one stimulus alone and inside a batch of 4 may round differently (BLAS blocking)
+    np.testing.assert_allclose(vals[0], res.best_value, rtol=1e-5, atol=1e-9)
     assert info["responses"].shape == (1, 1)
 
 
