@@ -14,9 +14,9 @@ unit's response, so nothing one unit's search shows is lost to the others:
   model-based optimizer refits and moves its trust region after each of them.
   The default, ``"auto"``, interleaves for optimizers that learn from the
   points shown to the other targets (``surrogate``: on the zoo SNN's output
-  neurons a median per-unit activation 1.05 against 0.83 round-robin, seed 0,
-  ``benchmarks/RESULTS.md``) and serves in turn otherwise (an evolution
-  strategy's batch is one generation).
+  neurons a median per-unit activation of 1.030 against 0.887 round-robin,
+  5 seeds, ``benchmarks/RESULTS.md``) and serves in turn otherwise (an
+  evolution strategy's batch is one generation).
 * The served target's optimizer is told the batch's values of its own column.
 * Every other target's optimizer that has started **observes** the batch
   (:meth:`~mango.optimizers.Optimizer.observe`): a model-based optimizer
@@ -86,7 +86,8 @@ class Population(Optimizer):
     n_targets : K, the number of targets; ``tell`` takes values ``[n, K]``.
     optimizer : the registered name of every target's optimizer.
     seed, budget, batch_size : the campaign's; each inner optimizer gets
-        :func:`target_seed`, ``ceil(budget / K)`` and ``batch_size``.
+        :func:`target_seed`, ``ceil(budget / K)`` and ``batch_size`` (``ceil(batch_size / K)`` when
+        interleaving).
     allocation : how batches are shared out: ``"round-robin"`` (a batch serves one target, in turn),
         ``"interleave"`` (every batch serves every target) or ``"auto"`` (interleave when the targets'
         optimizer learns from observed points, else round-robin); :attr:`allocation` is the one used.
