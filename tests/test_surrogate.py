@@ -59,6 +59,21 @@ def test_surrogate_model_of_the_optimizer_tracks_the_objective():
     assert np.corrcoef(mu.numpy(), shifted_sphere(Xt))[0, 1] > 0.9
 
 
+def test_warm_refit_finds_the_noise_a_small_sample_hid():
+    """A refit warm-started from a fit that saw little noise still finds a noisy function's noise level
+    (from the warm values alone it stayed where a short lengthscale explains the noise as wiggles)."""
+    rng = np.random.default_rng(3)
+    X = rng.random((200, 8))
+    f = np.sin(2 * X[:, 0]) + 0.5 * X[:, 1]
+    y = f + 0.6 * rng.standard_normal(200)  # noise variance ~ 2.5x the signal's
+    first = gplib.fit(torch.as_tensor(X[:12]), torch.as_tensor(y[:12]))
+    tiny = [first.log_ls - 2.0, first.log_sf2, np.log(1e-2), first.mean0]  # the corner a warm fit can stay in
+    model = gplib.fit(torch.as_tensor(X), torch.as_tensor(y), init=[float(v) for v in tiny], steps=10)
+    assert np.exp(model.log_sn2) > 0.3, model.hypers  # standardized units: most of the variance is noise
+    mu, _ = model.predict(torch.as_tensor(X))
+    assert np.corrcoef(mu.numpy(), f)[0, 1] > 0.8
+
+
 # -- quality -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dim", [6, 20])
