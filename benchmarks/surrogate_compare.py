@@ -6,10 +6,12 @@ problems that optimizer and ``surrogate`` both ran; the ratio to the best other 
 per-(problem, seed) win/tie/loss of ``surrogate`` against each peer (a tie: within 1%) with a
 Wilcoxon signed-rank p; per-problem medians; and each optimizer's median time per query.
 
-    python benchmarks/surrogate_compare.py lab=benchmarks/results/surrogate/lab \\
-        lab-heldout=benchmarks/results/surrogate/heldout --out benchmarks/results/surrogate/compare.md
+    python benchmarks/surrogate_compare.py lab=benchmarks/results/surrogate/lab-full+benchmarks/results/surrogate/lab-sur-v3 \\
+        lab-heldout=benchmarks/results/surrogate/heldout-v2+benchmarks/results/surrogate/heldout-sur-v3 \\
+        --out benchmarks/results/surrogate/compare-full.md
 
-Several directories may be joined for one suite with ``+`` (e.g. a TuRBO run capped at a smaller budget).
+Several directories may be joined for one suite with ``+`` (e.g. a TuRBO run capped at a smaller budget); a run
+in a later directory replaces the same (problem, optimizer, seed) of an earlier one.
 """
 
 from __future__ import annotations
