@@ -290,7 +290,7 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
 
 #: The optimizer of ``maximize`` and of ``mango maximize`` when none is named: ``surrogate``, which on the
 #: ``lab`` suite reaches at 1,000 queries what the best other optimizer reaches at 3,000
-#: (``benchmarks/RESULTS.md``), at 0.05-0.25 s of computation per query.
+#: (``benchmarks/RESULTS.md``), at 0.03-0.1 s of computation per query on a 2-core CPU.
 DEFAULT_OPTIMIZER = "surrogate"
 
 
