@@ -4,8 +4,8 @@ Small functions over plain tensors (float64 on the features' device):
 
 * :func:`fit` -- hyperparameters (lengthscale, signal and noise variance, constant
   mean) by maximizing the log marginal likelihood with L-BFGS, from the previous
-  batch's values and from a fresh start with much noise, keeping the better; returns a :class:`GP` (the Cholesky factor and the
-  weights, ready to predict).
+  batch's values and from a fresh start with much noise, keeping the better;
+  returns a :class:`GP` (the Cholesky factor and the weights, ready to predict).
 * :meth:`GP.predict` -- posterior mean and variance.
 * :meth:`GP.sample_paths` -- ``q`` functions drawn from the posterior by *pathwise
   conditioning* (Wilson et al. 2020): a prior path from random Fourier features
@@ -139,9 +139,9 @@ def fit(X: torch.Tensor, y: torch.Tensor, init: list[float] | None = None, steps
     m = min(len(X), int(fit_points))
     sub = d2[:m, :m]
     log_ls0 = math.log(max(float(sub[sub > 0].median().sqrt()), 1e-6)) if bool((sub > 0).any()) else 0.0
-    # a cold fit starts twice (little noise, much noise) and keeps the better; a warm one from `init`
-    # a warm fit also tries a fresh start with much noise: from the previous values alone it can stay in
-    # the corner where a short lengthscale explains noise as wiggles (measured on Poisson responses)
+    # a cold fit starts twice (little noise, much noise), a warm one from `init` and from much noise: from the
+    # previous values alone it can stay in the corner where a short lengthscale explains noise as wiggles
+    # (measured on Poisson responses); the better fit is kept
     starts = ([init, [log_ls0, 0.0, math.log(0.3), 0.0]] if init is not None
               else [[log_ls0, 0.0, math.log(1e-2), 0.0], [log_ls0, 0.0, math.log(0.3), 0.0]])
     params = torch.tensor(starts[0], dtype=X.dtype, device=X.device)
