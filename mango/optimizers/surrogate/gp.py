@@ -142,8 +142,8 @@ def fit(X: torch.Tensor, y: torch.Tensor, init: list[float] | None = None, steps
     # a cold fit starts twice (little noise, much noise), a warm one from `init` and from much noise: from the
     # previous values alone it can stay in the corner where a short lengthscale explains noise as wiggles
     # (measured on Poisson responses); the better fit is kept
-    starts = ([init, [log_ls0, 0.0, math.log(0.3), 0.0]] if init is not None
-              else [[log_ls0, 0.0, math.log(1e-2), 0.0], [log_ls0, 0.0, math.log(0.3), 0.0]])
+    noisy = [log_ls0, 0.0, math.log(0.3), 0.0]
+    starts = [init if init is not None else [log_ls0, 0.0, math.log(1e-2), 0.0], noisy]
     params = torch.tensor(starts[0], dtype=X.dtype, device=X.device)
     if steps > 0 and m > 2:
         ys_m = (ys[:m] - ys[:m].mean()) / (ys[:m].std() if float(ys[:m].std()) > 0 else 1.0)
