@@ -127,3 +127,63 @@ def test_grid_space_through_its_box():
                          progress=False, **FAST)
     assert res.points.dtype.kind == "i" and res.points.min() >= 0 and res.points.max() <= 15
     assert len(np.unique(res.points[30:], axis=0)) > 20  # synthesized points, not one point repeated
+
+
+BACKBONE = '''
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 4))
+'''
+
+
+@pytest.fixture()
+def backbone(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(BACKBONE)
+    return f"{path}:build"
+
+
+def test_backbone_readout_campaign_learns_and_resumes_exactly(backbone):
+    kw = dict(backbone=backbone, backbone_layer="1", steps=30)  # the ReLU's output: 512 features
+    res = mango.maximize(ORACLE, generator=GEN, unit="all", optimizer="inception", budget=120, seed=0,
+                         progress=False, **kw)
+    rnd = mango.maximize(ORACLE, generator=GEN, unit="all", optimizer="random", budget=120, seed=0, progress=False)
+    assert (np.array([u.best_value for u in res.units()]) > np.array([u.best_value for u in rnd.units()])).all()
+
+    def drive(opt, k):
+        out = []
+        for _ in range(k):
+            pts = opt.ask(6)
+            opt.tell(pts, _responses(GEN(pts)))
+            out.append(pts)
+        return np.concatenate(out)
+
+    a = make("inception", SPACE, seed=3, n_targets=3, **kw)
+    a.connect(generator=GEN)
+    drive(a, 8)
+    fresh = SPACE.sample(200, seed=5)
+    pred, true = a.predict(fresh), _responses(GEN(fresh))
+    for j in range(3):  # the readout of random conv features predicts every unit
+        assert np.corrcoef(pred[:, j], true[:, j])[0, 1] > 0.6  # 48 points; an unfit readout: about 0
+    b = make("inception", SPACE, seed=3, n_targets=3, **kw)
+    b.connect(generator=GEN)
+    b.load_state_dict(mango.serial.loads(mango.serial.dumps(a.state_dict())))
+    np.testing.assert_array_equal(drive(a, 3), drive(b, 3))
+
+
+def test_backbone_clear_errors(backbone):
+    with pytest.raises(ConfigError, match="backbone_layer"):
+        make("inception", SPACE, backbone=backbone)
+    with pytest.raises(ConfigError, match="conv|layer"):
+        make("inception", SPACE, backbone=backbone, backbone_layer="features.nope")
+    with pytest.raises(ConfigError, match="needs a generator"):
+        mango.maximize(lambda x: x[:, 0], space=SPACE, optimizer="inception", budget=30, progress=False,
+                       backbone=backbone, backbone_layer="1")
+    small = ModuleGenerator(torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.Unflatten(1, (1, 4, 4))), SPACE)
+    with pytest.raises(ConfigError, match="cannot take the generator's images"):
+        mango.maximize(CallableOracle(lambda x: np.asarray(x).reshape(len(x), -1)[:, 0]), generator=small,
+                       optimizer="inception", budget=30, progress=False, backbone=backbone, backbone_layer="3")

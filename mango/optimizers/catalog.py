@@ -36,7 +36,8 @@ _OWN = {
     "cma": "CMA-ES (pycma) in box coordinates scaled to the unit cube; the main job's default",
     "ga": "XDream-style genetic algorithm (elitism, tournament selection, crossover, mutation)",
     "surrogate": "model-based: a GP on the stimuli, trust region, batch Thompson sampling through the generator",
-    "inception": "model-based for many units: one CNN ensemble on the images, stimuli synthesized per unit",
+    "inception": ("model-based for many units: one CNN ensemble on the images (or, with backbone=, a linear "
+                  "readout per unit of a pretrained network's features), stimuli synthesized per unit"),
     "tt": "tensor-train sampling (PROTES-style, numpy); on a Box through a grid of levels",
     "protes": "the protes package's PROTES (jax), stepped one generation at a time, for comparison with tt",
     "protes-loop": "the protes package's own loop driven by ask/tell (quantize=true: its QTT setting)",

@@ -3,13 +3,21 @@
 An *inception loop* (Walker et al. 2019; Bashivan et al. 2019) in closed loop.
 Every query gives every target unit's response; one model learns them all:
 
-1. **Model**: an ensemble of small CNNs on the generated images with one output
-   per target, sharing their convolutional features across targets (a
-   population's units are driven by the same strokes, edges and blobs).  Each
-   target's responses are standardized.  Refit, warm-started from the last
-   weights, whenever the data grew by ``refit`` (a fraction) since the last fit.
+1. **Model**, one of two:
+
+   * by default an ensemble of small CNNs on the generated images with one
+     output per target, sharing their convolutional features across targets (a
+     population's units are driven by the same strokes, edges and blobs).  Each
+     target's responses are standardized.  Refit, warm-started from the last
+     weights, whenever the data grew by ``refit`` (a fraction) since the last fit;
+   * with ``backbone`` (a pretrained network of the stimulus domain, cut at
+     ``backbone_layer``), the classic inception-loop model: a linear readout per
+     target of the backbone's frozen features (Bayesian ridge regression, ridge
+     chosen by exact leave-one-out error; :mod:`mango.optimizers.readout`),
+     refit on every ask that has new data.  The readout's posterior standard
+     deviation is the spread of the upper confidence bound.
 2. **Synthesis**: the points of an ask are dealt round-robin to the targets.
-   For each, gradient ascent *through the generator* on the ensemble's
+   For each, gradient ascent *through the generator* on the model's
    upper confidence bound (mean + ``beta`` x spread, with ``beta`` drawn per
    point so that a batch is diverse) from the target's best point so far,
    inside a trust region around it.
@@ -23,7 +31,8 @@ model is then an MLP on the coordinates); for codes or opaque generators use
 ``surrogate`` (evolutionary acquisition).  Works for one target too.
 
 State (format ``inception-1``): the data, the trust regions, the networks'
-weights and the random state; a loaded optimizer continues exactly.
+weights and the random state; a loaded optimizer continues exactly (a
+readout is refit from the data: the same fit).
 """
 
 from __future__ import annotations
@@ -66,6 +75,9 @@ class InceptionOptimizer(Optimizer):
     steps : gradient steps per synthesis.
     length_init, length_min, length_max, success_tol, failure_tol : the per-target trust region (a
         fraction of the box side).
+    backbone, backbone_layer : a pretrained model (``zoo:NAME`` or ``FILE.py:FACTORY``) and the name of
+        the layer whose output is the features of a linear readout per target (e.g. ``zoo:cnn-digits`` and
+        ``features.pool2`` for digit stimuli); ``None`` (default): the CNN ensemble learned from scratch.
     device : torch device of the model (default: the generator's).
     """
 
@@ -75,7 +87,7 @@ class InceptionOptimizer(Optimizer):
     multi_target = True
     defaults = {"n_init": None, "members": 3, "epochs_first": 100, "epochs": 30, "refit": 0.1, "beta_max": 1.0,
                 "steps": 150, "length_init": 1.0, "length_min": 0.02, "length_max": 1.0, "success_tol": 2,
-                "failure_tol": 3, "device": None}
+                "failure_tol": 3, "backbone": None, "backbone_layer": None, "device": None}
 
     def __init__(self, space, seed=None, budget=None, batch_size=None, n_targets: int = 1, **params):
         if isinstance(n_targets, bool) or int(n_targets) != n_targets or n_targets < 1:
@@ -109,6 +121,12 @@ class InceptionOptimizer(Optimizer):
         self._turn = 0  # the next target a synthesized point serves
         self._asked_for: list[int] = []  # target of each outstanding synthesized point, in ask order (-1: random)
         self._nets: list[nn.Module] | None = None
+        self._backbone = None
+        if p["backbone"] is not None or p["backbone_layer"] is not None:
+            from .readout import Backbone
+
+            self._backbone = Backbone(p["backbone"], p["backbone_layer"], device=p["device"])
+        self._readout = None
         self._fit_n = 0
         self._n_asked = 0
         box = self.space if self.space.kind == "box" else self.space.box
@@ -116,6 +134,9 @@ class InceptionOptimizer(Optimizer):
 
     def _connect(self, generator=None) -> None:
         if generator is None:  # a plain function of the points: an MLP on the coordinates
+            if self._backbone is not None:
+                raise ConfigError(f"inception's backbone {self.params['backbone']!r} needs a generator of images; "
+                                  "this campaign has none. Drop backbone or give a generator.")
             self._generator = None
             return
         if generator.space != self.space:
@@ -185,6 +206,9 @@ class InceptionOptimizer(Optimizer):
 
     def _fit(self) -> None:
         pts, vals = self._data()
+        if self._backbone is not None:
+            self._fit_readout(pts, vals)
+            return
         if self._nets is not None and len(pts) < (1 + self.params["refit"]) * self._fit_n:
             return
         first = self._nets is None
@@ -217,6 +241,23 @@ class InceptionOptimizer(Optimizer):
                 q.requires_grad_(False)
         self._fit_n = len(pts)
 
+    def _fit_readout(self, pts: np.ndarray, vals: np.ndarray) -> None:
+        """Refit the linear readout of the backbone's features when there are new data."""
+        if self._readout is not None and len(pts) == self._fit_n:
+            return
+        from .readout import LinearReadout
+
+        feats = []
+        for b in range(0, len(pts), 256):  # all of them, in the same chunks every time: a resumed run's features
+            with torch.no_grad():           # are bit for bit the uninterrupted run's
+                feats.append(self._features(self._inputs(pts[b:b + 256])).double().cpu().numpy())
+        self._readout = LinearReadout().fit(np.concatenate(feats), vals)
+        self._fit_n = len(pts)
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        self._backbone.model.to(images.device)
+        return self._backbone(images)
+
     def _standardize(self, vals: np.ndarray) -> np.ndarray:
         sd = vals.std(axis=0)
         self._mu, self._sd = vals.mean(axis=0), np.where(sd > 0, sd, 1.0)
@@ -225,6 +266,10 @@ class InceptionOptimizer(Optimizer):
     def predict(self, points) -> np.ndarray:
         """The ensemble's mean prediction of every target's response at ``points`` (``[n, n_targets]``), in
         the responses' units, as of the last fit (``None`` before the first)."""
+        if self._readout is not None:
+            with torch.no_grad():
+                mean, _ = self._readout.predict(self._features(self._inputs(self.space.validate(points))).double())
+            return self._readout.to_values(mean.cpu().numpy())
         if self._nets is None:
             return None
         x = self._inputs(self.space.validate(points))
@@ -275,8 +320,12 @@ class InceptionOptimizer(Optimizer):
         opt = torch.optim.Adam([z], lr=float(0.05 * np.mean(hi - lo)) or 1e-3)
         for _ in range(int(self.params["steps"])):
             img = self._inputs_of(z)
-            preds = torch.stack([net(img) for net in self._nets])[:, torch.arange(n), tj]  # [members, n]
-            ucb = preds.mean(0) + beta * (preds.std(0) if len(self._nets) > 1 else 0.0)
+            if self._readout is not None:
+                mean, std = self._readout.predict(self._features(img), tj)
+                ucb = mean + beta * std
+            else:
+                preds = torch.stack([net(img) for net in self._nets])[:, torch.arange(n), tj]  # [members, n]
+                ucb = preds.mean(0) + beta * (preds.std(0) if len(self._nets) > 1 else 0.0)
             (z.grad,) = torch.autograd.grad(-ucb.sum(), [z])
             opt.step()
             with torch.no_grad():

@@ -56,6 +56,30 @@ def _first_tensor(out, layer: str) -> torch.Tensor:
     raise ConfigError(f"layer {layer!r} returned {type(out).__name__}, not a tensor; choose another layer.")
 
 
+def layer_outputs(model: nn.Module, module: nn.Module, layer: str, x: torch.Tensor,
+                  stop_after: int | None = None) -> list[torch.Tensor]:
+    """The outputs of ``module`` (named ``layer``) during ``model(x)``, in call order; the forward pass ends
+    after ``stop_after`` calls (``None``: runs to the end).  The hook is removed also when the pass fails."""
+    seen: list[torch.Tensor] = []
+
+    def hook(mod, inputs, output):
+        seen.append(_first_tensor(output, layer))
+        if stop_after is not None and len(seen) == stop_after:
+            raise StopForward
+
+    handle = module.register_forward_hook(hook)
+    try:
+        model(x)
+    except StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not seen:
+        raise ConfigError(f"layer {layer!r} was not called during the forward pass of {type(model).__name__}; "
+                          "choose a layer the forward pass uses.")
+    return seen
+
+
 class UnitReadout:
     """Select units from a layer output ``[n, ...]``.
 
@@ -218,24 +242,7 @@ class TorchOracle(Oracle):
             return self.readout(out)
 
     def _hooked(self, x: torch.Tensor) -> torch.Tensor:
-        seen: list[torch.Tensor] = []
-        target = self._calls if self.stop_early else None
-
-        def hook(module, inputs, output):
-            seen.append(_first_tensor(output, self.layer))
-            if target is not None and len(seen) == target:
-                raise StopForward
-
-        handle = self.module.register_forward_hook(hook)
-        try:
-            self.model(x)
-        except StopForward:
-            pass
-        finally:
-            handle.remove()
-        if not seen:
-            raise ConfigError(f"layer {self.layer!r} was not called during the forward pass of "
-                              f"{type(self.model).__name__}; choose a layer the forward pass uses.")
+        seen = layer_outputs(self.model, self.module, self.layer, x, self._calls if self.stop_early else None)
         if self._calls is None:
             self._calls = len(seen)
         return seen[-1]
