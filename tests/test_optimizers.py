@@ -201,3 +201,17 @@ def test_nevergrad_sequential_choice_asked_for_a_batch_is_a_clear_error_not_a_ha
     with pytest.raises(ConfigError, match="one point at a time"):
         opt.ask(5)
     assert mo.make("ng:NGOpt", Box(6), seed=0, budget=33, batch_size=5).ask(5).shape == (5, 6)
+
+
+def test_cma_in_high_dimension_with_batches_that_split_its_generations():
+    """From a few hundred dimensions cma picks two-point step-size adaptation, which a batch smaller than the
+    population (a generation over several asks) used to crash deep inside cma; now the step size is CSA's."""
+    from mango.optimizers import make
+
+    space = Box(400, -1.0, 1.0)
+    opt = make("cma", space, seed=0, batch_size=10)
+    for _ in range(30):
+        x = opt.ask(10)
+        y = -np.sum((x - 0.3) ** 2, axis=1)
+        opt.tell(x, y)
+    assert opt.n_told == 300 and np.isfinite(opt._best_value)

@@ -6,7 +6,11 @@ from the optimizer's own seeded generator (``cma``'s ``randn`` option), never
 from numpy's global state.  When CMA-ES meets one of its stopping criteria
 before the budget is spent, it restarts with a doubled population (IPOP).
 ``cma`` does not handle one-dimensional problems, so a 1-D box is searched with
-one extra dummy coordinate that the objective never sees.
+one extra dummy coordinate that the objective never sees.  With a batch size
+other than the population size (batches split generations), the step size is
+adapted by CSA, not by ``cma``'s two-point adaptation (its choice from a few
+hundred dimensions, which fails when a generation is split); for the best
+CMA-ES in high dimension leave the batch size to the optimizer (its population).
 """
 
 from __future__ import annotations
@@ -69,6 +73,12 @@ class CMAES(GenerationOptimizer):
         }
         if self.params["diagonal"]:
             opts["CMA_diagonal"] = True
+        if self.batch_size is not None and self.batch_size != popsize:
+            # batches that split generations: cma's two-point step-size adaptation (its default from a few hundred
+            # dimensions) needs its paired mean-shift samples in one generation, so use cumulative adaptation
+            from cma.sigma_adaptation import CMAAdaptSigmaCSA
+
+            opts["AdaptSigma"] = CMAAdaptSigmaCSA
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return cma.CMAEvolutionStrategy(z0, float(self.params["sigma0"]), opts)
