@@ -77,7 +77,7 @@ class InceptionOptimizer(Optimizer):
         fraction of the box side).
     backbone, backbone_layer : a pretrained model (``zoo:NAME`` or ``FILE.py:FACTORY``) and the name of
         the layer whose output is the features of a linear readout per target (e.g. ``zoo:cnn-digits`` and
-        ``features.pool2`` for digit stimuli); ``None`` (default): the CNN ensemble learned from scratch.
+        ``features.relu2`` for digit stimuli); ``None`` (default): the CNN ensemble learned from scratch.
     device : torch device of the model (default: the generator's).
     """
 
@@ -264,7 +264,7 @@ class InceptionOptimizer(Optimizer):
         return (vals - self._mu) / self._sd
 
     def predict(self, points) -> np.ndarray:
-        """The ensemble's mean prediction of every target's response at ``points`` (``[n, n_targets]``), in
+        """The model's mean prediction of every target's response at ``points`` (``[n, n_targets]``), in
         the responses' units, as of the last fit (``None`` before the first)."""
         if self._readout is not None:
             with torch.no_grad():

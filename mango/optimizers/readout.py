@@ -39,7 +39,7 @@ class Backbone:
             raise ConfigError(f"backbone must name a model, e.g. 'zoo:cnn-digits' or 'my_net.py:build', got {spec!r}.")
         if not isinstance(layer, str) or not layer:
             raise ConfigError(f"backbone {spec!r} needs backbone_layer, the layer whose output is the features "
-                              "(e.g. 'features.pool2' for zoo:cnn-digits; `mango layers MODEL` lists them).")
+                              "(e.g. 'features.relu2' for zoo:cnn-digits; a wrong name lists the model's layers).")
         self.spec, self.layer = spec, layer
         self.model = build_model(spec, device=device)
         if device is not None:
