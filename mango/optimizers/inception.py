@@ -125,7 +125,7 @@ class InceptionOptimizer(Optimizer):
         if p["backbone"] is not None or p["backbone_layer"] is not None:
             from .readout import Backbone
 
-            self._backbone = Backbone(p["backbone"], p["backbone_layer"], device=p["device"])
+            self._backbone = Backbone(p["backbone"], p["backbone_layer"], device=self.device)
         self._readout = None
         self._fit_n = 0
         self._n_asked = 0
@@ -146,6 +146,8 @@ class InceptionOptimizer(Optimizer):
                               f"{generator.space.kind} space is not. Use 'surrogate' (evolutionary acquisition) for "
                               "VQ-VAE codes or opaque generators.")
         self._generator = generator
+        if self._backbone is not None:  # where the images will be (the generator's device unless told otherwise)
+            self._backbone.model.to(self.device)
 
     @property
     def device(self) -> torch.device:
@@ -250,13 +252,9 @@ class InceptionOptimizer(Optimizer):
         feats = []
         for b in range(0, len(pts), 256):  # all of them, in the same chunks every time: a resumed run's features
             with torch.no_grad():           # are bit for bit the uninterrupted run's
-                feats.append(self._features(self._inputs(pts[b:b + 256])).double().cpu().numpy())
+                feats.append(self._backbone(self._inputs(pts[b:b + 256])).double().cpu().numpy())
         self._readout = LinearReadout().fit(np.concatenate(feats), vals)
         self._fit_n = len(pts)
-
-    def _features(self, images: torch.Tensor) -> torch.Tensor:
-        self._backbone.model.to(images.device)
-        return self._backbone(images)
 
     def _standardize(self, vals: np.ndarray) -> np.ndarray:
         sd = vals.std(axis=0)
@@ -268,7 +266,7 @@ class InceptionOptimizer(Optimizer):
         the responses' units, as of the last fit (``None`` before the first)."""
         if self._readout is not None:
             with torch.no_grad():
-                mean, _ = self._readout.predict(self._features(self._inputs(self.space.validate(points))).double())
+                mean, _ = self._readout.predict(self._backbone(self._inputs(self.space.validate(points))).double())
             return self._readout.to_values(mean.cpu().numpy())
         if self._nets is None:
             return None
@@ -321,7 +319,7 @@ class InceptionOptimizer(Optimizer):
         for _ in range(int(self.params["steps"])):
             img = self._inputs_of(z)
             if self._readout is not None:
-                mean, std = self._readout.predict(self._features(img), tj)
+                mean, std = self._readout.predict(self._backbone(img), tj)
                 ucb = mean + beta * std
             else:
                 preds = torch.stack([net(img) for net in self._nets])[:, torch.arange(n), tj]  # [members, n]

@@ -42,8 +42,6 @@ class Backbone:
                               "(e.g. 'features.relu2' for zoo:cnn-digits; a wrong name lists the model's layers).")
         self.spec, self.layer = spec, layer
         self.model = build_model(spec, device=device)
-        if device is not None:
-            self.model.to(device)
         self.model.eval()
         for q in self.model.parameters():
             q.requires_grad_(False)
