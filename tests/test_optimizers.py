@@ -215,3 +215,20 @@ def test_cma_in_high_dimension_with_batches_that_split_its_generations():
         y = -np.sum((x - 0.3) ** 2, axis=1)
         opt.tell(x, y)
     assert opt.n_told == 300 and np.isfinite(opt._best_value)
+
+
+def test_cma_run_by_name_keeps_its_own_step_size_adaptation_when_the_batch_is_its_population():
+    """The loop builds an optimizer with a batch-size hint (10) and then serves cma its population; the step-size
+    adaptation must follow the batches it is served, not the hint (a run by name used to get CSA in 400-d)."""
+    import mango
+    from mango.optimizers import make
+
+    space = Box(400, -1.0, 1.0)
+    f = lambda x: -np.sum((x - 0.3) ** 2, axis=1)  # noqa: E731
+    res = mango.maximize(f, space, optimizer="cma", budget=105, seed=0, progress=False)
+    opt = make("cma", space, seed=0)
+    assert opt.preferred_batch_size == 21
+    for _ in range(5):
+        x = opt.ask(21)
+        opt.tell(x, f(x))
+    assert res.best_value == opt._best_value

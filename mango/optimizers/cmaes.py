@@ -6,11 +6,13 @@ from the optimizer's own seeded generator (``cma``'s ``randn`` option), never
 from numpy's global state.  When CMA-ES meets one of its stopping criteria
 before the budget is spent, it restarts with a doubled population (IPOP).
 ``cma`` does not handle one-dimensional problems, so a 1-D box is searched with
-one extra dummy coordinate that the objective never sees.  With a batch size
-other than the population size (batches split generations), the step size is
-adapted by CSA, not by ``cma``'s two-point adaptation (its choice from a few
-hundred dimensions, which fails when a generation is split); for the best
-CMA-ES in high dimension leave the batch size to the optimizer (its population).
+one extra dummy coordinate that the objective never sees.  When the loop's
+batches split generations (a batch size other than the population's, seen at
+the first ask, or the batches of the first population after a restart), the
+step size is adapted by CSA, not by ``cma``'s two-point adaptation (its choice
+from a few hundred dimensions, which fails when a generation is split); for
+the best CMA-ES in high dimension leave the batch size to the optimizer (its
+population).
 """
 
 from __future__ import annotations
@@ -42,14 +44,28 @@ class CMAES(GenerationOptimizer):
     def _setup_generations(self) -> None:
         self._popsize = int(self.params["popsize"] or 4 + int(3 * math.log(self.space.dim)))
         self._restarts = 0
+        self._batch = None  # the size of the loop's batches, known at the first ask
+        self._z0 = None
         self._es = self._new_es(self._popsize, first=True)
+
+    def _ask(self, n: int) -> np.ndarray:
+        if self._batch is None:
+            self._batch = n
+            if n != self._popsize and not self._gens and not self._es.countiter:
+                from cma.sigma_adaptation import CMAAdaptSigmaTPA
+
+                if isinstance(self._es.adapt_sigma, CMAAdaptSigmaTPA):  # rebuilt (nothing sampled yet) with CSA
+                    self._es = self._new_es(self._popsize, first=True)
+        return super()._ask(n)
 
     def _new_es(self, popsize: int, first: bool):
         import cma
 
         box = self.space
         x0 = self.params["x0"]
-        if first and isinstance(x0, str) and x0 == "center":
+        if first and self._z0 is not None:  # the first distribution rebuilt: the same start
+            z0 = self._z0
+        elif first and isinstance(x0, str) and x0 == "center":
             z0 = np.full(box.dim, 0.5)
         elif isinstance(x0, str):
             if x0 != "random" and first:
@@ -57,6 +73,8 @@ class CMAES(GenerationOptimizer):
             z0 = self.rng.random(box.dim)
         else:
             z0 = (np.asarray(x0, dtype=float) - box.low) / (box.high - box.low)
+        if first:
+            self._z0 = z0
         if box.dim == 1:
             z0 = np.append(z0, 0.5)  # dummy coordinate: cma needs dim >= 2
         rng = self.rng
@@ -73,9 +91,11 @@ class CMAES(GenerationOptimizer):
         }
         if self.params["diagonal"]:
             opts["CMA_diagonal"] = True
-        if self.batch_size is not None and self.batch_size != popsize:
-            # batches that split generations: cma's two-point step-size adaptation (its default from a few hundred
-            # dimensions) needs its paired mean-shift samples in one generation, so use cumulative adaptation
+        if self._batch is not None and self._batch != popsize:
+            # the loop's batches split generations (a batch size other than the population, or the first
+            # population's batch after an IPOP restart doubled it): cma's two-point step-size adaptation (its
+            # default from a few hundred dimensions) needs its paired mean-shift samples in one generation, so
+            # use cumulative adaptation
             from cma.sigma_adaptation import CMAAdaptSigmaCSA
 
             opts["AdaptSigma"] = CMAAdaptSigmaCSA
