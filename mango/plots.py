@@ -5,6 +5,8 @@ Reports over run stores (HTML, GIFs, comparisons) live in :mod:`mango.report`.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 
@@ -164,8 +166,12 @@ def unit_grid_figure(names, values, images, normalized=None, title: str = "each 
     k = len(names)
     cols = min(k, 8 if k <= 16 else 10)
     rows = -(-k // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.55 * cols, 1.85 * rows + 0.4), dpi=110, squeeze=False,
-                             layout="constrained")
+    text = title + ("; (Nx) = value / the unit's best natural image" if normalized is not None
+                    and any(x is not None for x in normalized) else "")
+    width = 1.55 * cols
+    text = textwrap.fill(text, width=int(width * 15))  # ~15 characters per inch at 8 pt: a few units' title wraps
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 1.85 * rows + 0.25 + 0.15 * (text.count("\n") + 1)),
+                             dpi=110, squeeze=False, layout="constrained")
     for a in axes.flat:
         a.axis("off")
     for j, a in enumerate(axes.flat[:k]):
@@ -181,8 +187,7 @@ def unit_grid_figure(names, values, images, normalized=None, title: str = "each 
             img = _cell_image(images[j])
             a.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         a.set_title(t, fontsize=7)
-    fig.suptitle(title + ("; (Nx) = value / the unit's best natural image" if normalized is not None
-                          and any(x is not None for x in normalized) else ""), fontsize=8)
+    fig.suptitle(text, fontsize=8)
     return fig
 
 

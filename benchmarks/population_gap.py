@@ -1,0 +1,99 @@
+"""Where a population campaign falls short of single-unit campaigns: can its model see their best stimuli?
+
+A population campaign's model (``inception`` with the zoo CNN as backbone) is
+fit on the stimuli and responses of the campaign's first ``--budget`` queries
+(output group, seed ``--seed``), then asked to predict each output neuron's
+response to the best stimuli that ten 1,000-query single-unit ``surrogate``
+campaigns found (the JSON files ``benchmarks/population.py`` wrote).  If the
+model predicted them high, the population campaign's search would be what
+falls short; if it predicts them far below their true values, those stimuli lie
+where the campaign's data never went and the model cannot point there.
+
+The readout of several feature layers (and of the raw pixels) is checked.
+Prints a table and writes ``population-gap-b<budget>-s<seed>.json`` under ``--out``.
+
+    python benchmarks/population_gap.py --budget 500 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from population import GROUPS, setup
+
+LAYERS = ["features.relu1", "features.relu2", "features.relu3", "pixels"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "population"))
+    args = ap.parse_args()
+
+    import torch
+
+    import mango
+    from mango.build import build_model
+    from mango.optimizers.inception import InceptionOptimizer
+    from mango.optimizers.readout import LinearReadout
+    from mango.oracles.torch import find_layer, layer_outputs
+
+    oracle, gen, ref = setup("output")
+    k = len(GROUPS["output"]["units"])
+    opt = InceptionOptimizer(gen.space, seed=args.seed, budget=args.budget, n_targets=k, backbone="zoo:cnn-digits",
+                             backbone_layer="features.relu2")
+    mango.maximize(oracle, generator=gen, unit="all", optimizer=opt, budget=args.budget, seed=args.seed,
+                   progress=False)
+    pts, vals = opt._data()
+    singles, units = [], []
+    for s in range(5):
+        for j in range(k):
+            path = os.path.join(args.out, f"output-single-surrogate-s{s}-u{j}.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    singles.append(np.asarray(list(json.load(f)["best_points"].values())[0], dtype=float))
+                units.append(j)
+    if not singles:
+        raise SystemExit(f"no single-unit results under {args.out}; run benchmarks/population.py --arms single first.")
+    singles, units = np.asarray(singles), np.asarray(units)
+    rows = np.arange(len(units))
+    actual = oracle(gen(singles))[rows, units] / ref[units]
+    cnn = build_model("zoo:cnn-digits").eval()
+
+    def features(p: np.ndarray, layer: str) -> np.ndarray:
+        out = []
+        for b in range(0, len(p), 256):
+            with torch.no_grad():
+                x = gen(p[b:b + 256])
+                f = x if layer == "pixels" else layer_outputs(cnn, find_layer(cnn, layer), layer, x, stop_after=1)[0]
+            out.append(f.flatten(1).double().cpu().numpy())
+        return np.concatenate(out)
+
+    result = {"budget": args.budget, "seed": args.seed, "n_single": len(units),
+              "campaign_best": float(np.median(vals.max(0) / ref)), "single_actual": float(actual.mean()),
+              "layers": {}}
+    print(f"population campaign after {args.budget} queries (seed {args.seed}): median best "
+          f"{result['campaign_best']:.3f}; {len(units)} single-unit best stimuli, actual mean {actual.mean():.3f}")
+    print("| features | leave-one-out error | predicted mean | actual mean | correlation |")
+    print("|---|---|---|---|---|")
+    for layer in LAYERS:
+        readout = LinearReadout().fit(features(pts, layer), vals)
+        mean, _ = readout.predict(torch.as_tensor(features(singles, layer)))
+        pred = readout.to_values(mean.numpy())[rows, units] / ref[units]
+        r = {"loo": float(np.median(readout.noise)), "predicted": float(pred.mean()),
+             "corr": float(np.corrcoef(pred, actual)[0, 1])}
+        result["layers"][layer] = r
+        print(f"| {layer} | {r['loo']:.3f} | {r['predicted']:.2f} | {actual.mean():.2f} | {r['corr']:.2f} |")
+    path = os.path.join(args.out, f"population-gap-b{args.budget}-s{args.seed}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
