@@ -39,17 +39,14 @@ def main() -> None:
 
     import mango
     from mango.build import build_model
-    from mango.optimizers.inception import InceptionOptimizer
     from mango.optimizers.readout import LinearReadout
     from mango.oracles.torch import find_layer, layer_outputs
 
     oracle, gen, ref = setup("output")
     k = len(GROUPS["output"]["units"])
-    opt = InceptionOptimizer(gen.space, seed=args.seed, budget=args.budget, n_targets=k, backbone="zoo:cnn-digits",
-                             backbone_layer="features.relu2")
-    mango.maximize(oracle, generator=gen, unit="all", optimizer=opt, budget=args.budget, seed=args.seed,
-                   progress=False)
-    pts, vals = opt._data()
+    res = mango.maximize(oracle, generator=gen, unit="all", optimizer="inception", budget=args.budget, seed=args.seed,
+                         progress=False, backbone="zoo:cnn-digits", backbone_layer="features.relu2")
+    pts, vals = res.points, res.unit_values
     singles, units = [], []
     for s in range(5):
         for j in range(k):
