@@ -7,12 +7,12 @@ from numpy's global state.  When CMA-ES meets one of its stopping criteria
 before the budget is spent, it restarts with a doubled population (IPOP).
 ``cma`` does not handle one-dimensional problems, so a 1-D box is searched with
 one extra dummy coordinate that the objective never sees.  When the loop's
-batches split generations (a batch size other than the population's, seen at
-the first ask, or the batches of the first population after a restart), the
-step size is adapted by CSA, not by ``cma``'s two-point adaptation (its choice
-from a few hundred dimensions, which fails when a generation is split); for
-the best CMA-ES in high dimension leave the batch size to the optimizer (its
-population).
+batches can span two generations (a batch size, seen at the first ask, that
+does not divide the population size), the step size is adapted by CSA, not by
+``cma``'s two-point adaptation (its choice from a few hundred dimensions, which
+fails when a generation is asked before the previous one is told); for the
+best CMA-ES in high dimension leave the batch size to the optimizer (its
+population, or a divisor of it).
 """
 
 from __future__ import annotations
@@ -51,12 +51,17 @@ class CMAES(GenerationOptimizer):
     def _ask(self, n: int) -> np.ndarray:
         if self._batch is None:
             self._batch = n
-            if n != self._popsize and not self._gens and not self._es.countiter:
+            if self._spans_generations(self._popsize) and not self._gens and not self._es.countiter:
                 from cma.sigma_adaptation import CMAAdaptSigmaTPA
 
                 if isinstance(self._es.adapt_sigma, CMAAdaptSigmaTPA):  # rebuilt (nothing sampled yet) with CSA
                     self._es = self._new_es(self._popsize, first=True)
         return super()._ask(n)
+
+    def _spans_generations(self, popsize: int) -> bool:
+        """Whether a batch of the loop's size can hold points of two generations (it does not divide the
+        population: the next generation is asked before this one is told)."""
+        return self._batch is not None and popsize % self._batch != 0
 
     def _new_es(self, popsize: int, first: bool):
         import cma
@@ -91,11 +96,10 @@ class CMAES(GenerationOptimizer):
         }
         if self.params["diagonal"]:
             opts["CMA_diagonal"] = True
-        if self._batch is not None and self._batch != popsize:
-            # the loop's batches split generations (a batch size other than the population, or the first
-            # population's batch after an IPOP restart doubled it): cma's two-point step-size adaptation (its
-            # default from a few hundred dimensions) needs its paired mean-shift samples in one generation, so
-            # use cumulative adaptation
+        if self._spans_generations(popsize):
+            # cma's two-point step-size adaptation (its default from a few hundred dimensions) needs a generation's
+            # paired mean-shift samples told with it, which fails when a generation is asked before the previous
+            # one is told, so use cumulative adaptation
             from cma.sigma_adaptation import CMAAdaptSigmaCSA
 
             opts["AdaptSigma"] = CMAAdaptSigmaCSA
