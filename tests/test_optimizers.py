@@ -204,8 +204,9 @@ def test_nevergrad_sequential_choice_asked_for_a_batch_is_a_clear_error_not_a_ha
 
 
 def test_cma_in_high_dimension_with_batches_that_split_its_generations():
-    """From a few hundred dimensions cma picks two-point step-size adaptation, which a batch smaller than the
-    population (a generation over several asks) used to crash deep inside cma; now the step size is CSA's."""
+    """From a few hundred dimensions cma picks two-point step-size adaptation, which batches that do not divide the
+    population (a batch holding points of two generations) used to crash deep inside cma; now the step size is
+    CSA's."""
     from mango.optimizers import make
 
     space = Box(400, -1.0, 1.0)
