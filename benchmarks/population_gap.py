@@ -38,9 +38,7 @@ def main() -> None:
     import torch
 
     import mango
-    from mango.build import build_model
-    from mango.optimizers.readout import LinearReadout
-    from mango.oracles.torch import find_layer, layer_outputs
+    from mango.optimizers.readout import Backbone, LinearReadout
 
     oracle, gen, ref = setup("output")
     k = len(GROUPS["output"]["units"])
@@ -60,16 +58,12 @@ def main() -> None:
     singles, units = np.asarray(singles), np.asarray(units)
     rows = np.arange(len(units))
     actual = oracle(gen(singles))[rows, units] / ref[units]
-    cnn = build_model("zoo:cnn-digits").eval()
 
     def features(p: np.ndarray, layer: str) -> np.ndarray:
-        out = []
-        for b in range(0, len(p), 256):
-            with torch.no_grad():
-                x = gen(p[b:b + 256])
-                f = x if layer == "pixels" else layer_outputs(cnn, find_layer(cnn, layer), layer, x, stop_after=1)[0]
-            out.append(f.flatten(1).double().cpu().numpy())
-        return np.concatenate(out)
+        """The features of the readout: the zoo CNN cut at ``layer`` (the campaign's own Backbone), or pixels."""
+        net = (lambda x: x.flatten(1)) if layer == "pixels" else Backbone("zoo:cnn-digits", layer)
+        with torch.no_grad():
+            return np.concatenate([net(gen(p[b:b + 256])).double().cpu().numpy() for b in range(0, len(p), 256)])
 
     result = {"budget": args.budget, "seed": args.seed, "n_single": len(units),
               "campaign_best": float(np.median(vals.max(0) / ref)), "single_actual": float(actual.mean()),
