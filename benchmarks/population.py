@@ -1,6 +1,6 @@
 """Population campaigns against independent single-unit campaigns, on the zoo SNN.
 
-Two groups of units of ``snn-digits`` over the VQ-VAE embedding generator:
+Two groups of units of ``snn-digits`` over the VQ-VAE embedding generator (``--generator`` for another):
 
 * ``output``: the 10 output neurons, membrane readout (as the main job);
 * ``hidden``: 16 channels of the second spiking layer ``lif2`` (channels 0-15, rate readout).
@@ -45,7 +45,7 @@ GENERATOR = "zoo:vqvae-digits:embedding"
 
 
 @functools.lru_cache(maxsize=4)
-def setup(group: str):
+def setup(group: str, generator: str = GENERATOR):
     """``(oracle of the group's units, generator, reference maxima [K])``."""
     import torch
 
@@ -56,7 +56,7 @@ def setup(group: str):
     g = GROUPS[group]
     model = build_model("zoo:snn-digits")
     oracle = build_unit_oracle(model, g["layer"], list(g["units"]), readout=g["readout"])
-    gen = build_generator(GENERATOR)
+    gen = build_generator(generator)
     x = load_digits().x_train
     ref = np.concatenate([oracle(x[i:i + 500]) for i in range(0, len(x), 500)]).max(axis=0)
     if not (ref > 0).all():
@@ -66,8 +66,9 @@ def setup(group: str):
 
 
 def run_one(task: tuple) -> str:
-    """Run one campaign (``(out, group, arm, optimizer, seed, unit, budget)``) and write its JSON; skip if done."""
-    out, group, arm, opt, seed, unit, budget = task
+    """Run one campaign (``(out, group, arm, optimizer, seed, unit, budget, generator)``) and write its JSON;
+    skip if done."""
+    out, group, arm, opt, seed, unit, budget, generator = task
     path = os.path.join(out, f"{group}-{arm}-{opt}-s{seed}" + ("" if unit is None else f"-u{unit}") + ".json")
     if os.path.exists(path):
         return path
@@ -75,7 +76,7 @@ def run_one(task: tuple) -> str:
     from mango.bench.runner import parse_optimizers
 
     spec, = parse_optimizers(opt)  # "surrogate[allocation=interleave]": parameters in brackets
-    oracle, gen, ref = setup(group)
+    oracle, gen, ref = setup(group, generator)
     t0 = time.perf_counter()
     res = mango.maximize(oracle, generator=gen, unit="all" if unit is None else unit, optimizer=spec.name,
                          budget=budget, seed=seed, progress=False, **spec.kw)
@@ -88,7 +89,8 @@ def run_one(task: tuple) -> str:
         best = [res.best_value]
         curves = [(res.best_so_far() / ref[unit]).tolist()]
         stim = {str(unit): np.asarray(res.best_point).tolist()}
-    rec = {"group": group, "arm": arm, "optimizer": opt, "seed": seed, "unit": unit, "budget": budget,
+    rec = {"group": group, "generator": generator, "arm": arm, "optimizer": opt, "seed": seed, "unit": unit,
+           "budget": budget,
            "best": best, "normalized": (np.asarray(best) / (ref if unit is None else ref[unit])).tolist(),
            "curves": curves, "best_points": stim, "wall_s": wall, "optimizer_s": res.optimizer_s}
     tmp = path + ".tmp"
@@ -105,12 +107,12 @@ def tasks(args) -> list[tuple]:
     for s in range(args.seeds):
         for opt in args.optimizer:
             if "pop" in args.arms:
-                out.append((args.out, args.group, "pop", opt, s, None, args.budget))
+                out.append((args.out, args.group, "pop", opt, s, None, args.budget, args.generator))
             for j in range(k):
                 if "split" in args.arms:
-                    out.append((args.out, args.group, "split", opt, s, j, args.budget // k))
+                    out.append((args.out, args.group, "split", opt, s, j, args.budget // k, args.generator))
                 if "single" in args.arms:
-                    out.append((args.out, args.group, "single", opt, s, j, args.budget))
+                    out.append((args.out, args.group, "single", opt, s, j, args.budget, args.generator))
     return out
 
 
@@ -132,7 +134,7 @@ def load(out: str, group: str) -> dict:
             for key, seeds in acc.items()}
 
 
-def cnn_agreement(out: str, group: str) -> dict:
+def cnn_agreement(out: str, group: str, generator: str = GENERATOR) -> dict:
     """``(arm, optimizer) -> [per seed: how many of the 10 output neurons' best stimuli the zoo CNN classifies
     as the neuron's digit]`` (output group, population runs)."""
     import torch
@@ -140,7 +142,7 @@ def cnn_agreement(out: str, group: str) -> dict:
     from mango.build import build_generator, build_model
 
     cnn = build_model("zoo:cnn-digits")
-    gen = build_generator(GENERATOR)
+    gen = build_generator(generator)
     acc: dict = {}
     for name in sorted(os.listdir(out)):
         if not (name.startswith(group + "-pop-") and name.endswith(".json")):
@@ -155,11 +157,11 @@ def cnn_agreement(out: str, group: str) -> dict:
     return acc
 
 
-def report(out: str, group: str) -> str:
+def report(out: str, group: str, generator: str = GENERATOR) -> str:
     data = load(out, group)
     rng = np.random.default_rng(0)
     lines = [f"### {group}: {len(GROUPS[group]['units'])} units of snn-digits:{GROUPS[group]['layer']} over "
-             f"{GENERATOR}", "",
+             f"{generator}", "",
              "Median over units of the normalized activation, per seed; mean over seeds [95% bootstrap CI]:", "",
              "| arm | optimizer | seeds | total queries | median per-unit normalized [CI] |", "|---|---|---|---|---|"]
     med = {}
@@ -190,7 +192,7 @@ def report(out: str, group: str) -> str:
                              f"{mine.mean() / theirs.mean():.3f}; per (unit, seed) W/T/L {w}/{len(a) - w - loss}/{loss}")
     if group == "output":
         lines.append("")
-        for (arm, opt), counts in sorted(cnn_agreement(out, group).items()):
+        for (arm, opt), counts in sorted(cnn_agreement(out, group, generator).items()):
             lines.append(f"{arm}/{opt}: the zoo CNN classifies {counts} of the 10 output neurons' best stimuli as "
                          "their digit (per seed)")
     return "\n".join(lines) + "\n"
@@ -204,12 +206,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=1000)
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "population"))
+    ap.add_argument("--generator", default=GENERATOR,
+                    help=f"the generator every arm searches (default {GENERATOR}); keep one --out per generator")
+    ap.add_argument("--out", default=None,
+                    help="result directory (default results/population, or results/population/<generator> for "
+                         "another generator)")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
+    if args.out is None:
+        sub = [] if args.generator == GENERATOR else [args.generator.replace("zoo:", "").replace(":", "-")]
+        args.out = os.path.join(os.path.dirname(__file__), "results", "population", *sub)
     os.makedirs(args.out, exist_ok=True)
     if args.report:
-        text = report(args.out, args.group)
+        text = report(args.out, args.group, args.generator)
         print(text)
         with open(os.path.join(args.out, f"summary-{args.group}.md"), "w") as f:
             f.write(text)
