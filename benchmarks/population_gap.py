@@ -10,7 +10,9 @@ falls short; if it predicts them far below their true values, those stimuli lie
 where the campaign's data never went and the model cannot point there.
 
 The readout of several feature layers (and of the raw pixels) is checked.
-Prints a table and writes ``population-gap-b<budget>-s<seed>.json`` under ``--out``.
+Prints a table and writes ``population-gap-b<budget>-s<seed>.json`` under ``--out``, and
+``population-gap-b<budget>-s<seed>.png``: each neuron's best stimulus from the population campaign (first row)
+next to the one its single-unit campaign of the same seed found (second row).
 
     python benchmarks/population_gap.py --budget 500 --seed 0
 """
@@ -45,7 +47,7 @@ def main() -> None:
     res = mango.maximize(oracle, generator=gen, unit="all", optimizer="inception", budget=args.budget, seed=args.seed,
                          progress=False, backbone="zoo:cnn-digits", backbone_layer="features.relu2")
     pts, vals = res.points, res.unit_values
-    singles, units = [], []
+    singles, units, seeds = [], [], []
     for s in range(5):
         for j in range(k):
             path = os.path.join(args.out, f"output-single-surrogate-s{s}-u{j}.json")
@@ -53,9 +55,10 @@ def main() -> None:
                 with open(path) as f:
                     singles.append(np.asarray(list(json.load(f)["best_points"].values())[0], dtype=float))
                 units.append(j)
+                seeds.append(s)
     if not singles:
         raise SystemExit(f"no single-unit results under {args.out}; run benchmarks/population.py --arms single first.")
-    singles, units = np.asarray(singles), np.asarray(units)
+    singles, units, seeds = np.asarray(singles), np.asarray(units), np.asarray(seeds)
     rows = np.arange(len(units))
     actual = oracle(gen(singles))[rows, units] / ref[units]
 
@@ -84,6 +87,19 @@ def main() -> None:
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print("wrote", path)
+    mine = seeds == args.seed
+    if mine.sum() == k:  # the figure: the campaign's best stimuli above the same seed's single-unit ones
+        from mango.plots import to_images, unit_grid_figure
+
+        best = pts[vals.argmax(0)]
+        names = [f"pop {j}" for j in range(k)] + [f"single {j}" for j in units[mine]]
+        values = np.concatenate([vals.max(0), oracle(gen(singles[mine]))[np.arange(k), units[mine]]])
+        norm = values / np.concatenate([ref, ref[units[mine]]])
+        fig = unit_grid_figure(names, values, list(to_images(gen(np.concatenate([best, singles[mine]])))), norm,
+                               title=f"output neurons' best stimuli: population campaign after {args.budget} queries "
+                                     f"(top) vs 1,000-query single-unit campaigns (bottom), seed {args.seed}")
+        fig.savefig(path[:-len(".json")] + ".png")
+        print("wrote", path[:-len(".json")] + ".png")
 
 
 if __name__ == "__main__":
