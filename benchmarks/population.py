@@ -189,7 +189,8 @@ def report(out: str, group: str, generator: str = GENERATOR) -> str:
                 w = int((a > b * 1.01).sum())
                 loss = int((a < b * 0.99).sum())
                 lines.append(f"pop/{opt} vs {other}/{o2} on seeds {common}: ratio of medians "
-                             f"{mine.mean() / theirs.mean():.3f}; per (unit, seed) W/T/L {w}/{len(a) - w - loss}/{loss}")
+                             f"{mine.mean() / theirs.mean():.3f}; per (unit, seed) W/T/L "
+                             f"{w}/{len(a) - w - loss}/{loss}")
     if group == "output":
         lines.append("")
         for (arm, opt), counts in sorted(cnn_agreement(out, group, generator).items()):
