@@ -93,8 +93,8 @@ def main() -> None:
 
         best = pts[vals.argmax(0)]
         names = [f"pop {j}" for j in range(k)] + [f"single {j}" for j in units[mine]]
-        values = np.concatenate([vals.max(0), oracle(gen(singles[mine]))[np.arange(k), units[mine]]])
-        norm = values / np.concatenate([ref, ref[units[mine]]])
+        norm = np.concatenate([vals.max(0) / ref, actual[mine]])  # the single-unit values are already measured
+        values = norm * np.concatenate([ref, ref[units[mine]]])
         fig = unit_grid_figure(names, values, list(to_images(gen(np.concatenate([best, singles[mine]])))), norm,
                                title=f"output neurons' best stimuli: population campaign after {args.budget} queries "
                                      f"(top) vs 1,000-query single-unit campaigns (bottom), seed {args.seed}")
