@@ -16,6 +16,7 @@ from .spaces import Box, Codebook, Grid
 from .track import TrackResult, track
 
 __all__ = [
-    "__version__", "maximize", "track", "TrackResult", "Result", "Batch", "Callback", "Objective", "Box", "Grid", "Codebook",
+    "__version__", "maximize", "track", "TrackResult", "Result", "Batch", "Callback", "Objective",
+    "Box", "Grid", "Codebook",
     "MangoError", "ConfigError", "SpaceError", "UnknownNameError", "ObjectiveError",
 ]

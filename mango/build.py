@@ -44,7 +44,8 @@ def load_factory(spec: str):
     module = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(module)
     if not hasattr(module, name):
-        raise ConfigError(f"{path} defines no {name!r}; public names: {[n for n in dir(module) if not n.startswith('_')]}.")
+        public = [n for n in dir(module) if not n.startswith("_")]
+        raise ConfigError(f"{path} defines no {name!r}; public names: {public}.")
     return getattr(module, name)
 
 

@@ -99,13 +99,13 @@ def _add_maximize(sub):
     p = sub.add_parser(
         "maximize", help="find the stimulus that drives a neuron hardest",
         description="Maximize one unit's response. With no arguments: the membrane potential of output neuron 3 "
-                    f"of the bundled spiking network ({DEFAULT_MODEL}) over the bundled VQ-VAE's embedding space, CMA-ES, "
-                    f"{DEFAULT_BUDGET} queries.",
+                    f"of the bundled spiking network ({DEFAULT_MODEL}) over the bundled VQ-VAE's embedding space, "
+                    f"optimizer {DEFAULT_OPTIMIZER}, {DEFAULT_BUDGET} queries.",
     )
     g = p.add_argument_group("target")
     g.add_argument("--model", default=DEFAULT_MODEL, help="zoo:NAME or FILE.py:FACTORY (default %(default)s)")
-    g.add_argument("--weights", help="state_dict file (loaded with weights_only=True) for a FILE.py:FACTORY model, or to "
-                                     "replace a zoo model's weights, e.g. a training checkpoint")
+    g.add_argument("--weights", help="state_dict file (loaded with weights_only=True) for a FILE.py:FACTORY model, "
+                                     "or to replace a zoo model's weights, e.g. a training checkpoint")
     g.add_argument("--layer", default="output", help="dotted module name, or 'output' (default)")
     g.add_argument("--unit", default=3, metavar="UNIT|LIST|all",
                    help="unit index in the layer (default %(default)s), or a rig channel's name; several units "
@@ -129,7 +129,8 @@ def _add_maximize(sub):
     g.add_argument("--rig-timeout", type=float, default=5.0, help="seconds per rig request (default %(default)s)")
     g.add_argument("--rig-retries", type=int, default=3)
     g.add_argument("--noise", choices=["poisson", "gaussian"], help="add response noise")
-    g.add_argument("--repeats", type=int, default=1, help="present each stimulus this many times (counts in the budget)")
+    g.add_argument("--repeats", type=int, default=1,
+                   help="present each stimulus this many times (counts in the budget)")
     g.add_argument("--objective", help="a test function instead of a neuron: sphere, rastrigin, codebook")
     g.add_argument("--dim", type=int, default=10, help="dimension for --objective (default %(default)s)")
     s = p.add_argument_group("search")
@@ -142,7 +143,8 @@ def _add_maximize(sub):
     s.add_argument("--warm-start", metavar="zoo|DIR|FILE.npy",
                    help="start from natural images: 'zoo' (the zoo's held-out digits), a folder of images, or an .npy "
                         "array of images or of latent points; they are shown first and count against the budget")
-    s.add_argument("--warm-n", type=int, metavar="N", help="how many images to screen (default: 20 zoo digits, else all)")
+    s.add_argument("--warm-n", type=int, metavar="N",
+                   help="how many images to screen (default: 20 zoo digits, else all)")
     s.add_argument("--list-optimizers", nargs="?", const="", default=None, metavar="PATTERN",
                    help="list the optimizers, grouped, one line each, and exit; PATTERN filters (a substring of "
                         "name, group or description, or a glob on the name such as 'ng:*DE')")
@@ -163,9 +165,9 @@ def _add_maximize(sub):
     p.set_defaults(func=cmd_maximize)
 
 
-_RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "oracle", "rig_timeout", "rig_retries", "noise",
-                "repeats", "objective", "dim", "generator", "optimizer", "param", "budget", "batch_size", "seed",
-                "device", "warm_start", "warm_n", "among", "selectivity", "direction")
+_RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "oracle", "rig_timeout", "rig_retries",
+                "noise", "repeats", "objective", "dim", "generator", "optimizer", "param", "budget", "batch_size",
+                "seed", "device", "warm_start", "warm_n", "among", "selectivity", "direction")
 
 
 class _Column:
@@ -210,7 +212,8 @@ def unit_objective(args, oracle):
         try:
             w = np.load(text, allow_pickle=False) if text.endswith(".npy") else [float(x) for x in text.split(",")]
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"--direction takes comma-separated weights or an .npy file, got {text!r}: {exc}") from None
+            raise ConfigError(f"--direction takes comma-separated weights or an .npy file, got {text!r}: "
+                              f"{exc}") from None
         w = np.asarray(w, dtype=float).reshape(-1)
         if len(w) != len(among):
             raise ConfigError(f"--direction has {len(w)} weights but --among lists {len(among)} units; give one each.")
@@ -272,11 +275,12 @@ def _target(args, oracle) -> dict:
         t["among"] = args.among
         if args.selectivity:
             t["selectivity"] = args.selectivity
-            t["description"] += f"; maximized: its selectivity ({args.selectivity}) against the other units of {args.among}"
+            t["description"] += (f"; maximized: its selectivity ({args.selectivity}) against the other units of "
+                                 f"{args.among}")
         elif args.direction:
             t["direction"] = args.direction
             t["description"] = (f"the weighted sum ({args.direction}) of the responses of units {args.among}"
-                                + (f" of {args.model}" if not args.oracle else f" recorded by the rig at {args.oracle}"))
+                                + (f" recorded by the rig at {args.oracle}" if args.oracle else f" of {args.model}"))
     if args.noise:
         t["noise"] = args.noise
     if args.repeats and args.repeats > 1:

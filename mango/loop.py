@@ -238,7 +238,8 @@ class Run:
             queries=cat(self._queries, np.zeros(0, np.int64)).astype(np.int64),
             batch=cat(self._batch, np.zeros(0, np.int64)).astype(np.int64),
             t=cat(self._t, np.zeros(0)),
-            responses=cat(self._responses, None) if self._responses and len(self._responses) == len(self._points) else None,
+            responses=(cat(self._responses, None)
+                       if self._responses and len(self._responses) == len(self._points) else None),
             unit_names=self.unit_names,
             batch_optimizer_s=np.asarray(self._opt_s), batch_objective_s=np.asarray(self._obj_s),
             wall_s=self.elapsed(), stop_reason=self.stop_reason, best_stimulus=self.best_stimulus,
@@ -371,7 +372,8 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
     targets = getattr(objective, "targets", None)
     if isinstance(optimizer, Optimizer):
         if optimizer_params:
-            raise ConfigError("optimizer parameters go to make(); pass either an Optimizer instance or a name with parameters.")
+            raise ConfigError("optimizer parameters go to make(); pass either an Optimizer instance or a name with "
+                              "parameters.")
         if optimizer.space != space:
             raise ConfigError(f"the optimizer searches {optimizer.space!r} but the objective's space is {space!r}.")
         k = 1 if targets is None else len(targets)

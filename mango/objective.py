@@ -140,7 +140,8 @@ class Objective:
                 raise UnknownNameError("unit", unit, names)
             unit = names.index(unit)
         if isinstance(unit, (int, np.integer)) and n_units is not None and not 0 <= unit < n_units:
-            raise ConfigError(f"unit {unit} is out of range: the oracle reads {n_units} unit(s), valid 0..{n_units - 1}.")
+            raise ConfigError(f"unit {unit} is out of range: the oracle reads {n_units} unit(s), "
+                              f"valid 0..{n_units - 1}.")
         if hasattr(unit, "check"):  # Selectivity, Direction: are the units they compare read?
             unit.check(n_units)
         self.unit = unit
@@ -260,7 +261,8 @@ def as_objective(objective, generator=None, space=None, unit=None):
     if space is None:
         space = getattr(objective, "space", None)
     if space is None:
-        raise ConfigError("maximize() needs space= (a mango.spaces Box, Grid or Codebook) or a generator= that has one.")
+        raise ConfigError("maximize() needs space= (a mango.spaces Box, Grid or Codebook) or a generator= that "
+                          "has one.")
     if not callable(objective) and not hasattr(objective, "evaluate"):
         raise ConfigError(f"the objective must be callable, got {type(objective).__name__}.")
     return objective, space

@@ -316,7 +316,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 color:#222;padding:0 16px}
 h1{font-size:1.6em;margin-bottom:0} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:2em}
 .sub{color:#666;margin-top:4px} img{max-width:100%;border:1px solid #eee}
-table{border-collapse:collapse;font-size:.9em;margin:8px 0} td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;font-size:.9em;margin:8px 0}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f5f5f5} td.l,th.l{text-align:left} pre{background:#f7f7f7;padding:10px;overflow:auto;font-size:.8em;
 max-height:420px} .status-finished{color:#1a7f37;font-weight:600} .status-running,.status-error,.status-interrupted
 {color:#b35900;font-weight:600} .flex{display:flex;gap:20px;align-items:flex-start;flex-wrap:wrap}
@@ -357,7 +358,8 @@ def make_report(stores, out_dir: str | os.PathLike, top_k: int = 16, title: str 
             f"<td>{r.n_queries} / {r.budget}</td><td>{_fmt(None if b is None else r.values[b])}</td>"
             f"<td>{_norm_cell(r, b)}</td>"
             f"<td>{'–' if b is None else int(r.queries[b])}</td>"
-            f"<td class='l status-{html.escape(r.status)}'>{_status_text(r.status)}</td><td>{len(r.sessions)}</td></tr>")
+            f"<td class='l status-{html.escape(r.status)}'>{_status_text(r.status)}</td>"
+            f"<td>{len(r.sessions)}</td></tr>")
     parts.append("</table>")
     if len(runs) > 1:
         data = save_png(compare_figure(runs), os.path.join(out_dir, "compare.png"))

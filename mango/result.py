@@ -22,7 +22,8 @@ import numpy as np
 
 from .spaces import Space
 
-__all__ = ["Result", "UnitResult", "result_to_dataframe", "result_to_csv", "result_to_json", "response_columns", "plain_cell"]
+__all__ = ["Result", "UnitResult", "result_to_dataframe", "result_to_csv", "result_to_json", "response_columns",
+           "plain_cell"]
 
 
 @dataclass

@@ -66,7 +66,8 @@ def _read_folder(path: pathlib.Path) -> torch.Tensor:
         arrays.append(a.transpose(2, 0, 1))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
-        raise ConfigError(f"the images in {str(path)!r} have different sizes {sorted(shapes)}; resize them to one size.")
+        raise ConfigError(f"the images in {str(path)!r} have different sizes {sorted(shapes)}; "
+                          "resize them to one size.")
     return torch.as_tensor(np.stack(arrays), dtype=torch.float32)
 
 

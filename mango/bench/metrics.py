@@ -27,7 +27,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["ran", "rows", "common_problems", "problem_groups", "best_ever", "add_rel_best", "bootstrap_median_ci", "summary", "per_problem", "hitting_times",
+__all__ = ["ran", "rows", "common_problems", "problem_groups", "best_ever", "add_rel_best", "bootstrap_median_ci",
+           "summary", "per_problem", "hitting_times",
            "ert", "ecdf", "timing", "winners", "markdown_report", "DEFAULT_TARGETS"]
 
 DEFAULT_TARGETS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)

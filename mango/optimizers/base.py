@@ -94,7 +94,8 @@ class Optimizer:
     def __init__(self, space: Space, seed: int | None = None, budget: int | None = None,
                  batch_size: int | None = None, **params):
         if not isinstance(space, Space):
-            raise ConfigError(f"{type(self).__name__} needs a mango Space (Box, Grid, Codebook), got {type(space).__name__}.")
+            raise ConfigError(f"{type(self).__name__} needs a mango Space (Box, Grid, Codebook), "
+                              f"got {type(space).__name__}.")
         if space.kind not in self.native:
             raise ConfigError(
                 f"optimizer {self.name!r} does not search {space.kind} spaces natively; "

@@ -152,7 +152,9 @@ class InceptionOptimizer(Optimizer):
     @property
     def device(self) -> torch.device:
         d = self.params["device"]
-        return torch.device(d) if d is not None else (self._generator.device if self._generator else torch.device("cpu"))
+        if d is not None:
+            return torch.device(d)
+        return self._generator.device if self._generator else torch.device("cpu")
 
     @property
     def preferred_batch_size(self) -> int | None:

@@ -49,8 +49,9 @@ values to the elite (the best ``k_top`` points of everything seen with
 ``elite="seen"``, of the points told since the last update with
 ``elite="batch"`` as in PROTES) and, every ``k`` told values, makes ``k_gd``
 Adam steps.  Telling points that were never asked is a warm start with
-measured values (what :meth:`~mango.optimizers.Optimizer.warm_start` does); :meth:`TTOptimizer.fit_points` fits the distribution to
-points without values (e.g. the codes of real images).
+measured values (what :meth:`~mango.optimizers.Optimizer.warm_start` does);
+:meth:`TTOptimizer.fit_points` fits the distribution to points without values
+(e.g. the codes of real images).
 
 :meth:`TTOptimizer.tt_cores` exports the distribution as teneva-compatible
 cores (see ``examples/tt_cores_teneva.py``).
@@ -271,7 +272,8 @@ class TTOptimizer(Optimizer):
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
         """Native state: cores, Adam moments, elite, seen points, rng state (exact continuation)."""
-        seen = np.array([np.frombuffer(k, dtype=np.int64) for k in self._seen], dtype=np.int64).reshape(-1, self.space.dim)
+        seen = np.array([np.frombuffer(k, dtype=np.int64) for k in self._seen], dtype=np.int64)
+        seen = seen.reshape(-1, self.space.dim)
         outstanding = self._asked.points()
         return {
             **self._state_header("tt-1"),

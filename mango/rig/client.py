@@ -385,4 +385,5 @@ class RigOracle(Oracle):
         return d
 
     def __repr__(self) -> str:
-        return f"RigOracle({self.address!r}, units={self.unit_names!r}, timeout={self.timeout:g}, retries={self.retries})"
+        return (f"RigOracle({self.address!r}, units={self.unit_names!r}, timeout={self.timeout:g}, "
+                f"retries={self.retries})")

@@ -160,7 +160,8 @@ def decode(frames: Sequence, max_bytes: int | None = None) -> Message:
     if not isinstance(specs, list) or len(specs) > MAX_ARRAYS:
         raise ProtocolError(f"header 'arrays' must be a list of at most {MAX_ARRAYS} array specs.")
     if len(specs) != len(frames) - 1:
-        raise ProtocolError(f"header describes {len(specs)} array(s) but the message has {len(frames) - 1} data frame(s).")
+        raise ProtocolError(f"header describes {len(specs)} array(s) but the message has {len(frames) - 1} "
+                            "data frame(s).")
     arrays, total = [], 0
     for i, (spec, frame) in enumerate(zip(specs, frames[1:])):
         if not isinstance(spec, dict):

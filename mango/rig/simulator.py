@@ -104,7 +104,8 @@ class Faults:
         return False
 
     def action(self, server, body: Sequence, is_new: bool = True) -> tuple | None:
-        """What to do with the reply to ``body``: ``None`` (send), ``("drop",)``, ``("delay", s)``, ``("malformed", frames)``.
+        """What to do with the reply to ``body``: ``None`` (send), ``("drop",)``, ``("delay", s)``,
+        ``("malformed", frames)``.
 
         Delays model a slow presentation, so they only hit requests presented
         now (``is_new``), not retries answered from the cache; drops and
@@ -158,7 +159,8 @@ _MALFORMED: list[tuple[str, Callable]] = [
 
 
 class SyntheticNeuron:
-    """A model V1 simple cell (fallback when the zoo is not available): rate = ``max_rate * sigmoid(gain * <gabor, x>)``.
+    """A model V1 simple cell (fallback when the zoo is not available):
+    rate = ``max_rate * sigmoid(gain * <gabor, x>)``.
 
     The Gabor receptive field (orientation, frequency, position) is drawn from
     ``seed``; stimuli are ``[n, 1, size, size]`` images.

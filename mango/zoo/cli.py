@@ -60,15 +60,18 @@ def model_card(name: str) -> str:
         if on:
             sec.append(ln)
     if sec:
-        out += textwrap.wrap(" ".join(x.strip() for x in sec if x.strip()).replace("`", "").replace("**", ""), width=100) + [""]
+        text = " ".join(x.strip() for x in sec if x.strip()).replace("`", "").replace("**", "")
+        out += textwrap.wrap(text, width=100) + [""]
     for k in ("layers", "input_shape", "output", "latent_shape", "codes", "embedding_dim", "latent_dim",
               "output_shape"):
         if k in info:
             out.append(f"{k}: {info[k]}")
-    out.append(f"weights: {info['file']} ({'%.2f MB' % (info['file_bytes'] / 1e6) if info.get('file_bytes') else 'missing'})")
+    size = f"{info['file_bytes'] / 1e6:.2f} MB" if info.get("file_bytes") else "missing"
+    out.append(f"weights: {info['file']} ({size})")
     if info.get("metrics"):
         out.append("metrics: " + ", ".join(f"{k} {v}" for k, v in info["metrics"].items()))
-    out.append(f"retrain: {info['command']}" + (f" ({info['train_seconds']:.0f} s)" if info.get("train_seconds") else ""))
+    took = f" ({info['train_seconds']:.0f} s)" if info.get("train_seconds") else ""
+    out.append(f"retrain: {info['command']}{took}")
     out.append("model card: mango/zoo/README.md")
     return "\n".join(out)
 

@@ -321,7 +321,8 @@ def train_gan(data, epochs: int, gen: torch.Generator):
     return G, metrics
 
 
-TRAINERS = {"cnn-digits": train_cnn, "snn-digits": train_snn, "sj-digits": train_sj, "vqvae-digits": train_vqvae, "gan-digits": train_gan}
+TRAINERS = {"cnn-digits": train_cnn, "snn-digits": train_snn, "sj-digits": train_sj, "vqvae-digits": train_vqvae,
+            "gan-digits": train_gan}
 
 
 def train(name: str, seed: int = 0, epochs: int | None = None, data_dir: str | None = None,
