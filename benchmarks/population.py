@@ -134,6 +134,31 @@ def load(out: str, group: str) -> dict:
             for key, seeds in acc.items()}
 
 
+def single_curves(out: str, group: str) -> dict:
+    """``(optimizer, seed) -> median over units of the single-unit campaigns' normalized best-so-far, per query``
+    (complete seeds only)."""
+    k = len(GROUPS[group]["units"])
+    acc: dict = {}
+    for name in sorted(os.listdir(out)):
+        if not (name.startswith(group + "-single-") and name.endswith(".json")):
+            continue
+        with open(os.path.join(out, name)) as f:
+            r = json.load(f)
+        acc.setdefault((r["optimizer"], r["seed"]), {})[r["unit"]] = np.asarray(r["curves"][0], dtype=float)
+    out_: dict = {}
+    for key, curves in acc.items():
+        if len(curves) == k:
+            n = min(len(c) for c in curves.values())
+            out_[key] = np.median(np.stack([curves[j][:n] for j in range(k)]), axis=0)
+    return out_
+
+
+def equivalent_queries(value: float, curve: np.ndarray) -> int | None:
+    """The first query count at which a single-unit median curve reaches ``value`` (``None``: not within it)."""
+    hit = np.flatnonzero(curve >= value)
+    return int(hit[0]) + 1 if hit.size else None
+
+
 def cnn_agreement(out: str, group: str, generator: str = GENERATOR) -> dict:
     """``(arm, optimizer) -> [per seed: how many of the 10 output neurons' best stimuli the zoo CNN classifies
     as the neuron's digit]`` (output group, population runs)."""
@@ -191,6 +216,19 @@ def report(out: str, group: str, generator: str = GENERATOR) -> str:
                 lines.append(f"pop/{opt} vs {other}/{o2} on seeds {common}: ratio of medians "
                              f"{mine.mean() / theirs.mean():.3f}; per (unit, seed) W/T/L "
                              f"{w}/{len(a) - w - loss}/{loss}")
+    curves = single_curves(out, group)
+    k = len(GROUPS[group]["units"])
+    for (arm, opt), (m, seeds) in sorted(med.items()):
+        if arm != "pop":
+            continue
+        for o2 in sorted({o for o, _ in curves}):
+            common = sorted(s for s in seeds if (o2, s) in curves)
+            if not common:
+                continue
+            eq = [equivalent_queries(float(np.median(seeds[s])), curves[(o2, s)]) for s in common]
+            shown = ", ".join(f">{len(curves[(o2, s)])}" if q is None else str(q) for q, s in zip(eq, common))
+            lines.append(f"pop/{opt} equals {k} single-unit {o2} campaigns of {shown} queries each (seeds {common}; "
+                         f"the first query at which their median reaches the population's)")
     if group == "output":
         lines.append("")
         for (arm, opt), counts in sorted(cnn_agreement(out, group, generator).items()):
