@@ -13,6 +13,7 @@ import torch
 import mango
 from mango.errors import ConfigError
 from mango.generators import GANGenerator, ModuleGenerator, ParametricGenerator
+from mango.oracles import CallableOracle
 from mango.optimizers import make
 from mango.optimizers.surrogate import gp as gplib
 from mango.optimizers.surrogate.features import Features
@@ -208,6 +209,77 @@ def test_gradient_refinement_leaves_no_gradient_on_the_generator():
     gen = GANGenerator(net, latent_dim=5)
     mango.maximize(_Recorder2(), generator=gen, optimizer="surrogate", budget=40, seed=0, progress=False)
     assert all(p.grad is None for p in net.parameters())
+
+
+# -- a pretrained backbone's features as the GP's input ----------------------------------------------
+
+_BACKBONE = '''
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+'''
+
+
+def _six_by_six():
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 36), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 6, 6)))
+    return ModuleGenerator(net, Box(5, -1, 1))
+
+
+def test_backbone_features_are_the_layer_and_differentiable(tmp_path):
+    from mango.optimizers.readout import Backbone
+
+    (tmp_path / "net.py").write_text(_BACKBONE)
+    gen = _six_by_six()
+    bb = Backbone(f"{tmp_path / 'net.py'}:build", "1")
+    feats = Features(gen.space, gen, backbone=bb)
+    pts = gen.space.sample(7, seed=0)
+    f = feats(pts)
+    assert f.shape == (7, 4 * 36) and f.dtype == torch.float64
+    torch.testing.assert_close(f, bb(gen(pts)).double())  # the ReLU's activations, not the pixels
+    u = torch.as_tensor((pts - gen.space.low) / (gen.space.high - gen.space.low), dtype=torch.float32)
+    u.requires_grad_(True)
+    out = feats.from_unit(u)
+    torch.testing.assert_close(out.detach(), f, rtol=1e-5, atol=1e-5)
+    (g,) = torch.autograd.grad(out.sum(), [u])
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_surrogate_with_a_backbone_learns_resumes_exactly_and_errs_clearly(tmp_path):
+    (tmp_path / "net.py").write_text(_BACKBONE)
+    kw = dict(backbone=f"{tmp_path / 'net.py'}:build", backbone_layer="1")
+    gen = _six_by_six()
+    w = np.random.default_rng(0).standard_normal(36)
+
+    def f(x):  # a fixed linear unit of the images
+        return gen(np.asarray(x)).reshape(len(x), -1).numpy() @ w
+
+    unit = CallableOracle(lambda images: images.reshape(len(images), -1).numpy() @ w)
+    res = mango.maximize(unit, generator=gen, optimizer="surrogate", budget=60, seed=0, progress=False, **kw)
+    rnd = mango.maximize(unit, generator=gen, optimizer="random", budget=60, seed=0, progress=False)
+    assert res.best_value > rnd.best_value
+    a = make("surrogate", gen.space, seed=2, batch_size=5, **kw)
+    a.connect(generator=gen)
+    for _ in range(4):
+        x = a.ask(5)
+        a.tell(x, f(x))
+    b = make("surrogate", gen.space, seed=2, batch_size=5, **kw)
+    b.connect(generator=gen)
+    b.load_state_dict(mango.serial.loads(mango.serial.dumps(a.state_dict())))
+    for _ in range(2):
+        x, y = a.ask(5), b.ask(5)
+        np.testing.assert_array_equal(x, y)
+        a.tell(x, f(x))
+        b.tell(y, f(y))
+    with pytest.raises(ConfigError, match="need a generator"):
+        mango.maximize(shifted_sphere, Box(3, -1, 1), optimizer="surrogate", budget=20, progress=False, **kw)
+    with pytest.raises(ConfigError, match="backbone_layer"):
+        mango.maximize(unit, generator=gen, optimizer="surrogate", budget=20, progress=False,
+                       backbone=kw["backbone"])
 
 
 # -- every space, determinism, state --------------------------------------------------------------------

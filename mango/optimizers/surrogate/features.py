@@ -4,6 +4,9 @@
 
 * with a generator: the generated images, flattened (average-pooled to at most
   ``max_dim`` values for large images), so the model works in stimulus space;
+* with a generator and a ``backbone`` (a frozen pretrained network cut at a
+  layer, :class:`mango.optimizers.readout.Backbone`): that layer's activations
+  to the generated images, so distances are the backbone's;
 * without one: the point in unit coordinates (a Box or Grid scaled to [0, 1]^d,
   a Codebook one-hot).
 
@@ -45,13 +48,19 @@ def from_unit(space, u: np.ndarray) -> np.ndarray:
 class Features:
     """Feature map of a space, through ``generator`` when given (see the module doc)."""
 
-    def __init__(self, space, generator=None, max_dim: int = 4096, device=None):
+    def __init__(self, space, generator=None, max_dim: int = 4096, device=None, backbone=None):
+        if backbone is not None and generator is None:
+            raise ConfigError("backbone features need a generator of images; this campaign has none. Drop backbone "
+                              "or give a generator.")
         self.space = space
         self.generator = generator
+        self.backbone = backbone
         self.device = torch.device(device) if device is not None else (
             generator.device if generator is not None else torch.device("cpu"))
         self.pool = 1
-        if generator is not None:
+        if backbone is not None:
+            backbone.model.to(self.device)
+        elif generator is not None:
             c, h, w = generator.output_shape
             while c * math.ceil(h / self.pool) * math.ceil(w / self.pool) > max_dim:
                 self.pool *= 2
@@ -66,6 +75,8 @@ class Features:
         return self.space.kind in ("box", "grid") and (self.generator is None or self.generator.differentiable)
 
     def _flatten(self, images: torch.Tensor) -> torch.Tensor:
+        if self.backbone is not None:
+            return self.backbone(images.float()).double()
         if self.pool > 1:
             images = F.avg_pool2d(images, self.pool, ceil_mode=True)
         return images.reshape(len(images), -1).double()

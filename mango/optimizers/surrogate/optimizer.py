@@ -3,8 +3,8 @@
 Each batch:
 
 1. **Model** (:mod:`.gp`): a GP on the stimuli of every query so far (the
-   generated images, :mod:`.features`), hyperparameters refit by marginal
-   likelihood, warm-started.  Past this many points (``max_points``) the GP
+   generated images, or a pretrained backbone's features of them: :mod:`.features`),
+   hyperparameters refit by marginal likelihood, warm-started.  Past this many points (``max_points``) the GP
    keeps the best tenth and the points nearest the trust region's centre.
 2. **Region** (:mod:`.trust_region`): a TuRBO trust region around the point with
    the best posterior mean since the last restart.
@@ -59,6 +59,10 @@ class SurrogateOptimizer(Optimizer):
     perturb : expected coordinates (positions) a candidate changes.
     length_init, length_min, length_max, success_tol, failure_tol : the trust region (failure_tol
         default: from the batch size and ``perturb``).
+    backbone, backbone_layer : a pretrained model (``zoo:NAME`` or ``FILE.py:FACTORY``) and the name of
+        the layer whose activations to the generated images the GP sees instead of the images' pixels
+        (e.g. ``zoo:cnn-digits`` and ``features.relu2`` for the zoo's digit stimuli); needs a generator.
+        A network trained on the stimulus domain gives the kernel that domain's distances.
     device : torch device of the model (default: the generator's).
     """
 
@@ -68,7 +72,7 @@ class SurrogateOptimizer(Optimizer):
     defaults = {
         "n_init": None, "acquisition": "auto", "n_candidates": 1000, "grad_steps": 25, "evo_rounds": 4,
         "max_points": 800, "perturb": 20, "length_init": 0.8, "length_min": 0.5 ** 7, "length_max": 1.6,
-        "success_tol": 3, "failure_tol": None, "device": None,
+        "success_tol": 3, "failure_tol": None, "backbone": None, "backbone_layer": None, "device": None,
     }
 
     # -- setup ----------------------------------------------------------------
@@ -102,6 +106,8 @@ class SurrogateOptimizer(Optimizer):
         self._feat_cache: torch.Tensor | None = None
         if not hasattr(self, "_generator"):
             self._generator = None
+        if not hasattr(self, "_backbone"):
+            self._backbone = None  # built once, on first use; kept across reset()
         self._features = None
 
     def _connect(self, generator=None) -> None:
@@ -126,7 +132,15 @@ class SurrogateOptimizer(Optimizer):
 
     def _feature_map(self) -> Features:
         if self._features is None:
-            self._features = Features(self.space, self._generator, device=self.params["device"])
+            p = self.params
+            backbone = None
+            if p["backbone"] is not None or p["backbone_layer"] is not None:
+                if self._backbone is None:
+                    from ..readout import Backbone
+
+                    self._backbone = Backbone(p["backbone"], p["backbone_layer"], device=p["device"])
+                backbone = self._backbone
+            self._features = Features(self.space, self._generator, device=p["device"], backbone=backbone)
         return self._features
 
     @property
