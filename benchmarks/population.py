@@ -116,15 +116,19 @@ def tasks(args) -> list[tuple]:
     return out
 
 
+def records(out: str, prefix: str):
+    """The run records (parsed JSON) under ``out`` whose file names start with ``prefix``, in name order."""
+    for name in sorted(os.listdir(out)):
+        if name.startswith(prefix) and name.endswith(".json"):
+            with open(os.path.join(out, name)) as f:
+                yield json.load(f)
+
+
 def load(out: str, group: str) -> dict:
     """``(arm, optimizer) -> {seed: per-unit normalized [K]}`` (complete seeds only)."""
     k = len(GROUPS[group]["units"])
     acc: dict = {}
-    for name in sorted(os.listdir(out)):
-        if not name.startswith(group + "-") or not name.endswith(".json"):
-            continue
-        with open(os.path.join(out, name)) as f:
-            r = json.load(f)
+    for r in records(out, group + "-"):
         d = acc.setdefault((r["arm"], r["optimizer"]), {}).setdefault(r["seed"], {})
         if r["unit"] is None:
             d.update(enumerate(r["normalized"]))
@@ -139,11 +143,7 @@ def single_curves(out: str, group: str) -> dict:
     (complete seeds only)."""
     k = len(GROUPS[group]["units"])
     acc: dict = {}
-    for name in sorted(os.listdir(out)):
-        if not (name.startswith(group + "-single-") and name.endswith(".json")):
-            continue
-        with open(os.path.join(out, name)) as f:
-            r = json.load(f)
+    for r in records(out, group + "-single-"):
         acc.setdefault((r["optimizer"], r["seed"]), {})[r["unit"]] = np.asarray(r["curves"][0], dtype=float)
     out_: dict = {}
     for key, curves in acc.items():
@@ -169,11 +169,7 @@ def cnn_agreement(out: str, group: str, generator: str = GENERATOR) -> dict:
     cnn = build_model("zoo:cnn-digits")
     gen = build_generator(generator)
     acc: dict = {}
-    for name in sorted(os.listdir(out)):
-        if not (name.startswith(group + "-pop-") and name.endswith(".json")):
-            continue
-        with open(os.path.join(out, name)) as f:
-            r = json.load(f)
+    for r in records(out, group + "-pop-"):
         pts = np.array(list(r["best_points"].values()))  # in target order: unit j is output neuron j
         units = np.arange(len(pts))
         with torch.no_grad():
