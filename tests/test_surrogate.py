@@ -50,6 +50,22 @@ def test_gp_predictions_correlate_with_a_known_function():
     np.testing.assert_allclose(d.numpy(), np.diagonal(full.numpy()), rtol=1e-9, atol=1e-9)
 
 
+def test_tempered_paths_scale_their_deviation_from_the_posterior_mean():
+    rng = np.random.default_rng(2)
+    X = torch.as_tensor(rng.random((40, 4)))
+    model = gplib.fit(X, torch.sin(3 * X[:, 0]) + X[:, 1])
+    Xt = torch.as_tensor(rng.random((25, 4)))
+    mu = model.predict(Xt)[0][:, None]
+    full = model.sample_paths(5, torch.Generator().manual_seed(3))(Xt)
+    half = model.sample_paths(5, torch.Generator().manual_seed(3), temper=0.5)(Xt)
+    mean = model.sample_paths(5, torch.Generator().manual_seed(3), temper=0.0)(Xt)
+    assert float((full - mu).abs().max()) > 1e-3  # the draws do deviate
+    np.testing.assert_allclose((half - mu).numpy(), 0.5 * (full - mu).numpy(), atol=1e-9)
+    np.testing.assert_allclose(mean.numpy(), mu.expand_as(mean).numpy(), atol=1e-9)
+    with pytest.raises(ConfigError, match="temper must be a number >= 0"):
+        make("surrogate", Box(3, 0, 1), temper=-0.5)
+
+
 def test_surrogate_model_of_the_optimizer_tracks_the_objective():
     """After a few hundred queries the optimizer's own GP predicts held-out points well."""
     res = mango.maximize(shifted_sphere, Box(6, -1, 1), optimizer="surrogate", budget=200, seed=0, progress=False)

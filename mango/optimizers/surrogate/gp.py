@@ -69,8 +69,13 @@ class GP:
         var = (math.exp(self.log_sf2) - (v * v).sum(0)).clamp_min(1e-12)
         return mu * self.y_std + self.y_mean, var * self.y_std ** 2
 
-    def sample_paths(self, q: int, generator: torch.Generator, n_features: int = 1024) -> "Paths":
-        """``q`` posterior function draws (pathwise conditioning with random Fourier features)."""
+    def sample_paths(self, q: int, generator: torch.Generator, n_features: int = 1024,
+                     temper: float = 1.0) -> "Paths":
+        """``q`` posterior function draws (pathwise conditioning with random Fourier features).
+
+        ``temper`` < 1 draws ``m + temper * (f - m)`` instead of ``f`` (``m`` the posterior mean): paths whose
+        deviations from the mean are scaled down, a greedier Thompson sampling (``0`` is the mean itself).
+        """
         D = self.X.shape[1]
         dev, dt = self.X.device, self.X.dtype
         W = torch.randn(D, n_features, generator=generator, dtype=dt).to(dev) / math.exp(self.log_ls)
@@ -81,6 +86,9 @@ class GP:
         prior_X = scale * torch.cos(self.X @ W + b) @ w  # [n, q]
         resid = (self.y - self.mean0)[:, None] - prior_X - eps
         v = torch.cholesky_solve(resid, self.chol)  # [n, q]
+        if temper != 1.0:  # m + t (f - m) = mean0 + t prior(x) + k(x, X) (t v + (1 - t) alpha)
+            w = temper * w
+            v = temper * v + (1.0 - temper) * self.alpha[:, None]
         return Paths(self, W, b, w, scale, v)
 
 

@@ -59,6 +59,8 @@ class SurrogateOptimizer(Optimizer):
     perturb : expected coordinates (positions) a candidate changes.
     length_init, length_min, length_max, success_tol, failure_tol : the trust region (failure_tol
         default: from the batch size and ``perturb``).
+    temper : scale of the Thompson paths' deviations from the posterior mean (``1``: plain Thompson
+        sampling; smaller is greedier, ``0`` ascends the posterior mean).
     backbone, backbone_layer : a pretrained model (``zoo:NAME`` or ``FILE.py:FACTORY``) and the name of
         the layer whose activations to the generated images the GP sees instead of the images' pixels
         (e.g. ``zoo:cnn-digits`` and ``features.relu2`` for the zoo's digit stimuli); needs a generator.
@@ -72,7 +74,8 @@ class SurrogateOptimizer(Optimizer):
     defaults = {
         "n_init": None, "acquisition": "auto", "n_candidates": 1000, "grad_steps": 25, "evo_rounds": 4,
         "max_points": 800, "perturb": 20, "length_init": 0.8, "length_min": 0.5 ** 7, "length_max": 1.6,
-        "success_tol": 3, "failure_tol": None, "backbone": None, "backbone_layer": None, "device": None,
+        "success_tol": 3, "failure_tol": None, "temper": 1.0, "backbone": None, "backbone_layer": None,
+        "device": None,
     }
 
     # -- setup ----------------------------------------------------------------
@@ -83,6 +86,9 @@ class SurrogateOptimizer(Optimizer):
         for k in ("n_candidates", "max_points", "perturb"):
             if int(p[k]) != p[k] or p[k] < 1:
                 raise ConfigError(f"{k} must be an integer >= 1, got {p[k]!r}.")
+        if not (isinstance(p["temper"], (int, float)) and not isinstance(p["temper"], bool) and p["temper"] >= 0):
+            raise ConfigError(f"temper must be a number >= 0 (1: Thompson sampling, 0: the posterior mean), "
+                              f"got {p['temper']!r}.")
         if not 0 < p["length_min"] < p["length_init"] <= p["length_max"]:
             raise ConfigError("trust region lengths need 0 < length_min < length_init <= length_max, got "
                               f"{p['length_min']}, {p['length_init']}, {p['length_max']}.")
@@ -215,7 +221,7 @@ class SurrogateOptimizer(Optimizer):
             mu, _ = model.predict(F[ep:])
             c_idx = ep + int(torch.argmax(mu))
         tgen = torch.Generator().manual_seed(int(self.rng.integers(0, 2 ** 62)))
-        paths = model.sample_paths(q, tgen)
+        paths = model.sample_paths(q, tgen, temper=float(self.params["temper"]))
         center = self._points[c_idx]
         kind = self.space.kind
         if kind == "codebook":
