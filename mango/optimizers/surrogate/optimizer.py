@@ -29,6 +29,7 @@ same history -- for a fixed torch thread count (float sums are ordered by it).
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -86,7 +87,8 @@ class SurrogateOptimizer(Optimizer):
         for k in ("n_candidates", "max_points", "perturb"):
             if int(p[k]) != p[k] or p[k] < 1:
                 raise ConfigError(f"{k} must be an integer >= 1, got {p[k]!r}.")
-        if not (isinstance(p["temper"], (int, float)) and not isinstance(p["temper"], bool) and p["temper"] >= 0):
+        t = p["temper"]
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (math.isfinite(t) and t >= 0):
             raise ConfigError(f"temper must be a number >= 0 (1: Thompson sampling, 0: the posterior mean), "
                               f"got {p['temper']!r}.")
         if not 0 < p["length_min"] < p["length_init"] <= p["length_max"]:
