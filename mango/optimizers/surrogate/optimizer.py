@@ -90,7 +90,7 @@ class SurrogateOptimizer(Optimizer):
         t = p["temper"]
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (math.isfinite(t) and t >= 0):
             raise ConfigError(f"temper must be a number >= 0 (1: Thompson sampling, 0: the posterior mean), "
-                              f"got {p['temper']!r}.")
+                              f"got {t!r}.")
         if not 0 < p["length_min"] < p["length_init"] <= p["length_max"]:
             raise ConfigError("trust region lengths need 0 < length_min < length_init <= length_max, got "
                               f"{p['length_min']}, {p['length_init']}, {p['length_max']}.")
