@@ -16,13 +16,17 @@ the zoo's training images.  For each seed, three arms:
   population's total budget, split evenly).
 
 Every run is written as one JSON file under ``--out`` (reruns skip what is
-there), so the benchmark can be stopped and continued, and run in ``--jobs``
-processes.  ``--report`` prints the table (median per-unit normalized
-activation per arm, 95% bootstrap CI over seeds, ratios, per-unit paired
-win/tie/loss) and writes ``summary.md``.
+there, raw or packed), so the benchmark can be stopped and continued, and run
+in ``--jobs`` processes.  ``--report`` prints the table (median per-unit
+normalized activation per arm -- per seed, then the mean over seeds with a 95%
+bootstrap CI --, ratios, per-unit paired win/tie/loss) and writes
+``summary-<group>.md``.  The run files are not kept in git: ``--pack`` adds
+them to the directory's ``runs.jsonl.gz`` (the curves as steps, the best points
+the reports read; see ``_runs.py``), which the reports read as well.
 
     python benchmarks/population.py --group output --seeds 5 --optimizer surrogate --jobs 2
     python benchmarks/population.py --group output --report
+    python benchmarks/population.py --pack
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import time
 
 import numpy as np
 
+import _runs
 from _tasks import run_tasks
 
 GROUPS = {
@@ -65,15 +70,22 @@ def setup(group: str, generator: str = GENERATOR):
     return oracle, gen, ref
 
 
+def run_name(task: tuple) -> str:
+    """The file name of a task's run: ``<group>-<arm>-<optimizer>-s<seed>[-u<unit>].json``."""
+    _, group, arm, opt, seed, unit, _, _ = task
+    return f"{group}-{arm}-{opt}-s{seed}" + ("" if unit is None else f"-u{unit}") + ".json"
+
+
 def run_one(task: tuple) -> str:
     """Run one campaign (``(out, group, arm, optimizer, seed, unit, budget, generator)``) and write its JSON;
-    skip if done."""
+    skip if its file is there."""
     out, group, arm, opt, seed, unit, budget, generator = task
-    path = os.path.join(out, f"{group}-{arm}-{opt}-s{seed}" + ("" if unit is None else f"-u{unit}") + ".json")
+    path = os.path.join(out, run_name(task))
     if os.path.exists(path):
         return path
     import mango
     from mango.bench.runner import parse_optimizers
+    from mango.provenance import provenance
 
     spec, = parse_optimizers(opt)  # "surrogate[allocation=interleave]": parameters in brackets
     oracle, gen, ref = setup(group, generator)
@@ -92,7 +104,8 @@ def run_one(task: tuple) -> str:
     rec = {"group": group, "generator": generator, "arm": arm, "optimizer": opt, "seed": seed, "unit": unit,
            "budget": budget,
            "best": best, "normalized": (np.asarray(best) / (ref if unit is None else ref[unit])).tolist(),
-           "curves": curves, "best_points": stim, "wall_s": wall, "optimizer_s": res.optimizer_s}
+           "curves": curves, "best_points": stim, "wall_s": wall, "optimizer_s": res.optimizer_s,
+           "provenance": provenance()}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(rec, f)
@@ -117,11 +130,9 @@ def tasks(args) -> list[tuple]:
 
 
 def records(out: str, prefix: str):
-    """The run records (parsed JSON) under ``out`` whose file names start with ``prefix``, in name order."""
-    for name in sorted(os.listdir(out)):
-        if name.startswith(prefix) and name.endswith(".json"):
-            with open(os.path.join(out, name)) as f:
-                yield json.load(f)
+    """The run records under ``out`` -- run files and the runs packed in ``runs.jsonl.gz`` -- whose file names
+    start with ``prefix``, in name order."""
+    yield from _runs.records(out, prefix)
 
 
 def load(out: str, group: str) -> dict:
@@ -230,6 +241,9 @@ def report(out: str, group: str, generator: str = GENERATOR) -> str:
         for (arm, opt), counts in sorted(cnn_agreement(out, group, generator).items()):
             lines.append(f"{arm}/{opt}: the zoo CNN classifies {counts} of the 10 output neurons' best stimuli as "
                          "their digit (per seed)")
+    from mango.bench.cli import provenance_lines
+
+    lines += ["", "### Provenance", ""] + provenance_lines(list(records(out, group + "-")))
     return "\n".join(lines) + "\n"
 
 
@@ -247,18 +261,24 @@ def main() -> None:
                     help="result directory (default results/population, or results/population/<generator> for "
                          "another generator)")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--pack", action="store_true",
+                    help="add the run files under --out to its runs.jsonl.gz (what git keeps) and exit")
     args = ap.parse_args()
     if args.out is None:
         sub = [] if args.generator == GENERATOR else [args.generator.replace("zoo:", "").replace(":", "-")]
         args.out = os.path.join(os.path.dirname(__file__), "results", "population", *sub)
     os.makedirs(args.out, exist_ok=True)
+    if args.pack:
+        path, n = _runs.write_pack(args.out)
+        print(f"wrote {path} ({n} runs)")
+        return
     if args.report:
         text = report(args.out, args.group, args.generator)
         print(text)
         with open(os.path.join(args.out, f"summary-{args.group}.md"), "w") as f:
             f.write(text)
         return
-    run_tasks(run_one, tasks(args), args.jobs)
+    run_tasks(run_one, [t for t in tasks(args) if not _runs.exists(args.out, run_name(t))], args.jobs)
 
 
 if __name__ == "__main__":

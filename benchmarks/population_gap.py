@@ -4,7 +4,7 @@ A population campaign's model (``inception`` with the zoo CNN as backbone) is
 fit on the stimuli and responses of the campaign's first ``--budget`` queries
 (output group, seed ``--seed``), then asked to predict each output neuron's
 response to the best stimuli that ten 1,000-query single-unit ``surrogate``
-campaigns found (the JSON files ``benchmarks/population.py`` wrote).  If the
+campaigns found (the runs ``benchmarks/population.py`` wrote: run files or ``runs.jsonl.gz``).  If the
 model predicted them high, the population campaign's search would be what
 falls short; if it predicts them far below their true values, those stimuli lie
 where the campaign's data never went and the model cannot point there.
@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+import _runs
 from population import GROUPS, setup
 
 LAYERS = ["features.relu1", "features.relu2", "features.relu3", "pixels"]
@@ -41,6 +42,7 @@ def main() -> None:
 
     import mango
     from mango.optimizers.readout import Backbone, LinearReadout
+    from mango.provenance import provenance
 
     oracle, gen, ref = setup("output")
     k = len(GROUPS["output"]["units"])
@@ -50,10 +52,9 @@ def main() -> None:
     singles, units, seeds = [], [], []
     for s in range(5):
         for j in range(k):
-            path = os.path.join(args.out, f"output-single-surrogate-s{s}-u{j}.json")
-            if os.path.exists(path):
-                with open(path) as f:
-                    singles.append(np.asarray(list(json.load(f)["best_points"].values())[0], dtype=float))
+            run = _runs.read(args.out, f"output-single-surrogate-s{s}-u{j}.json")
+            if run is not None:
+                singles.append(np.asarray(list(run["best_points"].values())[0], dtype=float))
                 units.append(j)
                 seeds.append(s)
     if not singles:
@@ -70,7 +71,7 @@ def main() -> None:
 
     result = {"budget": args.budget, "seed": args.seed, "n_single": len(units),
               "campaign_best": float(np.median(vals.max(0) / ref)), "single_actual": float(actual.mean()),
-              "layers": {}}
+              "layers": {}, "provenance": provenance()}
     print(f"population campaign after {args.budget} queries (seed {args.seed}): median best "
           f"{result['campaign_best']:.3f}; {len(units)} single-unit best stimuli, actual mean {actual.mean():.3f}")
     print("| features | leave-one-out error | predicted mean | actual mean | correlation |")

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+import _runs
 import population
 
 SOURCE = "inception[backbone=zoo:cnn-digits;backbone_layer=features.relu2;warm_start=zoo;warm_n=50]"
@@ -32,13 +33,13 @@ def main() -> None:
     ap.add_argument("--source", default=SOURCE, help="the population run's optimizer (default %(default)s)")
     args = ap.parse_args()
     import mango
+    from mango.provenance import provenance
 
     src = os.path.join(OUT, f"output-pop-{args.source}-s{args.seed}.json")
-    if not os.path.exists(src):
+    start = _runs.read(OUT, os.path.basename(src))  # the run file, or the run packed in runs.jsonl.gz
+    if start is None:
         raise SystemExit(f"no population run {src}; run benchmarks/population.py --group output --arms pop "
                          f"--optimizer {args.source!r} first.")
-    with open(src) as f:
-        start = json.load(f)
     oracle, gen, ref = population.setup("output")
     curves = []
     for u, point in enumerate(start["best_points"].values()):
@@ -52,7 +53,7 @@ def main() -> None:
     path = os.path.join(OUT, f"handover-{args.source}-s{args.seed}-b{args.budget}.json")
     with open(path, "w") as f:
         json.dump({"source": src, "seed": args.seed, "budget": args.budget, "start": start["normalized"],
-                   "curves": [c.tolist() for c in curves], "median": med.tolist()}, f)
+                   "curves": [c.tolist() for c in curves], "median": med.tolist(), "provenance": provenance()}, f)
     print("wrote", path)
 
 

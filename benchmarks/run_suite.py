@@ -1,5 +1,5 @@
 """Run a benchmark suite and write benchmarks/RESULTS.md (or another file) with the exact
-command, machine, package versions, the tables and the figures.
+command, machine, provenance (mango's commit, package versions, threads), the tables and the figures.
 
     python benchmarks/run_suite.py --suite lab --seeds 3 --budgets 100,300,1000,3000 \
         --out benchmarks/results/lab --results benchmarks/RESULTS.md
@@ -12,22 +12,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import os
 import platform
-import subprocess
 import sys
-
-
-def _versions() -> str:
-    out = []
-    for mod in ("mango", "numpy", "torch", "cma", "nevergrad", "protes", "jax", "dask", "pandas"):
-        try:
-            m = importlib.import_module(mod)
-            out.append(f"{mod} {getattr(m, '__version__', '?')}")
-        except ImportError:
-            out.append(f"{mod} (not installed)")
-    return ", ".join(out)
 
 
 def _cpu() -> str:
@@ -60,11 +47,6 @@ def main(argv=None) -> int:
     t1 = datetime.datetime.now(datetime.timezone.utc)
     records = load_records(bargs.out)
     rel = os.path.relpath(bargs.out, os.path.dirname(os.path.abspath(args.results)))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=False).stdout.strip()
-    except OSError:
-        commit = "?"
     note = args.note
     if note.startswith("@"):
         with open(note[1:]) as f:
@@ -80,11 +62,10 @@ def main(argv=None) -> int:
         "",
         f"Report written {t1:%Y-%m-%d %H:%M} UTC from {len(ran)} runs "
         f"(summed wall time of the runs: {sum(r['wall_s'] for r in ran) / 60:.0f} min on {bargs.workers} "
-        f"worker{'s' if bargs.workers != 1 else ''}). "
-        f"Commit {commit}.", "",
+        f"worker{'s' if bargs.workers != 1 else ''}).", "",
         f"Machine: {_cpu()}, {os.cpu_count()} cores (shared with other jobs during the run), no GPU; "
         f"{platform.platform()}, Python {platform.python_version()}.", "",
-        f"Versions: {_versions()}.", "",
+        *bench_cli.provenance_lines(records),
         "Each run is seeded from (problem, optimizer, seed), executes the largest budget once and is read at "
         "every smaller budget (anytime). Values are the activation of the unit for the run's recommendation "
         "(the point with the best observed value; under noise its noiseless activation), divided by the "

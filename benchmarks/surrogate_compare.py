@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import os
 
 import numpy as np
 
-from mango.bench.record import RunRecord
+from mango.bench.record import RunRecord, read_jsonl
 
 
 def load(dirs: str) -> list[RunRecord]:
-    """The runs that ran in ``DIR[+DIR...]`` (every line of each ``results.jsonl``, typed)."""
+    """The runs that ran in ``DIR[+DIR...]`` (every line of each ``results.jsonl.gz`` and ``results.jsonl``,
+    typed)."""
     recs = []
     for d in dirs.split("+"):
-        with open(os.path.join(d, "results.jsonl")) as f:
-            recs += [RunRecord.from_dict(json.loads(line)) for line in f if line.strip()]
+        recs += read_jsonl(d)
     return [r for r in recs if not r.skipped]
 
 

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import traceback
 from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["load_factory", "build_model", "spiking_framework", "default_readout", "build_unit_oracle",
-           "layer_units", "wrap_oracle", "build_generator", "GENERATOR_SPECS"]
+__all__ = ["load_factory", "user_code_error", "build_model", "spiking_framework", "default_readout",
+           "build_unit_oracle", "layer_units", "wrap_oracle", "build_generator", "GENERATOR_SPECS"]
+
+_MANGO_DIR = os.path.dirname(os.path.abspath(__file__))
 
 GENERATOR_SPECS = ("zoo:vqvae-digits", "zoo:vqvae-digits:embedding", "zoo:gan-digits", "zoo:gan-digits:grid",
                    "grating", "gabor")
@@ -42,11 +45,34 @@ def load_factory(spec: str):
         raise ConfigError(f"no such file {path!r} (from {spec!r}).")
     mod_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's code: reported with its own line
+        raise user_code_error(spec, f"importing {path}", exc) from exc
     if not hasattr(module, name):
         public = [n for n in dir(module) if not n.startswith("_")]
         raise ConfigError(f"{path} defines no {name!r}; public names: {public}.")
     return getattr(module, name)
+
+
+def user_code_error(spec: str, what: str, exc: BaseException) -> ConfigError:
+    """One line for an exception raised by the user's own code: the spec, what raised, the exception and the
+    user's own frame (file:line) where it was raised -- not the traceback through mango."""
+    path = os.path.abspath(spec.rsplit(":", 1)[0])
+    where = None
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{exc.filename}:{exc.lineno}"
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        own = [f for f in frames if os.path.abspath(f.filename) == path]
+        outside = [f for f in frames if not os.path.abspath(f.filename).startswith(_MANGO_DIR + os.sep)
+                   and "site-packages" not in f.filename and "<frozen" not in f.filename]
+        frame = (own or outside or frames or [None])[-1]
+        if frame is not None:
+            where = f"{frame.filename}:{frame.lineno}, in {frame.name}"
+    text = " ".join(str(exc).split()) if not isinstance(exc, SyntaxError) else exc.msg
+    return ConfigError(f"{spec}: {what} raised {type(exc).__name__}" + (f": {text}" if text else "")
+                       + (f" ({where})" if where else "") + "; fix it there.")
 
 
 def build_model(spec: str, weights: str | None = None, device=None):
@@ -64,7 +90,11 @@ def build_model(spec: str, weights: str | None = None, device=None):
         if weights:
             _load_weights(model, weights)
         return model
-    model = load_factory(spec)()
+    factory = load_factory(spec)
+    try:
+        model = factory()
+    except Exception as exc:  # noqa: BLE001 - the user's code: reported with its own line
+        raise user_code_error(spec, f"{spec.rsplit(':', 1)[1]}()", exc) from exc
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module.")
     if weights:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 
@@ -38,6 +39,28 @@ _SUBCOMMANDS = {
 DEFAULT_MODEL = "zoo:snn-digits"
 DEFAULT_GENERATOR = "zoo:vqvae-digits:embedding"
 DEFAULT_BUDGET = 1000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (the usage of ``mango maximize`` alone is 17 lines)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _whole(text: str) -> int:
+    """argparse type of a count (--budget, --batch-size, ...): a whole number, also written 1e3 or 1000.0."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"takes a whole number (e.g. 1000 or 1e3), got {text!r}")
+    return int(value)
 
 
 def _parse_value(text: str):
@@ -129,7 +152,7 @@ def _add_maximize(sub):
     g.add_argument("--rig-timeout", type=float, default=5.0, help="seconds per rig request (default %(default)s)")
     g.add_argument("--rig-retries", type=int, default=3)
     g.add_argument("--noise", choices=["poisson", "gaussian"], help="add response noise")
-    g.add_argument("--repeats", type=int, default=1,
+    g.add_argument("--repeats", type=_whole, default=1,
                    help="present each stimulus this many times (counts in the budget)")
     g.add_argument("--objective", help="a test function instead of a neuron: sphere, rastrigin, codebook")
     g.add_argument("--dim", type=int, default=10, help="dimension for --objective (default %(default)s)")
@@ -137,21 +160,27 @@ def _add_maximize(sub):
     s.add_argument("--generator", default=DEFAULT_GENERATOR, help="(default %(default)s)")
     s.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, help="see `mango maximize --list-optimizers`")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="optimizer parameter (repeatable)")
-    s.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="queries (default %(default)s)")
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--budget", type=_whole, default=DEFAULT_BUDGET,
+                   help="queries (default %(default)s; 1e3 is read as 1000); with --resume, a larger budget "
+                        "extends the run")
+    s.add_argument("--batch-size", type=_whole)
+    s.add_argument("--seed", type=_whole, default=0)
     s.add_argument("--warm-start", metavar="zoo|DIR|FILE.npy",
                    help="start from natural images: 'zoo' (the zoo's held-out digits), a folder of images, or an .npy "
                         "array of images or of latent points; they are shown first and count against the budget")
-    s.add_argument("--warm-n", type=int, metavar="N",
+    s.add_argument("--warm-n", type=_whole, metavar="N",
                    help="how many images to screen (default: 20 zoo digits, else all)")
     s.add_argument("--list-optimizers", nargs="?", const="", default=None, metavar="PATTERN",
                    help="list the optimizers, grouped, one line each, and exit; PATTERN filters (a substring of "
                         "name, group or description, or a glob on the name such as 'ng:*DE')")
     o = p.add_argument_group("output")
-    o.add_argument("--out", default="mango-out", help="output directory (default %(default)s)")
+    o.add_argument("--out", default="mango-out",
+                   help="output directory (default %(default)s; a resume writes to the run's own --out)")
     o.add_argument("--store", help="record every query in this SQLite run store")
-    o.add_argument("--resume", metavar="RUN.sqlite", help="continue a killed run recorded with --store")
+    o.add_argument("--resume", metavar="RUN.sqlite",
+                   help="continue a killed run recorded with --store, with its recorded settings; of those, only "
+                        "--budget (raise it to extend the run), --device, --rig-timeout and --rig-retries may be "
+                        "given, and output options (--out, --reference, --top-k, progress)")
     o.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     o.add_argument("--reference", default="auto", metavar="auto|none|DIR|FILE.npy",
                    help="natural images that give values a meaning: the unit's max and 99th percentile over them "
@@ -161,13 +190,128 @@ def _add_maximize(sub):
     o.add_argument("--quiet", "-q", action="store_true", help="print only errors and the final line")
     o.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
                    help="when stderr is not a terminal: one progress line every SECONDS (default %(default)s)")
-    o.add_argument("--top-k", type=int, default=8, help="best distinct stimuli in best.png (default %(default)s)")
+    o.add_argument("--top-k", type=_whole, default=8,
+                   help="best distinct stimuli in best.png (default %(default)s)")
+    o.add_argument("--debug", action="store_true", help="on an error, print the full traceback too")
     p.set_defaults(func=cmd_maximize)
+    return p
 
 
 _RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "oracle", "rig_timeout", "rig_retries",
                 "noise", "repeats", "objective", "dim", "generator", "optimizer", "param", "budget", "batch_size",
                 "seed", "device", "warm_start", "warm_n", "among", "selectivity", "direction")
+#: recorded settings a resume may change: where it runs and how patient it is with a rig (the run stays the
+#: same), and the budget (raised: the run is extended)
+_RESUME_MAY_CHANGE = ("budget", "device", "rig_timeout", "rig_retries")
+#: output settings recorded with a run: its resume uses them again unless they are given
+_OUTPUT_KEYS = ("out", "reference", "top_k")
+#: files `mango maximize` writes into --out (checked before the run: none may be a directory)
+_OUT_FILES = ("result.json", "best_point.npy", "curve.csv", "curve.png", "best.png", "units.csv",
+              "unit_best_points.npy", "units.png", "unit_curves.png")
+class _Unset(list):
+    """Every option's default while finding which options were given (a list: ``--param`` appends to it)."""
+
+
+def _given_options(argv) -> set | None:
+    """The ``mango maximize`` options given on the command line ``argv`` (their dests), whatever their value;
+    None when ``argv`` is not known (a Namespace built by hand)."""
+    if not argv or "maximize" not in argv:
+        return None
+    parser = _add_maximize(_Parser(prog="mango").add_subparsers())
+    parser.set_defaults(**{k: _Unset() for k in vars(parser.parse_args([]))})
+    ns = parser.parse_args(argv[argv.index("maximize") + 1:])
+    return {k for k, v in vars(ns).items() if not (isinstance(v, _Unset) and not v)}
+
+
+def _flag_text(key: str, value) -> str:
+    """A setting as it is typed: ``--optimizer cma``, ``--param sigma0=0.2``, ``no --noise``."""
+    flag = "--" + key.replace("_", "-")
+    if value is None or value is False:
+        return f"no {flag}"
+    if key == "param":
+        return " ".join(f"--param {p}" for p in value) or f"no {flag}"
+    if key == "unit":
+        return f"{flag} {unit_spec_text(value)}"
+    return f"{flag} {value}"
+
+
+def _same_setting(key: str, a, b) -> bool:
+    if key == "param":
+        return _params(a) == _params(b)
+    if key == "unit":
+        a, b = parse_unit_spec(a), parse_unit_spec(b)
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _resume_settings(args, parser_defaults: dict) -> None:
+    """Take the settings recorded in ``args.resume`` for every option not given; refuse, in one line, given
+    options that conflict with them (a resume continues the recorded run as it was)."""
+    from .store import read_config
+
+    path = args.resume
+    saved = (read_config(path).get("metadata") or {}).get("cli_args")
+    if not saved:
+        raise ConfigError(f"{path} was not recorded by `mango maximize --store`; resume it from Python.")
+    if args.store and os.path.abspath(args.store) != os.path.abspath(path):
+        raise ConfigError(f"--store {args.store} and --resume {path} name different files; a resume records into "
+                          f"the run it continues: drop --store (or give a new --store without --resume for a new "
+                          "run).")
+    given = args.given if args.given is not None else {
+        k for k in _RESUME_KEYS + _OUTPUT_KEYS if getattr(args, k) != parser_defaults.get(k)}
+    conflicts = []
+    for k in _RESUME_KEYS + _OUTPUT_KEYS:
+        recorded = saved.get(k, parser_defaults.get(k))
+        if k not in given:
+            if k in saved:
+                setattr(args, k, saved[k])
+            continue
+        if k == "budget" and args.budget < recorded:
+            raise ConfigError(f"--budget {args.budget} is below the budget of the run recorded in {path} "
+                              f"({recorded}); a resume can only raise it (to extend the run): drop --budget, or "
+                              f"give --budget {recorded} or more.")
+        if k in _RESUME_KEYS and k not in _RESUME_MAY_CHANGE and not _same_setting(k, getattr(args, k), recorded):
+            conflicts.append((k, getattr(args, k), recorded))
+    if conflicts:
+        now = ", ".join(_flag_text(k, v) for k, v, _ in conflicts)
+        then = ", ".join(_flag_text(k, r) for k, _, r in conflicts)
+        flags = ", ".join("--" + k.replace("_", "-") for k, _, _ in conflicts)
+        raise ConfigError(f"cannot resume {path} with {now}: the run was recorded with {then}. A resume continues "
+                          f"the recorded run as it was: drop {flags}, or start a new run with a new --store "
+                          f"(e.g. --store {_new_store_name(path)}).")
+
+
+def _new_store_name(path: str) -> str:
+    root, ext = os.path.splitext(path)
+    return f"{root}-2{ext or '.sqlite'}"
+
+
+def _check_numbers(args) -> None:
+    """Every number of the command line in its range, before anything is built (one line each)."""
+    for name in ("budget", "batch_size", "repeats", "warm_n", "top_k", "dim", "num_steps"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {v}.")
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}.")
+    if not args.progress_every > 0:
+        raise ConfigError(f"--progress-every must be > 0 seconds, got {args.progress_every}.")
+    if not args.rig_timeout > 0:
+        raise ConfigError(f"--rig-timeout must be > 0 seconds, got {args.rig_timeout}.")
+    if args.rig_retries < 0:
+        raise ConfigError(f"--rig-retries must be >= 0, got {args.rig_retries}.")
+
+
+def _check_optimizer(args, space, params: dict, population: bool) -> None:
+    """Build the optimizer once on the run's space, so that an unknown name or a parameter out of its range or
+    of the wrong type is refused before the network is loaded and before any query."""
+    from .optimizers import make
+    from .optimizers.population import campaign_optimizer
+
+    kw = {"seed": args.seed, "budget": args.budget, "batch_size": args.batch_size or 10}
+    if population:  # two targets stand for the campaign's units: the parameters are checked the same way
+        campaign_optimizer(args.optimizer, space, 2, **kw, **params)
+    else:
+        make(args.optimizer, space, **kw, **params)
 
 
 class _Column:
@@ -382,9 +526,30 @@ class _SayAtStart:
         pass
 
 
+def _maximize_defaults() -> dict:
+    """Every ``mango maximize`` option's default."""
+    return vars(_add_maximize(_Parser(prog="mango").add_subparsers()).parse_args([]))
+
+
+def _baselines(args, oracle, generator, population: bool):
+    """The unit's value for a blank (all-zero) stimulus -- what showing nothing gives: one number, or one per
+    unit of a population campaign.  None for test functions and rigs (no recording time is spent on it)."""
+    if args.objective or args.oracle or generator is None:
+        return None
+    shape = tuple(getattr(generator, "output_shape", ()) or ())
+    if not shape:
+        return None
+    from .reference import all_responses, unit_responses
+
+    blank = np.zeros((1,) + shape, dtype=np.float32)
+    core = _unwrap(oracle)
+    if population:
+        return [float(v) for v in all_responses(core, blank)[0, :core.n_units]]
+    return float(unit_responses(core, blank, getattr(args, "_select", None))[0])
+
+
 def cmd_maximize(args) -> int:
     import mango
-    from . import optimizers
 
     if args.list_optimizers is not None:
         from .optimizers.catalog import format_catalog
@@ -394,27 +559,26 @@ def cmd_maximize(args) -> int:
     store = args.store
     resume = False
     argv = list(getattr(args, "argv", None) or ["maximize"])
+    if getattr(args, "given", None) is None:
+        args.given = _given_options(getattr(args, "argv", None))
+    defaults = _maximize_defaults()
     if args.resume:
-        from .store import read_config
-
-        saved = (read_config(args.resume).get("metadata") or {}).get("cli_args")
-        if not saved:
-            raise ConfigError(f"{args.resume} was not recorded by `mango maximize --store`; resume it from Python.")
-        for k in _RESUME_KEYS:
-            if k in saved:
-                setattr(args, k, saved[k])
+        _resume_settings(args, defaults)
         store, resume = args.resume, True
     args.unit = parse_unit_spec(args.unit)
     population = is_population(args.unit)
     if population:
         check_population_options(args)
-    for name in ("budget", "batch_size", "repeats", "warm_n"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {v}.")
-    if not args.progress_every > 0:
-        raise ConfigError(f"--progress-every must be > 0 seconds, got {args.progress_every}.")
+    _check_numbers(args)
     params = _params(args.param)
+    # outputs first: nothing of a run is lost at its end because --out or --store cannot take it
+    from .outdir import check_out_dir
+
+    check_out_dir(args.out, "--out", _OUT_FILES)
+    if store and not resume:
+        from .store import check_new_store
+
+        check_new_store(store, "--store")
     generator = None
     optimum = None
     if args.objective:
@@ -425,6 +589,9 @@ def cmd_maximize(args) -> int:
         optimum = float(getattr(fn, "optimum", 0.0))  # the known optimum: `mango watch` draws it
     else:
         generator = build_generator(args.generator, device=args.device)
+        space = generator.space
+    _check_optimizer(args, space, params, population)
+    if generator is not None:
         shape = tuple(getattr(generator, "output_shape", ()) or ()) or None
         objective = build_oracle(args, input_shape=shape if population else None)
         kw = {"generator": generator}
@@ -439,7 +606,9 @@ def cmd_maximize(args) -> int:
         reference, (unit_refs, ref_note) = None, _unit_references(args, objective, generator)
     else:
         reference, ref_note = _reference(args, objective, generator)
+    baseline = _baselines(args, objective, generator, population)
     run_config = {k: getattr(args, k) for k in _RESUME_KEYS}
+    run_config.update(out=os.path.abspath(args.out), reference=args.reference, top_k=args.top_k)
     metadata = {"cli_args": run_config, "target": {k: v for k, v in target.items() if not k.startswith("value_")}}
     if reference:
         metadata["reference"] = reference
@@ -447,6 +616,8 @@ def cmd_maximize(args) -> int:
         metadata["reference"] = optimum
     if unit_refs:
         metadata["unit_references"] = unit_refs
+    if baseline is not None:
+        metadata["unit_baselines" if population else "baseline"] = baseline
     callbacks, progress = [], False
     if getattr(args, "_reference_line", None) and not args.quiet:
         callbacks.append(_SayAtStart(args._reference_line))
@@ -479,7 +650,7 @@ def cmd_maximize(args) -> int:
     if store:
         files["store"] = os.path.abspath(store)
     rec = write_result(out, result, target, reference, argv=argv, files=files, reference_note=ref_note,
-                       unit_references=unit_refs)
+                       unit_references=unit_refs, baseline=baseline)
     if result.is_population:
         _print_population(rec, result, out, files, args.quiet)
     else:
@@ -498,6 +669,10 @@ def _print_single(rec, result, reference, out, files) -> None:
     if norm is not None:
         best += f" = {norm:.3g} x the best natural image ({reference['max']:.4g})"
     what = "" if result.best_value is None else f" at query {result.best_query} (0-based)"
+    base = rec.get("baseline")
+    if base and base["best_below"]:
+        what += (f", below the unit's response to a blank image ({base['value']:.4g}): no stimulus found drives "
+                 "it above showing nothing")
     print(f"{best}{what}; {result.n_queries} of {result.budget} queries ({result.stop_reason}), "
           f"{result.wall_s:.1f} s; wrote {out}/result.json, best_point.npy, curve.csv, curve.png"
           + (", best.png" if "best_png" in files else ""))
@@ -514,12 +689,18 @@ def _print_population(rec, result, out, files, quiet: bool) -> None:
                 line += f" = {u['normalized']:.3g} x its best natural image"
             if u["best_query"] is not None:
                 line += f" at query {u['best_query']}"
+            if u.get("below_baseline"):
+                line += f", below its response to a blank image ({u['baseline']:.5g})"
             print(f"  unit {u['name']:<{width}}  {line}")
     pop = rec["population"]
     head = (f"population campaign of {len(units)} units: median best {pop['median_best_value']:.5g}"
             if pop["median_best_value"] is not None else f"population campaign of {len(units)} units: no finite value")
     if pop["median_normalized"] is not None:
         head += f" = {pop['median_normalized']:.3g} x each unit's best natural image (median over units)"
+    below = [u["name"] for u in units if u.get("below_baseline")]
+    if below:
+        head += (f"; {len(below)} of {len(units)} units end below their response to a blank image "
+                 f"({', '.join(below)})")
     files = rec["files"]
     written = ", ".join(["result.json", "curve.csv", "curve.png"] + [
         files[k] for k in ("units_csv", "unit_best_points", "units_png", "unit_curves_png") if k in files])
@@ -533,7 +714,7 @@ def _warning_line(message, category, filename, lineno, file=None, line=None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mango", description="Gradient-free activation maximization for spiking and artificial neurons.")
     parser.add_argument("--version", action="version", version=f"mango {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -563,7 +744,12 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except MangoError as exc:
-        print(f"mango: error: {exc}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
+        hint = "" if exc.__cause__ is None or getattr(args, "debug", True) else " (--debug: the full traceback)"
+        print(f"mango: error: {exc}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover - outside the loop (which returns the partial result)
         print("mango: interrupted", file=sys.stderr)

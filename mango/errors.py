@@ -56,5 +56,14 @@ class ObjectiveError(MangoError, RuntimeError):
         self.partial_result = partial_result
 
 
+class NumericalError(MangoError, ArithmeticError):
+    """A computation gave non-finite numbers or did not converge (a generator's NaN output, a Cholesky
+    factorization that fails at every jitter).  The message names what failed and what to check."""
+
+
+class NumericalWarning(UserWarning):
+    """A numerical step failed and mango fell back to a documented safe choice (the warning says which)."""
+
+
 def close_matches(name: str, valid: Iterable[str], n: int = 3) -> list[str]:
     return difflib.get_close_matches(str(name), list(valid), n=n, cutoff=0.5)

@@ -243,6 +243,7 @@ class Run:
             unit_names=self.unit_names,
             batch_optimizer_s=np.asarray(self._opt_s), batch_objective_s=np.asarray(self._obj_s),
             wall_s=self.elapsed(), stop_reason=self.stop_reason, best_stimulus=self.best_stimulus,
+            optimizer_diagnostics=dict(self.optimizer.diagnostics()),
             config=self.config,
             targets=None if self.targets is None else list(self.targets), target_names=list(self.target_names),
             unit_values=(cat(self._unit_values, np.zeros((0, len(self.targets)))) if self.targets is not None
@@ -331,7 +332,8 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         value seen so far and warns.
     store, resume : a :class:`mango.store.RunStore` or a path: every batch is
         written before the next ask; ``resume=True`` continues a killed run
-        (see :mod:`mango.resume`).
+        (see :mod:`mango.resume`), or extends a run: a ``budget`` above the
+        recorded one continues it up to the new budget.
     metadata : a JSON-able dict kept in the run's config (and its store).
     warm_start : start from natural images or known points (see
         :mod:`mango.screening`): ``"zoo"`` (the zoo's held-out digits), a
@@ -386,7 +388,12 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         opt_name = opt.name
     else:
         hint = batch_size or 10
-        n_points = math.ceil(budget / qpp) - n_warm
+        planned = budget
+        if resume and store is not None:  # an extended run's optimizer is built as it was first (exact replay)
+            from .resume import recorded_budget  # noqa: WPS433 - optional heavy import
+
+            planned = min(budget, recorded_budget(store) or budget)
+        n_points = math.ceil(planned / qpp) - n_warm
         if targets is None:
             opt = make(optimizer, space, seed=seed, budget=n_points, batch_size=hint, **optimizer_params)
         else:

@@ -34,6 +34,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import ConfigError, MangoError
+from .outdir import check_out_dir
 from .plots import pyplot
 from .store import RunStore
 from .words import objective_text, reference_of, space_text, value_label
@@ -321,7 +322,7 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f5f5f5} td.l,th.l{text-align:left} pre{background:#f7f7f7;padding:10px;overflow:auto;font-size:.8em;
 max-height:420px} .status-finished{color:#1a7f37;font-weight:600} .status-running,.status-error,.status-interrupted
 {color:#b35900;font-weight:600} .flex{display:flex;gap:20px;align-items:flex-start;flex-wrap:wrap}
-figure{margin:0} figcaption{font-size:.85em;color:#555}
+figure{margin:0} figcaption{font-size:.85em;color:#555} .warn{color:#b35900}
 """
 
 
@@ -334,6 +335,7 @@ def make_report(stores, out_dir: str | os.PathLike, top_k: int = 16, title: str 
     if int(top_k) != top_k or top_k < 1:
         raise ConfigError(f"top_k must be an integer >= 1, got {top_k!r}.")
     out_dir = os.fspath(out_dir)
+    check_out_dir(out_dir, "out_dir")
     os.makedirs(out_dir, exist_ok=True)
     if isinstance(stores, (str, os.PathLike, RunStore)):
         stores = [stores]
@@ -455,9 +457,13 @@ def _population_section(r: RunData, i: int, out_dir: str) -> str:
                     f"<td>{norm}</td><td>{'–' if u.best_query is None else u.best_query}</td>"
                     f"<td class='l'>{'stored' if u.best_stimulus is not None else 'not stored'}</td></tr>")
     med = [u.best_value for u in r.units if u.best_value is not None]
+    bases = list((r.config.get("metadata") or {}).get("unit_baselines") or [])
+    below = [u.name for u, b in zip(r.units, bases) if u.best_value is not None and u.best_value < b]
+    below_note = ("" if not below else f"<p class='warn'>{len(below)} of the {k} units end below their response to "
+                  f"a blank image: {html.escape(', '.join(below))}</p>")
     return (f"<h3>Population campaign: {k} units</h3><p class='sub'>one run, one budget shared by the units; each "
             "unit's best is its own (the value column above is the mean over the units)"
-            + (f"; median of the units' bests {np.median(med):.4g}" if med else "") + "</p>"
+            + (f"; median of the units' bests {np.median(med):.4g}" if med else "") + "</p>" + below_note
             + "<figure>" + img_tag(grid, "image/png", "each unit's best stimulus")
             + f"<figcaption>each unit's best stimulus, titled with the unit and its best value{note}</figcaption>"
             + "</figure><figure>" + img_tag(curves, "image/png", "best so far, per unit")
@@ -491,6 +497,11 @@ def _summary_rows(r: RunData) -> list[tuple[str, str]]:
         rows.insert(4, ("best / best natural image", "–" if b is None else f"{r.values[b] / ref['max']:.3g}"))
         rows.insert(5, ("reference", f"max {ref['max']:.4g}, {ref.get('percentile', 99):g}th percentile "
                                      f"{ref.get('percentile_value', float('nan')):.4g} over {ref.get('images')}"))
+    base = (r.config.get("metadata") or {}).get("baseline")
+    if base is not None:
+        below = b is not None and r.values[b] < base
+        rows.append(("response to a blank image", _fmt(base) + (" -- the best value found is below it" if below
+                                                               else "")))
     target = ((r.config.get("metadata") or {}).get("target") or {}).get("description")
     if target:
         rows.insert(0, ("maximized", target))
@@ -542,6 +553,7 @@ def _cmd_report(args) -> int:
     import sys
 
     try:
+        check_out_dir(args.out, "--out")
         path = make_report(args.runs, args.out, top_k=args.top_k, title=args.title)
     except MangoError as exc:
         print(f"mango report: error: {exc}", file=sys.stderr)

@@ -84,6 +84,7 @@ class Result:
     target_names: list[str] = field(default_factory=list)
     unit_values: np.ndarray | None = None
     unit_best_stimuli: list | None = None
+    optimizer_diagnostics: dict = field(default_factory=dict)  # Optimizer.diagnostics() at the end of the run
 
     @property
     def is_population(self) -> bool:

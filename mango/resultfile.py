@@ -1,11 +1,12 @@
 """The main job's ``result.json``: small and self-describing (schema: ``docs/result.schema.json``).
 
 It says what was maximized in the user's words, what a value is and in which
-units, how queries are counted (0-based), which mango and torch wrote it and
-when, the seed, budget and search space (once, summarized), and the best value
-raw and normalized by a natural-image reference.  The best point itself goes
-to a sidecar ``best_point.npy``; the full history is in ``curve.csv`` (and in
-the run store with ``--store``).
+units, how queries are counted (0-based), what wrote it and when
+(``provenance``: mango's version and git commit, the package versions, the
+thread counts; see :mod:`mango.provenance`), the seed, budget and search space
+(once, summarized), and the best value raw and normalized by a natural-image
+reference.  The best point itself goes to a sidecar ``best_point.npy``; the
+full history is in ``curve.csv`` (and in the run store with ``--store``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ import csv
 import datetime as _dt
 import json
 import os
-import platform
 import shlex
-import sys
 
 import numpy as np
 
-from ._version import __version__
+from .provenance import provenance
 from .words import space_text, value_units, value_what
 
 __all__ = ["FORMAT", "result_record", "unit_records", "write_result", "write_units_csv"]
@@ -29,16 +28,11 @@ FORMAT = "mango-result/1"
 INDEXING = "0-based: query 0 is the first stimulus shown, so best.query = k means the (k+1)-th query"
 
 
-def _versions() -> dict:
-    out = {"mango": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    torch = sys.modules.get("torch")
-    if torch is None:
-        try:
-            import torch
-        except ImportError:  # pragma: no cover
-            torch = None
-    out["torch"] = getattr(torch, "__version__", None)
-    return out
+def _versions(prov: dict) -> dict:
+    """The ``versions`` block of ``mango-result/1`` (mango, python, numpy, torch), read off ``prov``: the
+    :func:`~mango.provenance.provenance` block has them all, with the commit and the thread counts."""
+    pkgs = prov["packages"]
+    return {"mango": prov["mango"], "python": prov["python"], "numpy": pkgs["numpy"], "torch": pkgs["torch"]}
 
 
 def _finite_or_none(v):
@@ -49,6 +43,7 @@ def result_record(result, target: dict, reference: dict | None = None, files: di
                   argv: list[str] | None = None, reference_note: str | None = None) -> dict:
     """The plain-data record written as result.json."""
     cfg = result.config or {}
+    prov = provenance()
     objective = cfg.get("objective")
     best = _finite_or_none(result.best_value)
     space = result.space.to_dict()
@@ -65,7 +60,8 @@ def result_record(result, target: dict, reference: dict | None = None, files: di
     rec = {
         "format": FORMAT,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "versions": _versions(),
+        "versions": _versions(prov),
+        "provenance": prov,
         "command": "mango " + " ".join(shlex.quote(a) for a in (argv or [])),
         "target": target,
         "value": value,
@@ -79,7 +75,8 @@ def result_record(result, target: dict, reference: dict | None = None, files: di
         "queries": {"used": int(result.n_queries), "budget": int(result.budget), "indexing": INDEXING,
                     "stop_reason": result.stop_reason},
         "search": {"optimizer": result.optimizer, "optimizer_params": cfg.get("optimizer_params") or {},
-                   "batch_size": cfg.get("batch_size"), "seed": result.seed, "space": search_space},
+                   "batch_size": cfg.get("batch_size"), "seed": result.seed, "space": search_space,
+                   "diagnostics": dict(getattr(result, "optimizer_diagnostics", None) or {})},
         "timing": {"wall_s": round(float(result.wall_s), 3), "optimizer_s": round(result.optimizer_s, 3),
                    "objective_s": round(result.objective_s, 3)},
         "files": dict(files or {}),
@@ -120,13 +117,17 @@ def write_units_csv(path, units: list[dict]) -> None:
 
 def write_result(out_dir, result, target: dict, reference: dict | None = None, argv=None,
                  files: dict | None = None, reference_note: str | None = None,
-                 unit_references: list | None = None) -> dict:
+                 unit_references: list | None = None, baseline=None) -> dict:
     """Write ``best_point.npy`` and ``result.json`` into ``out_dir``; return the record.
 
     A population campaign also gets ``units.csv`` and ``unit_best_points.npy``
     (``[K, dim]``, a row of NaN for a unit without a finite value), and the
     record its ``units`` (:func:`unit_records`, each normalized by its own
     ``unit_references`` entry) and ``population`` (the medians over units).
+
+    ``baseline``: the unit's value for a blank (all-zero) stimulus (a list, one per unit, for a population
+    campaign), recorded with whether the best found is below it (``baseline``; each unit's ``baseline`` and
+    ``below_baseline``).
     """
     files = dict(files or {})
     if result.best_point is not None:
@@ -145,6 +146,14 @@ def write_result(out_dir, result, target: dict, reference: dict | None = None, a
         np.save(os.path.join(out_dir, "unit_best_points.npy"), pts, allow_pickle=False)
         files["unit_best_points"] = "unit_best_points.npy"
     rec = result_record(result, target, reference, files, argv, reference_note)
+    if baseline is not None and units is not None:
+        for u, b in zip(units, baseline):
+            u["baseline"] = float(b)
+            u["below_baseline"] = u["best_value"] is not None and u["best_value"] < b
+    elif baseline is not None:
+        best = rec["best"]["value"]
+        rec["baseline"] = {"stimulus": "a blank (all-zero) image", "value": float(baseline),
+                           "best_below": best is not None and best < baseline}
     if units is not None:
         rec["units"] = units
         rec["population"] = {"n_units": len(units), "value": "the mean over the units of their values (best.value)",

@@ -32,10 +32,10 @@ from ._version import __version__
 from .errors import ConfigError
 from .store import RunStore, StoreError, as_stored
 
-__all__ = ["StoreCallback", "attach_store"]
+__all__ = ["StoreCallback", "attach_store", "recorded_budget"]
 
-# keys of the config that must match for a resume
-_RESUME_KEYS = ("space", "optimizer", "optimizer_params", "seed", "budget", "batch_size", "nonfinite",
+# keys of the config that must match for a resume (the budget may be raised: the run is extended)
+_RESUME_KEYS = ("space", "optimizer", "optimizer_params", "seed", "batch_size", "nonfinite",
                 "queries_per_point", "warm_start", "targets")
 
 
@@ -102,6 +102,10 @@ class StoreCallback:
         else:
             self._check_matches(stored)
             config = {**stored, "versions_resumed": _versions()} if "versions" in stored else stored
+            # the budget (raised to extend the run) and the caller's metadata (e.g. where the CLI writes) as now
+            live = self._config()
+            config = {**config, "budget": live["budget"],
+                      "metadata": {**(stored.get("metadata") or {}), **(live.get("metadata") or {})}}
         self.session = store.claim(True, store.n_queries(), config, run.unit_names, self._point_dtype.str)
         try:
             if store.n_points() > 0:
@@ -115,6 +119,9 @@ class StoreCallback:
         live = self._config()
         diffs = [f"{k}: stored {stored.get(k)!r} vs now {live.get(k)!r}" for k in _RESUME_KEYS
                  if stored.get(k) != live.get(k)]
+        if stored.get("budget") is not None and live["budget"] < stored["budget"]:
+            diffs.append(f"budget: stored {stored['budget']} vs now {live['budget']} (a resume may raise the "
+                         "budget to extend the run, not lower it)")
         if diffs:
             raise ConfigError(
                 f"cannot resume {self.store.path!r}: the run differs from the recorded one in "
@@ -247,12 +254,30 @@ def _oracle_stats(objective) -> dict | None:
     return None
 
 
+def recorded_budget(store) -> int | None:
+    """The budget recorded in ``store`` (a path or a :class:`RunStore`), or None when it records none (a missing
+    or unreadable file is left to :func:`attach_store` to report)."""
+    try:
+        if isinstance(store, RunStore):
+            cfg = store.config
+        elif isinstance(store, (str, os.PathLike)) and os.path.exists(store):
+            with RunStore(store, mode="r") as s:
+                cfg = s.config
+        else:
+            return None
+    except StoreError:  # an empty or damaged file: the resume itself says what is wrong
+        return None
+    budget = (cfg or {}).get("budget")
+    return None if budget is None else int(budget)
+
+
 def attach_store(store, run, resume: bool = False, **store_options) -> StoreCallback:
     """The loop callback that records ``run`` into ``store`` (a path or a :class:`RunStore`).
 
     New run (``resume=False``): refuses a file that already holds queries.
     ``resume=True``: checks the recorded config matches the run's (space,
-    optimizer and parameters, seed, budget, batch size), restores the optimizer
+    optimizer and parameters, seed, batch size; the budget may be raised, which
+    extends the run), restores the optimizer
     from the newest usable checkpoint, replays the batches recorded after it and
     puts the whole history back into ``run``; the loop then spends only
     ``run.remaining`` queries.  ``store_options`` go to :class:`RunStore` when a

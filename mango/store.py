@@ -10,7 +10,11 @@ A :class:`RunStore` is a single SQLite file (stdlib :mod:`sqlite3`, WAL journal,
   stimulus itself as compact ``uint8`` bytes, timestamps),
 * optimizer **checkpoints** (``optimizer.state_dict()`` serialized with
   :mod:`mango.serial`, never pickle), written every few batches / seconds and
-  at the end,
+  at the end; a state's arrays of points that the store already holds as
+  queries (the history an optimizer keeps, once per unit in a population
+  campaign) are stored as the queries' numbers, and its copies of the run's
+  search space as a mark, and read back bit for bit, so a checkpoint grows by
+  a few bytes per query, not by a point per query,
 * **sessions** (each start or resume: pid, host, status).
 
 A batch's queries are written in one transaction (:meth:`RunStore.write_batch`),
@@ -52,13 +56,16 @@ from .errors import ConfigError
 from .result import Result, plain_cell, response_columns
 from .spaces import space_from_dict
 
-__all__ = ["RunStore", "StoreError", "read_config", "iter_stores", "stimulus_hash", "as_stored",
+__all__ = ["RunStore", "StoreError", "read_config", "check_new_store", "iter_stores", "stimulus_hash", "as_stored",
            "SCHEMA_VERSION", "MAGIC"]
 
 MAGIC = "mango-runstore"
 SCHEMA_VERSION = 1
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _AUTO_STIMULUS_LIMIT = 64 * 64 * 3  # elements per stimulus stored with stimuli="auto"
+_HISTORY_ROWS = "__history_rows__"  # a checkpoint's array of points stored as the numbers of the queries holding them
+_HISTORY_ROW = "__history_row__"  # ... one point (a 1-D array), as the number of a query holding it
+_RUN_SPACE = "__run_space__"  # a checkpoint's copy of the run's search space (its config holds it)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -162,15 +169,16 @@ class RunStore:
     checkpoint_every : write an optimizer checkpoint every this many batches
         (and at the end) ...
     checkpoint_seconds : ... or when this many seconds passed since the last one.
-    keep_checkpoints : how many recent checkpoints to keep (``None``: all).
-        With exact-replay optimizer states each checkpoint holds the whole
-        history, so old ones are redundant.
+    keep_checkpoints : how many recent checkpoints to keep (``None``: all);
+        the default keeps the newest and one to fall back on (a resume that
+        can use neither replays the run from its seed).  Each holds the
+        optimizer's state, so older ones are redundant.
     synchronous : SQLite ``synchronous`` level: ``"FULL"`` (default) survives
         power cuts; ``"NORMAL"`` survives process crashes and is faster.
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "a", *, stimuli: str = "auto",
-                 checkpoint_every: int = 10, checkpoint_seconds: float = 60.0, keep_checkpoints: int | None = 3,
+                 checkpoint_every: int = 10, checkpoint_seconds: float = 60.0, keep_checkpoints: int | None = 2,
                  synchronous: str = "FULL"):
         if mode not in ("a", "r"):
             raise ConfigError(f"RunStore mode must be 'a' (read/write) or 'r' (read only), got {mode!r}.")
@@ -190,6 +198,7 @@ class RunStore:
         self.keep_checkpoints = None if keep_checkpoints is None else int(keep_checkpoints)
         self.synchronous = str(synchronous).upper()
         self._conn: sqlite3.Connection | None = None
+        self._rows_of: dict[bytes, int] | None = None  # digest of a point's bytes -> a query holding it
         self._open()
 
     # -- opening and validation ---------------------------------------------
@@ -200,6 +209,8 @@ class RunStore:
         if not exists and self.mode == "r":
             raise StoreError(f"no run store at {self.path!r}; check the path (runs are written by "
                              "maximize(..., store=PATH) or `mango maximize --store PATH`).")
+        if not exists:
+            _check_creatable(self.path)
         if exists and os.path.getsize(self.path) > 0:
             with open(self.path, "rb") as f:
                 head = f.read(100)
@@ -481,11 +492,21 @@ class RunStore:
                              "writer's queries).") from None
 
     def _insert_batch(self, batch, points, rows, now, session, checkpoint, oracle_stats=None) -> None:
+        try:
+            self._insert_rows(batch, points, rows, now, session, checkpoint, oracle_stats)
+        except BaseException:
+            self._rows_of = None  # it may hold rows that were rolled back: rebuilt from the file when next needed
+            raise
+
+    def _insert_rows(self, batch, points, rows, now, session, checkpoint, oracle_stats) -> None:
         with self._transaction() as c:
             c.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
                       (int(batch.index), int(batch.query_start), int(batch.queries), len(points), float(batch.t_end),
                        float(batch.optimizer_s), float(batch.objective_s), now, session))
             c.executemany("INSERT INTO queries VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            if self._rows_of is not None:
+                for r in rows:
+                    self._rows_of.setdefault(_digest(r[3]), r[0])
             if checkpoint is not None:
                 self._write_checkpoint(c, checkpoint, int(batch.index),
                                        int(batch.query_start + batch.queries))
@@ -494,6 +515,13 @@ class RunStore:
 
     def _write_checkpoint(self, c, state: dict, batch: int, n_queries: int) -> None:
         n_points = c.execute("SELECT COUNT(*) FROM queries WHERE batch <= ?", (batch,)).fetchone()[0]
+        if self._rows_of is None:  # this session's first checkpoint: index the points recorded so far
+            self._rows_of = {}
+            for q, point in c.execute("SELECT query, point FROM queries ORDER BY query"):
+                self._rows_of.setdefault(_digest(point), int(q))
+        space = (self.config or {}).get("space")
+        state = _history_by_reference(state, self._rows_of, self._point_dtype(),
+                                      None if space is None else json.dumps(space, sort_keys=True))
         c.execute("INSERT INTO checkpoints (batch, n_queries, n_points, state, wall_time) VALUES (?,?,?,?,?)",
                   (batch, n_queries, int(n_points), serial.dumps(state), time.time()))
         if self.keep_checkpoints is not None:
@@ -501,9 +529,16 @@ class RunStore:
                       "(SELECT id FROM checkpoints ORDER BY id DESC LIMIT ?)", (self.keep_checkpoints,))
 
     def write_checkpoint(self, state: dict, batch: int, n_queries: int) -> None:
-        """Store an optimizer ``state_dict()`` taken after ``batch`` was told."""
-        with self._transaction() as c:
-            self._write_checkpoint(c, state, batch, n_queries)
+        """Store an optimizer ``state_dict()`` taken after ``batch`` was told.
+
+        Arrays of points the store holds as queries are stored as their query numbers (see the module doc);
+        :meth:`checkpoint_state` puts the points back."""
+        try:
+            with self._transaction() as c:
+                self._write_checkpoint(c, state, batch, n_queries)
+        except BaseException:
+            self._rows_of = None  # rebuilt from the file at the next checkpoint
+            raise
 
     # -- reading ----------------------------------------------------------------
     def checkpoints(self) -> list[dict]:
@@ -517,9 +552,24 @@ class RunStore:
         if not rows:
             raise StoreError(f"no checkpoint {checkpoint_id} in {self.path!r}.")
         try:
-            return serial.loads(rows[0][0])
+            state = serial.loads(rows[0][0])
         except (ValueError, TypeError, KeyError) as exc:
             raise StoreError(f"checkpoint {checkpoint_id} in {self.path!r} cannot be decoded ({exc}).") from None
+        return _history_by_value(state, self._points_of, (self.config or {}).get("space"))
+
+    def _points_of(self, queries: np.ndarray) -> np.ndarray:
+        """The recorded points of ``queries`` (query numbers), in that order; a missing one raises StoreError."""
+        want = sorted({int(q) for q in queries})
+        found: dict[int, bytes] = {}
+        for i in range(0, len(want), 500):
+            part = want[i:i + 500]
+            found.update(self._query(f"SELECT query, point FROM queries WHERE query IN ({','.join('?' * len(part))})",
+                                     part))
+        missing = [q for q in want if q not in found]
+        if missing:
+            raise StoreError(f"{self.path!r} has no query {missing[0]}, which a checkpoint refers to.")
+        dtype = self._point_dtype()
+        return np.stack([np.frombuffer(found[int(q)], dtype=dtype) for q in queries])
 
     def _point_dtype(self):
         return np.dtype(self._get("point_dtype", "float64"))
@@ -674,6 +724,84 @@ def _space_dim(space_dict) -> int:
         return space_from_dict(space_dict).dim
     except Exception:  # noqa: BLE001 - only used for an empty history's shape
         return 0
+
+
+def _digest(point_bytes: bytes) -> bytes:
+    return hashlib.blake2b(point_bytes, digest_size=16).digest()
+
+
+def _history_by_reference(state, rows_of: dict, dtype: np.dtype, space_json: str | None = None):
+    """``state`` with what the store holds already stored by reference: each array of points (the store's point
+    dtype; 2-D, or one point) whose every row is a recorded query's point becomes ``{"__history_rows__": query
+    numbers}`` (``{"__history_row__": query}``), and each copy of the run's search space (``space_json``, the
+    config's, as JSON) ``{"__run_space__": 1}``.  Arrays with a point the store does not hold are kept."""
+    if isinstance(state, dict):
+        if space_json is not None and "kind" in state:
+            try:
+                same = json.dumps(serial.to_plain(state), sort_keys=True) == space_json
+            except TypeError:
+                same = False
+            if same:
+                return {_RUN_SPACE: 1}
+        return {k: _history_by_reference(v, rows_of, dtype, space_json) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return [_history_by_reference(v, rows_of, dtype, space_json) for v in state]
+    if isinstance(state, np.ndarray) and state.dtype == dtype and state.ndim in (1, 2) and state.size:
+        arr = np.ascontiguousarray(state)
+        rows = [rows_of.get(_digest(r.tobytes())) for r in (arr if arr.ndim == 2 else arr[None])]
+        if all(r is not None for r in rows):
+            if arr.ndim == 1:
+                return {_HISTORY_ROW: int(rows[0])}
+            return {_HISTORY_ROWS: np.asarray(rows, dtype=np.int32 if max(rows) < 2 ** 31 else np.int64)}
+    return state
+
+
+def _history_by_value(state, points_of, space=None):
+    """Inverse of :func:`_history_by_reference`: the recorded points (``points_of(queries)``) and the run's
+    search space (``space``, from the config) put back."""
+    if isinstance(state, dict):
+        if set(state) == {_HISTORY_ROWS}:
+            return points_of(np.asarray(state[_HISTORY_ROWS]).reshape(-1))
+        if set(state) == {_HISTORY_ROW}:
+            return points_of(np.asarray([state[_HISTORY_ROW]]))[0]
+        if set(state) == {_RUN_SPACE}:
+            if space is None:
+                raise StoreError("a checkpoint refers to the run's search space, but the store has no config.")
+            return json.loads(json.dumps(space))  # a copy
+        return {k: _history_by_value(v, points_of, space) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_history_by_value(v, points_of, space) for v in state]
+    return state
+
+
+def _check_creatable(path: str) -> None:
+    """A new store's folder exists and can be written (SQLite would only say "unable to open database file")."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StoreError(f"cannot create the run store {path!r}: the folder {folder!r} does not exist; create it "
+                         f"(mkdir -p {folder}) or give a path in an existing folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create the run store {path!r}: the folder {folder!r} is not writable; give a "
+                         "path in a folder you can write to.")
+
+
+def check_new_store(path: str | os.PathLike, flag: str = "--store") -> None:
+    """Check, before a run starts, that ``path`` can take a new run: its folder exists and is writable, and the
+    file, if it exists, is an empty or new mango run store (one that holds queries is refused: resume it)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise StoreError(f"{flag} {path} is a directory; give the path of a run file such as {path}/run.sqlite.")
+    if not os.path.exists(path):
+        _check_creatable(path)
+        return
+    if os.path.getsize(path) == 0:
+        return
+    with RunStore(path, mode="r") as s:
+        s.refuse_if_held()  # a live writer is what matters: "in use by process ..."
+        n = s.n_points()
+    if n:
+        raise StoreError(f"{flag} {path} already holds {n} recorded queries of a run; continue it with "
+                         f"--resume {path}, or give a new {flag} path.")
 
 
 def read_config(path: str | os.PathLike) -> dict:

@@ -195,7 +195,7 @@ def test_population_campaign_resumes_from_the_cli(tmp_path, monkeypatch):
 
     def interrupted_at_the_third_batch(self, x):
         calls.append(len(x))
-        if len(calls) == 5:  # 2 calls check the layer (all, then the unit list), then batches
+        if len(calls) == 6:  # 2 calls check the layer (all, then the unit list), 1 the blank image, then batches
             raise KeyboardInterrupt
         return respond(self, x)
 

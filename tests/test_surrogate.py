@@ -16,6 +16,7 @@ from mango.generators import GANGenerator, ModuleGenerator, ParametricGenerator
 from mango.oracles import CallableOracle
 from mango.optimizers import make
 from mango.optimizers.surrogate import gp as gplib
+from mango.optimizers.surrogate.acquisition import sample_paths
 from mango.optimizers.surrogate.features import Features
 from mango.spaces import Box, Codebook, Grid
 
@@ -41,7 +42,7 @@ def test_gp_predictions_correlate_with_a_known_function():
     assert r > 0.95, r
     assert (var > 0).all()
     # the posterior paths agree with the posterior: their mean over many draws is the mean
-    paths = model.sample_paths(256, torch.Generator().manual_seed(0))
+    paths = sample_paths(model, 256, torch.Generator().manual_seed(0))
     draws = paths(torch.as_tensor(Xt[:50])).detach()
     np.testing.assert_allclose(draws.mean(1).numpy(), mu[:50].numpy(), atol=4 * float(var.max().sqrt()) / 16 + 0.02)
     # diagonal(j) is path j at point j
@@ -56,9 +57,9 @@ def test_tempered_paths_scale_their_deviation_from_the_posterior_mean():
     model = gplib.fit(X, torch.sin(3 * X[:, 0]) + X[:, 1])
     Xt = torch.as_tensor(rng.random((25, 4)))
     mu = model.predict(Xt)[0][:, None]
-    full = model.sample_paths(5, torch.Generator().manual_seed(3))(Xt)
-    half = model.sample_paths(5, torch.Generator().manual_seed(3), temper=0.5)(Xt)
-    mean = model.sample_paths(5, torch.Generator().manual_seed(3), temper=0.0)(Xt)
+    full = sample_paths(model, 5, torch.Generator().manual_seed(3))(Xt)
+    half = sample_paths(model, 5, torch.Generator().manual_seed(3), temper=0.5)(Xt)
+    mean = sample_paths(model, 5, torch.Generator().manual_seed(3), temper=0.0)(Xt)
     assert float((full - mu).abs().max()) > 1e-3  # the draws do deviate
     np.testing.assert_allclose((half - mu).numpy(), 0.5 * (full - mu).numpy(), atol=1e-9)
     np.testing.assert_allclose(mean.numpy(), mu.expand_as(mean).numpy(), atol=1e-9)

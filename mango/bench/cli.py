@@ -11,7 +11,7 @@ import time
 
 from ..errors import ConfigError
 
-__all__ = ["add_subparser", "run", "write_outputs"]
+__all__ = ["add_subparser", "run", "write_outputs", "provenance_lines"]
 
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         "'random,cma,ng:NGOpt,protes[k=10;k_top=1]' (default: the suite's list)")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds per (problem, optimizer) (default 5)")
     p.add_argument("--budgets", default="300,1000,3000", help="comma-separated query budgets (default 300,1000,3000)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", default=None, help="output directory (required, except with --list)")
     p.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
     p.add_argument("--dask", default=None, metavar="ADDRESS|local",
                    help="run on a Dask cluster (scheduler address) or a LocalCluster ('local')")
@@ -59,6 +59,21 @@ def _default_device():
         return "cpu"
 
 
+def provenance_lines(records) -> list[str]:
+    """Markdown lines that say what wrote a report (:func:`mango.provenance.describe`) and what ran its
+    ``records``: each distinct provenance with its number of runs (runs recorded before records carried one
+    are counted apart)."""
+    from ..provenance import describe
+
+    counts: dict[str, int] = {}
+    for r in records:
+        prov = r.get("provenance")
+        key = describe(prov) if prov else "not recorded (runs written before records carried their provenance)"
+        counts[key] = counts.get(key, 0) + 1
+    lines = [f"Report written by: {describe()}.", "", "Runs' provenance:", ""]
+    return lines + [f"- {n} run{'s' if n != 1 else ''}: {k}" for k, n in counts.items()] + [""]
+
+
 def write_outputs(records, out: str, command: str | None = None, order=None) -> str:
     """Write ``report.md``, ``anytime.png`` and ``ecdf.png`` into ``out``; return the report text.
 
@@ -71,7 +86,9 @@ def write_outputs(records, out: str, command: str | None = None, order=None) -> 
     if command:
         head += ["Command: `" + command + "`", ""]
     head += [f"Runs: {len(records)}. Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
-             f"Python {platform.python_version()}.", "", "![anytime](anytime.png)", "", "![ecdf](ecdf.png)", ""]
+             f"Python {platform.python_version()}.", ""]
+    head += provenance_lines(records)
+    head += ["![anytime](anytime.png)", "", "![ecdf](ecdf.png)", ""]
     text = "\n".join(head) + text
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(text)
@@ -97,6 +114,12 @@ def run(args) -> int:
         for p in problems:
             print(p.name, json.dumps(p.to_dict()))
         return 0
+    if not args.out:
+        raise ConfigError("--out DIR is required: the directory for the results (e.g. --out bench-out/); "
+                          "only --list runs without it.")
+    from ..outdir import check_out_dir
+
+    check_out_dir(args.out, "--out")
     from .runner import parse_optimizers
 
     optimizers = args.optimizers or suites.DEFAULT_OPTIMIZERS.get(args.suite, "random,cma")

@@ -3,10 +3,12 @@
 These are what :func:`mango.bench.runner.run_one` builds, ``results.jsonl``
 holds (one :meth:`RunRecord.to_dict` per line) and ``results.csv`` holds (one
 :class:`BudgetRow` per line, written and read with the :mod:`csv` module).
-Files written before these classes load unchanged: ``fixed_budget`` (absent
-from older runs) reads as ``None``, and ``skipped`` (present only for a run
-that was not run) as ``None`` otherwise; :meth:`RunRecord.to_dict` leaves the
-two out when they are ``None``, so the files keep the keys they always had.
+Files written before these classes load unchanged: ``fixed_budget`` and
+``provenance`` (absent from older runs) read as ``None``, and ``skipped``
+(present only for a run that was not run) as ``None`` otherwise;
+:meth:`RunRecord.to_dict` leaves them out when they are ``None``, so the files
+keep the keys they always had.  A record's ``provenance`` is
+:func:`mango.provenance.provenance` in the process that ran it.
 
 A population problem (several units, one campaign) also has, per budget row,
 ``unit_best_values`` and ``unit_normalized`` (each unit's value and its value
@@ -24,12 +26,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
+import json
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-__all__ = ["BudgetRow", "RunRecord", "CSV_COLUMNS", "write_csv", "append_csv", "read_csv"]
+__all__ = ["BudgetRow", "RunRecord", "CSV_COLUMNS", "write_csv", "append_csv", "read_csv", "read_jsonl"]
 
 
 class _Fields:
@@ -119,8 +123,11 @@ class RunRecord(_Fields):
     skipped: str | None = None
     #: a population problem's units: ``[{"name", "column", "ref_max"}, ...]``; None for one unit
     units: list | None = None
+    #: what ran it (:func:`mango.provenance.provenance`: mango's version and git commit, package versions,
+    #: thread counts); None in files older than the field
+    provenance: dict | None = None
 
-    _OPTIONAL = ("fixed_budget", "skipped", "units")
+    _OPTIONAL = ("fixed_budget", "skipped", "units", "provenance")
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -180,3 +187,25 @@ def read_csv(path: str | os.PathLike) -> list[BudgetRow]:
             out.append(BudgetRow(**{c: (int(d[c]) if c in _INT else d[c] if c in _STR else float(d[c]))
                                     for c in CSV_COLUMNS}))
         return out
+
+
+def read_jsonl(out: str | os.PathLike) -> list[RunRecord]:
+    """Every run recorded in directory ``out``, in file order, duplicates kept: the lines of
+    ``results.jsonl.gz`` (finished runs compressed for keeping) if there is one, then those of ``results.jsonl``.
+
+    A line that does not parse -- a run killed mid-write -- is skipped (the runner redoes the run).
+    """
+    recs = []
+    for name, opener in (("results.jsonl.gz", gzip.open), ("results.jsonl", open)):
+        path = os.path.join(out, name)
+        if not os.path.exists(path):
+            continue
+        with opener(path, "rt") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    recs.append(RunRecord.from_dict(json.loads(line)))
+                except json.JSONDecodeError:
+                    continue
+    return recs

@@ -17,8 +17,11 @@ only.
 Outputs in ``out``:
 
 * ``results.jsonl`` -- one JSON line per finished run (its rows, its
-  best-so-far curve as steps, timings).  Resuming reads it and skips finished
-  ``(problem, optimizer, seed)`` runs that cover the requested budgets.
+  best-so-far curve as steps, timings, and its provenance: mango's version and
+  git commit, package versions, thread counts).  Resuming reads it and skips
+  finished ``(problem, optimizer, seed)`` runs that cover the requested budgets.
+  A ``results.jsonl.gz`` beside it (finished runs compressed for keeping, e.g.
+  in git) is read first, as if its lines came before the plain file's.
 * ``results.csv`` -- one row per run and budget: problem, family, noise,
   optimizer, seed, run_seed, budget, queries, best_value, observed, normalized,
   wall_s, optimizer_s, oracle_s.  Appended as runs finish, rewritten from the
@@ -40,8 +43,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..provenance import provenance
 from .problems import Problem, objective_for_run
-from .record import CSV_COLUMNS, BudgetRow, RunRecord, append_csv, write_csv
+from .record import CSV_COLUMNS, BudgetRow, RunRecord, append_csv, read_jsonl, write_csv
 
 __all__ = ["OptimizerSpec", "parse_optimizers", "run_seed", "run_one", "budget_aware", "run_benchmark", "load_records",
            "CSV_COLUMNS", "RunRecord", "BudgetRow", "write_csv", "make_executor"]
@@ -206,7 +210,6 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
     """
     from ..loop import maximize
     from ..objective import evaluate
-
     from ..optimizers import registry
 
     budgets = sorted({int(b) for b in budgets})
@@ -220,7 +223,8 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
         # not a failure of the optimizer: it cannot express the problem (codes are categories)
         return RunRecord(problem.name, problem.to_dict(), optimizer.label, optimizer.name, optimizer.kw, int(seed), rs,
                          budgets, 0, built.ref_low, built.ref_max,
-                         skipped=f"{optimizer.name} is continuous and cannot search a Codebook")
+                         skipped=f"{optimizer.name} is continuous and cannot search a Codebook",
+                         provenance=provenance())
     from ..optimizers import make
 
     make(optimizer.name, built.space, seed=0, **kw)  # warm-up: imports are not the run's time
@@ -261,7 +265,7 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
         problem.name, problem.to_dict(), optimizer.label, optimizer.name, optimizer.kw, int(seed), rs, budgets,
         int(res.n_queries), built.ref_low, built.ref_max, curve_q=qs, curve_v=vs,
         curve_n=[float(x) for x in built.normalize(vs)] if vs else [], wall_s=wall, optimizer_s=res.optimizer_s,
-        oracle_s=res.objective_s, rows=rows, fixed_budget=fixed,
+        oracle_s=res.objective_s, rows=rows, fixed_budget=fixed, provenance=provenance(),
     )
 
 
@@ -307,7 +311,7 @@ def _population_record(row: _RowMaker, budgets: list[int], campaigns: dict, fixe
         p.name, p.to_dict(), o.label, o.name, o.kw, row.seed, row.rs, budgets, int(res.n_queries), built.ref_low,
         built.ref_max, curve_q=curve_q, curve_v=[_median(v) for v in at],
         curve_n=[_median(v) for v in built.normalize_units(at)], wall_s=wall, optimizer_s=res.optimizer_s,
-        oracle_s=res.objective_s, rows=rows, fixed_budget=fixed, units=units,
+        oracle_s=res.objective_s, rows=rows, fixed_budget=fixed, units=units, provenance=provenance(),
     )
 
 
@@ -331,23 +335,10 @@ def _task(args) -> RunRecord | dict:
 
 
 def load_records(out: str | os.PathLike) -> list[RunRecord]:
-    """The finished runs recorded in ``out/results.jsonl`` (a truncated last line is ignored)."""
-    path = os.path.join(out, "results.jsonl")
-    recs = []
-    if not os.path.exists(path):
-        return recs
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                recs.append(RunRecord.from_dict(json.loads(line)))
-            except json.JSONDecodeError:
-                continue  # a run killed mid-write; it will be redone
-    # one record per (problem, optimizer, seed): the last written (runs are deterministic, so duplicates
-    # from two invocations sharing a directory carry the same numbers)
-    last = {r.key: r for r in recs}
+    """The finished runs recorded in ``out`` (``results.jsonl.gz``, then ``results.jsonl``; see
+    :func:`~mango.bench.record.read_jsonl`), one per ``(problem, optimizer, seed)``: the last written (runs
+    are deterministic, so duplicates from two invocations sharing a directory carry the same numbers)."""
+    last = {r.key: r for r in read_jsonl(out)}
     return list(last.values())
 
 

@@ -246,6 +246,13 @@ class Optimizer:
     def n_told(self) -> int:
         return self._n_told
 
+    def diagnostics(self) -> dict:
+        """Counts of the optimizer's numerical events worth a user's attention (e.g. ``surrogate``'s
+        ``model_fallbacks``: batches drawn at random because its model failed); ``{}`` when it has none.
+        A run's result carries them (``Result.optimizer_diagnostics``, ``result.json``'s
+        ``search.diagnostics``)."""
+        return {}
+
     def reset(self) -> None:
         """Bring the optimizer back to its freshly seeded state: nothing asked or told, same seed and parameters.
 

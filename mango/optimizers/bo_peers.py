@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .base import Optimizer
 
 __all__ = ["TurboOptimizer"]
@@ -39,6 +40,11 @@ class TurboOptimizer(Optimizer):
     defaults = {"n_init": None, "n_candidates": None, "success_tol": 10, "failure_tol": None}
 
     def _setup(self) -> None:
+        for key, low in (("n_init", 1), ("n_candidates", 1), ("success_tol", 1), ("failure_tol", 1)):
+            v = self.params[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low):
+                raise ConfigError(f"turbo: {key} must be an integer >= {low}" + (" (or null: the default)" if
+                                  self.defaults[key] is None else "") + f", got {v!r}.")
         d = self.space.dim
         n_init = self.params["n_init"]
         if n_init is None:

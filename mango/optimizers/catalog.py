@@ -33,9 +33,10 @@ GROUPS = (
 
 _OWN = {
     "random": "uniform random search (the baseline)",
-    "cma": "CMA-ES (pycma) in box coordinates scaled to the unit cube; the main job's default",
+    "cma": "CMA-ES (pycma) in box coordinates scaled to the unit cube; the fast choice when queries are free",
     "ga": "XDream-style genetic algorithm (elitism, tournament selection, crossover, mutation)",
-    "surrogate": "model-based: a GP on the stimuli, trust region, batch Thompson sampling through the generator",
+    "surrogate": ("model-based: a GP on the stimuli, trust region, batch Thompson sampling through the generator; "
+                  "the default"),
     "inception": ("model-based for many units: one CNN ensemble on the images (or, with backbone=, a linear "
                   "readout per unit of a pretrained network's features), stimuli synthesized per unit"),
     "tt": "tensor-train sampling (PROTES-style, numpy); on a Box through a grid of levels",

@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 
+from ..errors import ConfigError
 from .base import GenerationOptimizer
 
 
@@ -42,11 +43,39 @@ class CMAES(GenerationOptimizer):
     defaults = {"sigma0": 0.3, "popsize": None, "x0": "center", "diagonal": False, "restarts": True}
 
     def _setup_generations(self) -> None:
+        self._check_params()
         self._popsize = int(self.params["popsize"] or 4 + int(3 * math.log(self.space.dim)))
         self._restarts = 0
         self._batch = None  # the size of the loop's batches, known at the first ask
         self._z0 = None
         self._es = self._new_es(self._popsize, first=True)
+
+    def _check_params(self) -> None:
+        """Each parameter's type and range, before anything is asked (one line naming the parameter)."""
+        p = self.params
+        s0 = p["sigma0"]
+        if isinstance(s0, bool) or not isinstance(s0, (int, float, np.number)) or not 0 < s0 < math.inf:
+            raise ConfigError(f"cma: sigma0 must be a number > 0 (a step in the box scaled to the unit cube; "
+                              f"default 0.3), got {s0!r}.")
+        pop = p["popsize"]
+        if pop is not None and (isinstance(pop, bool) or not isinstance(pop, (int, np.integer)) or pop < 2):
+            raise ConfigError(f"cma: popsize must be an integer >= 2 (or null: 4 + 3 ln(dim)), got {pop!r}.")
+        for key in ("diagonal", "restarts"):
+            if not isinstance(p[key], (bool, np.bool_)):
+                raise ConfigError(f"cma: {key} must be true or false, got {p[key]!r}.")
+        x0 = p["x0"]
+        if isinstance(x0, str):
+            if x0 not in ("center", "random"):
+                raise ConfigError(f"cma: x0 must be 'center', 'random' or a point of the box, got {x0!r}.")
+            return
+        try:
+            x = np.asarray(x0, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise ConfigError(f"cma: x0 must be 'center', 'random' or a point of the box, got {x0!r}.") from None
+        box = self.space
+        if len(x) != box.dim or not np.all(np.isfinite(x)) or np.any(x < box.low) or np.any(x > box.high):
+            raise ConfigError(f"cma: x0 must be a point of the box ({box.dim} numbers within its bounds), got "
+                              f"{len(x)} number(s)" + ("" if len(x) != box.dim else " outside the bounds") + ".")
 
     def _ask(self, n: int) -> np.ndarray:
         if self._batch is None:

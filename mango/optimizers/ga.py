@@ -15,8 +15,11 @@ categories).  A Grid is searched through its Box.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ..errors import ConfigError
 from .base import GenerationOptimizer
 
 
@@ -42,8 +45,21 @@ class GeneticAlgorithm(GenerationOptimizer):
 
     def _setup_generations(self) -> None:
         p = self.params
+        for key in ("popsize", "n_elite"):
+            if isinstance(p[key], bool) or not isinstance(p[key], (int, np.integer)):
+                raise ConfigError(f"ga: {key} must be an integer, got {p[key]!r}.")
         if int(p["popsize"]) < 2 or not 0 <= int(p["n_elite"]) < int(p["popsize"]):
-            raise ValueError(f"ga needs popsize >= 2 and 0 <= n_elite < popsize, got {p['popsize']}, {p['n_elite']}")
+            raise ConfigError(f"ga needs popsize >= 2 and 0 <= n_elite < popsize, got popsize={p['popsize']}, "
+                              f"n_elite={p['n_elite']}.")
+        for key, low, high in (("selectivity", 0.0, math.inf), ("heritability", 0.0, 1.0),
+                               ("mutation_rate", 0.0, 1.0), ("mutation_size", 0.0, math.inf)):
+            v = p[key]
+            if v is None and key == "mutation_rate":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not low <= v <= high:
+                where = f"in [{low:g}, {high:g}]" if high < math.inf else f">= {low:g}"
+                raise ConfigError(f"ga: {key} must be a number {where}, got {v!r} (default "
+                                  f"{self.defaults[key]!r}).")
         self._pop = None
         self._fit = None
         rate = p["mutation_rate"]

@@ -12,14 +12,19 @@ so a 7x7 VQ-VAE grid of 128 codes is a 6,272-dimensional parametrization.
 Its scrambled Halton/Hammersley sampler (``ScrHammersleySearch``, one third of
 ``ng:Portfolio``) redraws one random permutation per dimension -- of sizes up
 to the 6,271st prime, 62,701 -- from the same seed on *every* sample: ~3 s per
-ask there.  :func:`_memoize_scrambled_halton` keeps those permutations (only
-the entries a sample can reach) per sampler instead; the samples are
-bit-identical (``tests/test_nevergrad_halton.py``), only faster.
+ask there (~0.1 s on a 784-d Box).  The samplers that mango's wrapper makes
+nevergrad build keep those permutations (only the entries a sample can reach)
+instead: :func:`_inside_wrapper`.  The samples are bit-identical, only faster
+(``tests/test_nevergrad_halton.py``, ``benchmarks/ng_halton.py``), and
+nevergrad itself is left as it is: its users outside mango's wrapper, in the
+same process, get nevergrad's own samplers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import warnings
 
 import numpy as np
@@ -51,49 +56,114 @@ class _PermPrefix:
         return self.prefix[r]  # an IndexError would mean a digit we did not keep (never: see the caller)
 
 
-def _memoize_scrambled_halton() -> None:
-    """Make nevergrad's scrambled Halton/Hammersley sampling keep its permutations (exact).
+class _KeptPermutations:
+    """Stands in for a scrambled sampler's ``HaltonPermutationGenerator``: draws the permutations once (exact).
 
-    ``HaltonPermutationGenerator.get_permutations_generator`` re-creates the
-    same permutations (a fresh ``RandomState(self.seed)`` each call) on every
-    sample, which costs O(sum of the first ``dimension`` primes) per sample.
-    Sample ``index`` reads entry ``(index + 1)`` of each permutation of size
-    ``p > index + 1`` (one digit in base ``p``) and any entry of smaller ones,
-    so keeping the first ``K`` entries of each permutation reproduces every
-    sample with ``index + 1 < K`` exactly; later samples fall back to
-    nevergrad's own code.  ``K`` is the sampler's budget + 2 (nevergrad's
-    samplers never exceed their budget).  Installed once; a no-op when the
-    nevergrad internals it relies on are missing.
+    nevergrad's generator re-creates the same permutations (a fresh
+    ``RandomState(seed)`` each call) on every sample, which costs O(sum of the
+    first ``dimension`` primes) per sample.  Sample ``index`` reads entry
+    ``(index + 1)`` of each permutation of size ``p > index + 1`` (one digit in
+    base ``p``) and any entry of smaller ones, so keeping the first ``k``
+    entries of each permutation reproduces every sample with ``index + 1 < k``
+    exactly; later samples get nevergrad's own permutations.  ``k`` is the
+    sampler's budget + 2 (nevergrad's samplers never exceed their budget).
+    """
+
+    def __init__(self, sampler, gen, k: int):
+        self.sampler, self.gen, self.k = sampler, gen, k
+        self.kept: list[_PermPrefix] | None = None
+        # what nevergrad reads of a permutation generator
+        self.dimension, self.scrambling, self.primes, self.seed = gen.dimension, gen.scrambling, gen.primes, gen.seed
+
+    def get_permutations_generator(self):
+        if self.sampler.index + 1 >= self.k:
+            return self.gen.get_permutations_generator()
+        if self.kept is None:
+            dtype = np.uint16 if (self.primes[-1] if self.primes else 0) <= 65535 else np.int64
+            self.kept = [_PermPrefix(int(p), np.array(perm[:self.k], dtype=dtype))
+                         for p, perm in zip(self.primes, self.gen.get_permutations_generator())]
+        return iter(self.kept)
+
+
+class _Inside:
+    """Book-keeping of the blocks in which mango's wrapper calls into nevergrad (see :func:`_inside_wrapper`)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.depth = 0  # open blocks, all threads
+        self.here = threading.local()  # .depth: open blocks of this thread
+        self.saved: tuple | None = None  # nevergrad's own sampler classes, while replaced
+        self.classes: tuple | None = None  # mango's subclasses of them (made once)
+
+
+_INSIDE = _Inside()
+
+
+class _KeepsPermutations:
+    """Mixin of mango's subclasses of nevergrad's Halton/Hammersley samplers: a scrambled sampler that the
+    current thread builds inside mango's wrapper, on a large space, keeps its permutations."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        gen = getattr(self, "permgen", None)
+        if (getattr(_INSIDE.here, "depth", 0) and getattr(gen, "scrambling", False)
+                and getattr(gen, "dimension", 0) >= _HALTON_MEMO_MIN_DIM
+                and hasattr(gen, "get_permutations_generator") and hasattr(gen, "seed")):
+            k = int(self.budget) + 2 if self.budget else _HALTON_MEMO_DEFAULT_LEN
+            self.permgen = _KeptPermutations(self, gen, k)
+
+
+def _sampler_classes(seq) -> tuple | None:
+    """mango's subclasses of nevergrad's ``(HaltonSampler, HammersleySampler)`` (made once); ``None`` when
+    nevergrad lacks the internals they rely on."""
+    if _INSIDE.classes is None:
+        halton, hammersley = getattr(seq, "HaltonSampler", None), getattr(seq, "HammersleySampler", None)
+        if halton is None or hammersley is None or not hasattr(halton, "vdc"):
+            return None
+        _INSIDE.classes = tuple(type(f"Keeping{c.__name__}", (_KeepsPermutations, c), {"__module__": __name__})
+                                for c in (halton, hammersley))
+    return _INSIDE.classes
+
+
+@contextlib.contextmanager
+def _inside_wrapper():
+    """While mango's wrapper calls into nevergrad: the scrambled samplers nevergrad builds keep their permutations.
+
+    ``ScrHammersleySearch`` and kin build their sampler at their first ask,
+    from ``nevergrad.optimization.sequences.HaltonSampler`` /
+    ``HammersleySampler``.  Inside the block those two names are mango's
+    subclasses (:class:`_KeptPermutations`, bit-identical samples); outside,
+    nevergrad's own classes, which mango never modifies.  A sampler built here
+    keeps its permutations for the rest of its life; a nevergrad user outside
+    mango's wrapper gets nevergrad's sampler.  The block nests, is safe across
+    threads (the names are restored when the last block closes, also on an
+    exception), and a sampler that another thread builds while a block is open
+    behaves as nevergrad's own: only the threads inside the wrapper keep
+    permutations.
     """
     try:
         from nevergrad.optimization import sequences as seq
     except ImportError:  # pragma: no cover - nevergrad is a core dependency
+        seq = None
+    classes = _sampler_classes(seq) if seq is not None else None
+    if classes is None:
+        yield
         return
-    cls = getattr(seq, "HaltonSampler", None)
-    if cls is None or getattr(cls, "_mango_memo", False) or not hasattr(cls, "vdc"):
-        return
-    original = cls._internal_sampler
-
-    def _internal_sampler(self):
-        gen = getattr(self, "permgen", None)
-        if (gen is None or not getattr(gen, "scrambling", False) or gen.dimension < _HALTON_MEMO_MIN_DIM
-                or not hasattr(gen, "primes")):
-            return original(self)
-        memo = self.__dict__.get("_mango_perms")
-        if memo is None:
-            k = int(self.budget) + 2 if self.budget else _HALTON_MEMO_DEFAULT_LEN
-            dtype = np.uint16 if (gen.primes[-1] if gen.primes else 0) <= 65535 else np.int64
-            memo = [_PermPrefix(int(p), np.array(perm[:k], dtype=dtype))
-                    for p, perm in zip(gen.primes, gen.get_permutations_generator())]
-            self.__dict__["_mango_perms"] = memo
-            self.__dict__["_mango_k"] = k
-        if self.index + 1 >= self.__dict__["_mango_k"]:
-            return original(self)
-        return [self.vdc(self.index, perm) for perm in memo]
-
-    cls._internal_sampler = _internal_sampler
-    cls._mango_memo = True
-    cls._mango_original_sampler = original
+    with _INSIDE.lock:
+        if _INSIDE.depth == 0:
+            _INSIDE.saved = (seq.HaltonSampler, seq.HammersleySampler)
+            seq.HaltonSampler, seq.HammersleySampler = classes
+        _INSIDE.depth += 1
+    _INSIDE.here.depth = getattr(_INSIDE.here, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _INSIDE.here.depth -= 1
+        with _INSIDE.lock:
+            _INSIDE.depth -= 1
+            if _INSIDE.depth == 0:
+                seq.HaltonSampler, seq.HammersleySampler = _INSIDE.saved
+                _INSIDE.saved = None
 
 
 # Optional packages some nevergrad methods import when they are built or first asked.  A method whose
@@ -200,8 +270,6 @@ class NevergradOptimizer(Optimizer):
     def _setup(self) -> None:
         import nevergrad as ng
 
-        _memoize_scrambled_halton()
-
         method = self.params["method"]
         registry = ng.optimizers.registry
         keys = registry_keys()
@@ -225,7 +293,7 @@ class NevergradOptimizer(Optimizer):
         workers = 1 if self.sequential else max(1, int(self.batch_size or 1))
         # the half-built optimizer of a failed attempt has a __del__ that fails (nevergrad's RecastOptimizer):
         # "Exception ignored in ..." reports are silenced while building
-        with warnings.catch_warnings(), _quiet_unraisable():
+        with warnings.catch_warnings(), _quiet_unraisable(), _inside_wrapper():
             warnings.simplefilter("ignore")
             self._opt = self._build(cls, param, workers)
         if self.sequential and (self.batch_size or 1) > 1 and method not in _SAID_SEQUENTIAL:
@@ -319,7 +387,7 @@ class NevergradOptimizer(Optimizer):
                 f"(make(..., batch_size={n + len(self._asked)})), or ask one point at a time."
             )
         out = []
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _inside_wrapper():
             warnings.simplefilter("ignore")
             for _ in range(n):
                 try:
@@ -348,7 +416,7 @@ class NevergradOptimizer(Optimizer):
         return np.array(out)
 
     def _tell(self, points, values) -> None:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _inside_wrapper():
             warnings.simplefilter("ignore")
             for p, v, asked in zip(points, values, self._asked.pop(points, unasked="none")):
                 if asked is not None:

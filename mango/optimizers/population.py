@@ -120,6 +120,14 @@ class Population(Optimizer):
         """The targets' optimizers, in target order."""
         return list(self._inner)
 
+    def diagnostics(self) -> dict:
+        """The targets' optimizers' counts, summed."""
+        out: dict = {}
+        for opt in self._inner:
+            for k, v in opt.diagnostics().items():
+                out[k] = out.get(k, 0) + v
+        return out
+
     @property
     def allocation(self) -> str:
         """``"round-robin"`` or ``"interleave"``: how this campaign shares out its batches."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, MangoError, UnknownNameError
 from ..spaces import Space
 
 # name -> "module:Class" (lazy) or a class
@@ -128,11 +128,11 @@ def make(name: str, space: Space, seed: int | None = None, **params):
     cls, fixed = get(name)
     kw = {**fixed, **params}
     if space.kind in cls.native:
-        return cls(space, seed=seed, **kw)
+        return _built(name, params, lambda: cls(space, seed=seed, **kw))
     if space.kind == "grid" and "box" in cls.native:
-        return OnGridViaBox(space, cls, seed=seed, **kw)
+        return _built(name, params, lambda: OnGridViaBox(space, cls, seed=seed, **kw))
     if space.kind == "box" and "grid" in cls.native:
-        return OnBoxViaGrid(space, cls, seed=seed, **kw)
+        return _built(name, params, lambda: OnBoxViaGrid(space, cls, seed=seed, **kw))
     if space.kind == "codebook":
         raise ConfigError(
             f"optimizer {name!r} is continuous and cannot search a Codebook: codes are unordered categories, "
@@ -141,6 +141,20 @@ def make(name: str, space: Space, seed: int | None = None, **params):
             "generator's continuous embedding space instead (e.g. VQVAEGenerator.embedding_space())."
         )
     raise ConfigError(f"optimizer {name!r} cannot search a {space.kind} space (native: {', '.join(cls.native)}).")
+
+
+def _built(name: str, params: dict, build):
+    """``build()``, with a parameter a library refuses (a ValueError or TypeError while the optimizer is set up,
+    before anything is asked) reported as a :class:`ConfigError` naming the optimizer and its parameters."""
+    try:
+        return build()
+    except MangoError:
+        raise
+    except (ValueError, TypeError) as exc:
+        given = {k: v for k, v in params.items() if k not in ("budget", "batch_size")}
+        raise ConfigError(f"optimizer {name!r} cannot be set up with parameters {given}: "
+                          f"{' '.join(str(exc).split()) or type(exc).__name__}. Check their types and ranges "
+                          "(`mango maximize --list-optimizers` names the optimizers).") from exc
 
 
 Factory = Callable[..., object]

@@ -129,6 +129,8 @@ class TTOptimizer(Optimizer):
             raise ConfigError(f"tt: lr must be a positive number, got {p['lr']!r}.")
         if p["elite"] not in ("seen", "batch"):
             raise ConfigError(f"tt: elite must be 'seen' or 'batch', got {p['elite']!r}.")
+        if not isinstance(p["dedup"], (bool, np.bool_)):
+            raise ConfigError(f"tt: dedup must be true or false, got {p['dedup']!r}.")
         if p["quantize"] not in (True, False, "auto"):
             raise ConfigError(f"tt: quantize must be True, False or 'auto', got {p['quantize']!r}.")
         if not (isinstance(p["init"], (int, float)) and 0.0 <= p["init"] <= 1.0):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import ConfigError
+from ...errors import ConfigError, NumericalError
 
 __all__ = ["Features", "to_unit", "from_unit"]
 
@@ -82,16 +82,30 @@ class Features:
         return images.reshape(len(images), -1).double()
 
     def __call__(self, points: np.ndarray) -> torch.Tensor:
-        """Features of points of the space ``[n, D]`` (no gradient)."""
+        """Features of points of the space ``[n, D]`` (no gradient).
+
+        Raises :class:`~mango.errors.NumericalError`, naming the generator (or backbone), when any is NaN or inf.
+        """
         points = np.asarray(points)
         if self.generator is not None:
             with torch.no_grad():
-                return self._flatten(self.generator(points).to(self.device))
+                return self._checked(self._flatten(self.generator(points).to(self.device)))
         if self.space.kind == "codebook":
             onehot = np.zeros((len(points), self.space.dim * self.space.codes))
             onehot[np.arange(len(points))[:, None], np.arange(self.space.dim) * self.space.codes + points] = 1.0
             return torch.as_tensor(onehot, device=self.device)
         return torch.as_tensor(to_unit(self.space, points), dtype=torch.float64, device=self.device)
+
+    def _checked(self, feats: torch.Tensor) -> torch.Tensor:
+        bad = ~torch.isfinite(feats).all(1)
+        if bool(bad.any()):
+            who = (f"the backbone {self.backbone.spec} ({self.backbone.layer}) on the images of the generator "
+                   f"{self.generator!r}"
+                   if self.backbone is not None else f"the generator {self.generator!r}")
+            raise NumericalError(f"{who} gave non-finite values (NaN or inf) for {int(bad.sum())} of {len(feats)} "
+                                 "points; the surrogate model cannot compare such stimuli. Check the generator's "
+                                 "weights and the range of its latent space.")
+        return feats
 
     def from_unit(self, u: torch.Tensor) -> torch.Tensor:
         """Differentiable features of unit coordinates ``u [n, d]`` of a Box or Grid (a Grid's Box values)."""

@@ -2,17 +2,20 @@
 
 Small functions over plain tensors (float64 on the features' device):
 
+* :func:`standardize` -- the one standardization of the targets (mean 0, std 1 over the
+  training rows), used both to fit the hyperparameters and to predict, so a response
+  ``a * f + b`` (a > 0) gives the model exactly the problem ``f`` gives it.
 * :func:`fit` -- hyperparameters (lengthscale, signal and noise variance, constant
   mean) by maximizing the log marginal likelihood with L-BFGS, from the previous
   batch's values and from a fresh start with much noise, keeping the better;
   returns a :class:`GP` (the Cholesky factor and the weights, ready to predict).
 * :meth:`GP.predict` -- posterior mean and variance.
-* :meth:`GP.sample_paths` -- ``q`` functions drawn from the posterior by *pathwise
-  conditioning* (Wilson et al. 2020): a prior path from random Fourier features
-  plus an exact kernel update.  The paths are ordinary differentiable functions
-  of the features, so an acquisition built on them can be maximized by gradient
-  through the generator, and ``q`` independent paths give ``q`` different
-  maximizers (a diverse batch: batch Thompson sampling).
+
+Numerical failures are loud: a start whose line search fails is dropped with the
+others still tried (and a :class:`~mango.errors.NumericalWarning` when every start
+fails); a kernel matrix that no jitter makes positive definite raises
+:class:`ModelFitError`.  Posterior sample paths (the acquisition) live in
+:mod:`.acquisition`.
 
 Why a GP on the *images*: the neuron is a function of the stimulus only, so two
 latents that make the same image must get the same prediction; a kernel on the
@@ -23,14 +26,35 @@ benchmarks/surrogate_design.md.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["GP", "fit", "sqdist"]
+from ...errors import NumericalError, NumericalWarning
+
+__all__ = ["GP", "ModelFitError", "fit", "sqdist", "standardize"]
 
 _LOG_NOISE_MIN = math.log(1e-6)
 _LOG_NOISE_MAX = math.log(1.0)
+_JITTER_TRIES = 6  # the final factorization adds noise + 1e-8, then 10x more each try
+
+
+class ModelFitError(NumericalError):
+    """The GP could not be factorized (the kernel matrix is not positive definite at any jitter tried) or its
+    weights are not finite.  ``fit_failures``: the hyperparameter starts that failed before it."""
+
+    def __init__(self, msg: str, fit_failures: int = 0):
+        super().__init__(msg)
+        self.fit_failures = fit_failures
+
+
+def standardize(y: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """``(y - mean) / std`` with the mean and std (1 when the values are constant) it used."""
+    y_mean = float(y.mean())
+    sd = float(y.std()) if len(y) > 1 else 0.0
+    y_std = sd if sd > 0 and math.isfinite(sd) else 1.0
+    return (y - y_mean) / y_std, y_mean, y_std
 
 
 def sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -53,6 +77,7 @@ class GP:
     mean0: float
     chol: torch.Tensor
     alpha: torch.Tensor  # (K + sn2 I)^-1 (y - mean0)
+    fit_failures: int = 0  # hyperparameter starts whose optimizer raised or ended non-finite
 
     @property
     def hypers(self) -> list[float]:
@@ -68,51 +93,6 @@ class GP:
         v = torch.linalg.solve_triangular(self.chol, Ks.T, upper=False)
         var = (math.exp(self.log_sf2) - (v * v).sum(0)).clamp_min(1e-12)
         return mu * self.y_std + self.y_mean, var * self.y_std ** 2
-
-    def sample_paths(self, q: int, generator: torch.Generator, n_features: int = 1024,
-                     temper: float = 1.0) -> "Paths":
-        """``q`` posterior function draws (pathwise conditioning with random Fourier features).
-
-        ``temper`` < 1 draws ``m + temper * (f - m)`` instead of ``f`` (``m`` the posterior mean): paths whose
-        deviations from the mean are scaled down, a greedier Thompson sampling (``0`` is the mean itself).
-        """
-        D = self.X.shape[1]
-        dev, dt = self.X.device, self.X.dtype
-        W = torch.randn(D, n_features, generator=generator, dtype=dt).to(dev) / math.exp(self.log_ls)
-        b = (2 * math.pi) * torch.rand(n_features, generator=generator, dtype=dt).to(dev)
-        w = torch.randn(n_features, q, generator=generator, dtype=dt).to(dev)
-        eps = torch.randn(len(self.X), q, generator=generator, dtype=dt).to(dev) * math.exp(0.5 * self.log_sn2)
-        scale = math.sqrt(2.0 * math.exp(self.log_sf2) / n_features)
-        prior_X = scale * torch.cos(self.X @ W + b) @ w  # [n, q]
-        resid = (self.y - self.mean0)[:, None] - prior_X - eps
-        v = torch.cholesky_solve(resid, self.chol)  # [n, q]
-        if temper != 1.0:  # m + t (f - m) = mean0 + t prior(x) + k(x, X) (t v + (1 - t) alpha)
-            w = temper * w
-            v = temper * v + (1.0 - temper) * self.alpha[:, None]
-        return Paths(self, W, b, w, scale, v)
-
-
-@dataclass
-class Paths:
-    """``q`` posterior sample functions; ``paths(Xs)`` gives ``[len(Xs), q]`` in the units of y."""
-
-    gp: GP
-    W: torch.Tensor
-    b: torch.Tensor
-    w: torch.Tensor
-    scale: float
-    v: torch.Tensor
-
-    def __call__(self, Xs: torch.Tensor) -> torch.Tensor:
-        prior = self.scale * torch.cos(Xs @ self.W + self.b) @ self.w
-        f = self.gp.mean0 + prior + self.gp.kernel(Xs, self.gp.X) @ self.v
-        return f * self.gp.y_std + self.gp.y_mean
-
-    def diagonal(self, Xs: torch.Tensor) -> torch.Tensor:
-        """Path ``j`` evaluated at ``Xs[j]`` only (``len(Xs) == q``): the objective of a gradient step."""
-        prior = self.scale * (torch.cos(Xs @ self.W + self.b) * self.w.T).sum(1)
-        update = (self.gp.kernel(Xs, self.gp.X) * self.v.T).sum(1)
-        return (self.gp.mean0 + prior + update) * self.gp.y_std + self.gp.y_mean
 
 
 def _nll(params: torch.Tensor, X: torch.Tensor, y: torch.Tensor, d2: torch.Tensor, log_ls0: float) -> torch.Tensor:
@@ -137,12 +117,12 @@ def fit(X: torch.Tensor, y: torch.Tensor, init: list[float] | None = None, steps
         fit_points: int = 256) -> GP:
     """Fit a GP to features ``X [n, D]`` and values ``y [n]`` (float64 tensors).
 
-    The hyperparameters are fit on the first ``fit_points`` rows (the caller puts the most relevant
-    first): the marginal likelihood's gradient costs O(n^3) per evaluation, the final solve once.
+    The targets are standardized once, over all ``n`` rows; the hyperparameters are fit on the first
+    ``fit_points`` rows in those same units (the caller puts the most relevant first: the marginal
+    likelihood's gradient costs O(n^3) per evaluation, the final solve once), so what is fit is what
+    predicts.  Raises :class:`ModelFitError` when no jitter makes the kernel matrix factorizable.
     """
-    y_mean = float(y.mean())
-    y_std = float(y.std()) if len(y) > 1 and float(y.std()) > 0 else 1.0
-    ys = (y - y_mean) / y_std
+    ys, y_mean, y_std = standardize(y)
     d2 = sqdist(X, X)
     m = min(len(X), int(fit_points))
     sub = d2[:m, :m]
@@ -152,41 +132,63 @@ def fit(X: torch.Tensor, y: torch.Tensor, init: list[float] | None = None, steps
     # (measured on Poisson responses); the better fit is kept
     noisy = [log_ls0, 0.0, math.log(0.3), 0.0]
     starts = [init if init is not None else [log_ls0, 0.0, math.log(1e-2), 0.0], noisy]
-    params = torch.tensor(starts[0], dtype=X.dtype, device=X.device)
+    params, failed = torch.tensor(starts[0], dtype=X.dtype, device=X.device), 0
     if steps > 0 and m > 2:
-        ys_m = (ys[:m] - ys[:m].mean()) / (ys[:m].std() if float(ys[:m].std()) > 0 else 1.0)
-        d2_m = d2[:m, :m]
-        best = math.inf
-        for start in starts:
-            p = torch.tensor(start, dtype=X.dtype, device=X.device, requires_grad=True)
-            opt = torch.optim.LBFGS([p], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
-
-            def closure():
-                opt.zero_grad()
-                loss = _nll(p, X[:m], ys_m, d2_m, log_ls0)
-                if torch.isfinite(loss):
-                    loss.backward()
-                return loss
-
-            try:
-                opt.step(closure)
-            except RuntimeError:  # a failed line search keeps the last finite parameters
-                pass
-            if torch.isfinite(p.detach()).all():
-                with torch.no_grad():
-                    val = float(_nll(p, X[:m], ys_m, d2_m, log_ls0))
-                if val < best:
-                    best, params = val, p.detach()
+        params, failed = _fit_hypers(starts, X[:m], ys[:m], d2[:m, :m], log_ls0, steps)
     log_ls, log_sf2, log_sn2, mean0 = [float(v) for v in params]
     log_sn2 = min(max(log_sn2, _LOG_NOISE_MIN), _LOG_NOISE_MAX)
     log_sf2 = min(max(log_sf2, -6.0), 6.0)
     K = torch.exp(log_sf2 - 0.5 * d2 / math.exp(2 * log_ls))
     jitter = math.exp(log_sn2) + 1e-8
     eye = torch.eye(len(X), dtype=X.dtype, device=X.device)
-    for _ in range(6):
+    for _ in range(_JITTER_TRIES):
         L, info = torch.linalg.cholesky_ex(K + jitter * eye)
         if int(info) == 0:
             break
         jitter *= 10.0
+    else:
+        raise ModelFitError(f"the GP's kernel matrix ({len(X)} points) is not positive definite even with "
+                            f"{jitter / 10.0:.3g} added to its diagonal (lengthscale {math.exp(log_ls):.3g}, "
+                            f"signal variance {math.exp(log_sf2):.3g}); are the features finite and not all "
+                            "identical?", fit_failures=failed)
     alpha = torch.cholesky_solve((ys - mean0)[:, None], L)[:, 0]
-    return GP(X, ys, y_mean, y_std, log_ls, log_sf2, math.log(jitter), mean0, L, alpha)
+    if not bool(torch.isfinite(alpha).all()):
+        raise ModelFitError(f"the GP's weights are not finite ({len(X)} points, jitter {jitter:.3g}).",
+                            fit_failures=failed)
+    return GP(X, ys, y_mean, y_std, log_ls, log_sf2, math.log(jitter), mean0, L, alpha, fit_failures=failed)
+
+
+def _fit_hypers(starts: list, X: torch.Tensor, ys: torch.Tensor, d2: torch.Tensor, log_ls0: float,
+                steps: int) -> tuple[torch.Tensor, int]:
+    """The hyperparameters of the best of ``starts`` after L-BFGS (the first start's values, with a warning,
+    when none ends finite) and the number of starts whose optimizer raised or ended non-finite."""
+    best, params, failures = math.inf, None, []
+    for start in starts:
+        p = torch.tensor(start, dtype=X.dtype, device=X.device, requires_grad=True)
+        opt = torch.optim.LBFGS([p], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = _nll(p, X, ys, d2, log_ls0)
+            if torch.isfinite(loss):
+                loss.backward()
+            return loss
+
+        try:
+            opt.step(closure)
+        except RuntimeError as e:  # a failed line search: keep this start's last finite values, try the others
+            failures.append(f"{type(e).__name__}: {e}")
+        if torch.isfinite(p.detach()).all():
+            with torch.no_grad():
+                val = float(_nll(p, X, ys, d2, log_ls0))
+            if val < best:
+                best, params = val, p.detach()
+            elif not math.isfinite(val):
+                failures.append("the marginal likelihood is not finite")
+        else:
+            failures.append("non-finite hyperparameters")
+    if params is None:
+        warnings.warn(f"surrogate: the GP's hyperparameter fit failed from all {len(starts)} starts "
+                      f"({'; '.join(failures)}); the first start's values are used.", NumericalWarning, stacklevel=3)
+        params = torch.tensor(starts[0], dtype=X.dtype, device=X.device)
+    return params, len(failures)

@@ -2,19 +2,26 @@
 
 Each batch:
 
-1. **Model** (:mod:`.gp`): a GP on the stimuli of every query so far (the
+1. **Data** (:mod:`.data`): past ``max_points`` points the GP keeps the best tenth by
+   rank and the points nearest the trust region's centre.
+2. **Model** (:mod:`.gp`): a GP on the stimuli of every query so far (the
    generated images, or a pretrained backbone's features of them: :mod:`.features`),
-   hyperparameters refit by marginal likelihood, warm-started.  Past this many points (``max_points``) the GP
-   keeps the best tenth and the points nearest the trust region's centre.
-2. **Region** (:mod:`.trust_region`): a TuRBO trust region around the point with
+   targets standardized once, hyperparameters refit by marginal likelihood, warm-started.
+3. **Region** (:mod:`.trust_region`): a TuRBO trust region around the point with
    the best posterior mean since the last restart.
-3. **Acquisition**: batch Thompson sampling -- ``q`` independent posterior
-   paths, each maximized on its own, so a batch is ``q`` different points.
-4. **Acquisition optimizer**: every path scores ``n_candidates`` sparse
+4. **Acquisition** (:mod:`.acquisition`): batch Thompson sampling -- ``q`` independent
+   posterior paths, each maximized on its own, so a batch is ``q`` different points.
+5. **Acquisition optimizer** (:mod:`.optimize`): every path scores ``n_candidates`` sparse
    perturbations of the centre; the best is then refined by gradient ascent
    *through the generator* (``acquisition="gradient"``, the default where the
    generator is differentiable) or by a few generations of mutation scored on
    the path (``"evolution"``: VQ-VAE codes, opaque generators).
+
+Every step reads the values only through their order or after standardizing them, so the optimizer
+makes the same proposals for ``a * f + b`` (a > 0) as for ``f``, up to float rounding.  When the
+model's numerics fail (a kernel matrix no jitter factorizes), the batch is drawn at random inside
+the trust region instead, with one :class:`~mango.errors.NumericalWarning`; the run's result counts
+such batches (``diagnostics()["model_fallbacks"]``).
 
 The optimizer needs the run's generator (``needs = {"generator"}``), which
 :func:`mango.maximize` hands over; without one (a plain function of the
@@ -30,15 +37,19 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 import torch
 
-from ...errors import ConfigError
+from ...errors import ConfigError, NumericalWarning
 from ..base import Optimizer
 from . import gp as gplib
+from .acquisition import sample_paths
+from .data import training_set
 from .features import Features, from_unit, to_unit
-from .trust_region import TrustRegion, candidates, failure_tolerance
+from .optimize import ascend, distinct_argmax, evolve
+from .trust_region import TrustRegion, candidates, failure_tolerance, improved
 
 __all__ = ["SurrogateOptimizer"]
 
@@ -87,6 +98,13 @@ class SurrogateOptimizer(Optimizer):
         for k in ("n_candidates", "max_points", "perturb"):
             if int(p[k]) != p[k] or p[k] < 1:
                 raise ConfigError(f"{k} must be an integer >= 1, got {p[k]!r}.")
+        for k, low in (("grad_steps", 0), ("evo_rounds", 0), ("success_tol", 1), ("failure_tol", 1)):
+            v = p[k]
+            if v is None and k == "failure_tol":
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+                raise ConfigError(f"{k} must be an integer >= {low}" + (" (or null: from the dimension and batch "
+                                  "size)" if k == "failure_tol" else "") + f", got {v!r}.")
         t = p["temper"]
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (math.isfinite(t) and t >= 0):
             raise ConfigError(f"temper must be a number >= 0 (1: Thompson sampling, 0: the posterior mean), "
@@ -112,6 +130,8 @@ class SurrogateOptimizer(Optimizer):
         self._hypers: list[float] | None = None
         self._fit_n, self._since_fit = 0, 0  # data size at the last hyperparameter fit, proposals since
         self._feat_cache: torch.Tensor | None = None
+        self._fallbacks = 0  # batches drawn at random in the region because the model's numerics failed
+        self._fit_failures = 0  # hyperparameter-fit starts that raised or ended non-finite
         if not hasattr(self, "_generator"):
             self._generator = None
         if not hasattr(self, "_backbone"):
@@ -171,13 +191,12 @@ class SurrogateOptimizer(Optimizer):
         return np.concatenate(out)
 
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
-        before = max(self._values[self.tr.epoch_start:], default=None)
+        region = np.asarray(self._values[self.tr.epoch_start:], dtype=float)
         self._points.extend(np.asarray(points))
         self._values.extend(float(v) for v in values)
-        if len(self._points) - self.tr.epoch_start <= self.n_init or before is None:
+        if len(self._points) - self.tr.epoch_start <= self.n_init or len(region) == 0:
             return  # still the random design of this region
-        improved = float(np.max(values)) > before + 1e-3 * abs(before)
-        if self.tr.update(improved):
+        if self.tr.update(improved(region, np.asarray(values, dtype=float))):
             self.tr.restart(len(self._points))
             self._init_until = self._n_asked + self.n_init
 
@@ -195,15 +214,46 @@ class SurrogateOptimizer(Optimizer):
             self._feat_cache = new if self._feat_cache is None else torch.cat([self._feat_cache, new])
         return self._feat_cache
 
-    def _training_set(self, F: torch.Tensor, y: np.ndarray, center_feat: torch.Tensor) -> np.ndarray:
-        """At most ``max_points`` indices, most relevant first: the best tenth, then nearest the centre."""
-        m = min(int(self.params["max_points"]), len(y))
-        top = np.argsort(-y, kind="stable")[:max(1, m // 10)]
-        d = gplib.sqdist(center_feat[None], F)[0].cpu().numpy()
-        d[top] = -1.0 - y[top]  # the best first, in order
-        return np.argsort(d, kind="stable")[:m]
+    def diagnostics(self) -> dict:
+        return {"model_fallbacks": int(self._fallbacks), "hyper_fit_failures": int(self._fit_failures)}
 
     def _propose(self, q: int) -> np.ndarray:
+        try:
+            return self._model_proposal(q)
+        except gplib.ModelFitError as e:
+            self._fallbacks += 1
+            self._fit_failures += e.fit_failures
+            if self._fallbacks == 1:
+                warnings.warn(f"surrogate: {e} This batch, and any later one whose model fails the same way, is "
+                              "drawn at random inside the trust region; the result counts them "
+                              "(model_fallbacks).", NumericalWarning, stacklevel=2)
+            return self._region_random(q)
+
+    def _region_random(self, q: int) -> np.ndarray:
+        """``q`` random points of the trust region around the best point of the region: the safe proposal."""
+        y = np.asarray(self._values)
+        ep = self.tr.epoch_start
+        center = np.asarray(self._points[ep + int(np.argmax(y[ep:]))])
+        p = self.params
+        if self.space.kind == "codebook":
+            return candidates("codebook", center, self.tr.length, q, self.rng, int(p["perturb"]), self.space.sizes)[0]
+        u = candidates(self.space.kind, to_unit(self.space, center[None])[0], self.tr.length, q, self.rng,
+                       int(p["perturb"]))[0]
+        return from_unit(self.space, u) if self.space.kind == "grid" else self.space.clip(from_unit(self.space, u))
+
+    def _model(self, F: torch.Tensor, y: np.ndarray, c_idx: int) -> gplib.GP:
+        """The GP of this batch: fit on the training set around point ``c_idx``, hyperparameters refit when the
+        data grew by a tenth since the last fit (and at least every 5th proposal), else only re-solved."""
+        idx = training_set(F, y, F[c_idx], int(self.params["max_points"]))
+        refit = self._hypers is None or len(y) >= 1.1 * self._fit_n or self._since_fit >= 4
+        model = gplib.fit(F[idx], torch.as_tensor(y[idx], dtype=F.dtype, device=F.device), init=self._hypers,
+                          steps=(10 if self._hypers is not None else 30) if refit else 0)
+        self._hypers = model.hypers
+        self._fit_failures += model.fit_failures
+        self._fit_n, self._since_fit = (len(y), 0) if refit else (self._fit_n, self._since_fit + 1)
+        return model
+
+    def _model_proposal(self, q: int) -> np.ndarray:
         mode = self._check_acquisition()
         feats = self._feature_map()
         F = self._all_features()
@@ -211,92 +261,33 @@ class SurrogateOptimizer(Optimizer):
         # centre: the best observed point of this region (its latest copy under repeats)
         ep = self.tr.epoch_start
         c_idx = ep + int(np.argmax(y[ep:]))
-        idx = self._training_set(F, y, F[c_idx])
-        # hyperparameters are refit when the data grew by a tenth since the last fit (and at least every
-        # 5th proposal); in between the model is only re-solved with the new points
-        refit = self._hypers is None or len(y) >= 1.1 * self._fit_n or self._since_fit >= 4
-        model = gplib.fit(F[idx], torch.as_tensor(y[idx], dtype=F.dtype, device=F.device), init=self._hypers,
-                          steps=(10 if self._hypers is not None else 30) if refit else 0)
-        self._hypers = model.hypers
-        self._fit_n, self._since_fit = (len(y), 0) if refit else (self._fit_n, self._since_fit + 1)
+        model = self._model(F, y, c_idx)
         if model.log_sn2 > math.log(1e-3):  # noisy responses: the centre is the best posterior mean
             mu, _ = model.predict(F[ep:])
             c_idx = ep + int(torch.argmax(mu))
         tgen = torch.Generator().manual_seed(int(self.rng.integers(0, 2 ** 62)))
-        paths = model.sample_paths(q, tgen, temper=float(self.params["temper"]))
+        paths = sample_paths(model, q, tgen, temper=float(self.params["temper"]))
         center = self._points[c_idx]
         kind = self.space.kind
+        p = self.params
         if kind == "codebook":
-            cand, _, _ = candidates(kind, np.asarray(center), self.tr.length, int(self.params["n_candidates"]),
-                                    self.rng, int(self.params["perturb"]), self.space.sizes)
+            cand, _, _ = candidates(kind, np.asarray(center), self.tr.length, int(p["n_candidates"]), self.rng,
+                                    int(p["perturb"]), self.space.sizes)
             with torch.no_grad():
-                scores = paths(feats(cand))
-            picks = _distinct_argmax(scores)
-            pts = cand[picks]
-            return self._evolve(pts, paths, np.asarray(center))
+                scores = _finite(paths(feats(cand)))
+            pts = cand[distinct_argmax(scores)]
+            cap = max(1, int(round(self.tr.length * self.space.dim)))
+            return evolve(paths, feats, pts, np.asarray(center), self.space.sizes, cap, int(p["evo_rounds"]),
+                          self.rng)
         cu = to_unit(self.space, np.asarray(center)[None])[0]
-        cand, lo, hi = candidates(kind, cu, self.tr.length, int(self.params["n_candidates"]), self.rng,
-                                  int(self.params["perturb"]))
+        cand, lo, hi = candidates(kind, cu, self.tr.length, int(p["n_candidates"]), self.rng, int(p["perturb"]))
         with torch.no_grad():
-            scores = paths(feats.from_unit(torch.as_tensor(cand, dtype=torch.float32, device=feats.device))
-                           if feats.differentiable else feats(from_unit(self.space, cand)))
-        u = cand[_distinct_argmax(scores)]
-        if mode == "gradient" and int(self.params["grad_steps"]) > 0:
-            u = self._ascend(u, paths, lo, hi)
+            scores = _finite(paths(feats.from_unit(torch.as_tensor(cand, dtype=torch.float32, device=feats.device))
+                                   if feats.differentiable else feats(from_unit(self.space, cand))))
+        u = cand[distinct_argmax(scores)]
+        if mode == "gradient" and int(p["grad_steps"]) > 0:
+            u = ascend(paths, feats, u, lo, hi, int(p["grad_steps"]), lr=max(0.02 * self.tr.length, 1e-3))
         return from_unit(self.space, u) if kind == "grid" else self.space.clip(from_unit(self.space, u))
-
-    def _ascend(self, u0: np.ndarray, paths, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Gradient ascent of path ``j`` from ``u0[j]`` through the generator, inside the region."""
-        feats = self._feature_map()
-        dev = feats.device
-        lo_t = torch.as_tensor(lo, dtype=torch.float32, device=dev)
-        hi_t = torch.as_tensor(hi, dtype=torch.float32, device=dev)
-        u = torch.tensor(u0, dtype=torch.float32, device=dev, requires_grad=True)
-        opt = torch.optim.Adam([u], lr=max(0.02 * self.tr.length, 1e-3))
-        best_u = u.detach().clone()
-        best_val = torch.full((len(u0),), -math.inf, dtype=torch.float64, device=dev)
-        steps = int(self.params["grad_steps"])
-        for i in range(steps + 1):
-            val = paths.diagonal(feats.from_unit(u))
-            with torch.no_grad():  # u is inside the region here: keep each path's best point
-                better = val > best_val
-                best_u[better] = u[better]
-                best_val = torch.where(better, val, best_val)
-            if i == steps:
-                break
-            # autograd.grad, not backward(): no gradient is computed for (or left on) the generator's weights
-            (u.grad,) = torch.autograd.grad(-val.sum(), [u])
-            opt.step()
-            with torch.no_grad():
-                u.copy_(torch.minimum(torch.maximum(u, lo_t), hi_t))
-        return best_u.cpu().numpy().astype(float)
-
-    def _evolve(self, pts: np.ndarray, paths, center: np.ndarray) -> np.ndarray:
-        """A few generations of one-position mutations of each pick, scored on its own path (codes)."""
-        feats = self._feature_map()
-        q, d = pts.shape
-        sizes = self.space.sizes
-        cap = max(1, int(round(self.tr.length * d)))
-        with torch.no_grad():
-            best = paths.diagonal(feats(pts))
-        kids = 8
-        for _ in range(int(self.params["evo_rounds"])):
-            mut = np.repeat(pts, kids, axis=0)
-            pos = self.rng.integers(0, d, len(mut))
-            mut[np.arange(len(mut)), pos] = (mut[np.arange(len(mut)), pos]
-                                             + self.rng.integers(1, sizes[pos])) % sizes[pos]
-            ok = (mut != np.repeat(center[None], len(mut), 0)).sum(1) <= cap  # stay inside the region
-            with torch.no_grad():
-                f = paths(feats(mut))  # [q*kids, q]
-            own = f[torch.arange(len(mut)), torch.as_tensor(np.repeat(np.arange(q), kids))].cpu().numpy()
-            own[~ok] = -np.inf
-            own = own.reshape(q, kids)
-            j = own.argmax(1)
-            gain = own[np.arange(q), j] > best.cpu().numpy()
-            for i in np.flatnonzero(gain):
-                pts[i] = mut[i * kids + j[i]]
-                best[i] = float(own[i, j[i]])
-        return pts
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -307,7 +298,7 @@ class SurrogateOptimizer(Optimizer):
             "values": np.asarray(self._values, dtype=float),
             "n_asked": int(self._n_asked), "n_told": int(self._n_told), "init_until": int(self._init_until),
             "trust_region": self.tr.to_dict(), "hypers": self._hypers, "fit_n": self._fit_n,
-            "since_fit": self._since_fit,
+            "since_fit": self._since_fit, "fallbacks": int(self._fallbacks), "fit_failures": int(self._fit_failures),
             "rng": _rng_state(self.rng),
             "best_point": self._best_point, "best_value": self._best_value,
         }
@@ -324,19 +315,17 @@ class SurrogateOptimizer(Optimizer):
         self.tr = TrustRegion(**state["trust_region"])
         self._hypers = None if state["hypers"] is None else [float(v) for v in state["hypers"]]
         self._fit_n, self._since_fit = int(state["fit_n"]), int(state["since_fit"])
+        self._fallbacks, self._fit_failures = int(state.get("fallbacks", 0)), int(state.get("fit_failures", 0))
         self.rng.bit_generator.state = _rng_unstate(state["rng"])
         self._restore_best(state)
 
 
-def _distinct_argmax(scores: torch.Tensor) -> np.ndarray:
-    """Row index of each column's maximum, no row taken twice (greedy in column order)."""
-    s = scores.detach().cpu().numpy().copy()
-    out = []
-    for j in range(s.shape[1]):
-        i = int(np.argmax(s[:, j]))
-        out.append(i)
-        s[i, :] = -np.inf
-    return np.asarray(out)
+def _finite(scores: torch.Tensor) -> torch.Tensor:
+    """The paths' scores of the candidates, or :class:`~.gp.ModelFitError` when any is not finite (the features
+    were checked finite, so the model is at fault)."""
+    if not bool(torch.isfinite(scores).all()):
+        raise gplib.ModelFitError("the GP's posterior paths gave non-finite scores to finite features.")
+    return scores
 
 
 def _rng_state(rng: np.random.Generator) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["TrustRegion", "candidates"]
+__all__ = ["TrustRegion", "candidates", "failure_tolerance", "improved"]
 
 
 @dataclass
@@ -49,6 +49,17 @@ class TrustRegion:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def improved(region: np.ndarray, batch: np.ndarray, rel: float = 1e-3) -> bool:
+    """Whether a batch's best value beats the region's best so far by more than ``rel`` times the spread
+    (standard deviation) of the region's values: a success of the region.
+
+    TuRBO's ``1e-3 * |best|`` depends on where zero is; the spread does not, so a response ``a * f + b``
+    (a > 0) counts the same successes as ``f``.
+    """
+    region = np.asarray(region, dtype=float)
+    return float(np.max(batch)) > float(np.max(region)) + rel * float(np.std(region))
 
 
 def failure_tolerance(dim: int, batch: int, perturb: int) -> int:
