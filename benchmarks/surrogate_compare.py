@@ -11,13 +11,16 @@ Wilcoxon signed-rank p; per-problem medians; and each optimizer's median time pe
         --out benchmarks/results/surrogate/compare-full.md
 
 Several directories may be joined for one suite with ``+`` (e.g. a TuRBO run capped at a smaller budget); a run
-in a later directory replaces the same (problem, optimizer, seed) of an earlier one.
+in a later directory replaces the same (problem, optimizer, seed) of an earlier one.  ``DIR@LABEL`` names the
+optimizer of every run in DIR ``LABEL``, so two versions of one optimizer compare side by side, paired by
+(problem, seed): ``lab=.../lab-sur-v3@surrogate-v3+.../lab-sur-v4``.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 
 import numpy as np
 
@@ -25,11 +28,15 @@ from mango.bench.record import RunRecord, read_jsonl
 
 
 def load(dirs: str) -> list[RunRecord]:
-    """The runs that ran in ``DIR[+DIR...]`` (every line of each ``results.jsonl.gz`` and ``results.jsonl``,
-    typed)."""
+    """The runs that ran in ``DIR[@LABEL][+DIR[@LABEL]...]`` (every line of each ``results.jsonl.gz`` and
+    ``results.jsonl``, typed; ``@LABEL`` renames the runs' optimizer)."""
     recs = []
     for d in dirs.split("+"):
-        recs += read_jsonl(d)
+        d, _, label = d.partition("@")
+        got = read_jsonl(d)
+        if label:
+            got = [dataclasses.replace(r, optimizer=label) for r in got]
+        recs += got
     return [r for r in recs if not r.skipped]
 
 

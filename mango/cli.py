@@ -748,8 +748,10 @@ def main(argv=None) -> int:
             import traceback
 
             traceback.print_exc()
-        hint = "" if exc.__cause__ is None or getattr(args, "debug", True) else " (--debug: the full traceback)"
-        print(f"mango: error: {exc}{hint}", file=sys.stderr)
+        text = str(exc)
+        if exc.__cause__ is not None and not getattr(args, "debug", True):  # an exception behind it: offer it
+            text = text.rstrip(".") + " (rerun with --debug for the full traceback)."
+        print(f"mango: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover - outside the loop (which returns the partial result)
         print("mango: interrupted", file=sys.stderr)

@@ -1,12 +1,15 @@
 """A small deterministic campaign used by the fault-injection tests (tests/test_store_faults.py).
 
-Run as a script: ``python tests/_campaign.py STORE OPTIMIZER SEED BUDGET BATCH SLEEP [--resume]``.
+Run as a script: ``python tests/_campaign.py STORE OPTIMIZER SEED BUDGET BATCH SLEEP [--resume] [--hold FILE]``.
 Prints ``READY`` once imports are done, then runs :func:`mango.maximize` with
-``store=STORE`` (``resume=True`` with ``--resume``) on :class:`ImageSphere`.
+``store=STORE`` (``resume=True`` with ``--resume``) on :class:`ImageSphere`.  With ``--hold FILE`` the
+objective waits before each batch past the first 10 points for as long as FILE exists: a test holds the
+writer mid-run by an event (removing the file), not by racing its speed.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -29,12 +32,16 @@ class ImageSphere:
     unit_names = ["sphere", "ripple"]
     queries_per_point = 1
 
-    def __init__(self, sleep: float = 0.0):
+    def __init__(self, sleep: float = 0.0, hold: str | None = None):
         self.sleep = sleep
+        self.hold = hold
         self.evaluations = 0
 
     def evaluate(self, points):
         x = np.asarray(points, dtype=float)
+        deadline = time.monotonic() + 600  # a safety net for a test that never releases the hold
+        while self.hold and self.evaluations >= 10 and os.path.exists(self.hold) and time.monotonic() < deadline:
+            time.sleep(0.01)
         if self.sleep:
             time.sleep(self.sleep)
         self.evaluations += len(x)
@@ -48,9 +55,9 @@ class ImageSphere:
 
 
 def run(store, optimizer: str, seed: int, budget: int, batch: int, sleep: float = 0.0, resume: bool = False,
-        objective: ImageSphere | None = None, **store_kw):
+        objective: ImageSphere | None = None, hold: str | None = None, **store_kw):
     """One campaign; returns ``(result, objective)``."""
-    obj = objective or ImageSphere(sleep)
+    obj = objective or ImageSphere(sleep, hold)
     res = mango.maximize(obj, SPACE, optimizer=optimizer, budget=budget, batch_size=batch, seed=seed,
                          progress=False, store=store, resume=resume)
     return res, obj
@@ -59,6 +66,7 @@ def run(store, optimizer: str, seed: int, budget: int, batch: int, sleep: float 
 if __name__ == "__main__":
     path, opt, seed, budget, batch, sleep = sys.argv[1:7]
     resume = "--resume" in sys.argv[7:]
+    hold = sys.argv[sys.argv.index("--hold") + 1] if "--hold" in sys.argv[7:] else None
     if opt == "cma":
         import cma  # noqa: F401 - import before READY so kills land inside the run
     if opt == "surrogate":  # torch's float sums depend on its thread count: match the test process (1)
@@ -66,5 +74,5 @@ if __name__ == "__main__":
 
         torch.set_num_threads(1)
     print("READY", flush=True)
-    res, _ = run(path, opt, int(seed), int(budget), int(batch), float(sleep), resume=resume)
+    res, _ = run(path, opt, int(seed), int(budget), int(batch), float(sleep), resume=resume, hold=hold)
     print("DONE", res.n_queries, flush=True)

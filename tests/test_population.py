@@ -62,7 +62,7 @@ def test_per_unit_results_equal_single_unit_records_over_the_same_queries(opt):
     res = mango.maximize(oracle(), space=SPACE, unit="all", optimizer=opt, budget=120, batch_size=10, seed=1,
                          progress=False)
     assert res.is_population and res.n_queries == 120 and res.target_names == ["a", "b", "c", "d"]
-    np.testing.assert_allclose(res.unit_values, responses(res.points), rtol=1e-5)  # float32 stimuli
+    np.testing.assert_allclose(res.unit_values, responses(res.points), rtol=1e-5, atol=1e-5)  # float32 stimuli
     np.testing.assert_allclose(res.values, res.unit_values.mean(axis=1))
     for j, u in enumerate(res.units()):
         single = mango.maximize(oracle(), space=SPACE, unit=j, optimizer=Replay(SPACE, res.points), budget=120,

@@ -488,7 +488,7 @@ def test_second_writer_on_live_store_is_refused(tmp_path, when):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         import time
-        deadline = time.time() + 60
+        deadline = time.time() + 300  # a safety net only: the loop ends on an event
         while time.time() < deadline:  # wait until the first run has claimed the store
             if p.exists():
                 try:
@@ -529,7 +529,7 @@ def test_second_writer_cli_one_line_error(tmp_path):
     first = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(p), "0.5", "400"])  # 40 s unless killed
     try:
         import time
-        deadline = time.time() + 60
+        deadline = time.time() + 300  # a safety net only: the loop ends on an event
         while time.time() < deadline:
             try:
                 with RunStore(p, mode="r") as s:
@@ -646,12 +646,14 @@ def test_mango_report_on_a_live_store(tmp_path):
     """`mango report` on a store another process is writing: the report is written, the writer keeps going
     and ends with every query recorded."""
     p = tmp_path / "live.sqlite"
+    hold = tmp_path / "hold"  # the writer waits past its first 10 points while this file exists: no race
+    hold.write_text("")
     campaign = os.path.join(os.path.dirname(__file__), "_campaign.py")
-    writer = subprocess.Popen([sys.executable, campaign, str(p), "random", "0", "150", "5", "0.25"],
+    writer = subprocess.Popen([sys.executable, campaign, str(p), "random", "0", "150", "5", "0", "--hold", str(hold)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         import time
-        deadline = time.time() + 60
+        deadline = time.time() + 300  # a safety net only: the loop ends on an event
         while time.time() < deadline:  # wait for a few recorded batches
             try:
                 with RunStore(p, mode="r") as s:
@@ -668,10 +670,11 @@ def test_mango_report_on_a_live_store(tmp_path):
         assert r.stdout.strip().endswith("index.html") and (tmp_path / "rep" / "index.html").exists()
         page = (tmp_path / "rep" / "index.html").read_text()
         assert "running" in page  # the report shows the run as live
-        assert writer.poll() is None, "the writer ended before the report was done: make it slower"
-        with RunStore(p, mode="r") as s:  # the writer went on committing while the report read
+        assert writer.poll() is None, "the writer ended while held"
+        with RunStore(p, mode="r") as s:
             assert s.status == "running"
-        out, err = writer.communicate(timeout=120)
+        hold.unlink()  # release the writer: it goes on committing after the report read the store
+        out, err = writer.communicate(timeout=300)
         assert writer.returncode == 0, err
     finally:
         if writer.poll() is None:
