@@ -14,8 +14,9 @@ docs/rig_protocol.md.)  Run this file directly to try it with a fake recording::
     python examples/rig_present_template.py           # serves on tcp://127.0.0.1:5555
 
 ``present`` receives one batch and must return one row of responses per stimulus, in
-order.  mango never sends the same request twice to ``present``: a retried request is
-answered from the server's reply cache.
+order, and may add each stimulus's onset and offset (seconds since the Unix epoch), which
+the run store and the NWB export (``mango export nwb``) keep.  mango never sends the same
+request twice to ``present``: a retried request is answered from the server's reply cache.
 """
 
 from __future__ import annotations
@@ -50,21 +51,25 @@ def count_spikes(t_on: float, t_off: float) -> np.ndarray:
 _rng = np.random.default_rng(0)
 
 
-def present(stimuli: np.ndarray, meta: dict) -> np.ndarray:
-    """Show each stimulus once and return responses ``[n, n_units]``.
+def present(stimuli: np.ndarray, meta: dict) -> tuple[np.ndarray, dict]:
+    """Show each stimulus once; return responses ``[n, n_units]`` and each stimulus's onset and offset.
 
     ``stimuli``: float32 ``[n, C, H, W]`` in [0, 1] (``meta["kind"] == "stimuli"``), or
     stimulus parameters ``[n, d]`` (``meta["kind"] == "params"``).  ``meta`` also holds
-    whatever the experimenter passed to ``RigOracle(meta=...)``.
+    whatever the experimenter passed to ``RigOracle(meta=...)``.  The times are seconds since
+    the Unix epoch (``time.time()``'s clock; a photodiode's times, converted, are better);
+    returning the responses alone also works.
     """
-    responses = []
+    responses, onsets, offsets = [], [], []
     for image in stimuli:
         t_on = time.monotonic()
+        onsets.append(time.time())
         show(image)
         t_off = time.monotonic()
+        offsets.append(time.time())
         responses.append(count_spikes(t_on, t_off))
         blank()
-    return np.stack(responses)
+    return np.stack(responses), {"onset_s": onsets, "offset_s": offsets}
 
 
 if __name__ == "__main__":

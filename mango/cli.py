@@ -2,7 +2,7 @@
 
 ``mango maximize`` runs one activation-maximization campaign; with no
 arguments it maximizes an output neuron of the bundled spiking network over the
-bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``watch``, ``rig``, ``bench``, ``track``)
+bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``watch``, ``rig``, ``bench``, ``track``, ``export``)
 live beside the code they drive; each module exposes ``add_subparser``.
 """
 
@@ -23,6 +23,7 @@ from .build import (build_generator, build_model, build_unit_oracle, default_rea
                     wrap_oracle)
 from .errors import ConfigError, MangoError
 from .loop import DEFAULT_OPTIMIZER
+from .threads import choose_threads, use_threads
 from .units import (check_population_options, is_population, model_units, parse_unit_spec, parse_units,
                     population_columns, population_names, rig_channels, unit_spec_text)
 
@@ -34,6 +35,7 @@ _SUBCOMMANDS = {
     "rig": "mango.rig.cli",
     "bench": "mango.bench.cli",
     "track": "mango.track_cli",
+    "export": "mango.export",
 }
 
 DEFAULT_MODEL = "zoo:snn-digits"
@@ -179,9 +181,13 @@ def _add_maximize(sub):
     o.add_argument("--store", help="record every query in this SQLite run store")
     o.add_argument("--resume", metavar="RUN.sqlite",
                    help="continue a killed run recorded with --store, with its recorded settings; of those, only "
-                        "--budget (raise it to extend the run), --device, --rig-timeout and --rig-retries may be "
-                        "given, and output options (--out, --reference, --top-k, progress)")
+                        "--budget (raise it to extend the run), --device, --threads, --rig-timeout and --rig-retries "
+                        "may be given, and output options (--out, --reference, --top-k, progress)")
     o.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    o.add_argument("--threads", type=_whole, metavar="N",
+                   help="torch threads for mango's compute (default: $MANGO_THREADS, else $OMP_NUM_THREADS, else "
+                        "the usable cores less one for the oracle or rig, at most 8); values depend on it, so "
+                        "result.json records it")
     o.add_argument("--reference", default="auto", metavar="auto|none|DIR|FILE.npy",
                    help="natural images that give values a meaning: the unit's max and 99th percentile over them "
                         "(computed once, cached in $MANGO_CACHE/references or ~/.cache/mango/references); "
@@ -199,10 +205,10 @@ def _add_maximize(sub):
 
 _RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "oracle", "rig_timeout", "rig_retries",
                 "noise", "repeats", "objective", "dim", "generator", "optimizer", "param", "budget", "batch_size",
-                "seed", "device", "warm_start", "warm_n", "among", "selectivity", "direction")
-#: recorded settings a resume may change: where it runs and how patient it is with a rig (the run stays the
-#: same), and the budget (raised: the run is extended)
-_RESUME_MAY_CHANGE = ("budget", "device", "rig_timeout", "rig_retries")
+                "seed", "device", "warm_start", "warm_n", "among", "selectivity", "direction", "threads")
+#: recorded settings a resume may change: where it runs, on how many threads and how patient it is with a rig
+#: (the run stays the same), and the budget (raised: the run is extended)
+_RESUME_MAY_CHANGE = ("budget", "device", "rig_timeout", "rig_retries", "threads")
 #: output settings recorded with a run: its resume uses them again unless they are given
 _OUTPUT_KEYS = ("out", "reference", "top_k")
 #: files `mango maximize` writes into --out (checked before the run: none may be a directory)
@@ -287,7 +293,7 @@ def _new_store_name(path: str) -> str:
 
 def _check_numbers(args) -> None:
     """Every number of the command line in its range, before anything is built (one line each)."""
-    for name in ("budget", "batch_size", "repeats", "warm_n", "top_k", "dim", "num_steps"):
+    for name in ("budget", "batch_size", "repeats", "warm_n", "top_k", "dim", "num_steps", "threads"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {v}.")
@@ -549,8 +555,6 @@ def _baselines(args, oracle, generator, population: bool):
 
 
 def cmd_maximize(args) -> int:
-    import mango
-
     if args.list_optimizers is not None:
         from .optimizers.catalog import format_catalog
 
@@ -570,6 +574,15 @@ def cmd_maximize(args) -> int:
     if population:
         check_population_options(args)
     _check_numbers(args)
+    threads = choose_threads(args.threads, flag="--threads")
+    with use_threads(threads):  # mango's compute from here on: the reference, the run, the figures
+        return _maximize_run(args, store, resume, population, argv, threads)
+
+
+def _maximize_run(args, store, resume: bool, population: bool, argv: list, threads) -> int:
+    """``mango maximize`` once its options are checked, on ``threads`` (a :class:`~mango.threads.ThreadChoice`)."""
+    import mango
+
     params = _params(args.param)
     # outputs first: nothing of a run is lost at its end because --out or --store cannot take it
     from .outdir import check_out_dir
@@ -631,7 +644,7 @@ def cmd_maximize(args) -> int:
     result = mango.maximize(objective, optimizer=args.optimizer, budget=args.budget, batch_size=args.batch_size,
                             seed=args.seed, progress=progress, store=store, callbacks=callbacks,
                             resume=resume, metadata=metadata, warm_start=args.warm_start, warm_n=args.warm_n,
-                            **kw, **params)
+                            threads=threads, **kw, **params)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result.write_curve_csv(out / "curve.csv")

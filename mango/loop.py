@@ -31,6 +31,7 @@ from .optimizers.population import campaign_optimizer
 from .optimizers.warm import WarmStart
 from .result import Result
 from .spaces import Space
+from .threads import ThreadChoice, choose_threads, use_threads
 
 __all__ = ["maximize", "DEFAULT_OPTIMIZER", "Result", "Run", "Batch", "Callback"]
 
@@ -51,6 +52,7 @@ class Batch:
     t_end: float = 0.0  # seconds since the start of the run
     replayed: bool = False
     unit_values: np.ndarray | None = None  # a population campaign's values [n, K], one column per target
+    times: tuple | None = None  # (onset, offset) [n] of each point's presentation as the rig reported them, Unix s
 
 
 class Callback:
@@ -104,6 +106,8 @@ class Run:
         self.best_stimulus = None
         self.lowest_value: float | None = None
         self.stop_reason = "budget"
+        #: torch's thread count for the run, where it came from and why (:mod:`mango.threads`)
+        self.threads: ThreadChoice | None = None
 
     @property
     def remaining(self) -> int:
@@ -249,6 +253,7 @@ class Run:
             unit_values=(cat(self._unit_values, np.zeros((0, len(self.targets)))) if self.targets is not None
                          else None),
             unit_best_stimuli=list(self.unit_best_stimuli) if self.targets is not None else None,
+            threads=None if self.threads is None else self.threads.to_dict(),
         )
 
 
@@ -267,7 +272,10 @@ class _Progress(Callback):
     def on_batch(self, run, batch):
         self.bar.update(batch.queries)
         if run.best_value is not None:
-            self.bar.set_postfix(best=f"{run.best_value:.4g}", refresh=False)
+            post = {"best": f"{run.best_value:.4g}"}
+            if run.threads is not None:
+                post["threads"] = run.threads.count
+            self.bar.set_postfix(post, refresh=False)
 
     def on_end(self, run):
         self.bar.close()
@@ -300,7 +308,7 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
              batch_size: int | None = None, seed: int | None = 0, *, generator=None, unit=None,
              callbacks: Sequence[Callback] = (), progress: bool | None = None, nonfinite: str = "raise",
              store=None, resume: bool = False, metadata: dict | None = None, warm_start=None,
-             warm_n: int | None = None, **optimizer_params) -> Result:
+             warm_n: int | None = None, threads: int | ThreadChoice | None = None, **optimizer_params) -> Result:
     """Search ``space`` for the points that maximize ``objective`` within ``budget`` queries.
 
     Parameters
@@ -342,11 +350,27 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         They are shown first and **count against the budget**; then the
         optimizer takes them over (:meth:`~mango.optimizers.Optimizer.warm_start`).
     warm_n : how many images to screen (default: 20 zoo digits, else all).
+    threads : torch's intra-op threads for the run (the optimizer's model,
+        the generator, an in-process oracle); ``None`` (default):
+        ``MANGO_THREADS``, else ``OMP_NUM_THREADS``, else mango's policy --
+        the usable cores less one, at most 8 (see :mod:`mango.threads`).
+        Set for the run and restored after; ``result.threads`` records it.
+        ``threads=torch.get_num_threads()`` keeps your own setting.
     **optimizer_params : passed to the optimizer.
 
     Ctrl-C returns the partial result with ``stop_reason == "interrupted"``.
     """
     budget = _check_int("budget", budget)
+    thread_choice = choose_threads(threads)
+    with use_threads(thread_choice):  # the whole run: a warm start's screening, a resume's replay, the loop
+        return _maximize(objective, space, optimizer, budget, batch_size, seed, generator, unit, callbacks, progress,
+                         nonfinite, store, resume, metadata, warm_start, warm_n, thread_choice, optimizer_params)
+
+
+def _maximize(objective, space, optimizer, budget: int, batch_size, seed, generator, unit, callbacks, progress,
+              nonfinite: str, store, resume: bool, metadata, warm_start, warm_n, thread_choice: ThreadChoice,
+              optimizer_params: dict) -> Result:
+    """:func:`maximize` once its thread count is set."""
     if batch_size is not None:
         batch_size = _check_int("batch_size", batch_size)
     if nonfinite not in ("raise", "worst"):
@@ -418,6 +442,7 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
     if opt.needs:
         opt.connect(**_resources(opt.needs, objective))
     run = Run(objective, space, opt, budget, batch_size, seed, nonfinite, config)
+    run.threads = thread_choice
     cbs = list(callbacks)
     if store is not None:
         from .resume import attach_store  # noqa: WPS433 - optional heavy import
@@ -484,14 +509,14 @@ def _loop(run: Run, cbs: list) -> None:
                     "Everything recorded before is in this error's .partial_result.",
                     partial_result=run.result(),
                 )
-            warnings.warn(msg + " Counted as the worst value seen so far.", RuntimeWarning, stacklevel=3)
+            warnings.warn(msg + " Counted as the worst value seen so far.", RuntimeWarning, stacklevel=4)
         t_d = time.perf_counter()
         run.optimizer.tell(points, run.told_values(values if unit_values is None else unit_values))
         t_e = time.perf_counter()
         batch = Batch(run.n_batches, points, values, run.n_queries, n * qpp,
                       responses=info.get("responses"), stimuli=info.get("stimuli"),
                       optimizer_s=(t_b - t_a) + (t_e - t_d), objective_s=t_c - t_b, t_end=run.elapsed(),
-                      unit_values=unit_values)
+                      unit_values=unit_values, times=info.get("times"))
         run.record(batch)
         for cb in cbs:
             cb.on_batch(run, batch)

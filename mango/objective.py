@@ -177,6 +177,9 @@ class Objective:
 
     def evaluate(self, points) -> tuple[np.ndarray, dict[str, Any]]:
         stimuli = self.generator(points) if self.generator is not None else points
+        rig = _timed_oracle(self.oracle)
+        if rig is not None:
+            rig.take_times()  # forget times of presentations made outside this batch
         responses = np.asarray(self.oracle(stimuli), dtype=float)
         if responses.ndim == 1:
             responses = responses[:, None]
@@ -185,7 +188,11 @@ class Objective:
                 f"the oracle returned {responses.shape[0]} responses for {len(points)} stimuli; it must return one "
                 "row per stimulus."
             )
-        return self.select(responses), {"responses": responses, "stimuli": stimuli}
+        info = {"responses": responses, "stimuli": stimuli}
+        times = _point_times(rig, len(points))
+        if times is not None:
+            info["times"] = times
+        return self.select(responses), info
 
     def __call__(self, points) -> np.ndarray:
         return self.evaluate(points)[0]
@@ -201,6 +208,25 @@ class Objective:
             if obj is not None:
                 d[key] = obj.describe() if hasattr(obj, "describe") else type(obj).__name__
         return d
+
+
+def _timed_oracle(oracle):
+    """The oracle behind ``oracle`` (through wrappers) that reports presentation times (``take_times``), or None."""
+    for _ in range(8):
+        if oracle is None or hasattr(oracle, "take_times"):
+            return oracle
+        oracle = getattr(oracle, "oracle", None)
+    return None
+
+
+def _point_times(rig, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Onset and offset ``[n]`` of each point's presentation: a point shown k times (``Repeat`` sends the batch k
+    times over) runs from its first onset to its last offset.  None when the rig reported no times."""
+    times = None if rig is None else rig.take_times()
+    if times is None or n == 0 or len(times[0]) % n:
+        return None
+    onset, offset = (t.reshape(-1, n) for t in times)
+    return onset.min(axis=0), offset.max(axis=0)
 
 
 def _target_columns(unit, names: list[str], n_units: int | None) -> list[int]:

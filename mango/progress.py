@@ -3,12 +3,13 @@
 A tqdm bar redraws in place, which a log file cannot show; :class:`LineProgress`
 instead writes one plain line every ``every`` seconds::
 
-    mango: 230/1000 queries (23%), best 18.41 (1.14x best natural image), 61.2 queries/s, ETA 13 s
+    mango: 230/1000 queries (23%), best 18.41 (1.14x best natural image), 61.2 queries/s on 1 thread, ETA 13 s
 
 The rate and the ETA follow the recent queries (:class:`QueryTimes`): a model-based
 optimizer such as ``surrogate`` spends more time per query the more it has seen,
 and its first (random) queries are nearly free, so the average since the start
-would promise far too early an end.
+would promise far too early an end.  "on 1 thread": torch's thread count for
+the run, which mango chose (:mod:`mango.threads`).
 """
 
 from __future__ import annotations
@@ -155,8 +156,10 @@ class LineProgress:
         elif run.best_value is not None and self.reference_max:
             best += f" ({run.best_value / self.reference_max:.3g}x best natural image)"
         eta = _duration(secs) if secs is not None else (_duration(left / rate) if rate > 0 else "?")
+        threads = getattr(run, "threads", None)
+        on = "" if threads is None else f" on {threads}"
         return (f"mango: {run.n_queries}/{run.budget} queries ({100 * run.n_queries / run.budget:.0f}%), "
-                f"best {best}, {rate:.3g} queries/s, ETA {eta}")
+                f"best {best}, {rate:.3g} queries/s{on}, ETA {eta}")
 
     def stream_write(self, text: str) -> None:
         stream = self.stream or sys.stderr

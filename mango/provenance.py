@@ -20,6 +20,7 @@ import platform
 import subprocess
 
 from ._version import __version__
+from .threads import active
 
 __all__ = ["provenance", "describe", "git_state", "PACKAGES", "OPTIONAL_PACKAGES", "THREAD_VARS"]
 
@@ -76,7 +77,8 @@ def _checkout_root() -> str:
 
 
 def _threads() -> dict:
-    """torch's intra-op thread count and the thread variables of the environment (``None`` when unset)."""
+    """torch's intra-op thread count and the thread variables of the environment (``None`` when unset); inside
+    a run (a :func:`mango.threads.use_threads` block) also the count mango chose and why (``chosen``)."""
     n = None
     try:
         import torch  # a core dependency, imported by every run anyway
@@ -84,7 +86,11 @@ def _threads() -> dict:
         n = int(torch.get_num_threads())
     except ImportError:  # pragma: no cover - torch is a core dependency
         pass
-    return {"torch": n, **{v: os.environ.get(v) for v in THREAD_VARS}}
+    out = {"torch": n, **{v: os.environ.get(v) for v in THREAD_VARS}}
+    choice = active()
+    if choice is not None:
+        out["chosen"] = choice.to_dict()
+    return out
 
 
 def provenance() -> dict:
@@ -100,7 +106,9 @@ def provenance() -> dict:
         scipy, cma, nevergrad, teneva and snntorch, ``None`` if missing, and of
         botorch, protes and ttopt when installed) and ``threads`` (``torch``:
         ``torch.get_num_threads()``; ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``:
-        the environment's values, ``None`` when unset).
+        the environment's values, ``None`` when unset; inside a run,
+        ``chosen``: the count mango set, its source and why, see
+        :mod:`mango.threads`).
     """
     commit, dirty = git_state(_checkout_root())
     packages = {name: _version(name) for name in PACKAGES}

@@ -85,6 +85,7 @@ class Result:
     unit_values: np.ndarray | None = None
     unit_best_stimuli: list | None = None
     optimizer_diagnostics: dict = field(default_factory=dict)  # Optimizer.diagnostics() at the end of the run
+    threads: dict | None = None  # torch's thread count for the run: count, source, why (mango.threads)
 
     @property
     def is_population(self) -> bool:
@@ -176,6 +177,8 @@ class Result:
             "unit_names": list(self.unit_names),
             "config": self.config,
         }
+        if self.threads is not None:
+            d["threads"] = dict(self.threads)
         if self.targets is not None:
             d["units"] = [u.to_dict() for u in self.units()]
         if history:

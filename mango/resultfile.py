@@ -3,7 +3,8 @@
 It says what was maximized in the user's words, what a value is and in which
 units, how queries are counted (0-based), what wrote it and when
 (``provenance``: mango's version and git commit, the package versions, the
-thread counts; see :mod:`mango.provenance`), the seed, budget and search space
+thread counts, with the one mango chose for the run and why; see
+:mod:`mango.provenance` and :mod:`mango.threads`), the seed, budget and search space
 (once, summarized), and the best value raw and normalized by a natural-image
 reference.  The best point itself goes to a sidecar ``best_point.npy``; the
 full history is in ``curve.csv`` (and in the run store with ``--store``).
@@ -44,6 +45,9 @@ def result_record(result, target: dict, reference: dict | None = None, files: di
     """The plain-data record written as result.json."""
     cfg = result.config or {}
     prov = provenance()
+    chosen = getattr(result, "threads", None)
+    if chosen:  # the run's count (torch's count is restored when the run ends)
+        prov["threads"].update(torch=chosen["count"], chosen=dict(chosen))
     objective = cfg.get("objective")
     best = _finite_or_none(result.best_value)
     space = result.space.to_dict()

@@ -7,7 +7,8 @@ A :class:`RunStore` is a single SQLite file (stdlib :mod:`sqlite3`, WAL journal,
   batch size, the objective's ``describe()``, package versions, CLI arguments),
 * every **query** (one row per evaluated point: query index, batch id, point,
   value, every unit's response, a hash of the stimulus and -- optionally -- the
-  stimulus itself as compact ``uint8`` bytes, timestamps),
+  stimulus itself as compact ``uint8`` bytes, timestamps, and the stimulus's
+  onset and offset when the rig reported them),
 * optimizer **checkpoints** (``optimizer.state_dict()`` serialized with
   :mod:`mango.serial`, never pickle), written every few batches / seconds and
   at the end; a state's arrays of points that the store already holds as
@@ -60,7 +61,7 @@ __all__ = ["RunStore", "StoreError", "read_config", "check_new_store", "iter_sto
            "SCHEMA_VERSION", "MAGIC"]
 
 MAGIC = "mango-runstore"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: queries.onset and queries.offset (a schema-1 store gains them when a run claims it)
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _AUTO_STIMULUS_LIMIT = 64 * 64 * 3  # elements per stimulus stored with stimuli="auto"
 _HISTORY_ROWS = "__history_rows__"  # a checkpoint's array of points stored as the numbers of the queries holding them
@@ -81,7 +82,7 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS queries (
     query INTEGER PRIMARY KEY, batch INTEGER NOT NULL, row INTEGER NOT NULL, point BLOB NOT NULL,
     value REAL, responses BLOB, stimulus_hash TEXT, stimulus BLOB, stimulus_shape TEXT,
-    t REAL NOT NULL, wall_time REAL NOT NULL);
+    t REAL NOT NULL, wall_time REAL NOT NULL, onset REAL, offset REAL);
 CREATE INDEX IF NOT EXISTS queries_batch ON queries (batch);
 CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT, batch INTEGER NOT NULL, n_queries INTEGER NOT NULL,
@@ -199,6 +200,7 @@ class RunStore:
         self.synchronous = str(synchronous).upper()
         self._conn: sqlite3.Connection | None = None
         self._rows_of: dict[bytes, int] | None = None  # digest of a point's bytes -> a query holding it
+        self._timed = True  # the queries table has the onset and offset columns (schema >= 2)
         self._open()
 
     # -- opening and validation ---------------------------------------------
@@ -238,6 +240,7 @@ class RunStore:
                 self._create()
             else:
                 self._check(tables)
+            self._timed = "onset" in {r[1] for r in self._conn.execute("PRAGMA table_info(queries)")}
             if self.mode == "a":
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -261,6 +264,13 @@ class RunStore:
             c.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
                 ("magic", MAGIC), ("schema_version", str(SCHEMA_VERSION)), ("created", repr(time.time())),
                 ("mango_version", __version__)])
+
+    def _migrate(self, c) -> None:
+        """Bring a schema-1 store to schema 2 in transaction ``c``: add the queries' onset and offset columns (empty
+        for the old rows).  Done by :meth:`claim`, once no other process writes the store."""
+        c.execute("ALTER TABLE queries ADD COLUMN onset REAL")
+        c.execute("ALTER TABLE queries ADD COLUMN offset REAL")
+        c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def _check(self, tables: set) -> None:
         if "meta" not in tables:
@@ -425,6 +435,8 @@ class RunStore:
                     raise ConfigError(
                         f"the run store {self.path!r} already holds {self.n_points()} recorded queries of a run; "
                         "continue it with resume=True (`mango maximize --resume PATH`), or give another path.")
+                if not self._timed:
+                    self._migrate(c)
                 if config is not None:
                     self._set(c, "config", config)
                     self._set(c, "unit_names", list(unit_names))
@@ -433,7 +445,8 @@ class RunStore:
                     "INSERT INTO sessions (started, status, pid, host, resumed, n_queries_start) VALUES (?,?,?,?,?,?)",
                     (time.time(), "running", os.getpid(), socket.gethostname(), int(resumed), int(n_queries)))
                 self._set(c, "status", "running")
-                return int(cur.lastrowid)
+            self._timed = True
+            return int(cur.lastrowid)
         except sqlite3.OperationalError as exc:  # the write lock was not granted within busy_timeout
             raise StoreError(f"the run store {self.path!r} is locked by another process ({exc}); "
                              "give this run another path.") from None
@@ -462,6 +475,7 @@ class RunStore:
         stims = _stimulus_arrays(batch.stimuli)
         if stims is not None and len(stims) != len(points):
             stims = None
+        onset, offset = _batch_times(batch, len(points))
         mode = stimuli_mode
         if mode == "auto" and stims is not None:
             mode = "all" if stims[0].size <= _AUTO_STIMULUS_LIMIT else "best"
@@ -483,7 +497,8 @@ class RunStore:
             resp = None if responses is None else np.ascontiguousarray(responses[i], dtype=np.float64).tobytes()
             rows.append((int(batch.query_start + qpp * i), int(batch.index), i,
                          np.ascontiguousarray(points[i], dtype=point_dtype).tobytes(),
-                         None if np.isnan(v) else v, resp, h, blob, shape, float(batch.t_end), now))
+                         None if np.isnan(v) else v, resp, h, blob, shape, float(batch.t_end), now, onset[i],
+                         offset[i]))
         try:
             self._insert_batch(batch, points, rows, now, session, checkpoint, oracle_stats)
         except sqlite3.IntegrityError:
@@ -503,7 +518,7 @@ class RunStore:
             c.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
                       (int(batch.index), int(batch.query_start), int(batch.queries), len(points), float(batch.t_end),
                        float(batch.optimizer_s), float(batch.objective_s), now, session))
-            c.executemany("INSERT INTO queries VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            c.executemany("INSERT INTO queries VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             if self._rows_of is not None:
                 for r in rows:
                     self._rows_of.setdefault(_digest(r[3]), r[0])
@@ -599,12 +614,15 @@ class RunStore:
 
     def read_queries(self, after: int | None = None) -> dict:
         """All queries as arrays: ``query``, ``batch``, ``row``, ``points`` [n, dim], ``values``, ``responses``
-        [n, units] or None, ``stimulus_hash`` (list), ``t``, ``wall_time``, ``has_stimulus`` (bool array).
+        [n, units] or None, ``stimulus_hash`` (list), ``t``, ``wall_time``, ``has_stimulus`` (bool array),
+        ``onset`` and ``offset`` (the rig's times of each stimulus, seconds since the Unix epoch; NaN where
+        the rig reported none).
 
         ``after``: only the queries with a larger query index (a live reader's increment)."""
         where, args = ("", ()) if after is None else (" WHERE query > ?", (int(after),))
+        times = "onset, offset" if self._timed else "NULL, NULL"  # a schema-1 store opened read-only
         rows = self._query("SELECT query, batch, row, point, value, responses, stimulus_hash, t, wall_time, "
-                           f"stimulus IS NOT NULL FROM queries{where} ORDER BY query", args)
+                           f"stimulus IS NOT NULL, {times} FROM queries{where} ORDER BY query", args)
         dtype = self._point_dtype()
         cfg = self.config or {}
         dim = (cfg.get("space") or {}).get("dim")
@@ -627,6 +645,8 @@ class RunStore:
             "t": np.array([r[7] for r in rows], dtype=float),
             "wall_time": np.array([r[8] for r in rows], dtype=float),
             "has_stimulus": np.array([bool(r[9]) for r in rows], dtype=bool),
+            "onset": np.array([np.nan if r[10] is None else r[10] for r in rows], dtype=float),
+            "offset": np.array([np.nan if r[11] is None else r[11] for r in rows], dtype=float),
         }
 
     def stimulus(self, query: int) -> np.ndarray | None:
@@ -689,7 +709,8 @@ class RunStore:
 
     # -- export -----------------------------------------------------------------
     def to_dataframe(self):
-        """One row per evaluated point: ``query, batch, row, t, wall_time, value, x0.., r_<unit>.., stimulus_hash``."""
+        """One row per evaluated point: ``query, batch, row, t, wall_time, value, x0.., r_<unit>.., stimulus_hash``,
+        then ``onset, offset`` (seconds since the Unix epoch) when the rig reported presentation times."""
         import pandas as pd
 
         q = self.read_queries()
@@ -699,6 +720,8 @@ class RunStore:
             cols[f"x{j}"] = q["points"][:, j]
         cols.update(response_columns(q["responses"], self.unit_names))
         cols["stimulus_hash"] = q["stimulus_hash"]
+        if np.isfinite(q["onset"]).any():
+            cols.update(onset=q["onset"], offset=q["offset"])
         return pd.DataFrame(cols)
 
     def to_csv(self, path: str | os.PathLike) -> None:
@@ -716,6 +739,16 @@ class RunStore:
             with open(path, "w") as f:
                 f.write(text)
         return text
+
+
+def _batch_times(batch, n: int) -> tuple[list, list]:
+    """Each point's onset and offset (floats, or None where the rig reported no times) from ``batch.times``."""
+    times = getattr(batch, "times", None)
+    if times is None or len(times[0]) != n:
+        return [None] * n, [None] * n
+    onset, offset = ([None if not np.isfinite(t) else float(t) for t in np.asarray(times[k], dtype=float)]
+                     for k in (0, 1))
+    return onset, offset
 
 
 def _space_dim(space_dict) -> int:

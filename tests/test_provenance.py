@@ -50,7 +50,8 @@ def _check(prov: dict) -> None:
     assert set(PACKAGES) <= set(prov["packages"])
     for name in PACKAGES + OPTIONAL_PACKAGES:
         assert prov["packages"].get(name) == _installed(name)
-    assert prov["threads"]["torch"] == torch.get_num_threads()
+    chosen = prov["threads"].get("chosen")  # a run's record: the count mango set for it (mango.threads)
+    assert prov["threads"]["torch"] == (torch.get_num_threads() if chosen is None else chosen["count"])
 
 
 def test_provenance_names_version_commit_packages_and_threads(monkeypatch):

@@ -79,6 +79,7 @@ def test_every_option_the_readme_names_exists():
     subcommands = ["maximize", "report", "watch", "zoo", "rig", "bench", "track"]
     known = set().union(*(_options_of([c]) for c in subcommands))
     known |= _options_of(["rig", "simulate"]) | _options_of(["zoo", "info"]) | _options_of(["train"])
+    known |= _options_of(["export", "nwb"])
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", README))
     assert named - known - OTHER_PROGRAMS == set()
 

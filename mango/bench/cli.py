@@ -30,6 +30,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--budgets", default="300,1000,3000", help="comma-separated query budgets (default 300,1000,3000)")
     p.add_argument("--out", default=None, help="output directory (required, except with --list)")
     p.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
+    p.add_argument("--threads", metavar="N",
+                   help="torch threads per worker (default: $MANGO_THREADS, else $OMP_NUM_THREADS, else 1: workers "
+                        "run side by side)")
     p.add_argument("--dask", default=None, metavar="ADDRESS|local",
                    help="run on a Dask cluster (scheduler address) or a LocalCluster ('local')")
     p.add_argument("--device", default=None, help="torch device for oracles/generators (default: cuda if available)")
@@ -131,10 +134,14 @@ def run(args) -> int:
     else:
         if args.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {args.seeds}.")
+        from ..threads import ThreadChoice, choose_threads
+
+        threads = choose_threads(args.threads, flag="--threads",
+                                 default=lambda: ThreadChoice(1, "policy", "one per worker: workers run side by side"))
         t0 = time.time()
         records = run_benchmark(problems, optimizers, args.seeds, _budgets(args.budgets), args.out,
                                 workers=args.workers, dask=args.dask, device=args.device or _default_device(),
-                                resume=not args.no_resume)
+                                resume=not args.no_resume, threads=threads.count)
         print(f"{len(records)} runs in {args.out} ({time.time() - t0:.0f} s)", file=sys.stderr)
     text = write_outputs(records, args.out, command="mango bench " + " ".join(sys.argv[2:]), order=order)
     print(text)

@@ -197,6 +197,13 @@ def budget_aware(name: str) -> bool:
     return bool(getattr(registry.get(name)[0], "budget_aware", False))
 
 
+def _worker_threads() -> int:
+    """torch's thread count in this worker (``run_benchmark``'s ``threads``): a run keeps it, not mango's policy."""
+    import torch  # a core dependency
+
+    return int(torch.get_num_threads())
+
+
 def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequence[int], device=None,
             batch_size: int | None = None) -> RunRecord:
     """Run one (problem, optimizer, seed) for ``max(budgets)`` queries; return its :class:`RunRecord`.
@@ -238,7 +245,7 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
         tl = _Timeline()
         t0 = time.perf_counter()
         res = maximize(objective, built.space, optimizer=optimizer.name, budget=told, batch_size=batch_size,
-                       seed=rs, callbacks=[tl], progress=False, **warm, **kw)
+                       seed=rs, callbacks=[tl], progress=False, threads=_worker_threads(), **warm, **kw)
         wall += time.perf_counter() - t0
 
         def clean_fn(p):

@@ -11,7 +11,7 @@
 from .client import RigOracle, parse_rig_uri
 from .protocol import PROTOCOL, VERSION, ProtocolError, RigError
 from .server import RigServer, load_keypair, load_public_key, serve, write_keypair
-from .simulator import Faults, simulate
+from .simulator import Faults, Schedule, simulate
 
-__all__ = ["RigOracle", "parse_rig_uri", "RigServer", "serve", "simulate", "Faults", "RigError", "ProtocolError",
-           "write_keypair", "load_keypair", "load_public_key", "PROTOCOL", "VERSION"]
+__all__ = ["RigOracle", "parse_rig_uri", "RigServer", "serve", "simulate", "Faults", "Schedule", "RigError",
+           "ProtocolError", "write_keypair", "load_keypair", "load_public_key", "PROTOCOL", "VERSION"]

@@ -62,6 +62,12 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--noise", default="poisson", choices=["poisson", "none"])
     m.add_argument("--window", type=float, default=0.5, help="Poisson counting window in seconds (default 0.5)")
     m.add_argument("--latency-ms", type=float, default=5.0, help="presentation time per batch (default 5 ms)")
+    m.add_argument("--on-ms", type=float, default=None, help="show the stimuli one by one, each this long, and "
+                   "report each one's onset and offset (e.g. 150; default: no per-stimulus times)")
+    m.add_argument("--off-ms", type=float, default=100.0, help="with --on-ms, the blank after each stimulus "
+                   "(default 100 ms)")
+    m.add_argument("--jitter-ms", type=float, default=0.0, help="with --on-ms, the standard deviation of each "
+                   "on and off duration (default 0; drawn from --seed)")
     m.add_argument("--drop", type=float, default=0.0, help="probability of dropping a reply")
     m.add_argument("--delay-prob", type=float, default=0.0, help="probability of delaying a reply")
     m.add_argument("--delay-s", type=float, default=1.0, help="delay of a delayed reply in seconds")
@@ -123,7 +129,7 @@ def cmd_serve(args) -> int:
 
 def cmd_simulate(args) -> int:
     """``mango rig simulate``."""
-    from .simulator import Faults, simulate
+    from .simulator import Faults, Schedule, simulate
 
     _setup_logging()
     from ..units import parse_unit_spec
@@ -132,8 +138,11 @@ def cmd_simulate(args) -> int:
     faults = Faults(drop=args.drop, delay_prob=args.delay_prob, delay_s=args.delay_s,
                     malformed_prob=args.malformed_prob, restart_after=args.restart_after,
                     restart_pause=args.restart_pause, seed=args.seed)
+    if args.on_ms is None and args.jitter_ms:
+        raise ConfigError("--jitter-ms needs --on-ms (the stimuli's on time, e.g. --on-ms 150).")
+    schedule = None if args.on_ms is None else Schedule(args.on_ms, args.off_ms, args.jitter_ms, seed=args.seed)
     server = simulate(args.port, args.host, model=args.model, layer=args.layer, unit=unit, noise=args.noise,
-                      window=args.window, latency_ms=args.latency_ms, faults=faults, seed=args.seed,
+                      window=args.window, latency_ms=args.latency_ms, schedule=schedule, faults=faults, seed=args.seed,
                       device=args.device, curve_secret_key=args.curve_secret, allowed_clients=args.allow_clients,
                       presentation_log=args.log, timeout=args.timeout, ready=_ready)
     print(f"stopped: {server.stats}; faults injected: {len(faults.events)}", flush=True)

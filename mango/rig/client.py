@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..oracles.base import Oracle
-from .protocol import ProtocolError, RigError, decode, make_ping, make_present
+from .protocol import ProtocolError, RigError, decode, make_ping, make_present, stimulus_times
 
 __all__ = ["RigOracle", "parse_rig_uri"]
 
@@ -103,6 +103,7 @@ class RigOracle(Oracle):
         self.max_discards = int(max_discards)
         self.server_info: dict = {}
         self.last_timing: dict = {}
+        self._times: list | None = []  # (onset_s, offset_s) of the replies since take_times(); None: one had none
         self._session = uuid.uuid4().hex[:12]
         self._seq = 0
         self.stats = {"requests": 0, "replies": 0, "stimuli": 0, "timeouts": 0, "retries": 0, "reconnects": 0,
@@ -371,7 +372,18 @@ class RigOracle(Oracle):
         self.stats["replies"] += 1
         self.stats["stimuli"] += int(arr.shape[0])
         self.last_timing = dict(msg.header.get("timing") or {})
+        times = stimulus_times(self.last_timing)
+        if self._times is not None:
+            self._times = None if times is None else self._times + [times]
         return np.array(msg.arrays[0], dtype=np.float64)
+
+    def take_times(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Onsets and offsets (seconds since the Unix epoch, the rig's clock) of every stimulus presented since
+        the last call, in order, and forget them; None when a reply carried no times (or none came)."""
+        times, self._times = self._times, []
+        if not times:
+            return None
+        return np.concatenate([t[0] for t in times]), np.concatenate([t[1] for t in times])
 
     # -- Oracle protocol ----------------------------------------------------------
     def _respond(self, x) -> np.ndarray:

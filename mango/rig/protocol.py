@@ -12,7 +12,9 @@ Message types
 ``present``  client -> rig: one batch of stimuli (``meta.kind == "stimuli"``)
              or stimulus parameters (``"params"``) in array 0.
 ``reply``    rig -> client: responses ``[n, n_units]`` (float64) in array 0,
-             optional ``"timing"`` (seconds) and ``"units"`` in the header.
+             optional ``"timing"`` (seconds; with ``"onset_s"``/``"offset_s"``,
+             each stimulus's onset and offset on the rig's Unix-time clock)
+             and ``"units"`` in the header.
 ``error``    either way: ``{"error": {"code": ..., "message": ...}}``.
 ``ping``     client -> rig: asks for ``pong``.
 ``pong``     rig -> client: ``"units"``, ``"input_shape"``, ``"info"``.
@@ -35,7 +37,7 @@ from ..errors import MangoError
 __all__ = [
     "PROTOCOL", "VERSION", "TYPES", "DTYPES", "MAX_HEADER_BYTES", "MAX_ARRAYS", "MAX_ID_LEN",
     "RigError", "ProtocolError", "Message", "encode", "decode", "make_present", "make_reply",
-    "make_error", "make_ping", "make_pong", "peek_id",
+    "make_error", "make_ping", "make_pong", "peek_id", "check_stimulus_times", "stimulus_times",
 ]
 
 PROTOCOL = "mango-rig"
@@ -45,6 +47,8 @@ MAX_HEADER_BYTES = 1 << 20  # 1 MiB of JSON is far more than any header needs
 MAX_ARRAYS = 16
 MAX_ID_LEN = 128
 MAX_DIMS = 8
+#: optional per-stimulus keys of a reply's ``"timing"``: lists of n seconds since the Unix epoch (rig clock)
+TIMES = ("onset_s", "offset_s")
 
 _BASE_TYPES = ("b1", "u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f2", "f4", "f8")
 #: dtype strings accepted on the wire (numpy ``dtype.str``): bool, ints, floats.
@@ -192,6 +196,8 @@ def decode(frames: Sequence, max_bytes: int | None = None) -> Message:
         timing = header.get("timing")
         if timing is not None and not isinstance(timing, dict):
             raise ProtocolError("reply 'timing' must be an object of seconds.")
+        if timing:
+            check_stimulus_times(timing, arrays[0].shape[0], ProtocolError)
     if mtype == "present" and len(arrays) != 1:
         raise ProtocolError("a present request carries exactly one array (stimuli or parameters).")
     if mtype == "pong":
@@ -205,6 +211,46 @@ def decode(frames: Sequence, max_bytes: int | None = None) -> Message:
     return Message(header, arrays)
 
 
+# -- per-stimulus times -----------------------------------------------------------
+
+def check_stimulus_times(timing: dict, n: int, error=ProtocolError) -> None:
+    """Raise ``error`` unless ``timing``'s optional ``onset_s``/``offset_s`` are both absent, or both lists of
+    ``n`` finite seconds with every offset at or after its onset."""
+    given = [k for k in TIMES if timing.get(k) is not None]
+    if not given:
+        return
+    if len(given) == 1:
+        raise error(f"reply 'timing' has {given[0]!r} without {[k for k in TIMES if k not in given][0]!r}: "
+                    "send both onset_s and offset_s (one number per stimulus), or neither.")
+    for k in TIMES:
+        v = timing[k]
+        if not isinstance(v, list) or len(v) != n or not all(map(_finite, v)):
+            raise error(f"reply 'timing' {k!r} must be a list of {n} finite numbers (seconds since the Unix epoch, "
+                        "one per stimulus, in request order).")
+    if any(b < a for a, b in zip(timing["onset_s"], timing["offset_s"])):
+        raise error("reply 'timing' has a stimulus whose offset_s is before its onset_s; send each stimulus's "
+                    "onset and offset in the same order.")
+
+
+def _finite(t) -> bool:
+    """A finite JSON number (a huge integer, which no float holds, is not)."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        return False
+    return abs(t) < 2 ** 63 if isinstance(t, int) else math.isfinite(t)
+
+
+def stimulus_times(timing: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(onset_s, offset_s)`` arrays of a decoded reply's ``timing``, or None when the rig sent none."""
+    if not timing or timing.get("onset_s") is None:
+        return None
+    return np.asarray(timing["onset_s"], dtype=np.float64), np.asarray(timing["offset_s"], dtype=np.float64)
+
+
+def _wire_timing(timing: dict) -> dict:
+    """``timing`` as JSON: per-stimulus lists (``onset_s``, ``offset_s``) of floats, other entries floats."""
+    return {k: [float(t) for t in v] if k in TIMES else float(v) for k, v in timing.items() if v is not None}
+
+
 # -- constructors --------------------------------------------------------------
 
 def make_present(msg_id, stimuli: np.ndarray, kind: str = "stimuli", meta: dict | None = None) -> list:
@@ -214,12 +260,15 @@ def make_present(msg_id, stimuli: np.ndarray, kind: str = "stimuli", meta: dict 
 
 def make_reply(msg_id, responses: np.ndarray, units: Sequence[str] | None = None,
                timing: dict | None = None) -> list:
-    """Frames of a ``reply`` carrying ``responses`` ``[n, n_units]`` (sent as float64)."""
+    """Frames of a ``reply`` carrying ``responses`` ``[n, n_units]`` (sent as float64).
+
+    ``timing``: seconds, e.g. ``{"present_s": 0.84}``; ``"onset_s"`` and ``"offset_s"`` (optional, together)
+    are sequences of one time per stimulus, seconds since the Unix epoch on the rig's clock."""
     h: dict = {"type": "reply", "id": msg_id}
     if units is not None:
         h["units"] = list(units)
     if timing:
-        h["timing"] = {k: float(v) for k, v in timing.items()}
+        h["timing"] = _wire_timing(timing)
     return encode(h, [np.asarray(responses, dtype="<f8")])
 
 

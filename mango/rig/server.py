@@ -26,8 +26,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .protocol import (PROTOCOL, VERSION, ProtocolError, RigError, decode, make_error, make_pong, make_reply,
-                       peek_id)
+from .protocol import (PROTOCOL, TIMES, VERSION, ProtocolError, RigError, check_stimulus_times, decode, make_error,
+                       make_pong, make_reply, peek_id)
 
 __all__ = ["RigServer", "serve", "load_keypair", "load_public_key", "write_keypair"]
 
@@ -138,7 +138,11 @@ class RigServer:
     present : ``present(stimuli) -> responses`` or ``present(stimuli, meta)``;
         ``stimuli`` is a numpy array (``[n, C, H, W]`` images, or ``[n, d]``
         stimulus parameters when ``meta["kind"] == "params"``), ``responses``
-        an array ``[n, n_units]`` (or ``[n]`` for one unit).
+        an array ``[n, n_units]`` (or ``[n]`` for one unit).  It may also
+        return ``(responses, {"onset_s": [...], "offset_s": [...]})``: each
+        stimulus's onset and offset as the rig measured them, in seconds
+        since the Unix epoch (``time.time()``'s clock); they travel in the
+        reply and the run store keeps them.
     address : ZeroMQ endpoint to bind; ``tcp://127.0.0.1:5555`` (localhost
         only) by default.  Port ``0`` (or ``*``) picks a free port; see
         :attr:`endpoint`.
@@ -238,6 +242,7 @@ class RigServer:
         t0 = time.perf_counter()
         try:
             out = self.present(stimuli, dict(msg.meta)) if self._pass_meta else self.present(stimuli)
+            out, times = _split_times(out)
             out = np.asarray(out, dtype=np.float64)
         except Exception as exc:  # noqa: BLE001 - the lab's code failed: tell the client
             self.stats["present_errors"] += 1
@@ -260,7 +265,13 @@ class RigServer:
 
             with open(self.presentation_log, "a") as f:
                 f.write(json.dumps({"id": msg.id, "n": int(n), "t": time.time()}) + "\n")
-        return make_reply(msg.id, out, timing={"present_s": t1 - t0})
+        try:
+            times = _stimulus_times(times, n)
+        except ConfigError as exc:
+            self.stats["present_errors"] += 1
+            log.error("rig server: %s", exc)
+            return make_error(msg.id, "present_failed", str(exc))
+        return make_reply(msg.id, out, timing={"present_s": t1 - t0, **times})
 
     # -- sockets --------------------------------------------------------------
     def bind(self) -> str:
@@ -432,6 +443,32 @@ class RigServer:
 
 
 MAX_HEADER_SLACK = 2 << 20
+
+
+def _split_times(out) -> tuple[Any, dict | None]:
+    """``present``'s result as ``(responses, times)``: it returns responses, or ``(responses, times)`` where
+    ``times`` is ``{"onset_s": [...], "offset_s": [...]}``."""
+    if isinstance(out, tuple) and len(out) == 2 and (out[1] is None or isinstance(out[1], dict)):
+        return out
+    return out, None
+
+
+def _stimulus_times(times: dict | None, n: int) -> dict:
+    """The per-stimulus times ``present`` returned, as the reply's timing entries ({} when it returned none)."""
+    if not times:
+        return {}
+    extra = sorted(set(times) - set(TIMES))
+    if extra:
+        raise ConfigError(f"present() returned times with unknown key(s) {extra}; return "
+                          "(responses, {'onset_s': [...], 'offset_s': [...]}) with one time per stimulus.")
+    try:
+        plain = {k: None if times.get(k) is None else np.asarray(times[k], dtype=np.float64).reshape(-1).tolist()
+                 for k in TIMES}
+    except (TypeError, ValueError):
+        raise ConfigError("present() returned times that are not numbers; onset_s and offset_s must hold one "
+                          "time per stimulus, in seconds since the Unix epoch.") from None
+    check_stimulus_times(plain, n, ConfigError)
+    return {k: v for k, v in plain.items() if v is not None}
 
 
 def _looks_like_present(body) -> bool:

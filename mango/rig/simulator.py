@@ -8,6 +8,10 @@ end::
     mango rig simulate --port 5555 --latency-ms 5 --drop 0.1 --restart-after 20
     mango maximize --oracle rig://127.0.0.1:5555 ...
 
+With ``--on-ms 150 --off-ms 100 --jitter-ms 2`` (:class:`Schedule`) it shows
+the stimuli of a batch one after another in real time and reports each one's
+onset and offset, as a rig with a photodiode would.
+
 Fault injection (:class:`Faults`) drops replies, delays them past the
 client's timeout, sends malformed replies instead of the real one, and
 restarts the server once (closing every connection and losing its reply
@@ -29,7 +33,7 @@ from ..oracles.base import OracleWrapper
 from .protocol import encode, peek_id
 from .server import RigServer
 
-__all__ = ["Faults", "SyntheticNeuron", "build_oracle", "make_present", "simulate", "null_present"]
+__all__ = ["Faults", "Schedule", "SyntheticNeuron", "build_oracle", "make_present", "simulate", "null_present"]
 
 log = logging.getLogger("mango.rig")
 
@@ -265,41 +269,85 @@ def _synthetic(unit, max_rate: float, seed: int, device):
     return CallableOracle(respond, unit_names=[f"gabor{u}" for u in unit], input_shape=(1, 28, 28), device=device)
 
 
-def make_present(oracle, latency_ms: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
-    """``present(stimuli)`` calling ``oracle`` and taking at least ``latency_ms`` per batch (the screen's time)."""
+class Schedule:
+    """A seeded presentation schedule: each stimulus on for ``on_ms``, then a blank for ``off_ms``.
+
+    Each duration is drawn as the nominal one plus Gaussian jitter of standard
+    deviation ``jitter_ms`` (clipped at 0), from ``seed``: the same seed gives
+    the same durations, batch after batch.
+    """
+
+    def __init__(self, on_ms: float = 150.0, off_ms: float = 100.0, jitter_ms: float = 0.0, seed: int = 0):
+        for name, v in (("on_ms", on_ms), ("off_ms", off_ms), ("jitter_ms", jitter_ms)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+                raise ConfigError(f"{name} must be a finite number of milliseconds >= 0, got {v!r} "
+                                  "(e.g. --on-ms 150 --off-ms 100 --jitter-ms 2).")
+        if on_ms <= 0:
+            raise ConfigError(f"on_ms must be > 0 for a timed presentation, got {on_ms!r} (e.g. --on-ms 150).")
+        self.on_ms, self.off_ms, self.jitter_ms = float(on_ms), float(off_ms), float(jitter_ms)
+        self.rng = np.random.default_rng([seed, 2])
+
+    def times(self, n: int, t0: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """Onsets and offsets of ``n`` stimuli shown from ``t0`` (seconds), and the end of the last blank."""
+        jitter = self.rng.normal(0.0, self.jitter_ms, size=(n, 2)) if self.jitter_ms else np.zeros((n, 2))
+        on = np.maximum(self.on_ms + jitter[:, 0], 0.0) / 1000.0
+        off = np.maximum(self.off_ms + jitter[:, 1], 0.0) / 1000.0
+        onset = t0 + np.concatenate([[0.0], np.cumsum(on + off)[:-1]])
+        return onset, onset + on, float(onset[-1] + on[-1] + off[-1])
+
+    def describe(self) -> dict:
+        return {"on_ms": self.on_ms, "off_ms": self.off_ms, "jitter_ms": self.jitter_ms}
+
+
+def make_present(oracle, latency_ms: float = 0.0, schedule: Schedule | None = None) -> Callable:
+    """``present(stimuli)`` calling ``oracle`` and taking at least ``latency_ms`` per batch (the screen's time).
+
+    With a :class:`Schedule` the stimuli are shown one after another in real time (each on, then a blank), and
+    ``present`` returns ``(responses, {"onset_s": [...], "offset_s": [...]})``, the times a rig reports.
+    """
     if latency_ms < 0:
         raise ConfigError(f"latency_ms must be >= 0, got {latency_ms}.")
 
-    def present(stimuli: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter()
+    def present(stimuli: np.ndarray):
+        t0, wall0 = time.perf_counter(), time.time()
         out = oracle(stimuli)
-        rest = latency_ms / 1000.0 - (time.perf_counter() - t0)
+        end = latency_ms / 1000.0
+        times = None
+        if schedule is not None:
+            onset, offset, last = schedule.times(len(stimuli), wall0)
+            end = max(end, last - wall0)
+            times = {"onset_s": onset, "offset_s": offset}
+        rest = end - (time.perf_counter() - t0)
         if rest > 0:
             time.sleep(rest)
-        return out
+        return out if times is None else (out, times)
 
     return present
 
 
 def simulate(port: int = 5555, host: str = "127.0.0.1", *, model: str | None = "zoo:snn-digits",
              layer: str | None = None, unit=None, noise: str = "poisson", window: float = 0.5,
-             latency_ms: float = 5.0, faults: Faults | None = None, seed: int = 0, device=None,
+             latency_ms: float = 5.0, schedule: Schedule | None = None, faults: Faults | None = None, seed: int = 0,
+             device=None,
              curve_secret_key=None, allowed_clients=None, presentation_log=None, timeout: float | None = None,
              max_requests: int | None = None, ready: Callable[[str], None] | None = None) -> RigServer:
     """Serve a simulated neuron on ``tcp://host:port`` until Ctrl-C, ``timeout`` s or ``max_requests``.
 
-    ``port=0`` picks a free port (``ready(endpoint)`` tells which).  Returns the
-    stopped server (its ``stats`` and ``faults.events`` say what happened).
+    ``port=0`` picks a free port (``ready(endpoint)`` tells which).  A
+    :class:`Schedule` shows each stimulus for its on time and reports its onset
+    and offset in the reply.  Returns the stopped server (its ``stats`` and
+    ``faults.events`` say what happened).
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
         raise ConfigError(f"port must be an int in 0..65535 (0 = any free port), got {port!r}.")
     oracle = build_oracle(model, layer, unit, noise=noise, window=window, seed=seed, device=device)
-    present = make_present(oracle, latency_ms)
+    present = make_present(oracle, latency_ms, schedule)
     addr = f"tcp://{host}:{port if port else '*'}"
     server = RigServer(present, addr, unit_names=oracle.unit_names,
                        input_shape=getattr(oracle, "input_shape", None), curve_secret_key=curve_secret_key,
                        allowed_clients=allowed_clients, faults=faults if faults is not None and faults.active else None,
                        info={"simulator": True, "oracle": _describe(oracle),
+                             "schedule": schedule.describe() if schedule is not None else None,
                              "faults": faults.describe() if faults is not None else None},
                        presentation_log=presentation_log)
     return server.run(f"rig simulator ({oracle})", ready=ready, timeout=timeout, max_requests=max_requests)
