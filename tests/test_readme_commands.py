@@ -15,8 +15,8 @@ from mango.cli import build_parser, main
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
-# options of other programs the README mentions: pip's, and benchmarks/population.py's
-OTHER_PROGRAMS = {"--no-deps", "--report"}
+# options of other programs the README mentions: pip's, benchmarks/population.py's and benchmarks/readme_check.py's
+OTHER_PROGRAMS = {"--no-deps", "--report", "--clone", "--only"}
 
 
 def _code_commands() -> list[str]:
