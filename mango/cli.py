@@ -166,6 +166,9 @@ def _add_maximize(sub):
                    help="queries (default %(default)s; 1e3 is read as 1000); with --resume, a larger budget "
                         "extends the run")
     s.add_argument("--batch-size", type=_whole)
+    s.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
+                   help="propose the next batch while the oracle evaluates this one, so a rig never waits for "
+                        "mango (default: on with --oracle rig://, off otherwise)")
     s.add_argument("--seed", type=_whole, default=0)
     s.add_argument("--warm-start", metavar="zoo|DIR|FILE.npy",
                    help="start from natural images: 'zoo' (the zoo's held-out digits), a folder of images, or an .npy "
@@ -205,7 +208,7 @@ def _add_maximize(sub):
 
 _RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "oracle", "rig_timeout", "rig_retries",
                 "noise", "repeats", "objective", "dim", "generator", "optimizer", "param", "budget", "batch_size",
-                "seed", "device", "warm_start", "warm_n", "among", "selectivity", "direction", "threads")
+                "seed", "device", "warm_start", "warm_n", "among", "selectivity", "direction", "threads", "pipeline")
 #: recorded settings a resume may change: where it runs, on how many threads and how patient it is with a rig
 #: (the run stays the same), and the budget (raised: the run is extended)
 _RESUME_MAY_CHANGE = ("budget", "device", "rig_timeout", "rig_retries", "threads")
@@ -232,6 +235,8 @@ def _given_options(argv) -> set | None:
 def _flag_text(key: str, value) -> str:
     """A setting as it is typed: ``--optimizer cma``, ``--param sigma0=0.2``, ``no --noise``."""
     flag = "--" + key.replace("_", "-")
+    if key == "pipeline":
+        return {True: "--pipeline", False: "--no-pipeline"}.get(value, "no --pipeline (its default)")
     if value is None or value is False:
         return f"no {flag}"
     if key == "param":
@@ -644,7 +649,7 @@ def _maximize_run(args, store, resume: bool, population: bool, argv: list, threa
     result = mango.maximize(objective, optimizer=args.optimizer, budget=args.budget, batch_size=args.batch_size,
                             seed=args.seed, progress=progress, store=store, callbacks=callbacks,
                             resume=resume, metadata=metadata, warm_start=args.warm_start, warm_n=args.warm_n,
-                            threads=threads, **kw, **params)
+                            threads=threads, pipeline=args.pipeline, **kw, **params)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result.write_curve_csv(out / "curve.csv")

@@ -19,6 +19,8 @@ import os
 import sys
 import time
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -53,12 +55,16 @@ class Batch:
     replayed: bool = False
     unit_values: np.ndarray | None = None  # a population campaign's values [n, K], one column per target
     times: tuple | None = None  # (onset, offset) [n] of each point's presentation as the rig reported them, Unix s
+    reasked: bool = False  # the batch repeats one an earlier session asked and ended without recording
 
 
 class Callback:
     """Base class for loop callbacks; every hook is optional."""
 
     def on_start(self, run: "Run") -> None: ...
+
+    def on_ask(self, run: "Run", asked: "Asked") -> None:
+        """A batch was asked of the optimizer, before it is shown (see :class:`Asked`)."""
 
     def on_batch(self, run: "Run", batch: Batch) -> None: ...
 
@@ -69,8 +75,13 @@ class Run:
     """Mutable state of one :func:`maximize` call, shared with callbacks."""
 
     def __init__(self, objective, space: Space, optimizer: Optimizer, budget: int, batch_size: int,
-                 seed, nonfinite: str, config: dict):
+                 seed, nonfinite: str, config: dict, pipeline: bool = False):
         self.objective = objective
+        #: ask the next batch while the objective evaluates this one (see :func:`_loop`)
+        self.pipeline = bool(pipeline)
+        self._ahead: deque = deque()  # batches asked and not recorded: a resume's, or a pipelined replay's
+        #: the budget the recorded history was asked under (a resume that raises the budget replays under the old)
+        self.replay_budget: int | None = None
         self.space = space
         self.optimizer = optimizer
         self.budget = budget
@@ -112,6 +123,22 @@ class Run:
     @property
     def remaining(self) -> int:
         return self.budget - self.n_queries
+
+    def take_ahead(self) -> list["Asked"]:
+        """The batches asked and not yet recorded that a resume left (the loop shows them first); empties them."""
+        out = list(self._ahead)
+        self._ahead.clear()
+        return out
+
+    def set_ahead(self, batches: Sequence[tuple]) -> None:
+        """Batches the optimizer has asked and the history does not hold yet (a checkpoint taken while the next
+        batch was in flight), in ask order, each ``(index, points, query_start)``."""
+        self._ahead = deque(Asked(int(i), np.asarray(p), int(q)) for i, p, q in batches)
+
+    @property
+    def ahead(self) -> list["Asked"]:
+        """The batches asked and not yet recorded (see :meth:`set_ahead`)."""
+        return list(self._ahead)
 
     def elapsed(self) -> float:
         return self.t_offset + time.perf_counter() - self.t0
@@ -185,7 +212,19 @@ class Run:
         points = self.space.validate(points)
         values = np.asarray(values, dtype=float).reshape(-1)
         unit_values = None if self.targets is None else self.unit_values_of(responses)
-        self.optimizer.ask(len(points))
+        if self.pipeline:  # the asks come as the pipelined loop made them: the next batch before this one's tell
+            budget, self.budget = self.budget, self.replay_budget or self.budget
+            try:
+                _fill(self, self._ahead, [], 1, lambda b: None)
+            finally:
+                self.budget = budget
+            head = self._ahead.popleft() if self._ahead else None
+            if head is None or len(head.points) != len(points):
+                raise ConfigError(f"cannot replay recorded batch {self.n_batches}: it holds {len(points)} points but "
+                                  f"the pipelined loop would ask {0 if head is None else len(head.points)} here; was "
+                                  "the run recorded with other settings?")
+        else:
+            self.optimizer.ask(len(points))
         self.optimizer.tell(points, self.told_values(values if unit_values is None else unit_values))
         qs = self.n_queries if query_start is None else int(query_start)
         batch = Batch(self.n_batches, points, values, qs, len(points) * self.queries_per_point,
@@ -308,7 +347,8 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
              batch_size: int | None = None, seed: int | None = 0, *, generator=None, unit=None,
              callbacks: Sequence[Callback] = (), progress: bool | None = None, nonfinite: str = "raise",
              store=None, resume: bool = False, metadata: dict | None = None, warm_start=None,
-             warm_n: int | None = None, threads: int | ThreadChoice | None = None, **optimizer_params) -> Result:
+             warm_n: int | None = None, threads: int | ThreadChoice | None = None, pipeline: bool | None = None,
+             **optimizer_params) -> Result:
     """Search ``space`` for the points that maximize ``objective`` within ``budget`` queries.
 
     Parameters
@@ -356,6 +396,13 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         the usable cores less one, at most 8 (see :mod:`mango.threads`).
         Set for the run and restored after; ``result.threads`` records it.
         ``threads=torch.get_num_threads()`` keeps your own setting.
+    pipeline : propose the next batch while the objective evaluates this one (in a worker thread), so a
+        rig never waits for the optimizer's computation; the optimizer is told which points are pending
+        (``surrogate`` conditions its model on them; a generation-based method asks ahead only within a
+        generation: :meth:`~mango.optimizers.Optimizer.can_ask_ahead`).  ``None`` (default): on for a
+        rig oracle (:class:`mango.rig.RigOracle`), off otherwise.  The budget, the seed's history and
+        a resume are as exact as without it; the history differs from the synchronous loop's, since the
+        optimizer decides with one batch less of values.
     **optimizer_params : passed to the optimizer.
 
     Ctrl-C returns the partial result with ``stop_reason == "interrupted"``.
@@ -364,18 +411,22 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
     thread_choice = choose_threads(threads)
     with use_threads(thread_choice):  # the whole run: a warm start's screening, a resume's replay, the loop
         return _maximize(objective, space, optimizer, budget, batch_size, seed, generator, unit, callbacks, progress,
-                         nonfinite, store, resume, metadata, warm_start, warm_n, thread_choice, optimizer_params)
+                         nonfinite, store, resume, metadata, warm_start, warm_n, thread_choice, pipeline,
+                         optimizer_params)
 
 
 def _maximize(objective, space, optimizer, budget: int, batch_size, seed, generator, unit, callbacks, progress,
               nonfinite: str, store, resume: bool, metadata, warm_start, warm_n, thread_choice: ThreadChoice,
-              optimizer_params: dict) -> Result:
+              pipeline: bool | None, optimizer_params: dict) -> Result:
     """:func:`maximize` once its thread count is set."""
     if batch_size is not None:
         batch_size = _check_int("batch_size", batch_size)
     if nonfinite not in ("raise", "worst"):
         raise ConfigError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}.")
+    if pipeline is not None and not isinstance(pipeline, (bool, np.bool_)):
+        raise ConfigError(f"pipeline must be True, False or None (on for a rig oracle), got {pipeline!r}.")
     objective, space = as_objective(objective, generator=generator, space=space, unit=unit)
+    pipeline = _is_remote(objective) if pipeline is None else bool(pipeline)
     if not isinstance(space, Space):
         raise ConfigError(f"space must be a mango.spaces Box, Grid or Codebook, got {type(space).__name__}.")
     qpp = int(getattr(objective, "queries_per_point", 1))
@@ -432,7 +483,7 @@ def _maximize(objective, space, optimizer, budget: int, batch_size, seed, genera
     config = {
         "optimizer": opt_name, "optimizer_params": {k: v for k, v in optimizer_params.items()},
         "seed": seed, "budget": budget, "batch_size": batch_size, "space": space.to_dict(),
-        "nonfinite": nonfinite, "metadata": dict(metadata or {}),
+        "nonfinite": nonfinite, "pipeline": pipeline, "metadata": dict(metadata or {}),
         "targets": None if targets is None else list(targets),
         "warm_start": None if warm is None else {"n": n_warm, "sha256": _digest(warm),
                                                  "source": warm_start if isinstance(warm_start, str) else "array"},
@@ -441,7 +492,7 @@ def _maximize(objective, space, optimizer, budget: int, batch_size, seed, genera
     }
     if opt.needs:
         opt.connect(**_resources(opt.needs, objective))
-    run = Run(objective, space, opt, budget, batch_size, seed, nonfinite, config)
+    run = Run(objective, space, opt, budget, batch_size, seed, nonfinite, config, pipeline=pipeline)
     run.threads = thread_choice
     cbs = list(callbacks)
     if store is not None:
@@ -469,6 +520,18 @@ def _digest(points: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(points, dtype=np.float64).tobytes()).hexdigest()[:16]
 
 
+def _is_remote(objective) -> bool:
+    """Whether the oracle behind ``objective`` (through its wrappers) presents on a rig (``remote = True``)."""
+    obj = objective
+    for _ in range(8):
+        if obj is None:
+            return False
+        if getattr(type(obj), "remote", False) is True:
+            return True
+        obj = getattr(obj, "oracle", None)
+    return False
+
+
 def _resources(needs, objective) -> dict:
     """What the loop can give an optimizer that declares :attr:`~mango.optimizers.Optimizer.needs`."""
     have = {"generator": getattr(objective, "generator", None)}
@@ -479,15 +542,87 @@ def _resources(needs, objective) -> dict:
     return {k: have[k] for k in needs}
 
 
-def _loop(run: Run, cbs: list) -> None:
+@dataclass
+class Asked:
+    """A batch asked of the optimizer and not yet recorded: what callbacks' ``on_ask`` receive.
+
+    In a pipelined loop the next batch is asked while the rig presents this one.  ``reasked``: the batch
+    repeats one that an earlier session of the run asked and ended without recording (set by the store
+    callback; the batch's record keeps it).
+    """
+
+    index: int
+    points: np.ndarray
+    query_start: int
+    optimizer_s: float = 0.0
+    future: Any = None
+    reasked: bool = False
+
+
+def _next_size(run: Run, queued: int) -> int:
+    """Points of the next batch to ask with ``queued`` queries asked and not yet recorded (0: the budget is spent)."""
     qpp = run.queries_per_point
-    while run.remaining >= qpp:
-        n = min(run.batch_size, run.remaining // qpp)
-        t_a = time.perf_counter()
+    return max(0, min(run.batch_size, (run.remaining - queued) // qpp))
+
+
+def _fill(run: Run, queue, cbs: list, depth: int, ask) -> None:
+    """Ask batches until ``depth + 1`` are in flight (a pipelined loop: the next one while the rig presents one),
+    the budget is spent, or the optimizer cannot ask ahead; hand each to ``on_ask`` and then to ``ask``."""
+    qpp = run.queries_per_point
+    while len(queue) <= depth:
+        queued = sum(len(b.points) for b in queue) * qpp
+        n = _next_size(run, queued)
+        if n < 1 or (queue and not run.optimizer.can_ask_ahead(n)):
+            return
+        t = time.perf_counter()
         points = run.optimizer.ask(n)
+        b = Asked(run.n_batches + len(queue), points, run.n_queries + queued, time.perf_counter() - t)
+        queue.append(b)
+        for cb in cbs:
+            getattr(cb, "on_ask", lambda r, a: None)(run, b)
+        ask(b)
+
+
+def _loop(run: Run, cbs: list) -> None:
+    """Ask, evaluate, tell, record, until the budget is spent.
+
+    Synchronous (``run.pipeline`` false): one batch at a time.  Pipelined: the objective evaluates batch k in a
+    worker thread (the rig presents it) while the optimizer, told batches up to k - 1, is asked for batch k + 1
+    (it knows batch k is pending); batch k + 1 is queued behind batch k, so a rig goes from one to the next without
+    waiting.  Either way the order of asks and tells depends only on the budget, the batch size and the optimizer,
+    never on timing: the same seed gives the same history, and a resume replays it.
+    """
+    qpp = run.queries_per_point
+    queue: deque = deque(run.take_ahead())
+    if not run.pipeline:
+        _steps(run, cbs, queue, 0, lambda b: None, lambda b: evaluate(run.objective, b.points))
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="mango-objective") as pool:
+            def submit(b):
+                b.future = pool.submit(evaluate, run.objective, b.points)
+
+            for b in queue:
+                submit(b)
+            try:
+                _steps(run, cbs, queue, 1, submit, lambda b: b.future.result())
+            finally:
+                for b in queue:  # an error or Ctrl-C: batches not started are not shown
+                    b.future.cancel()
+    if run.remaining > 0 and run.remaining < qpp:
+        run.stop_reason = "budget (remainder smaller than one point's repeats)"
+
+
+def _steps(run: Run, cbs: list, queue, depth: int, submit, result) -> None:
+    qpp = run.queries_per_point
+    while True:
+        _fill(run, queue, cbs, depth, submit)
+        if not queue:
+            return
+        asked = queue.popleft()
+        points, n = asked.points, len(asked.points)
         t_b = time.perf_counter()
         try:
-            values, info = evaluate(run.objective, points)
+            values, info = result(asked)
         except ObjectiveError as exc:
             run.stop_reason = "error"
             if exc.partial_result is None:
@@ -509,16 +644,14 @@ def _loop(run: Run, cbs: list) -> None:
                     "Everything recorded before is in this error's .partial_result.",
                     partial_result=run.result(),
                 )
-            warnings.warn(msg + " Counted as the worst value seen so far.", RuntimeWarning, stacklevel=4)
+            warnings.warn(msg + " Counted as the worst value seen so far.", RuntimeWarning, stacklevel=5)
         t_d = time.perf_counter()
         run.optimizer.tell(points, run.told_values(values if unit_values is None else unit_values))
         t_e = time.perf_counter()
         batch = Batch(run.n_batches, points, values, run.n_queries, n * qpp,
                       responses=info.get("responses"), stimuli=info.get("stimuli"),
-                      optimizer_s=(t_b - t_a) + (t_e - t_d), objective_s=t_c - t_b, t_end=run.elapsed(),
-                      unit_values=unit_values, times=info.get("times"))
+                      optimizer_s=asked.optimizer_s + (t_e - t_d), objective_s=t_c - t_b, t_end=run.elapsed(),
+                      unit_values=unit_values, times=info.get("times"), reasked=asked.reasked)
         run.record(batch)
         for cb in cbs:
             cb.on_batch(run, batch)
-    if run.remaining > 0 and run.remaining < qpp:
-        run.stop_reason = "budget (remainder smaller than one point's repeats)"

@@ -36,7 +36,8 @@ __all__ = ["StoreCallback", "attach_store", "recorded_budget"]
 
 # keys of the config that must match for a resume (the budget may be raised: the run is extended)
 _RESUME_KEYS = ("space", "optimizer", "optimizer_params", "seed", "batch_size", "nonfinite",
-                "queries_per_point", "warm_start", "targets")
+                "queries_per_point", "warm_start", "targets", "pipeline")
+_RESUME_DEFAULTS = {"pipeline": False}  # what a store recorded before the key existed
 
 
 def _versions() -> dict:
@@ -117,8 +118,8 @@ class StoreCallback:
 
     def _check_matches(self, stored: dict) -> None:
         live = self._config()
-        diffs = [f"{k}: stored {stored.get(k)!r} vs now {live.get(k)!r}" for k in _RESUME_KEYS
-                 if stored.get(k) != live.get(k)]
+        diffs = [f"{k}: stored {stored.get(k, _RESUME_DEFAULTS.get(k))!r} vs now {live.get(k)!r}"
+                 for k in _RESUME_KEYS if stored.get(k, _RESUME_DEFAULTS.get(k)) != live.get(k)]
         if stored.get("budget") is not None and live["budget"] < stored["budget"]:
             diffs.append(f"budget: stored {stored['budget']} vs now {live['budget']} (a resume may raise the "
                          "budget to extend the run, not lower it)")
@@ -141,6 +142,9 @@ class StoreCallback:
                 raise StoreError(f"{store.path!r} is inconsistent: batch {b['batch']} starts at query "
                                  f"{b['query_start']}, expected batch {i} at query {expected}.")
             expected = b["query_start"] + b["queries"]
+        # a pipelined run replays under the budget it was asked under (a raised one extends it afterwards)
+        run.replay_budget = int((store.config or {}).get("budget") or run.budget)
+        pending = {p["batch"]: p for p in store.pending()}
         # the newest checkpoint that loads and matches the recorded history
         n_points_upto = np.cumsum([b["n_points"] for b in batches])
         ckpt_batch = -1
@@ -149,9 +153,12 @@ class StoreCallback:
                 continue
             try:
                 state = store.checkpoint_state(ck["id"])
-                if int(state.get("n_asked", ck["n_points"])) != ck["n_points"]:
-                    continue  # taken with points asked but not recorded: unusable
+                ahead = self._ahead_of(run, ck, int(state.get("n_asked", ck["n_points"])) - ck["n_points"],
+                                       batches, pending)
+                if ahead is None:
+                    continue  # taken with points asked that neither the history nor the pending table holds
                 run.optimizer.load_state_dict(state)
+                run.set_ahead(ahead)
             except Exception as exc:  # noqa: BLE001 - fall back to an older checkpoint / full replay
                 warnings.warn(f"checkpoint {ck['id']} of {store.path!r} could not be loaded ({exc}); "
                               "using an older one.", RuntimeWarning, stacklevel=3)
@@ -163,6 +170,7 @@ class StoreCallback:
             break
         if ckpt_batch < 0:  # no checkpoint could be used: replay everything from the seed
             run.optimizer.reset()
+            run.set_ahead([])
         for b in batches:
             resp = b["responses"]
             if b["batch"] <= ckpt_batch:
@@ -182,6 +190,33 @@ class StoreCallback:
         self._unit_best = run.unit_best_values.copy()
         self._best = run.best_value
         self._last_ckpt_batch = ckpt_batch
+        for asked in run.ahead:  # asked again (a pipelined run's next batch): pending in this session now
+            self.on_ask(run, asked)
+
+    @staticmethod
+    def _ahead_of(run, ck: dict, n_ahead: int, batches: list, pending: dict):
+        """The batches a checkpoint's optimizer had asked beyond the history (a pipelined loop asks the next one
+        before telling the last), as ``(index, points, query_start)``; None when they cannot be found."""
+        if n_ahead == 0:
+            return []
+        nxt = ck["batch"] + 1
+        if n_ahead < 0 or not run.pipeline:
+            return None
+        if nxt < len(batches):
+            pts, qs = batches[nxt]["points"], batches[nxt]["query_start"]
+        elif nxt in pending:
+            pts, qs = pending[nxt]["points"], pending[nxt]["query_start"]
+        else:
+            return None
+        if len(pts) != n_ahead:
+            return None
+        return [(nxt, np.asarray(pts).astype(run.space.dtype), int(qs))]
+
+    def on_ask(self, run, asked) -> None:
+        """Record a batch as pending before it is shown (see :meth:`RunStore.write_pending`)."""
+        if self.session is None:
+            return
+        asked.reasked = self.store.write_pending(asked.index, asked.query_start, asked.points, self.session)
 
     def on_batch(self, run, batch) -> None:
         if getattr(batch, "replayed", False):

@@ -61,7 +61,8 @@ __all__ = ["RunStore", "StoreError", "read_config", "check_new_store", "iter_sto
            "SCHEMA_VERSION", "MAGIC"]
 
 MAGIC = "mango-runstore"
-SCHEMA_VERSION = 2  # 2: queries.onset and queries.offset (a schema-1 store gains them when a run claims it)
+SCHEMA_VERSION = 3  # 2: queries.onset and queries.offset; 3: batches.reasked and the pending table (an older store
+#                     gains them when a run claims it)
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _AUTO_STIMULUS_LIMIT = 64 * 64 * 3  # elements per stimulus stored with stimuli="auto"
 _HISTORY_ROWS = "__history_rows__"  # a checkpoint's array of points stored as the numbers of the queries holding them
@@ -78,7 +79,10 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS batches (
     batch INTEGER PRIMARY KEY, query_start INTEGER NOT NULL, queries INTEGER NOT NULL,
     n_points INTEGER NOT NULL, t_end REAL NOT NULL, optimizer_s REAL NOT NULL, objective_s REAL NOT NULL,
-    wall_time REAL NOT NULL, session INTEGER);
+    wall_time REAL NOT NULL, session INTEGER, reasked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS pending (
+    batch INTEGER PRIMARY KEY, query_start INTEGER NOT NULL, n_points INTEGER NOT NULL, points BLOB NOT NULL,
+    session INTEGER, first_session INTEGER, asked REAL NOT NULL, reasked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS queries (
     query INTEGER PRIMARY KEY, batch INTEGER NOT NULL, row INTEGER NOT NULL, point BLOB NOT NULL,
     value REAL, responses BLOB, stimulus_hash TEXT, stimulus BLOB, stimulus_shape TEXT,
@@ -201,6 +205,7 @@ class RunStore:
         self._conn: sqlite3.Connection | None = None
         self._rows_of: dict[bytes, int] | None = None  # digest of a point's bytes -> a query holding it
         self._timed = True  # the queries table has the onset and offset columns (schema >= 2)
+        self._schema = SCHEMA_VERSION  # of the file as opened (an older one is migrated when a run claims it)
         self._open()
 
     # -- opening and validation ---------------------------------------------
@@ -241,6 +246,8 @@ class RunStore:
             else:
                 self._check(tables)
             self._timed = "onset" in {r[1] for r in self._conn.execute("PRAGMA table_info(queries)")}
+            has_pending = "reasked" in {r[1] for r in self._conn.execute("PRAGMA table_info(batches)")}
+            self._schema = 3 if has_pending else 2 if self._timed else 1
             if self.mode == "a":
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -266,10 +273,17 @@ class RunStore:
                 ("mango_version", __version__)])
 
     def _migrate(self, c) -> None:
-        """Bring a schema-1 store to schema 2 in transaction ``c``: add the queries' onset and offset columns (empty
-        for the old rows).  Done by :meth:`claim`, once no other process writes the store."""
-        c.execute("ALTER TABLE queries ADD COLUMN onset REAL")
-        c.execute("ALTER TABLE queries ADD COLUMN offset REAL")
+        """Bring an older store to this schema in transaction ``c``: schema 1 gains the queries' onset and offset
+        columns (empty for the old rows), schema 2 the batches' ``reasked`` column (0 for the old rows) and the
+        pending table.  Done by :meth:`claim`, once no other process writes the store."""
+        if self._schema < 2:
+            c.execute("ALTER TABLE queries ADD COLUMN onset REAL")
+            c.execute("ALTER TABLE queries ADD COLUMN offset REAL")
+        if self._schema < 3:
+            c.execute("ALTER TABLE batches ADD COLUMN reasked INTEGER NOT NULL DEFAULT 0")
+            for stmt in _SCHEMA.strip().split(";"):
+                if "TABLE IF NOT EXISTS pending" in stmt:
+                    c.execute(stmt)
         c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def _check(self, tables: set) -> None:
@@ -435,7 +449,7 @@ class RunStore:
                     raise ConfigError(
                         f"the run store {self.path!r} already holds {self.n_points()} recorded queries of a run; "
                         "continue it with resume=True (`mango maximize --resume PATH`), or give another path.")
-                if not self._timed:
+                if self._schema < SCHEMA_VERSION:
                     self._migrate(c)
                 if config is not None:
                     self._set(c, "config", config)
@@ -445,7 +459,7 @@ class RunStore:
                     "INSERT INTO sessions (started, status, pid, host, resumed, n_queries_start) VALUES (?,?,?,?,?,?)",
                     (time.time(), "running", os.getpid(), socket.gethostname(), int(resumed), int(n_queries)))
                 self._set(c, "status", "running")
-            self._timed = True
+            self._timed, self._schema = True, SCHEMA_VERSION
             return int(cur.lastrowid)
         except sqlite3.OperationalError as exc:  # the write lock was not granted within busy_timeout
             raise StoreError(f"the run store {self.path!r} is locked by another process ({exc}); "
@@ -515,9 +529,11 @@ class RunStore:
 
     def _insert_rows(self, batch, points, rows, now, session, checkpoint, oracle_stats) -> None:
         with self._transaction() as c:
-            c.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
+            c.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?,?)",
                       (int(batch.index), int(batch.query_start), int(batch.queries), len(points), float(batch.t_end),
-                       float(batch.optimizer_s), float(batch.objective_s), now, session))
+                       float(batch.optimizer_s), float(batch.objective_s), now, session,
+                       int(bool(getattr(batch, "reasked", False)))))
+            c.execute("DELETE FROM pending WHERE batch <= ?", (int(batch.index),))
             c.executemany("INSERT INTO queries VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             if self._rows_of is not None:
                 for r in rows:
@@ -542,6 +558,36 @@ class RunStore:
         if self.keep_checkpoints is not None:
             c.execute("DELETE FROM checkpoints WHERE id NOT IN "
                       "(SELECT id FROM checkpoints ORDER BY id DESC LIMIT ?)", (self.keep_checkpoints,))
+
+    def write_pending(self, batch: int, query_start: int, points, session: int | None) -> bool:
+        """Record a batch asked of the optimizer before it is shown (committed on return); True when an earlier
+        session asked the same points as this batch and ended before recording it: the batch is *re-asked*, and
+        its record will say so (``batches()``' ``reasked``).  A batch is pending until :meth:`write_batch`."""
+        raw = np.ascontiguousarray(points, dtype=self._point_dtype())
+        blob = raw.tobytes()
+        with self._transaction() as c:
+            old = c.execute("SELECT points, session, first_session FROM pending WHERE batch = ?",
+                            (int(batch),)).fetchone()
+            reasked = old is not None and old[0] == blob and old[1] != session
+            first = old[2] if reasked else session
+            c.execute("INSERT OR REPLACE INTO pending VALUES (?,?,?,?,?,?,?,?)",
+                      (int(batch), int(query_start), len(raw), blob, session, first, time.time(), int(reasked)))
+        return bool(reasked)
+
+    def pending(self) -> list[dict]:
+        """Batches asked and not recorded (a run that ended while they were in flight), in order: ``batch``,
+        ``query_start``, ``points``, ``session`` (the last that asked it), ``first_session`` and ``reasked``."""
+        if self._schema < 3:
+            return []
+        keys = ("batch", "query_start", "n_points", "points", "session", "first_session", "asked", "reasked")
+        dtype = self._point_dtype()
+        out = []
+        for r in self._query(f"SELECT {', '.join(keys)} FROM pending ORDER BY batch"):
+            d = dict(zip(keys, r))
+            d["points"] = np.frombuffer(d["points"], dtype=dtype).reshape(d["n_points"], -1)
+            d["reasked"] = bool(d["reasked"])
+            out.append(d)
+        return out
 
     def write_checkpoint(self, state: dict, batch: int, n_queries: int) -> None:
         """Store an optimizer ``state_dict()`` taken after ``batch`` was told.
@@ -592,8 +638,11 @@ class RunStore:
     def batches(self) -> list[dict]:
         """Every recorded batch, in order, with its ``points``, ``values`` and ``responses`` arrays."""
         keys = ("batch", "query_start", "queries", "n_points", "t_end", "optimizer_s", "objective_s", "wall_time",
-                "session")
-        meta = [dict(zip(keys, r)) for r in self._query(f"SELECT {', '.join(keys)} FROM batches ORDER BY batch")]
+                "session", "reasked")
+        cols = ", ".join(keys) if self._schema >= 3 else ", ".join(keys[:-1]) + ", 0"
+        meta = [dict(zip(keys, r)) for r in self._query(f"SELECT {cols} FROM batches ORDER BY batch")]
+        for b in meta:
+            b["reasked"] = bool(b["reasked"])
         q = self.read_queries()
         out = []
         pos = 0

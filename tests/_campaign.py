@@ -1,10 +1,13 @@
 """A small deterministic campaign used by the fault-injection tests (tests/test_store_faults.py).
 
-Run as a script: ``python tests/_campaign.py STORE OPTIMIZER SEED BUDGET BATCH SLEEP [--resume] [--hold FILE]``.
+Run as a script: ``python tests/_campaign.py STORE OPTIMIZER SEED BUDGET BATCH SLEEP [--resume] [--hold FILE]
+[--pipeline] [--stall N FILE] [--checkpoint-every K]``.
 Prints ``READY`` once imports are done, then runs :func:`mango.maximize` with
 ``store=STORE`` (``resume=True`` with ``--resume``) on :class:`ImageSphere`.  With ``--hold FILE`` the
 objective waits before each batch past the first 10 points for as long as FILE exists: a test holds the
-writer mid-run by an event (removing the file), not by racing its speed.
+writer mid-run by an event (removing the file), not by racing its speed.  With ``--stall N FILE`` the
+objective, asked to evaluate once N points were evaluated, creates FILE and waits (for a SIGKILL): a
+batch is then in flight, and in a pipelined run (``--pipeline``) the next one is asked too.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ class ImageSphere:
     unit_names = ["sphere", "ripple"]
     queries_per_point = 1
 
-    def __init__(self, sleep: float = 0.0, hold: str | None = None):
+    def __init__(self, sleep: float = 0.0, hold: str | None = None, stall: tuple[int, str] | None = None):
         self.sleep = sleep
         self.hold = hold
+        self.stall = stall
         self.evaluations = 0
 
     def evaluate(self, points):
@@ -42,6 +46,10 @@ class ImageSphere:
         deadline = time.monotonic() + 600  # a safety net for a test that never releases the hold
         while self.hold and self.evaluations >= 10 and os.path.exists(self.hold) and time.monotonic() < deadline:
             time.sleep(0.01)
+        if self.stall and self.evaluations >= self.stall[0]:
+            open(self.stall[1], "w").close()
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
         if self.sleep:
             time.sleep(self.sleep)
         self.evaluations += len(x)
@@ -55,11 +63,20 @@ class ImageSphere:
 
 
 def run(store, optimizer: str, seed: int, budget: int, batch: int, sleep: float = 0.0, resume: bool = False,
-        objective: ImageSphere | None = None, hold: str | None = None, **store_kw):
+        objective: ImageSphere | None = None, hold: str | None = None, pipeline: bool = False,
+        checkpoint_every: int | None = None):
     """One campaign; returns ``(result, objective)``."""
     obj = objective or ImageSphere(sleep, hold)
-    res = mango.maximize(obj, SPACE, optimizer=optimizer, budget=budget, batch_size=batch, seed=seed,
-                         progress=False, store=store, resume=resume)
+    if store is not None and checkpoint_every is not None:
+        from mango.store import RunStore
+
+        store = RunStore(store, checkpoint_every=checkpoint_every)
+    try:
+        res = mango.maximize(obj, SPACE, optimizer=optimizer, budget=budget, batch_size=batch, seed=seed,
+                             progress=False, store=store, resume=resume, pipeline=pipeline)
+    finally:
+        if hasattr(store, "close"):
+            store.close()
     return res, obj
 
 
@@ -67,6 +84,11 @@ if __name__ == "__main__":
     path, opt, seed, budget, batch, sleep = sys.argv[1:7]
     resume = "--resume" in sys.argv[7:]
     hold = sys.argv[sys.argv.index("--hold") + 1] if "--hold" in sys.argv[7:] else None
+    stall = None
+    if "--stall" in sys.argv[7:]:
+        i = sys.argv.index("--stall")
+        stall = (int(sys.argv[i + 1]), sys.argv[i + 2])
+    every = int(sys.argv[sys.argv.index("--checkpoint-every") + 1]) if "--checkpoint-every" in sys.argv[7:] else None
     if opt == "cma":
         import cma  # noqa: F401 - import before READY so kills land inside the run
     if opt == "surrogate":  # torch's float sums depend on its thread count: match the test process (1)
@@ -74,5 +96,7 @@ if __name__ == "__main__":
 
         torch.set_num_threads(1)
     print("READY", flush=True)
-    res, _ = run(path, opt, int(seed), int(budget), int(batch), float(sleep), resume=resume, hold=hold)
+    res, _ = run(path, opt, int(seed), int(budget), int(batch), float(sleep), resume=resume,
+                 objective=ImageSphere(float(sleep), hold, stall), pipeline="--pipeline" in sys.argv[7:],
+                 checkpoint_every=every)
     print("DONE", res.n_queries, flush=True)

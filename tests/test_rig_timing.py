@@ -148,6 +148,8 @@ def test_schema_1_store_opens_and_gains_the_columns(tmp_path):
     con = sqlite3.connect(p)  # make it what mango wrote before schema 2
     con.execute("ALTER TABLE queries DROP COLUMN onset")
     con.execute("ALTER TABLE queries DROP COLUMN offset")
+    con.execute("ALTER TABLE batches DROP COLUMN reasked")  # (schema 3)
+    con.execute("DROP TABLE pending")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
@@ -161,10 +163,11 @@ def test_schema_1_store_opens_and_gains_the_columns(tmp_path):
                          batch_size=2, seed=0, progress=False, store=p, resume=True)
     assert res.n_queries == 6
     con = sqlite3.connect(p)
-    assert int(dict(con.execute("SELECT key, value FROM meta"))["schema_version"]) == SCHEMA_VERSION == 2
+    assert int(dict(con.execute("SELECT key, value FROM meta"))["schema_version"]) == SCHEMA_VERSION == 3
     con.close()
     with RunStore(p, mode="r") as s:
         assert len(s.read_queries()["onset"]) == 6
+        assert [b["reasked"] for b in s.batches()] == [False] * 3 and s.pending() == []
 
 
 def test_simulate_cli_checks_its_schedule(capsys):

@@ -179,6 +179,17 @@ class Optimizer:
         if self._best_value is None or score[i] > self._best_value:
             self._best_value, self._best_point = float(score[i]), pts[i].copy()
 
+    def can_ask_ahead(self, n: int) -> bool:
+        """Whether ``ask(n)`` may come now, before the points asked earlier are told.
+
+        A pipelined loop (``maximize(..., pipeline=True)``) asks for the next batch while the rig
+        presents the last one, and does so only when this says yes; otherwise it waits for the
+        values and tells them first.  The default is yes: any number of points can be outstanding
+        (a model-based optimizer should then know them -- ``surrogate`` conditions its model on
+        them).  A :class:`GenerationOptimizer` says yes only within the generation it has started.
+        """
+        return True
+
     def warm_start(self, points, values) -> None:
         """Start from ``points`` that were already shown, with their ``values``, before proposing.
 
@@ -375,6 +386,9 @@ class Wrapper(Optimizer):
     def preferred_batch_size(self):
         return self.inner.preferred_batch_size
 
+    def can_ask_ahead(self, n: int) -> bool:
+        return self.inner.can_ask_ahead(n)
+
 
 class GenerationOptimizer(Optimizer):
     """An optimizer that thinks in generations but serves any ``ask(n)``.
@@ -412,6 +426,14 @@ class GenerationOptimizer(Optimizer):
             gen["n_asked"] += take
             n -= take
         return np.concatenate(out)
+
+    def can_ask_ahead(self, n: int) -> bool:
+        """Yes when nothing is outstanding, or when the newest generation still has ``n`` points to hand out:
+        a generation is drawn from what the method learnt from the ones before, so the next one waits for them."""
+        if len(self._asked) == 0:
+            return True
+        gen = self._gens[-1] if self._gens else None
+        return gen is not None and len(gen["points"]) - gen["n_asked"] >= int(n)
 
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
         extra = []

@@ -206,6 +206,10 @@ class Population(Optimizer):
         if len(pts):
             opt.warm_start(pts, vals[:, j])
 
+    def can_ask_ahead(self, n: int) -> bool:
+        """Yes when every target the next ask serves can ask ahead (a target not yet started always can)."""
+        return all(not self._started[j] or self._inner[j].can_ask_ahead(m) for j, m in self.shares(n))
+
     def _ask(self, n: int) -> np.ndarray:
         out = []
         for j, m in self.shares(n):

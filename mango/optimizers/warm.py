@@ -72,6 +72,12 @@ class WarmStart(Wrapper):
         self._shown.extend(take)
         return take
 
+    def can_ask_ahead(self, n: int) -> bool:
+        """The warm points may all be asked at once; the wrapped optimizer's first ask waits for their values."""
+        if self._handed:
+            return self.inner.can_ask_ahead(n)
+        return len(self._shown) < len(self._warm)
+
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
         if self._handed:
             self.inner.tell(points, values)

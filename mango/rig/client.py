@@ -77,6 +77,9 @@ class RigOracle(Oracle):
     meta : JSON-able dict sent with every request (e.g. ``{"session": "m01"}``).
     """
 
+    #: presents on a rig: :func:`mango.maximize` pipelines its loop by default (the rig never waits for mango)
+    remote = True
+
     def __init__(self, address: str = "tcp://127.0.0.1:5555", timeout: float = 5.0, retries: int = 3, *,
                  server_public_key=None, client_keys=None, unit_names: Sequence[str] | None = None,
                  input_shape: Sequence[int] | None = None, kind: str = "stimuli", wire_dtype: str = "float32",

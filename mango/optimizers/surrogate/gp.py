@@ -10,6 +10,8 @@ Small functions over plain tensors (float64 on the features' device):
   batch's values and from a fresh start with much noise, keeping the better;
   returns a :class:`GP` (the Cholesky factor and the weights, ready to predict).
 * :meth:`GP.predict` -- posterior mean and variance.
+* :func:`fantasize` -- the model also conditioned on pending points at its own mean (points asked and
+  not yet told, in a pipelined loop).
 
 Numerical failures are loud: a start whose line search fails is dropped with the
 others still tried (and a :class:`~mango.errors.NumericalWarning` when every start
@@ -33,7 +35,7 @@ import torch
 
 from ...errors import NumericalError, NumericalWarning
 
-__all__ = ["GP", "ModelFitError", "fit", "sqdist", "standardize"]
+__all__ = ["GP", "ModelFitError", "fantasize", "fit", "sqdist", "standardize"]
 
 _LOG_NOISE_MIN = math.log(1e-6)
 _LOG_NOISE_MAX = math.log(1.0)
@@ -138,6 +140,30 @@ def fit(X: torch.Tensor, y: torch.Tensor, init: list[float] | None = None, steps
     log_ls, log_sf2, log_sn2, mean0 = [float(v) for v in params]
     log_sn2 = min(max(log_sn2, _LOG_NOISE_MIN), _LOG_NOISE_MAX)
     log_sf2 = min(max(log_sf2, -6.0), 6.0)
+    return _factorize(X, ys, y_mean, y_std, d2, log_ls, log_sf2, log_sn2, mean0, failed)
+
+
+def fantasize(model: GP, Xp: torch.Tensor) -> GP:
+    """``model`` also conditioned on ``Xp [m, D]`` taking its posterior mean there (the "kriging believer").
+
+    For the points asked and not yet told (a pipelined loop asks the next batch while the rig presents the
+    last): the posterior mean is unchanged -- the standardization and hyperparameters are ``model``'s --
+    but the variance at and near ``Xp`` falls to the noise's, so Thompson paths drawn from the result look
+    for their maxima elsewhere instead of proposing the pending points again.
+    """
+    if len(Xp) == 0:
+        return model
+    Xp = Xp.to(dtype=model.X.dtype, device=model.X.device)
+    mu, _ = model.predict(Xp)
+    X = torch.cat([model.X, Xp])
+    ys = torch.cat([model.y, (mu - model.y_mean) / model.y_std])
+    return _factorize(X, ys, model.y_mean, model.y_std, sqdist(X, X), model.log_ls, model.log_sf2, model.log_sn2,
+                      model.mean0, 0)
+
+
+def _factorize(X, ys, y_mean: float, y_std: float, d2, log_ls: float, log_sf2: float, log_sn2: float, mean0: float,
+               failed: int) -> GP:
+    """The GP of fixed hyperparameters on ``X``, standardized targets ``ys``: its Cholesky factor and weights."""
     K = torch.exp(log_sf2 - 0.5 * d2 / math.exp(2 * log_ls))
     jitter = math.exp(log_sn2) + 1e-8
     eye = torch.eye(len(X), dtype=X.dtype, device=X.device)

@@ -27,7 +27,11 @@ The optimizer needs the run's generator (``needs = {"generator"}``), which
 :func:`mango.maximize` hands over; without one (a plain function of the
 points) it models the points themselves.
 
-State is compact (format ``surrogate-1``): the told points and values, the
+Points asked and not yet told (a pipelined loop asks the next batch while the rig presents the last)
+are *pending*: the GP is conditioned on them at its own posterior mean (:func:`.gp.fantasize`), so
+the Thompson paths of the next batch look elsewhere.
+
+State is compact (format ``surrogate-1``): the told points and values, the pending points, the
 region, the GP's hyperparameters and the random generator's state -- no refit on
 load, and the continued run is identical to an uninterrupted one.  Same seed,
 same history -- for a fixed torch thread count (float sums are ordered by it).
@@ -44,6 +48,7 @@ import torch
 
 from ...errors import ConfigError, NumericalWarning
 from ..base import Optimizer
+from ..pending import Pending
 from . import gp as gplib
 from .acquisition import sample_paths
 from .data import training_set
@@ -137,6 +142,7 @@ class SurrogateOptimizer(Optimizer):
         if not hasattr(self, "_backbone"):
             self._backbone = None  # built once, on first use; kept across reset()
         self._features = None
+        self._pending = Pending(self.space.dim, self.space.dtype)  # asked, not yet told: the model's fantasies
 
     def _connect(self, generator=None) -> None:
         if generator is not None and generator.space != self.space:
@@ -188,9 +194,12 @@ class SurrogateOptimizer(Optimizer):
         if n - n_random:
             out.append(self._propose(n - n_random))
         self._n_asked += n
-        return np.concatenate(out)
+        pts = np.concatenate(out)
+        self._pending.add(pts)
+        return pts
 
     def _tell(self, points: np.ndarray, values: np.ndarray) -> None:
+        self._pending.pop(points, unasked="none")
         region = np.asarray(self._values[self.tr.epoch_start:], dtype=float)
         self._points.extend(np.asarray(points))
         self._values.extend(float(v) for v in values)
@@ -265,6 +274,8 @@ class SurrogateOptimizer(Optimizer):
         if model.log_sn2 > math.log(1e-3):  # noisy responses: the centre is the best posterior mean
             mu, _ = model.predict(F[ep:])
             c_idx = ep + int(torch.argmax(mu))
+        if len(self._pending):  # points asked and not told yet (a pipelined loop): the paths look elsewhere
+            model = gplib.fantasize(model, feats(self._pending.points()))
         tgen = torch.Generator().manual_seed(int(self.rng.integers(0, 2 ** 62)))
         paths = sample_paths(model, q, tgen, temper=float(self.params["temper"]))
         center = self._points[c_idx]
@@ -299,7 +310,7 @@ class SurrogateOptimizer(Optimizer):
             "n_asked": int(self._n_asked), "n_told": int(self._n_told), "init_until": int(self._init_until),
             "trust_region": self.tr.to_dict(), "hypers": self._hypers, "fit_n": self._fit_n,
             "since_fit": self._since_fit, "fallbacks": int(self._fallbacks), "fit_failures": int(self._fit_failures),
-            "rng": _rng_state(self.rng),
+            "rng": _rng_state(self.rng), "pending": self._pending.points(),
             "best_point": self._best_point, "best_value": self._best_value,
         }
 
@@ -317,6 +328,9 @@ class SurrogateOptimizer(Optimizer):
         self._fit_n, self._since_fit = int(state["fit_n"]), int(state["since_fit"])
         self._fallbacks, self._fit_failures = int(state.get("fallbacks", 0)), int(state.get("fit_failures", 0))
         self.rng.bit_generator.state = _rng_unstate(state["rng"])
+        pending = np.asarray(state.get("pending", np.zeros((0, self.space.dim)))).reshape(-1, self.space.dim)
+        if len(pending):
+            self._pending.add(pending.astype(self.space.dtype))
         self._restore_best(state)
 
 
