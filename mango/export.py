@@ -10,7 +10,7 @@ or ``mango export nwb today.sqlite today.nwb``.  Needs pynwb (``pip install
   order: ``start_time``/``stop_time`` (the rig's onset and offset where it
   reported them -- column ``rig_times`` -- else the batch's evaluation time on
   mango's clock, split evenly among its stimuli), ``query``, ``batch``,
-  ``iteration`` (the optimizer's ask/tell round), ``row``, ``session``,
+  ``iteration`` (the optimizer's ask/tell round), ``row``, ``session``, ``reasked``,
   ``value`` (what the optimizer maximized), ``responses`` ``[n, units]`` (one
   column per recorded unit or channel), ``latent_point`` ``[n, dim]`` (the
   generator's input: with the generator it reproduces the stimulus),
@@ -179,6 +179,8 @@ def _add_presentations(nwb, data: dict, start, stop, rig, how: str, stimulus_ind
         ("iteration", "the optimizer iteration (ask/tell round) that proposed the point; one per batch", q["batch"]),
         ("row", "the point's position in its batch", q["row"]),
         ("session", "the mango session (start or resume; see notes) that recorded the point", _sessions(data)),
+        ("reasked", "true where the point's batch had been asked by an earlier session that ended before its "
+                    "responses were recorded (it may have been shown then too): shown again here", _reasked(data)),
         ("value", "the value the optimizer maximized (NaN: a lost response)", q["values"]),
         ("rig_times", "true where start_time/stop_time are the rig's reported onset/offset", rig),
         ("latent_point", "the point in the generator's latent space (the stimulus's parameters)", q["points"]),
@@ -201,6 +203,12 @@ def _sessions(data: dict) -> np.ndarray:
     """The session id of each row's batch (-1 where the store has none)."""
     of = {b["batch"]: -1 if b["session"] is None else int(b["session"]) for b in data["batches"]}
     return np.array([of.get(int(b), -1) for b in data["queries"]["batch"]], dtype=np.int64)
+
+
+def _reasked(data: dict) -> np.ndarray:
+    """Whether each row's batch was re-asked after an interrupted session (False where the store does not say)."""
+    of = {b["batch"]: bool(b.get("reasked", False)) for b in data["batches"]}
+    return np.array([of.get(int(b), False) for b in data["queries"]["batch"]], dtype=bool)
 
 
 def _cell(v):

@@ -6,6 +6,11 @@ repeats), records the batch, tells the optimizer, and calls the callbacks
 (progress bar, run store) before the next ask.  The budget counts queries and
 is never exceeded: the last batch is truncated to what is left.
 
+A *pipelined* loop (``pipeline=True``, the default for a rig oracle) evaluates in a worker thread and asks
+for batch k + 1 while batch k is evaluated, so a rig never waits for the optimizer; the optimizer knows
+the pending batch (:meth:`~mango.optimizers.Optimizer.can_ask_ahead`), and the order of asks and tells is
+fixed by the budget and batch size alone, so a seed still gives one history and a resume replays it.
+
 What a run returns, :class:`~mango.result.Result`, lives in :mod:`mango.result`
 (importable from here too); recording a run into a file and resuming it, in
 :mod:`mango.resume` and :mod:`mango.store`.
@@ -35,7 +40,7 @@ from .result import Result
 from .spaces import Space
 from .threads import ThreadChoice, choose_threads, use_threads
 
-__all__ = ["maximize", "DEFAULT_OPTIMIZER", "Result", "Run", "Batch", "Callback"]
+__all__ = ["maximize", "DEFAULT_OPTIMIZER", "Result", "Run", "Batch", "Asked", "Callback"]
 
 
 @dataclass
@@ -565,9 +570,9 @@ def _next_size(run: Run, queued: int) -> int:
     return max(0, min(run.batch_size, (run.remaining - queued) // qpp))
 
 
-def _fill(run: Run, queue, cbs: list, depth: int, ask) -> None:
+def _fill(run: Run, queue, cbs: list, depth: int, submit) -> None:
     """Ask batches until ``depth + 1`` are in flight (a pipelined loop: the next one while the rig presents one),
-    the budget is spent, or the optimizer cannot ask ahead; hand each to ``on_ask`` and then to ``ask``."""
+    the budget is spent, or the optimizer cannot ask ahead; hand each to ``on_ask``, then to ``submit``."""
     qpp = run.queries_per_point
     while len(queue) <= depth:
         queued = sum(len(b.points) for b in queue) * qpp
@@ -580,7 +585,7 @@ def _fill(run: Run, queue, cbs: list, depth: int, ask) -> None:
         queue.append(b)
         for cb in cbs:
             getattr(cb, "on_ask", lambda r, a: None)(run, b)
-        ask(b)
+        submit(b)
 
 
 def _loop(run: Run, cbs: list) -> None:
@@ -613,6 +618,7 @@ def _loop(run: Run, cbs: list) -> None:
 
 
 def _steps(run: Run, cbs: list, queue, depth: int, submit, result) -> None:
+    """The loop's body: keep ``depth + 1`` batches asked, take the oldest's values from ``result``, tell, record."""
     qpp = run.queries_per_point
     while True:
         _fill(run, queue, cbs, depth, submit)

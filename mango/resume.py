@@ -11,7 +11,9 @@ checkpoint, replays the batches recorded after it, puts the whole recorded
 history back into the run, and continues with the remaining budget: nothing is
 queried twice and the budget holds.  For deterministic objectives and
 optimizers the resumed run ends with exactly the history of an uninterrupted
-one.
+one.  A pipelined run (the next batch asked while the last is shown) is
+replayed in its own order of asks and tells; the batches it had in flight
+(the store's pending table) are shown again and recorded as re-asked.
 
 This module drives a :class:`~mango.loop.Run` and its optimizer through their
 public methods only; the file format is :mod:`mango.store`'s.

@@ -16,11 +16,16 @@ A :class:`RunStore` is a single SQLite file (stdlib :mod:`sqlite3`, WAL journal,
   campaign) are stored as the queries' numbers, and its copies of the run's
   search space as a mark, and read back bit for bit, so a checkpoint grows by
   a few bytes per query, not by a point per query,
-* **sessions** (each start or resume: pid, host, status).
+* **sessions** (each start or resume: pid, host, status),
+* **pending** batches: asked of the optimizer and not yet recorded, each written
+  before it is shown (:meth:`RunStore.write_pending`) and removed with its
+  record; one left by a session that ended is asked again by the resume, and
+  its record says so (``batches()``' ``reasked``).
 
 A batch's queries are written in one transaction (:meth:`RunStore.write_batch`),
-which the loop commits before it asks the optimizer again, so a crash, Ctrl-C,
-SIGKILL or power cut loses at most the batch that was being measured.  One
+which the loop commits before it asks the optimizer again (a pipelined loop: before it asks for the batch
+after the next), so a crash, Ctrl-C, SIGKILL or power cut loses at most the batches in flight, which the
+resume asks again.  One
 process at a time writes a store (:meth:`RunStore.claim`); readers (reports,
 export, ``mango watch``) open it with ``mode="r"`` (SQLite read-only, WAL) and
 never block the writer.

@@ -84,6 +84,7 @@ def test_nwb_file_validates_and_reads_back(rig_store, tmp_path):
         df = table.to_dataframe()
         assert list(df["query"]) == list(range(9)) and list(df["batch"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
         assert list(df["iteration"]) == list(df["batch"]) and df["rig_times"].all() and set(df["session"]) == {1}
+        assert not df["reasked"].any()
         assert "the rig's onset and offset" in table.description
         np.testing.assert_allclose(df["start_time"], q["onset"] - t0, rtol=0, atol=1e-6)
         np.testing.assert_allclose(df["stop_time"], q["offset"] - t0, rtol=0, atol=1e-6)

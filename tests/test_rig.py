@@ -123,7 +123,7 @@ def test_no_server_gives_clear_error_after_retries():
     msg = str(err.value)
     assert "tcp://127.0.0.1:9" in msg and "3 attempt" in msg and "no reply within 0.2 s" in msg
     assert "mango rig serve" in msg
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 30  # gives up (3 x 0.2 s of waiting), not hangs; a busy machine adds its share
 
 
 def test_retries_spent_mid_run_names_the_fault(server):

@@ -182,6 +182,13 @@ class SurrogateOptimizer(Optimizer):
         return 10
 
     # -- ask / tell ---------------------------------------------------------------
+    def can_ask_ahead(self, n: int) -> bool:
+        """Yes, except for the first model batch of a trust region: it waits for the values of the region's random
+        design (asked ahead, it would have no data and be drawn at random too); after it, always."""
+        if not len(self._pending) or self._n_asked < self._init_until:
+            return True  # nothing pending, or still handing out the random design
+        return len(self._points) - self.tr.epoch_start >= self.n_init
+
     def _ask(self, n: int) -> np.ndarray:
         n_random = min(n, max(0, self._init_until - self._n_asked))
         if len(self._points) - self.tr.epoch_start >= self.n_init:
