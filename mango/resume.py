@@ -155,6 +155,8 @@ class StoreCallback:
                 continue
             try:
                 state = store.checkpoint_state(ck["id"])
+                if run.pipeline and "n_asked" not in state:
+                    continue  # cannot tell whether it holds the batch that was in flight: replay instead
                 ahead = self._ahead_of(run, ck, int(state.get("n_asked", ck["n_points"])) - ck["n_points"],
                                        batches, pending)
                 if ahead is None:

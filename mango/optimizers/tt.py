@@ -289,7 +289,7 @@ class TTOptimizer(Optimizer):
             "rng": self.rng.bit_generator.state,
             "best_point": None if self._best_point is None else np.asarray(self._best_point).copy(),
             "best_value": self._best_value,
-            "n_told": int(self._n_told),
+            "n_told": int(self._n_told), "n_asked": int(self._n_told) + len(outstanding),
         }
 
     def load_state_dict(self, state: dict) -> None:
