@@ -48,13 +48,14 @@ quality >= 0.97x.
 
 ``--smoke``: one seed, 20 queries, batches of 5 and 10, both spaces (about 1.5 min with both modes), written to
 ``rig_session_smoke.{json,md}``.  ``--modes sync`` runs the synchronous loop only (works before
-``mango.maximize`` has ``pipeline=``).  Writes ``benchmarks/results/rig_session.json`` (every run's raw numbers,
+``mango.maximize`` has ``pipeline=``).  Writes ``benchmarks/results/rig_session.json.gz`` (every run's raw numbers,
 provenance) and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import inspect
 import json
 import math
@@ -568,14 +569,14 @@ def main(argv=None) -> int:
         "provenance": prov, "provenance_line": describe(prov),
     }
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".json", "w") as f:
+    with gzip.open(out + ".json.gz", "wt") as f:  # every run's curves: 1.7 MB as text, gzipped for git
         json.dump(_plain(rec), f, indent=1, allow_nan=False)
         f.write("\n")
     lines = markdown(rec)
     with open(out + ".md", "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
-    print(f"wrote {out}.json and {out}.md (rig logs in {workdir})")
+    print(f"wrote {out}.json.gz and {out}.md (rig logs in {workdir})")
     paired = [c for c in summary if c.get("pass")]
     if failed or interrupted:
         return 2
