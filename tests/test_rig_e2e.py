@@ -37,15 +37,19 @@ class Proc:
         self.endpoint = line.split()[-1]
 
     def stderr(self) -> str:
-        self.err.flush()
+        if not self.err.closed:
+            self.err.flush()
         return self.err_path.read_text()
 
     def stop(self) -> str:
-        """Ctrl-C the process (clean stop), return its stdout."""
+        """Ctrl-C the process (clean stop), return its stdout.
+
+        Waits for the process to exit (an event), with a generous bound: a loaded machine may take many
+        seconds to run the handler, and a short bound made this a wall-clock race."""
         if self.p.poll() is None:
             self.p.send_signal(2)
             try:
-                out, _ = self.p.communicate(timeout=10)
+                out, _ = self.p.communicate(timeout=STARTUP_S)
                 return out
             except subprocess.TimeoutExpired:
                 pass
