@@ -17,6 +17,11 @@ Each batch:
    generator is differentiable) or by a few generations of mutation scored on
    the path (``"evolution"``: VQ-VAE codes, opaque generators).
 
+Quantized responses (spike counts) tie often.  While every value of a region is the same (a neuron silent to
+every stimulus so far), the region has no best point and the model no signal: the random design goes on over
+the whole space, and such batches are neither successes nor failures of the region.  Among points tied at the
+best value, the centre is the one with the best posterior mean.
+
 Every step reads the values only through their order or after standardizing them, so the optimizer
 makes the same proposals for ``a * f + b`` (a > 0) as for ``f``, up to float rounding.  When the
 model's numerics fail (a kernel matrix no jitter factorizes), the batch is drawn at random inside
@@ -59,6 +64,8 @@ from .trust_region import TrustRegion, candidates, failure_tolerance, improved
 __all__ = ["SurrogateOptimizer"]
 
 _ACQ = ("auto", "gradient", "evolution")
+#: points whose features are computed together (see ``SurrogateOptimizer._all_features``)
+FEATURE_CHUNK = 32
 
 
 class SurrogateOptimizer(Optimizer):
@@ -189,11 +196,17 @@ class SurrogateOptimizer(Optimizer):
             return True  # nothing pending, or still handing out the random design
         return len(self._points) - self.tr.epoch_start >= self.n_init
 
+    def _flat(self) -> bool:
+        """Whether every value told since the region's restart is the same (a spike count of 0 everywhere, say):
+        the region has no best point to centre on and its model no signal, so the design goes on."""
+        region = self._values[self.tr.epoch_start:]
+        return len(region) > 0 and max(region) == min(region)
+
     def _ask(self, n: int) -> np.ndarray:
         n_random = min(n, max(0, self._init_until - self._n_asked))
         if len(self._points) - self.tr.epoch_start >= self.n_init:
             n_random = 0  # the region holds a design already (warm-start or observed points): the model takes over
-        if len(self._points) < 2:
+        if len(self._points) < 2 or self._flat():
             n_random = n
         out = []
         if n_random:
@@ -212,6 +225,8 @@ class SurrogateOptimizer(Optimizer):
         self._values.extend(float(v) for v in values)
         if len(self._points) - self.tr.epoch_start <= self.n_init or len(region) == 0:
             return  # still the random design of this region
+        if self._flat():
+            return  # no signal yet (all values tied): neither a success nor a failure; the design goes on
         if self.tr.update(improved(region, np.asarray(values, dtype=float))):
             self.tr.restart(len(self._points))
             self._init_until = self._n_asked + self.n_init
@@ -223,12 +238,25 @@ class SurrogateOptimizer(Optimizer):
 
     # -- the model-based proposal ---------------------------------------------------
     def _all_features(self) -> torch.Tensor:
+        """The features of every told point, computed in fixed chunks of :data:`FEATURE_CHUNK` points by index.
+
+        A network's output for one input can depend on the other inputs of its batch (with several threads the
+        work is split by batch shape), so features computed batch by batch during a run could differ in the last
+        bits from those computed all at once after a resume.  Complete chunks are cached; the last, partial one
+        is computed anew each time: a run and its resumed copy see the same features.
+        """
         feats = self._feature_map()
+        n = len(self._points)
+        full = n - n % FEATURE_CHUNK
         have = 0 if self._feat_cache is None else len(self._feat_cache)
-        if have < len(self._points):
-            new = feats(np.asarray(self._points[have:]))
-            self._feat_cache = new if self._feat_cache is None else torch.cat([self._feat_cache, new])
-        return self._feat_cache
+        parts = [] if self._feat_cache is None else [self._feat_cache]
+        for a in range(have, full, FEATURE_CHUNK):
+            parts.append(feats(np.asarray(self._points[a:a + FEATURE_CHUNK])))
+        if len(parts) > 1 or (parts and self._feat_cache is None):
+            self._feat_cache = torch.cat(parts)
+        if full < n:
+            parts.append(feats(np.asarray(self._points[full:])))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def diagnostics(self) -> dict:
         return {"model_fallbacks": int(self._fallbacks), "hyper_fit_failures": int(self._fit_failures)}
@@ -281,6 +309,11 @@ class SurrogateOptimizer(Optimizer):
         if model.log_sn2 > math.log(1e-3):  # noisy responses: the centre is the best posterior mean
             mu, _ = model.predict(F[ep:])
             c_idx = ep + int(torch.argmax(mu))
+        else:  # several points tied at the best (a quantized response: spike counts): the best posterior mean
+            tied = ep + np.flatnonzero(y[ep:] == y[c_idx])
+            if len(tied) > 1:
+                mu, _ = model.predict(F[torch.as_tensor(tied, device=F.device)])
+                c_idx = int(tied[int(torch.argmax(mu))])
         if len(self._pending):  # points asked and not told yet (a pipelined loop): the paths look elsewhere
             model = gplib.fantasize(model, feats(self._pending.points()))
         tgen = torch.Generator().manual_seed(int(self.rng.integers(0, 2 ** 62)))
