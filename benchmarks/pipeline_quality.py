@@ -35,7 +35,7 @@ sys.path.insert(0, HERE)
 VARIANTS = ("sync", "pipelined", "pipelined-nofant")
 
 
-def one_run(gen, variant: str, batch: int, budget: int, seed: int) -> dict:
+def one_run(gen, variant: str, batch: int, budget: int, seed: int, at=()) -> dict:
     import mango
     from mango.optimizers.surrogate import gp as gplib
     from mango.rig.simulator import build_oracle
@@ -51,8 +51,9 @@ def one_run(gen, variant: str, batch: int, budget: int, seed: int) -> dict:
         wall = time.perf_counter() - t
     finally:
         gplib.fantasize = real
+    running = np.maximum.accumulate(np.asarray(res.values, float))
     return {"variant": variant, "seed": seed, "best": float(res.best_value), "n_queries": int(res.n_queries),
-            "wall_s": round(wall, 2)}
+            "wall_s": round(wall, 2), "best_at": {str(n): float(running[n - 1]) for n in at if n <= len(running)}}
 
 
 def main(argv=None) -> int:
@@ -61,8 +62,19 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=40)
     ap.add_argument("--budget", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "pipeline_quality"))
+    ap.add_argument("--at", default="", help="also report the best at these query counts (comma-separated; "
+                    "surrogate is budget-blind, so a prefix of a longer run is the run of that budget)")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}; sync first")
+    ap.add_argument("--out", default=None, help="result path without extension (default: "
+                    "results/pipeline_quality_SPACE_bBATCH_nBUDGET)")
     args = ap.parse_args(argv)
+    variants = tuple(v for v in args.variants.split(",") if v)
+    if not variants or variants[0] != "sync" or any(v not in VARIANTS for v in variants):
+        ap.error(f"--variants must start with sync and name only {VARIANTS}")
+    at = sorted({int(x) for x in args.at.split(",") if x} | {args.budget})
+    if at[0] < 1 or at[-1] > args.budget:
+        ap.error("--at must be query counts between 1 and --budget")
+    out = args.out or os.path.join(HERE, "results", f"pipeline_quality_{args.space}_b{args.batch}_n{args.budget}")
     from rig_session import build_space
 
     from mango.provenance import describe, provenance
@@ -70,36 +82,42 @@ def main(argv=None) -> int:
     gen, what = build_space(args.space)
     runs = []
     for seed in range(args.seeds):
-        for variant in VARIANTS:
-            r = one_run(gen, variant, args.batch, args.budget, seed)
+        for variant in variants:
+            r = one_run(gen, variant, args.batch, args.budget, seed, at)
             runs.append(r)
             print(f"{variant:17s} seed {seed}: best {r['best']:.3f} ({r['wall_s']:.1f} s)", flush=True)
-    by = {v: np.array([r["best"] for r in runs if r["variant"] == v]) for v in VARIANTS}
-    summary = {}
-    for v in VARIANTS[1:]:
-        d = by[v] - by["sync"]
-        summary[v] = {"ratio_of_means": float(by[v].mean() / by["sync"].mean()),
-                      "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum())}
+    by, summary = {}, {}
+    for n in at:
+        by[n] = {v: np.array([r["best_at"][str(n)] for r in runs if r["variant"] == v]) for v in variants}
+        summary[str(n)] = {}
+        for v in variants[1:]:
+            d = by[n][v] - by[n]["sync"]
+            summary[str(n)][v] = {"ratio_of_means": float(by[n][v].mean() / by[n]["sync"].mean()),
+                                  "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum())}
     rec = {"benchmark": "pipeline_quality", "space": args.space, "generator": what, "batch": args.batch,
-           "budget": args.budget, "seeds": args.seeds, "runs": runs, "summary": summary,
-           "means": {v: float(by[v].mean()) for v in VARIANTS}, "provenance": provenance()}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
+           "budget": args.budget, "at": at, "seeds": args.seeds, "variants": list(variants), "runs": runs,
+           "summary": summary, "means": {str(n): {v: float(by[n][v].mean()) for v in variants} for n in at},
+           "provenance": provenance()}
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".json", "w") as f:
         json.dump(rec, f, indent=1)
         f.write("\n")
     lines = [f"# Quality at equal queries: pipelined against synchronous loop, in process", "",
              f"`python benchmarks/pipeline_quality.py --space {args.space} --batch {args.batch} --budget "
              f"{args.budget} --seeds {args.seeds}`: `surrogate` on {what}, the zoo SNN's output unit 3 with Poisson "
              f"counts as `mango rig simulate` gives them, {args.budget} queries in batches of {args.batch}, 1 thread; "
-             "the best value at the budget (the same numbers as `rig_session.py`'s runs of these seeds).", "",
-             "| variant | " + " | ".join(f"seed {s}" for s in range(args.seeds)) + " | mean | vs sync (w/t/l) |",
-             "|---|" + "---:|" * (args.seeds + 2)]
-    for v in VARIANTS:
-        vs = "" if v == "sync" else (f"{summary[v]['ratio_of_means']:.3f} ({summary[v]['wins']}/{summary[v]['ties']}/"
-                                     f"{summary[v]['losses']})")
-        lines.append(f"| {v} | " + " | ".join(f"{x:.0f}" for x in by[v]) + f" | {by[v].mean():.1f} | {vs} |")
+             "the best value after n queries (at the budget: the same numbers as `rig_session.py`'s runs of these "
+             "seeds and budget).", "",
+             "| n | variant | " + " | ".join(f"seed {s}" for s in range(args.seeds)) + " | mean | vs sync (w/t/l) |",
+             "|---:|---|" + "---:|" * (args.seeds + 2)]
+    for n in at:
+        for v in variants:
+            sm = summary[str(n)].get(v)
+            vs = "" if sm is None else f"{sm['ratio_of_means']:.3f} ({sm['wins']}/{sm['ties']}/{sm['losses']})"
+            lines.append(f"| {n} | {v} | " + " | ".join(f"{x:.0f}" for x in by[n][v]) +
+                         f" | {by[n][v].mean():.1f} | {vs} |")
     lines += ["", f"Provenance: {describe(rec['provenance'])}.", ""]
-    with open(args.out + ".md", "w") as f:
+    with open(out + ".md", "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
     return 0
