@@ -141,13 +141,14 @@ def default_readout(framework: str) -> str:
 
 
 def build_unit_oracle(model, layer, unit, *, device=None, readout: str | None = None, num_steps: int | None = None,
-                      seed: int | None = None, input_shape=None):
+                      seed: int | None = None, input_shape=None, spatial=None):
     """The oracle reading unit ``unit`` of ``layer`` of torch network ``model``.
 
     A spiking network gets an :class:`~mango.oracles.SNNOracle` (``readout``,
     ``num_steps`` and ``seed`` are passed when given, else its defaults), any
     other network a :class:`~mango.oracles.TorchOracle`; ``readout`` and
-    ``num_steps`` on a non-spiking network raise :class:`ConfigError`.
+    ``num_steps`` on a non-spiking network raise :class:`ConfigError`.  ``spatial`` (conv layers: ``"mean"``,
+    ``"center"`` or ``(y, x)``; default ``"mean"``) picks how a channel's positions are read.
     """
     import torch
 
@@ -159,6 +160,8 @@ def build_unit_oracle(model, layer, unit, *, device=None, readout: str | None = 
     kw: dict = {"layer": layer, "unit": unit, "device": device}
     if input_shape is not None:
         kw["input_shape"] = input_shape
+    if spatial is not None:
+        kw["spatial"] = tuple(spatial) if isinstance(spatial, list) else spatial
     if spiking_framework(model):
         for key, value in (("readout", readout), ("num_steps", num_steps), ("seed", seed)):
             if value is not None:

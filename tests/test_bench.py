@@ -375,7 +375,7 @@ def test_warm_started_run_screens_first_and_counts_the_screen():
 
 
 def test_population_problem_normalizes_each_unit_by_its_own_reference(tmp_path):
-    from mango.bench.problems import _training_images, zoo_oracle
+    from mango.bench.problems import zoo_oracle, zoo_reference_images
     from mango.bench.record import RunRecord, read_csv
 
     units = (0, 3, 7)
@@ -383,7 +383,8 @@ def test_population_problem_normalizes_each_unit_by_its_own_reference(tmp_path):
                        generator="grating")
     single = Problem.make("cnn-out7@grat", "zoo", model="cnn-digits", layer="output", unit=7, generator="grating")
     built = build(pop, "cpu")
-    ref = np.stack([zoo_oracle("cnn-digits", "output", u, "cpu")(_training_images())[:, 0] for u in units]).max(1)
+    images = zoo_reference_images("cnn-digits")
+    ref = np.stack([zoo_oracle("cnn-digits", "output", u, "cpu")(images)[:, 0] for u in units]).max(1)
     np.testing.assert_allclose(built.unit_ref_max, ref)  # one training-image maximum per unit
     assert build(single, "cpu").unit_ref_max is None
     recs = bench.run_benchmark([pop, single], "cma", 1, [20, 40], tmp_path, executor=SerialExecutor(),

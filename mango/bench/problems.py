@@ -254,25 +254,32 @@ def _zoo_generator(generator: str, device):
 
 
 @functools.lru_cache(maxsize=8)
-def _training_images():
+def zoo_reference_images(model: str = "snn-digits"):
+    """The natural images a zoo unit is normalized by: the digit zoo's training digits, or for the colour zoo
+    (``*-color``) its shipped held-out colour images (:func:`mango.reference.zoo_images`)."""
+    if model.endswith("-color"):
+        from ..reference import zoo_images
+
+        return zoo_images(model)[0]
     from ..zoo.data import load_digits
 
     return load_digits().x_train
 
 
-def zoo_oracle(model: str, layer: str, unit, device, readout: str | None = None):
+def zoo_oracle(model: str, layer: str, unit, device, readout: str | None = None, spatial=None):
     """The oracle of unit ``unit`` (an index, or a list of them) of ``layer`` of zoo network ``model``
     (:func:`mango.build.build_unit_oracle`; ``readout`` only for spiking networks, SNNOracle's default
-    ``"rate"`` when not given)."""
+    ``"rate"`` when not given; ``spatial`` for conv layers, ``"mean"`` when not given, ``"center"`` for the
+    one neuron at the centre of a channel's map)."""
     from ..build import build_model, build_unit_oracle
 
     unit = [int(u) for u in unit] if isinstance(unit, (list, tuple)) else int(unit)
     return build_unit_oracle(build_model(f"zoo:{model}", device=device), layer, unit, device=device,
-                             readout=readout)
+                             readout=readout, spatial=spatial)
 
 
 def _build_zoo(model: str, generator: str, layer: str = "output", unit=0, readout: str | None = None,
-               device=None) -> Built:
+               spatial=None, device=None) -> Built:
     """Unit ``unit`` of ``layer`` of zoo network ``model``, over a zoo generator (see :func:`_zoo_generator`).
 
     ``readout`` (spiking networks only): ``"rate"`` (SNNOracle's default when
@@ -282,14 +289,14 @@ def _build_zoo(model: str, generator: str, layer: str = "output", unit=0, readou
     from ..objective import Objective
 
     if isinstance(unit, (list, tuple)) and len(unit) > 1:
-        return _build_zoo_population(model, generator, layer, list(unit), readout, device)
+        return _build_zoo_population(model, generator, layer, list(unit), readout, device, spatial)
     if isinstance(unit, (list, tuple)):
         unit = unit[0]
-    oracle = zoo_oracle(model, layer, unit, device, readout)
+    oracle = zoo_oracle(model, layer, unit, device, readout, spatial)
     gen = _zoo_generator(generator, device)
     from ..reference import unit_responses
 
-    ref_max = float(unit_responses(oracle, _training_images()).max())
+    ref_max = float(unit_responses(oracle, zoo_reference_images(model)).max())
     if not ref_max > 0:
         raise ConfigError(f"unit {unit} of {model}:{layer} never responds above 0 to the training images "
                           f"(max {ref_max}); pick another unit.")
@@ -298,15 +305,16 @@ def _build_zoo(model: str, generator: str, layer: str = "output", unit=0, readou
                  info={"reference": "max over training images", "ref_max": ref_max})
 
 
-def _build_zoo_population(model: str, generator: str, layer: str, units: list, readout, device) -> Built:
+def _build_zoo_population(model: str, generator: str, layer: str, units: list, readout, device,
+                          spatial=None) -> Built:
     """Units ``units`` of ``layer`` of zoo network ``model``: a population problem, each unit normalized by its
     own maximum over the training images."""
     from ..objective import Objective
     from ..reference import all_responses
 
-    oracle = zoo_oracle(model, layer, units, device, readout)
+    oracle = zoo_oracle(model, layer, units, device, readout, spatial)
     gen = _zoo_generator(generator, device)
-    ref = all_responses(oracle, _training_images()).max(axis=0)
+    ref = all_responses(oracle, zoo_reference_images(model)).max(axis=0)
     silent = [u for u, r in zip(units, ref) if not r > 0]
     if silent:
         raise ConfigError(f"units {silent} of {model}:{layer} never respond above 0 to the training images "

@@ -22,11 +22,28 @@
   VQ-VAE embedding, the GAN's 64-level Grid and gratings; a CNN hidden unit
   with Poisson noise over the VQ-VAE embedding.
 
+* ``spikes`` -- ten problems whose responses are spike counts or rates, as a
+  lab records them and as the MANGO paper maximizes them: the colour zoo's SNN
+  (``snn-color``, 3x32x32, T = 64) read out by the rate of output neurons and
+  of a hidden linear unit, and by the spike count of the neuron at the centre
+  of a convolutional channel, over the colour VQ-VAE's codes (8x8 of 512) and
+  its 4,096-d embedding view and the colour GAN's 128-d latent; the digit
+  SNN's convolutional channels by count; two with the count a Poisson draw from
+  the rate times a window (``noise="poisson"``).  Values are multiples of 1/T,
+  many stimuli give none, many tie.
+* ``spikes-heldout`` -- six further spike problems drawn by a seeded random
+  choice (seed :data:`SPIKES_HELDOUT_SEED`, declared with the suite before any
+  tuning; :func:`draw_spikes_heldout`), reported apart.
+
 * ``population`` -- two population problems (several units, one campaign
   each; every unit normalized by its own maximum over the training images,
   the headline ``normalized`` the median over the units): the SNN's ten
   output neurons (membrane readout) over the VQ-VAE embedding view, and the
   CNN's ten output units over the GAN latent.
+
+Normalization is as everywhere: a unit's value over its maximum over the
+natural images (the digit zoo's training digits; the colour zoo's shipped
+held-out images, :func:`mango.reference.zoo_images`).
 
 The SNN output neuron (``snn-out3``) is always read out by its membrane
 potential: its spike rate saturates at 1 for most stimuli, so with a rate
@@ -74,6 +91,9 @@ _GENERATORS = {
     "gan": "gan-digits",
     "gan64": "gan-digits:64",
     "grat": "grating",
+    "cvq": "vqvae-color:codes",
+    "cvqemb": "vqvae-color:embedding",
+    "cgan": "gan-color",
 }
 
 # (model, layer, unit[, SNN readout]) targets: output neurons and hidden units from several layers
@@ -87,10 +107,24 @@ _TARGETS = {
 }
 
 
+# spike targets: (model, layer, unit, readout[, spatial]); a conv channel's neuron at the centre of its map by count
+_SPIKE_TARGETS = {
+    "snnc-out3": ("snn-color", "output", 3, "rate"),       # colour SNN output neuron 3 (the paper's readout)
+    "snnc-out7": ("snn-color", "output", 7, "rate"),
+    "snnc-l3u9": ("snn-color", "lif3", 9, "rate"),          # hidden linear layer, unit 9
+    "snnc-l2u9c": ("snn-color", "lif2", 9, "count", "center"),   # conv2 channel 9, the centre neuron
+    "snnc-l1u5c": ("snn-color", "lif1", 5, "count", "center"),   # conv1 channel 5: silent to most stimuli
+    "snn-l2u7c": ("snn-digits", "lif2", 7, "count", "center"),
+    "snn-l1u5c": ("snn-digits", "lif1", 5, "count", "center"),
+}
+
+
 def _zoo_problem(target: str, gen: str, noise: str = "none") -> Problem:
-    model, layer, unit, *readout = _TARGETS[target]
+    model, layer, unit, *rest = {**_TARGETS, **_SPIKE_TARGETS}[target]
     name = f"{target}@{gen}" + ("" if noise == "none" else f"+{noise}")
-    kw = {"readout": readout[0]} if readout else {}
+    kw = {"readout": rest[0]} if rest else {}
+    if len(rest) > 1:
+        kw["spatial"] = rest[1]
     return Problem.make(name, "zoo", noise=noise, family=f"{model}:{gen}", model=model, layer=layer,
                         unit=unit, generator=_GENERATORS[gen], **kw)
 
@@ -151,6 +185,75 @@ def _lab_heldout() -> list[Problem]:
     return out
 
 
+_SPIKES = (("snnc-out3", "cvqemb"), ("snnc-out3", "cvq"), ("snnc-out7", "cgan"), ("snnc-out7", "cvqemb", "poisson"),
+           ("snnc-l3u9", "cvqemb"), ("snnc-l2u9c", "cvq"), ("snnc-l1u5c", "cvqemb"), ("snn-l2u7c", "vq"),
+           ("snn-l1u5c", "gan"), ("snn-l2u7c", "vqemb", "poisson"))
+
+
+def _spikes() -> list[Problem]:
+    return [_zoo_problem(*spec) for spec in _SPIKES]
+
+
+# layers a held-out spike problem may target: (model, layer, number of units, readout, spatial)
+_SPIKES_HELDOUT_LAYERS = (
+    ("snn-color", "lif1", 16, "count", "center"), ("snn-color", "lif2", 32, "count", "center"),
+    ("snn-color", "lif3", 128, "rate", None), ("snn-color", "output", 10, "rate", None),
+    ("snn-digits", "lif1", 12, "count", "center"), ("snn-digits", "lif2", 32, "count", "center"),
+)
+_SPIKES_HELDOUT_GENERATORS = {"snn-color": ("cvq", "cvqemb", "cgan"), "snn-digits": ("vq", "vqemb", "gan")}
+SPIKES_HELDOUT_SEED = 20261207  # declared with the suite, before any tuning on `spikes`
+#: the draw of :func:`draw_spikes_heldout` (checked against it by the tests): (model, layer, unit, readout, spatial,
+#: generator, noise)
+SPIKES_HELDOUT = ()
+
+
+def draw_spikes_heldout(n: int = 6) -> list[tuple]:
+    """The seeded draw behind ``spikes-heldout``: layer, unit and generator at random (seed
+    :data:`SPIKES_HELDOUT_SEED`), never a ``spikes`` problem, the last one with Poisson noise; a unit silent to
+    every natural image (its reference maximum 0, so it cannot be normalized) is drawn again.  Runs the networks
+    on their natural images, so the suite keeps the result (:data:`SPIKES_HELDOUT`)."""
+    import numpy as np
+
+    from .problems import zoo_oracle, zoo_reference_images
+
+    rng = np.random.default_rng(SPIKES_HELDOUT_SEED)
+    taken = {p.name for p in _spikes()}
+    out: list[tuple] = []
+    while len(out) < n:
+        model, layer, n_units, readout, spatial = _SPIKES_HELDOUT_LAYERS[int(rng.integers(len(_SPIKES_HELDOUT_LAYERS)))]
+        unit = int(rng.integers(n_units))
+        gens = _SPIKES_HELDOUT_GENERATORS[model]
+        gen = gens[int(rng.integers(len(gens)))]
+        noise = "poisson" if len(out) == n - 1 else "none"
+        spec = (model, layer, unit, readout, spatial, gen, noise)
+        if _heldout_name(spec) in taken | {_heldout_name(s) for s in out}:
+            continue
+        from ..reference import unit_responses
+
+        oracle = zoo_oracle(model, layer, unit, None, readout, spatial)
+        if not float(unit_responses(oracle, zoo_reference_images(model)).max()) > 0:
+            continue
+        out.append(spec)
+    return out
+
+
+def _heldout_name(spec: tuple) -> str:
+    model, layer, unit, readout, spatial, gen, noise = spec
+    short = ("snnc" if model == "snn-color" else "snn") + "-" + ("out" if layer == "output" else
+                                                              layer.replace("lif", "l") + "u") + str(unit)
+    return f"{short}{'c' if spatial == 'center' else ''}@{gen}" + ("" if noise == "none" else f"+{noise}")
+
+
+def _spikes_heldout() -> list[Problem]:
+    out = []
+    for spec in SPIKES_HELDOUT:
+        model, layer, unit, readout, spatial, gen, noise = spec
+        kw = {"readout": readout, **({"spatial": spatial} if spatial else {})}
+        out.append(Problem.make(_heldout_name(spec), "zoo", noise=noise, family=f"{model}:{gen}", model=model,
+                                layer=layer, unit=unit, generator=_GENERATORS[gen], **kw))
+    return out
+
+
 def _population() -> list[Problem]:
     ten = list(range(10))
     return [
@@ -163,7 +266,7 @@ def _population() -> list[Problem]:
 
 SUITES: dict[str, Callable[[], list[Problem]]] = {
     "quick": _quick, "functions": _functions, "zoo": _zoo, "zoo-small": _zoo_small, "lab": _lab,
-    "lab-heldout": _lab_heldout, "population": _population,
+    "lab-heldout": _lab_heldout, "population": _population, "spikes": _spikes, "spikes-heldout": _spikes_heldout,
 }
 
 DEFAULT_OPTIMIZERS = {
@@ -174,6 +277,9 @@ DEFAULT_OPTIMIZERS = {
     "lab": PAPER_OPTIMIZERS,
     "lab-heldout": PAPER_OPTIMIZERS,
     "population": "random,cma,surrogate",
+    # turbo is run to 300 queries only (its cubic cost): benchmarks/spikes.py
+    "spikes": PAPER_OPTIMIZERS + ",surrogate",
+    "spikes-heldout": PAPER_OPTIMIZERS + ",surrogate",
 }
 
 
