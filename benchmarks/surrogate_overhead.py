@@ -34,11 +34,11 @@ from mango.spaces import Box
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def per_query_time(histories, batches: int) -> list[dict]:
+def per_query_time(histories, batches: int, suite: str = "lab", name: str = "snn-out3@vqemb") -> list[dict]:
     from mango.bench import suites
     from mango.bench.problems import objective_for_run
 
-    problem = {p.name: p for p in suites.get("lab")}["snn-out3@vqemb"]
+    problem = {p.name: p for p in suites.get(suite)}[name]
     objective, built = objective_for_run(problem, 0)
     rows = []
     for h in histories:
@@ -104,32 +104,41 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--budget", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "surrogate_overhead"))
+    ap.add_argument("--problem", default="lab:snn-out3@vqemb",
+                    help="SUITE:NAME of the problem part 1 times (e.g. spikes:snnc-out3@cvqemb, 4,096-d)")
+    ap.add_argument("--no-scaling", action="store_true", help="skip part 2")
+    ap.add_argument("--out", default=None, help="default results/surrogate_overhead (results/surrogate_overhead_"
+                    "SUITE when --problem is not the lab's)")
     args = ap.parse_args()
+    suite, _, name = args.problem.partition(":")
+    out = args.out or os.path.join(HERE, "results", "surrogate_overhead" + ("" if suite == "lab" else f"_{suite}"))
     torch.set_num_threads(args.threads)
-    timing = per_query_time([int(h) for h in args.histories.split(",")], args.batches)
-    scaling = cifar_scaling(args.seeds, args.budget)
+    timing = per_query_time([int(h) for h in args.histories.split(",")], args.batches, suite, name)
+    scaling = [] if args.no_scaling else cifar_scaling(args.seeds, args.budget)
+    from mango.provenance import provenance
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "torch_threads":
             args.threads, "python": platform.python_version(), "torch": torch.__version__,
-            "mango": mango.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    with open(args.out + ".json", "w") as f:
+            "mango": mango.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "problem": args.problem, "provenance": provenance()}
+    with open(out + ".json", "w") as f:
         json.dump({"meta": meta, "per_query": timing, "cifar_size": scaling}, f, indent=2)
     lines = ["# surrogate: optimizer time per query, and a CIFAR-size generator", "",
              f"`python benchmarks/surrogate_overhead.py` -- {meta['date']}, {meta['machine']}, torch threads "
-             f"{args.threads}, torch {meta['torch']}.", "",
-             "## Time per query by history (snn-out3@vqemb, 784-d, batches of 10; target <= 250 ms)", "",
+             f"{args.threads}, torch {meta['torch']}, mango commit {(meta['provenance'].get('git_commit') or '?')[:7]}.", "",
+             f"## Time per query by history ({name}, batches of 10; target <= 250 ms)", "",
              "| history | ms/query (median) | ms/query (max) |", "|---|---|---|"]
     lines += [f"| {r['history']} | {r['s_per_query_median'] * 1000:.0f} | {r['s_per_query_max'] * 1000:.0f} |"
               for r in timing]
-    lines += ["", f"## CIFAR-size random generator (4,096-d latent, 3x32x32 images), {args.budget} queries", "",
-              "| optimizer | best value per seed | median | ms/query (median) |", "|---|---|---|---|"]
-    for name in ("surrogate", "cma", "random"):
-        rs = [r for r in scaling if r["optimizer"] == name]
+    if scaling:
+        lines += ["", f"## CIFAR-size random generator (4,096-d latent, 3x32x32 images), {args.budget} queries", "",
+                  "| optimizer | best value per seed | median | ms/query (median) |", "|---|---|---|---|"]
+    for opt_name in ("surrogate", "cma", "random") if scaling else ():
+        rs = [r for r in scaling if r["optimizer"] == opt_name]
         per_seed = ", ".join(f"{r['best']:.3f}" for r in rs)
-        lines.append(f"| {name} | {per_seed} | "
+        lines.append(f"| {opt_name} | {per_seed} | "
                      f"{np.median([r['best'] for r in rs]):.3f} | "
                      f"{np.median([r['optimizer_s_per_query'] for r in rs]) * 1000:.0f} |")
-    with open(args.out + ".md", "w") as f:
+    with open(out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
