@@ -72,7 +72,8 @@ MODELS: dict[str, dict] = {
     },
     # colour CIFAR-size zoo (classes in mango.zoo.color; trained by python -m mango.zoo.train_color)
     "snn-color": {
-        "cls": "SNNColor", "module": "color", "kind": "snn",
+        "cls": "SNNColor", "module": "color",
+        "retrain": "python -m mango.zoo.train_color snn-color", "kind": "snn",
         "description": "Convolutional spiking network (snntorch Leaky, 64 steps, constant-current input) for 3x32x32 "
                        "colour images (digits drawn in colour on photographs); two conv + two linear spiking "
                        "layers, trained with a firing-rate penalty (outputs do not saturate); "
@@ -81,13 +82,15 @@ MODELS: dict[str, dict] = {
         "layers": ["lif1", "lif2", "lif3", "lif4"],
     },
     "vqvae-color": {
-        "cls": "VQVAEColor", "module": "color", "kind": "vqvae",
+        "cls": "VQVAEColor", "module": "color",
+        "retrain": "python -m mango.zoo.train_color vqvae-color", "kind": "vqvae",
         "description": "VQ-VAE for 3x32x32 colour images: 8x8 latent positions x 512 codes, embedding dim 64 "
                        "(a 4,096-d embedding space; EMA codebook).",
         "input_shape": [3, 32, 32], "latent_shape": [8, 8], "codes": 512, "embedding_dim": 64,
     },
     "gan-color": {
-        "cls": "SNGANGenerator", "module": "color", "kind": "gan",
+        "cls": "SNGANGenerator", "module": "color",
+        "retrain": "python -m mango.zoo.train_color gan-color", "kind": "gan",
         "description": "SN-GAN-style generator for 3x32x32 colour images: z ~ N(0, 1) in 128 dimensions -> image in "
                        "[0, 1] (discriminator with spectral norm; not shipped).",
         "latent_dim": 128, "output_shape": [3, 32, 32], "kwargs": {"width": 32},
@@ -128,7 +131,7 @@ def list_models() -> list[dict]:
     rec = _metrics()
     out = []
     for name in model_names():
-        info = {k: v for k, v in MODELS[name].items() if k not in ("cls", "module", "kwargs")}
+        info = {k: v for k, v in MODELS[name].items() if k not in ("cls", "module", "kwargs", "retrain")}
         path = os.path.join(HERE, "weights", f"{name}.pt")
         r = rec.get(name, {})
         info.update(
@@ -139,7 +142,7 @@ def list_models() -> list[dict]:
             metrics=r.get("metrics", {}),
             train_seconds=r.get("train_seconds"),
             n_parameters=r.get("n_parameters"),
-            command=r.get("command", f"python -m mango.zoo.train {name}"),
+            command=r.get("command", MODELS[name].get("retrain", f"python -m mango.zoo.train {name}")),
         )
         out.append(info)
     return out
@@ -158,7 +161,7 @@ def load(name: str, device=None) -> torch.nn.Module:
     if not os.path.isfile(path):
         raise ConfigError(
             f"the weights of zoo model {n!r} are missing ({path}); reinstall mango or retrain them with "
-            f"python -m mango.zoo.train {n}"
+            f"{MODELS[n].get('retrain', f'python -m mango.zoo.train {n}')}"
         )
     if MODELS[n].get("requires") == "spikingjelly":
         import logging
