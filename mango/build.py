@@ -10,7 +10,9 @@ Specs
   ``FILE.py:FACTORY`` (your own ``torch.nn.Module`` factory, plus optional
   weights) -- :func:`build_model`.
 * generator: ``zoo:vqvae-digits[:codes|:embedding]``,
-  ``zoo:gan-digits[:grid|:LEVELS]``, ``grating`` or ``gabor`` --
+  ``zoo:gan-digits[:grid|:LEVELS]`` (and the colour zoo's
+  ``zoo:vqvae-color[:codes|:embedding]``, ``zoo:gan-color[:grid|:LEVELS]``),
+  ``grating`` or ``gabor`` --
   :func:`build_generator`.
 * oracle: a network's unit; spiking networks (snnTorch / SpikingJelly layers)
   get an :class:`~mango.oracles.SNNOracle`, others a
@@ -33,6 +35,7 @@ __all__ = ["load_factory", "user_code_error", "build_model", "spiking_framework"
 _MANGO_DIR = os.path.dirname(os.path.abspath(__file__))
 
 GENERATOR_SPECS = ("zoo:vqvae-digits", "zoo:vqvae-digits:embedding", "zoo:gan-digits", "zoo:gan-digits:grid",
+                   "zoo:vqvae-color", "zoo:vqvae-color:embedding", "zoo:gan-color", "zoo:gan-color:grid",
                    "grating", "gabor")
 
 
@@ -202,7 +205,9 @@ def wrap_oracle(oracle, noise: str | None = None, seed: int | None = 0, repeats:
 
 
 def build_generator(spec: str, device=None):
-    """``zoo:vqvae-digits[:codes|:embedding]``, ``zoo:gan-digits[:grid|:LEVELS]``, ``grating``, ``gabor``.
+    """``zoo:vqvae-digits[:codes|:embedding]``, ``zoo:gan-digits[:grid|:LEVELS]``, ``grating``, ``gabor``;
+    the colour zoo's ``zoo:vqvae-color[:codes|:embedding]`` (3x32x32, 8x8 x 512 codes, 4,096-d
+    embedding view) and ``zoo:gan-color[:grid|:LEVELS]`` (128-d latent).
 
     ``:grid`` searches the GAN's latent Box as a Grid of 64 levels, ``:LEVELS``
     (a number) as a Grid of that many levels.

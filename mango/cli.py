@@ -463,7 +463,7 @@ def _reference_images(args, generator) -> tuple:
     if spec == "auto":
         if not args.model.startswith("zoo:"):
             return None, None, "no reference: your own model; pass --reference DIR|FILE.npy with natural images"
-        images, source = refmod.zoo_images()
+        images, source = refmod.zoo_images(args.model)
         if shape and tuple(images.shape[1:]) != shape:
             return None, None, (f"no reference: the stimuli are {list(shape)}, the zoo's images "
                                 f"{list(images.shape[1:])}; pass --reference DIR|FILE.npy")
@@ -584,6 +584,23 @@ def cmd_maximize(args) -> int:
         return _maximize_run(args, store, resume, population, argv, threads)
 
 
+def _check_stimulus_shape(args, generator) -> None:
+    """A zoo model fed by a generator whose images it cannot take (e.g. ``zoo:snn-color``, 3x32x32, with
+    ``zoo:vqvae-digits``, 1x28x28): one clear line before anything is built or run."""
+    if args.oracle or not args.model.startswith("zoo:"):
+        return
+    from . import zoo
+
+    want = zoo.MODELS[zoo.canonical_name(args.model)].get("input_shape")
+    have = tuple(getattr(generator, "output_shape", ()) or ())
+    if want and have and tuple(want) != have:
+        fits = [f"zoo:{n}" for n in zoo.model_names()
+                if list(zoo.MODELS[n].get("output_shape") or zoo.MODELS[n].get("input_shape") or []) == list(want)
+                and zoo.MODELS[n]["kind"] in ("vqvae", "gan")]
+        raise ConfigError(f"--generator {args.generator} makes {list(have)} images; {args.model} takes "
+                          f"{list(want)}" + (f" (use e.g. --generator {' or '.join(fits)})" if fits else "") + ".")
+
+
 def _maximize_run(args, store, resume: bool, population: bool, argv: list, threads) -> int:
     """``mango maximize`` once its options are checked, on ``threads`` (a :class:`~mango.threads.ThreadChoice`)."""
     import mango
@@ -608,6 +625,7 @@ def _maximize_run(args, store, resume: bool, population: bool, argv: list, threa
     else:
         generator = build_generator(args.generator, device=args.device)
         space = generator.space
+        _check_stimulus_shape(args, generator)
     _check_optimizer(args, space, params, population)
     if generator is not None:
         shape = tuple(getattr(generator, "output_shape", ()) or ()) or None

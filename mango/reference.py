@@ -4,7 +4,9 @@ A bare activation ("best value 22.5") says little.  As in Wang & Ponce, mango
 compares it with the unit's responses to a set of natural images:
 
 * zoo networks: the zoo's training images (:func:`mango.zoo.data.load_digits`,
-  the same images :mod:`mango.bench` normalizes by);
+  the same images :mod:`mango.bench` normalizes by); for the colour zoo
+  (``snn-color``), its shipped colour held-out images
+  (:func:`mango.zoo.color.heldout_color`);
 * any network: the user's own images (``--reference DIR`` of image files, or
   ``--reference FILE.npy`` holding ``[n, H, W]`` or ``[n, C, H, W]``).
 
@@ -199,8 +201,27 @@ def population_reference(oracle, images, source: str, columns, cache: bool = Tru
     return refs
 
 
-def zoo_images():
-    """``(images [n, 1, 28, 28], description)``: the zoo's training images."""
+def zoo_images(model: str | None = None):
+    """``(images [n, C, H, W] in [0, 1], description)``: the natural images of zoo model ``model``.
+
+    The digit zoo (``model`` None or a ``*-digits`` name): the zoo's training
+    digits ``[4000, 1, 28, 28]``.  The colour zoo (``snn-color``,
+    ``vqvae-color``, ``gan-color``): the shipped colour held-out set
+    ``[1000, 3, 32, 32]`` (:func:`mango.zoo.color.heldout_color`: 500 digits
+    composited on held-out photograph regions and 500 plain photograph crops;
+    no training-time package needed).  ``model`` may carry the ``zoo:`` prefix;
+    an unknown name raises :class:`~mango.errors.UnknownNameError`.
+    """
+    if model is not None:
+        from .zoo import MODELS, canonical_name
+
+        name = canonical_name(model)
+        if MODELS[name].get("module") == "color":
+            from .zoo.color import heldout_color
+
+            x, _ = heldout_color("all")
+            return x, (f"the colour zoo's held-out images (weights/heldout-color.pt: 500 colour digits on "
+                       f"photographs + 500 photograph crops, {len(x)} images)")
     from .zoo.data import load_digits
 
     d = load_digits()

@@ -8,6 +8,9 @@ name               kind    what
 ``cnn-digits``     cnn     ordinary CNN, logits for 10 digits (also a stimulus judge)
 ``vqvae-digits``   vqvae   VQ-VAE, 7x7 positions x 128 codes (embedding dim 16)
 ``gan-digits``     gan     DCGAN generator, 32-d N(0, 1) latent
+``snn-color``      snn     spiking net (snntorch, T = 64) for 3x32x32 colour images, 10 outputs
+``vqvae-color``    vqvae   VQ-VAE for 3x32x32 colour, 8x8 positions x 512 codes (dim 64)
+``gan-color``      gan     SN-GAN-style generator for 3x32x32 colour, 128-d N(0, 1) latent
 =================  ======  ==========================================================
 
 >>> from mango import zoo
@@ -16,7 +19,9 @@ name               kind    what
 
 Weights live in ``mango/zoo/weights/NAME.pt`` (plain state_dicts, loaded with
 ``torch.load(..., weights_only=True)``); metrics in ``mango/zoo/metrics.json``;
-the model card is ``mango/zoo/README.md``; ``python -m mango.zoo.train NAME`` retrains.
+the model card is ``mango/zoo/README.md``; ``python -m mango.zoo.train NAME`` retrains
+(``python -m mango.zoo.train_color NAME`` for the colour models).  The colour zoo's
+held-out images ship as ``weights/heldout-color.pt`` (:func:`mango.zoo.color.heldout_color`).
 """
 
 from __future__ import annotations
@@ -65,6 +70,31 @@ MODELS: dict[str, dict] = {
         "description": "DCGAN generator for 28x28 digits: z ~ N(0, 1) in 32 dimensions -> image in [0, 1].",
         "latent_dim": 32, "output_shape": [1, 28, 28],
     },
+    # colour CIFAR-size zoo (classes in mango.zoo.color; trained by python -m mango.zoo.train_color)
+    "snn-color": {
+        "cls": "SNNColor", "module": "color",
+        "retrain": "python -m mango.zoo.train_color snn-color", "kind": "snn",
+        "description": "Convolutional spiking network (snntorch Leaky, 64 steps, constant-current input) for 3x32x32 "
+                       "colour images (digits drawn in colour on photographs); two conv + two linear spiking "
+                       "layers, trained with a firing-rate penalty (outputs do not saturate); "
+                       "forward(x) -> (spk_rec, mem_rec) [T, B, 10].",
+        "input_shape": [3, 32, 32], "output": "spikes [T=64, B, 10]",
+        "layers": ["lif1", "lif2", "lif3", "lif4"],
+    },
+    "vqvae-color": {
+        "cls": "VQVAEColor", "module": "color",
+        "retrain": "python -m mango.zoo.train_color vqvae-color", "kind": "vqvae",
+        "description": "VQ-VAE for 3x32x32 colour images: 8x8 latent positions x 512 codes, embedding dim 64 "
+                       "(a 4,096-d embedding space; EMA codebook).",
+        "input_shape": [3, 32, 32], "latent_shape": [8, 8], "codes": 512, "embedding_dim": 64,
+    },
+    "gan-color": {
+        "cls": "SNGANGenerator", "module": "color",
+        "retrain": "python -m mango.zoo.train_color gan-color", "kind": "gan",
+        "description": "SN-GAN-style generator for 3x32x32 colour images: z ~ N(0, 1) in 128 dimensions -> image in "
+                       "[0, 1] (discriminator with spectral norm; not shipped).",
+        "latent_dim": 128, "output_shape": [3, 32, 32], "kwargs": {"width": 32},
+    },
 }
 
 
@@ -101,7 +131,7 @@ def list_models() -> list[dict]:
     rec = _metrics()
     out = []
     for name in model_names():
-        info = {k: v for k, v in MODELS[name].items() if k != "cls"}
+        info = {k: v for k, v in MODELS[name].items() if k not in ("cls", "module", "kwargs", "retrain")}
         path = os.path.join(HERE, "weights", f"{name}.pt")
         r = rec.get(name, {})
         info.update(
@@ -112,7 +142,7 @@ def list_models() -> list[dict]:
             metrics=r.get("metrics", {}),
             train_seconds=r.get("train_seconds"),
             n_parameters=r.get("n_parameters"),
-            command=r.get("command", f"python -m mango.zoo.train {name}"),
+            command=r.get("command", MODELS[name].get("retrain", f"python -m mango.zoo.train {name}")),
         )
         out.append(info)
     return out
@@ -131,7 +161,7 @@ def load(name: str, device=None) -> torch.nn.Module:
     if not os.path.isfile(path):
         raise ConfigError(
             f"the weights of zoo model {n!r} are missing ({path}); reinstall mango or retrain them with "
-            f"python -m mango.zoo.train {n}"
+            f"{MODELS[n].get('retrain', f'python -m mango.zoo.train {n}')}"
         )
     if MODELS[n].get("requires") == "spikingjelly":
         import logging
@@ -152,7 +182,12 @@ def load(name: str, device=None) -> torch.nn.Module:
                 "pip install --no-deps spikingjelly==2.0.0") from None
         finally:
             quiet.setLevel(level)
-    model = getattr(models, MODELS[n]["cls"])()
+    module = models
+    if MODELS[n].get("module"):  # e.g. the colour zoo's classes live in mango.zoo.color
+        import importlib
+
+        module = importlib.import_module(f"{__name__}.{MODELS[n]['module']}")
+    model = getattr(module, MODELS[n]["cls"])(**MODELS[n].get("kwargs", {}))
     dev = default_device(device)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)

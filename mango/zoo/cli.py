@@ -16,10 +16,15 @@ def format_table(models: list[dict]) -> str:
         met = m.get("metrics") or {}
         if "heldout_accuracy" in met:
             key = f"held-out accuracy {met['heldout_accuracy']:.1%}"
+            if "rates_heldout_all" in met:  # the colour SNN: its output rates do not saturate
+                key += f", median winning rate {met['rates_heldout_all']['median_winner_rate']:.2f}"
         elif "heldout_mse" in met:
             key = f"held-out MSE {met['heldout_mse']:.4f}/pixel"
         elif "cnn_confident_fraction_0.9" in met:
             key = f"{met['cnn_confident_fraction_0.9']:.0%} of samples judged a digit (CNN conf > 0.9)"
+        elif "sample_per_image_std_mean" in met:
+            key = (f"per-image pixel std {met['sample_per_image_std_mean']:.3f} "
+                   f"(real {met['real_per_image_std_mean']:.3f})")
         else:
             key = "-"
         size = f"{m['file_bytes'] / 1e6:.2f} MB" if m.get("file_bytes") else "missing"
@@ -43,8 +48,10 @@ def model_card(name: str) -> str:
     info = next(m for m in list_models() if m["name"] == n)
     with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
         card = f.read().splitlines()
-    header = next((ln for ln in card if ln.startswith("| name |")), None)
-    row = next((ln for ln in card if ln.startswith(f"| `{n}` |")), None)
+    at = next((i for i, ln in enumerate(card) if ln.startswith(f"| `{n}` |")), None)
+    row = card[at] if at is not None else None
+    # the header of the row's own table (the colour zoo's table has other columns than the digit zoo's)
+    header = next((ln for ln in reversed(card[:at]) if ln.startswith("| name |")), None) if row else None
     out = [f"{n} ({info['kind']}): {info['description']}", ""]
     if header and row:
         keys = [c.strip() for c in header.strip("|").split("|")]
