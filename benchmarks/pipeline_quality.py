@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from rig_session import build_space
 
-    from mango.provenance import describe, provenance
+    from mango.runs.provenance import describe, provenance
 
     gen, what = build_space(args.space)
     runs = []

@@ -9,11 +9,11 @@
 
 from ._version import __version__
 from .errors import ConfigError, MangoError, ObjectiveError, SpaceError, UnknownNameError
-from .loop import Batch, Callback, maximize
-from .objective import Objective
-from .result import Result
+from .runs.loop import Batch, Callback, maximize
+from .runs.objective import Objective
+from .runs.result import Result
 from .spaces import Box, Codebook, Grid
-from .track import TrackResult, track
+from .runs.track.campaign import TrackResult, track
 
 __all__ = [
     "__version__", "maximize", "track", "TrackResult", "Result", "Batch", "Callback", "Objective",

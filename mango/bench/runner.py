@@ -43,7 +43,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..provenance import provenance
+from ..runs.provenance import provenance
 from .problems import Problem, objective_for_run
 from .record import CSV_COLUMNS, BudgetRow, RunRecord, append_csv, read_jsonl, write_csv
 
@@ -92,7 +92,7 @@ def parse_optimizers(spec: str | Sequence) -> list[OptimizerSpec]:
 
     Parameters go in brackets, separated by ``;`` (values parsed as JSON when
     possible).  ``warm_start`` and ``warm_n`` are the loop's warm start (see
-    :mod:`mango.screening`), e.g. ``cma[warm_start=zoo;warm_n=20]``: the run
+    :mod:`mango.runs.natural.screening`), e.g. ``cma[warm_start=zoo;warm_n=20]``: the run
     screens those images first, counted in its budget.  A list may mix strings and specs.  Names are checked against
     :func:`mango.optimizers.available` later, when the run is built.
     """
@@ -215,8 +215,8 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
     recommendation curve as steps ``curve_q`` / ``curve_v`` (raw values) and
     ``curve_n`` (normalized).
     """
-    from ..loop import maximize
-    from ..objective import evaluate
+    from ..runs.loop import maximize
+    from ..runs.objective import evaluate
     from ..optimizers import registry
 
     budgets = sorted({int(b) for b in budgets})

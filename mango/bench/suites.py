@@ -47,7 +47,7 @@ __all__ = ["get", "available", "SUITES", "DEFAULT_OPTIMIZERS", "PAPER_OPTIMIZERS
 
 # every optimizer the issue names, with the protes package both in the QTT paper's settings (k=10, k_top=1,
 # quantized) and in its defaults.  ``protes-loop`` is the package's own loop driven by ask/tell
-# (mango.optimizers.tt_peers); it has the ``quantize`` option, which ``protes`` (the same module's step-by-step
+# (mango.optimizers.peers.protes); it has the ``quantize`` option, which ``protes`` (the same module's step-by-step
 # PROTES) does not.
 PAPER_OPTIMIZERS = "random,ga,cma,ng:NGOpt,ng:Portfolio,tt,protes-loop[k=10;k_top=1;quantize=true],protes-loop"
 

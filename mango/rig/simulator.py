@@ -240,11 +240,11 @@ def build_oracle(model: str | None = "zoo:snn-digits", layer: str | None = None,
 
 
 def _zoo_oracle(name: str, layer, unit, seed: int, device):
-    """Unit ``unit`` of ``layer`` of zoo network ``name`` (:mod:`mango.build`), seeing 1x28x28 images.
+    """Unit ``unit`` of ``layer`` of zoo network ``name`` (:mod:`mango.zoo.build`), seeing 1x28x28 images.
 
     ``unit`` may list several units (one channel each) or be ``"all"`` (every unit of the layer).
     """
-    from ..build import build_model, build_unit_oracle, layer_units
+    from ..zoo.build import build_model, build_unit_oracle, layer_units
 
     model = build_model(f"zoo:{name}", device=device)
     if unit == "all":
