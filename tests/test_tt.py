@@ -569,3 +569,38 @@ def test_row_table_matches_reference(K, n):
     got = tt_math.RowTable(W).draw(rows, u)
     assert np.array_equal(got, ttref.row_draw_reference(W, rows, u))
     assert np.all(W[rows, got] > 0)
+
+
+def test_teneva_round_trip_keeps_the_distribution():
+    from mango.optimizers.tt import from_teneva, to_teneva
+
+    space = Codebook(6, 5)
+    a = make("tt", space, seed=0)
+    for _ in range(5):
+        x = a.ask(20)
+        a.tell(x, -((x - 2.0) ** 2).sum(1))
+    Y = to_teneva(a)
+    assert [c.shape[1] for c in Y] == [5] * 6 and teneva.sum(Y) == pytest.approx(1.0, abs=1e-5)
+    b = make("tt", space, seed=1)
+    from_teneva(b, Y)
+    assert np.allclose(teneva.full(to_teneva(b)), teneva.full(Y), atol=1e-7)
+    pts = a.ask(10)
+    assert np.allclose(b.log_prob(pts), a.log_prob(pts), atol=1e-5)
+
+
+def test_from_teneva_loads_a_prior_and_rounds_higher_ranks():
+    from mango.optimizers.tt import from_teneva, to_teneva
+
+    space = Codebook(5, 4)
+    Y = [np.abs(c) for c in teneva.rand([4] * 5, r=2, seed=3)]
+    opt = make("tt", space, seed=0, rank=3)
+    from_teneva(opt, Y)
+    want = teneva.full(Y) / teneva.sum(Y)
+    assert np.allclose(teneva.full(to_teneva(opt)), want, rtol=1e-5, atol=1e-9)
+    low = make("tt", space, seed=0, rank=1)
+    from_teneva(low, Y)  # rank 2 rounded to 1 by teneva.truncate
+    assert teneva.sum(to_teneva(low)) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ConfigError, match="mode sizes"):
+        from_teneva(opt, [np.abs(c) for c in teneva.rand([3] * 5, r=2, seed=0)])
+    with pytest.raises(ConfigError, match="dense"):
+        from_teneva(make("tt", Codebook(3, 200), seed=0, quantize=True), teneva.rand([200] * 3, r=2, seed=0))

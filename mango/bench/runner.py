@@ -64,13 +64,6 @@ class OptimizerSpec:
         return dict(self.params)
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def _split_top(text: str) -> list[str]:
     parts, depth, cur = [], 0, ""
     for ch in text:
@@ -96,6 +89,8 @@ def parse_optimizers(spec: str | Sequence) -> list[OptimizerSpec]:
     screens those images first, counted in its budget.  A list may mix strings and specs.  Names are checked against
     :func:`mango.optimizers.available` later, when the run is built.
     """
+    from ..optimizers.registry import parse_value
+
     items = _split_top(spec) if isinstance(spec, str) else list(spec)
     out = []
     for it in items:
@@ -113,7 +108,7 @@ def parse_optimizers(spec: str | Sequence) -> list[OptimizerSpec]:
                 if "=" not in kv:
                     raise ConfigError(f"optimizer spec {it!r}: parameter {kv!r} must be key=value.")
                 k, v = kv.split("=", 1)
-                params[k.strip()] = _parse_value(v.strip())
+                params[k.strip()] = parse_value(v.strip())
         out.append(OptimizerSpec(it, name.strip(), tuple(sorted(params.items()))))
     labels = [o.label for o in out]
     if len(set(labels)) != len(labels):

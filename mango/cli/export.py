@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ConfigError
 from ..runs.report.export import INSTALL, to_nwb
+from .values import key_values
 
 __all__ = ["add_subparser"]
 
@@ -30,19 +30,9 @@ def add_subparser(subparsers) -> None:
     n.set_defaults(func=_cmd_nwb)
 
 
-def _pairs(items, flag: str) -> dict:
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r} (e.g. {flag} subject_id=m01).")
-        out[key.strip()] = value
-    return out
-
-
 def _cmd_nwb(args: argparse.Namespace) -> int:
-    fields = _pairs(args.field, "--field")
+    fields = key_values(args.field, "--field", "subject_id=m01")
     if args.subject:
-        fields["subject"] = _pairs(args.subject, "--subject")
+        fields["subject"] = key_values(args.subject, "--subject", "subject_id=m01")
     print(to_nwb(args.store, args.out, overwrite=args.overwrite, **fields))
     return 0

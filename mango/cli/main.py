@@ -24,6 +24,7 @@ from ..zoo.build import (build_generator, build_model, build_unit_oracle, defaul
 from ..errors import ConfigError, MangoError
 from ..runs.loop import DEFAULT_OPTIMIZER
 from ..runs.threads import choose_threads, use_threads
+from .values import key_values
 from .units import (check_population_options, is_population, model_units, parse_unit_spec, parse_units,
                     population_columns, population_names, rig_channels, unit_spec_text)
 
@@ -65,22 +66,11 @@ def _whole(text: str) -> int:
     return int(value)
 
 
-def _parse_value(text: str):
-    """``--param k=v`` values: JSON when it parses (numbers, true, null, lists), else the string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _params(items) -> dict:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--param takes KEY=VALUE, got {item!r} (e.g. --param sigma0=0.2).")
-        k, v = item.split("=", 1)
-        out[k.strip()] = _parse_value(v)
-    return out
+    """``--param k=v`` options: values parsed as JSON when they parse (:func:`~mango.optimizers.registry.parse_value`)."""
+    from ..optimizers.registry import parse_value
+
+    return key_values(items, "--param", "sigma0=0.2", parse_value)
 
 
 parse_params = _params  # public: other subcommands' --param (mango track)

@@ -8,6 +8,7 @@ nevergrad's registry.  Optional peers (``protes``, ``protes-loop``, ``ttopt``: :
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Callable
 
 from ..errors import ConfigError, MangoError, UnknownNameError
@@ -30,6 +31,15 @@ _OPTIONAL: dict[str, tuple[str, str]] = {
     "ttopt": ("ttopt", "mango.optimizers.peers.protes:TTOptOptimizer"),
     "turbo": ("botorch", "mango.optimizers.peers.botorch:TurboOptimizer"),
 }
+
+
+def parse_value(text: str):
+    """An optimizer parameter's value given as text (``--param k=v``, ``cma[sigma0=0.2]``): JSON when it parses
+    (numbers, true, null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:  # json.JSONDecodeError
+        return text
 
 
 def register(name: str, target=None, *, requires: str | None = None):
