@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     from mango.cli import bench as bench_cli
     from mango.bench import metrics
     from mango.bench.runner import load_records
-    from mango.cli.main import build_parser
+    from mango.cli.maximize import build_parser
 
     bargs = build_parser().parse_args(["bench"] + rest)
     rc = bench_cli.run(bargs)

@@ -262,10 +262,10 @@ ALLOWED_PRIVATE = {
     ("mango.optimizers.nevergrad_opt", "getattr(opt, '_optim', None)"):
         "reads the optimizer a nevergrad MetaModel delegates to, which has no public attribute for it "
         "(NevergradOptimizer._chain)",
-    ("mango.cli.main", "args._select"): _CLI_NAMESPACE,
-    ("mango.cli.main", "getattr(args, '_select', None)"): _CLI_NAMESPACE,
-    ("mango.cli.main", "args._reference_line"): _CLI_NAMESPACE,
-    ("mango.cli.main", "getattr(args, '_reference_line', None)"): _CLI_NAMESPACE,
+    ("mango.cli.maximize", "args._select"): _CLI_NAMESPACE,
+    ("mango.cli.maximize", "getattr(args, '_select', None)"): _CLI_NAMESPACE,
+    ("mango.cli.maximize", "args._reference_line"): _CLI_NAMESPACE,
+    ("mango.cli.maximize", "getattr(args, '_reference_line', None)"): _CLI_NAMESPACE,
 }
 
 

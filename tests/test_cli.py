@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mango.cli.main import main
+from mango.cli.maximize import main
 
 
 def test_version():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mango.cli.main import main
+from mango.cli.maximize import main
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _schema  # noqa: E402

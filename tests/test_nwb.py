@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mango
-from mango.cli.main import main
+from mango.cli.maximize import main
 from mango.errors import ConfigError
 from mango.runs.report.export import to_nwb
 from mango.generators.module import ModuleGenerator

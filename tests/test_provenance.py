@@ -87,7 +87,7 @@ def test_no_commit_outside_a_checkout_or_without_git(tmp_path, monkeypatch):
 
 
 def test_result_json_carries_provenance(tmp_path):
-    from mango.cli.main import main
+    from mango.cli.maximize import main
 
     assert main(["maximize", "--objective", "sphere", "--dim", "3", "--budget", "8", "--optimizer", "random",
                  "--out", str(tmp_path), "--no-progress"]) == 0

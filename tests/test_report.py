@@ -16,7 +16,8 @@ from PIL import Image
 
 import mango
 from mango.errors import ConfigError
-from mango.runs.report.html import _improvements, add_subparser, load_run, make_report, topk_distinct
+from mango.cli.report import add_subparser
+from mango.runs.report.html import _improvements, load_run, make_report, topk_distinct
 from mango.spaces import Box
 from mango.runs.store import RunStore, StoreError
 

@@ -364,7 +364,7 @@ def test_population_campaign_through_the_rig(server):
 
 
 def test_population_campaign_through_the_rig_from_the_cli(server, tmp_path, capsys):
-    from mango.cli.main import main
+    from mango.cli.maximize import main
 
     _, srv = _simulated_population(server)
     uri = "rig://" + srv.endpoint[len("tcp://"):]

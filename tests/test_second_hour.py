@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import mango.cli.main as cli
+import mango.cli.maximize as cli
 import mango.runs.loop as loop
-from mango.cli.main import main
+from mango.cli.maximize import main
 from mango.runs.store import RunStore
 
 SPHERE = ["maximize", "--objective", "sphere", "--dim", "4", "--optimizer", "cma", "--batch-size", "10"]

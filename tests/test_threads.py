@@ -15,7 +15,7 @@ import torch
 import _schema
 import mango
 from mango.runs import threads as thr
-from mango.cli.main import main
+from mango.cli.maximize import main
 from mango.errors import ConfigError
 from mango.runs.provenance import provenance
 from mango.spaces import Box

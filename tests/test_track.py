@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import mango
-from mango.cli.main import main
+from mango.cli.maximize import main
 from mango.errors import ConfigError
 from mango.runs.store import RunStore
 from mango.runs.track.campaign import resolve_checkpoints, warm_points_from

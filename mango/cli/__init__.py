@@ -1,13 +1,13 @@
 """The ``mango`` command line, one module per subcommand, thin over the Python API.
 
-:mod:`.main` holds ``mango maximize`` and the dispatcher (:func:`main`, the console script); the other
+:mod:`.maximize` holds ``mango maximize`` and the dispatcher (:func:`main`, the console script); the other
 subcommands live beside it (:mod:`.zoo`, :mod:`.report`, :mod:`.watch`, :mod:`.export`, :mod:`.rig`,
 :mod:`.bench`, :mod:`.track`), each exposing ``add_subparser``; :mod:`.units` parses unit lists (``0-9``,
-``all``, rig channel names) and :mod:`.main`'s ``--param`` values use :func:`mango.optimizers.params.parse_value`,
+``all``, rig channel names) and :mod:`.maximize`'s ``--param`` values use :func:`mango.optimizers.params.parse_value`,
 as the benchmark's optimizer specs do.  Only this package imports :mod:`argparse` (and the zoo's training
 script, ``python -m mango.zoo.train``, a developer tool).
 """
 
-from .main import main
+from .maximize import main
 
 __all__ = ["main"]

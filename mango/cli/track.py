@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from .main import parse_params, parse_units
+from .maximize import parse_params, parse_units
 from ..errors import ConfigError
 from ..runs.track.campaign import track
 

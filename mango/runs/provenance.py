@@ -73,7 +73,7 @@ def git_state(root: str) -> tuple[str | None, bool | None]:
 
 def _checkout_root() -> str:
     """The directory above the ``mango`` package: a checkout's top level when mango runs from one."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # mango/runs/provenance.py
 
 
 def _threads() -> dict:

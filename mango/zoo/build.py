@@ -30,7 +30,7 @@ from ..errors import ConfigError
 __all__ = ["load_factory", "user_code_error", "build_model", "spiking_framework", "default_readout",
            "build_unit_oracle", "layer_units", "wrap_oracle", "build_generator", "GENERATOR_SPECS"]
 
-_MANGO_DIR = os.path.dirname(os.path.abspath(__file__))
+_MANGO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the mango package (this is mango/zoo/build.py)
 
 GENERATOR_SPECS = ("zoo:vqvae-digits", "zoo:vqvae-digits:embedding", "zoo:gan-digits", "zoo:gan-digits:grid",
                    "grating", "gabor")

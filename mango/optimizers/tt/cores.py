@@ -4,13 +4,13 @@ teneva (a core dependency) holds a tensor train as a list of ``d`` numpy cores `
 ``r_0 = r_d = 1``.  :func:`to_teneva` exports what a ``tt`` optimizer has learned in that format (analyse it with
 ``teneva.get``, ``teneva.sum``, ``teneva.optima_tt``, ...; ``examples/tt_cores_teneva.py``), and
 :func:`from_teneva` loads such cores into a ``tt`` optimizer as its sampling distribution: a distribution
-learned in an earlier session, or a prior built with teneva, to start from.
+learned in an earlier session, or a prior built with teneva, to start from.  (teneva is imported when cores
+are loaded, not with the optimizer: it takes about a second.)
 """
 
 from __future__ import annotations
 
 import numpy as np
-import teneva
 
 from ...errors import ConfigError
 
@@ -33,6 +33,8 @@ def from_teneva(opt, cores, *, pad: float = 0.0) -> None:
     and Adam's moments start afresh.  Round trip: ``from_teneva(opt, to_teneva(opt))`` keeps the distribution
     (in single precision, the parameters').
     """
+    import teneva  # imported here: it takes about a second, and only this needs it
+
     dist = opt.distribution
     if dist.q or dist.group:
         raise ConfigError("from_teneva loads dense tt distributions only (quantize=False); this one is "
