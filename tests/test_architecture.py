@@ -327,3 +327,12 @@ def test_private_access_checker_counts_getattr_and_setattr_with_a_private_name()
     assert private_accesses(source, "m") == [
         "m:4: getattr(opt, '_popsize', None)", "m:4: hasattr(opt, '_x')", "m:6: setattr(module, '_hook', f)",
         "m:7: delattr(module, '_old')"]
+
+
+def test_py_typed_ships_with_the_package():
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT.parent / "setup.cfg")
+    assert (ROOT / "py.typed").exists()
+    assert "py.typed" in [f.strip() for f in cfg["options.package_data"]["mango"].split(",")]

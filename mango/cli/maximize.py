@@ -3,7 +3,7 @@
 ``mango maximize`` runs one activation-maximization campaign; with no
 arguments it maximizes an output neuron of the bundled spiking network over the
 bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``watch``, ``rig``, ``bench``, ``track``, ``export``)
-live beside the code they drive; each module exposes ``add_subparser``.
+live beside this module in :mod:`mango.cli`; each exposes ``add_subparser``.
 """
 
 from __future__ import annotations
