@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     out = args.out or os.path.join(HERE, "results", f"pipeline_quality_{args.space}_b{args.batch}_n{args.budget}")
     from rig_session import build_space
 
-    from mango.provenance import describe, provenance
+    from mango.runs.provenance import describe, provenance
 
     gen, what = build_space(args.space)
     runs = []

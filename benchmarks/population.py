@@ -54,7 +54,7 @@ def setup(group: str, generator: str = GENERATOR):
     """``(oracle of the group's units, generator, reference maxima [K])``."""
     import torch
 
-    from mango.build import build_generator, build_model, build_unit_oracle
+    from mango.zoo.build import build_generator, build_model, build_unit_oracle
     from mango.zoo.data import load_digits
 
     torch.set_num_threads(1)
@@ -85,7 +85,7 @@ def run_one(task: tuple) -> str:
         return path
     import mango
     from mango.bench.runner import parse_optimizers
-    from mango.provenance import provenance
+    from mango.runs.provenance import provenance
 
     spec, = parse_optimizers(opt)  # "surrogate[allocation=interleave]": parameters in brackets
     oracle, gen, ref = setup(group, generator)
@@ -175,7 +175,7 @@ def cnn_agreement(out: str, group: str, generator: str = GENERATOR) -> dict:
     as the neuron's digit]`` (output group, population runs)."""
     import torch
 
-    from mango.build import build_generator, build_model
+    from mango.zoo.build import build_generator, build_model
 
     cnn = build_model("zoo:cnn-digits")
     gen = build_generator(generator)
@@ -241,7 +241,7 @@ def report(out: str, group: str, generator: str = GENERATOR) -> str:
         for (arm, opt), counts in sorted(cnn_agreement(out, group, generator).items()):
             lines.append(f"{arm}/{opt}: the zoo CNN classifies {counts} of the 10 output neurons' best stimuli as "
                          "their digit (per seed)")
-    from mango.bench.cli import provenance_lines
+    from mango.cli.bench import provenance_lines
 
     lines += ["", "### Provenance", ""] + provenance_lines(list(records(out, group + "-")))
     return "\n".join(lines) + "\n"

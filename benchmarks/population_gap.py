@@ -41,8 +41,8 @@ def main() -> None:
     import torch
 
     import mango
-    from mango.optimizers.readout import Backbone, LinearReadout
-    from mango.provenance import provenance
+    from mango.optimizers.inception.readout import Backbone, LinearReadout
+    from mango.runs.provenance import provenance
 
     oracle, gen, ref = setup("output")
     k = len(GROUPS["output"]["units"])
@@ -90,7 +90,7 @@ def main() -> None:
     print("wrote", path)
     mine = seeds == args.seed
     if mine.sum() == k:  # the figure: the campaign's best stimuli above the same seed's single-unit ones
-        from mango.plots import to_images, unit_grid_figure
+        from mango.runs.report.plots import to_images, unit_grid_figure
 
         best = pts[vals.argmax(0)]
         names = [f"pop {j}" for j in range(k)] + [f"single {j}" for j in units[mine]]

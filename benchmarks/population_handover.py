@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--source", default=SOURCE, help="the population run's optimizer (default %(default)s)")
     args = ap.parse_args()
     import mango
-    from mango.provenance import provenance
+    from mango.runs.provenance import provenance
 
     src = os.path.join(OUT, f"output-pop-{args.source}-s{args.seed}.json")
     start = _runs.read(OUT, os.path.basename(src))  # the run file, or the run packed in runs.jsonl.gz

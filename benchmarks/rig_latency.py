@@ -30,7 +30,7 @@ OUT = os.path.join(HERE, "results")
 
 def start_server(extra=()):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.Popen([sys.executable, "-m", "mango.rig.cli", "rig", "serve", "--module",
+    p = subprocess.Popen([sys.executable, "-m", "mango.cli.rig", "rig", "serve", "--module",
                           "mango.rig.simulator:null_present", "--address", "tcp://127.0.0.1:0", "--timeout", "600",
                           *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     ready, _, _ = select.select([p.stdout], [], [], 60)

@@ -124,7 +124,7 @@ def random_decoder_generator():
 
 def build_space(dim: int):
     if dim == 784:
-        from mango.build import build_generator
+        from mango.zoo.build import build_generator
 
         return build_generator("zoo:vqvae-digits:embedding"), "zoo:vqvae-digits:embedding"
     if dim == 4096:
@@ -156,7 +156,7 @@ def start_rig(seed: int, log_path: str, err_path: str, on_ms: float, off_ms: flo
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.pop("MANGO_THREADS", None)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "mango.rig.cli", "rig", "simulate", "--port", "0", "--model", "zoo:snn-digits",
+    cmd = [sys.executable, "-m", "mango.cli.rig", "rig", "simulate", "--port", "0", "--model", "zoo:snn-digits",
            "--unit", "3", "--noise", "poisson", "--on-ms", str(on_ms), "--off-ms", str(off_ms), "--seed", str(seed),
            "--log", log_path]
     err = open(err_path, "w")
@@ -206,7 +206,7 @@ def pipeline_supported() -> bool:
 
 def one_run(gen, dim: int, batch: int, seed: int, mode: str, args, workdir: str) -> dict:
     import mango
-    from mango.store import RunStore
+    from mango.runs.store import RunStore
 
     tag = f"d{dim}-b{batch}-s{seed}-{mode}"
     log_path = os.path.join(workdir, tag + ".rig.jsonl")
@@ -494,8 +494,8 @@ def main(argv=None) -> int:
             print(f"warning: {v}={os.environ[v]} is set: mango takes its thread count from it, not from its policy",
                   file=sys.stderr)
 
-    from mango.provenance import describe, provenance
-    from mango.threads import policy
+    from mango.runs.provenance import describe, provenance
+    from mango.runs.threads import policy
 
     if "pipelined" in modes and not pipeline_supported():
         raise SystemExit("mango.maximize has no pipeline= parameter yet; run with --modes sync")

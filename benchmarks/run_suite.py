@@ -36,9 +36,10 @@ def main(argv=None) -> int:
                     help="the command(s) to state in the results file (default: this invocation), e.g. when "
                          "the results were produced by several invocations and this one only writes the report")
     args, rest = ap.parse_known_args(argv)
-    from mango.bench import cli as bench_cli, metrics
+    from mango.cli import bench as bench_cli
+    from mango.bench import metrics
     from mango.bench.runner import load_records
-    from mango.cli import build_parser
+    from mango.cli.maximize import build_parser
 
     bargs = build_parser().parse_args(["bench"] + rest)
     rc = bench_cli.run(bargs)

@@ -30,7 +30,7 @@ import torch
 
 import mango
 from mango.spaces import Box
-from mango.store import RunStore
+from mango.runs.store import RunStore
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

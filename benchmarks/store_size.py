@@ -44,7 +44,7 @@ def _commit(path: str) -> str | None:
 def measure(budget: int, units: int, optimizer: str, model: str, params: dict, seed: int = 0) -> dict:
     """One campaign with a store; the store's size and what it holds."""
     import mango
-    from mango.build import build_generator, build_model, build_unit_oracle
+    from mango.zoo.build import build_generator, build_model, build_unit_oracle
 
     gen = build_generator("zoo:vqvae-digits:embedding", device="cpu")
     net = build_model(model, device="cpu")

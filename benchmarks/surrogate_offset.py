@@ -2,7 +2,7 @@
 
 A model-based optimizer should see the same problem in ``a * f + b`` as in ``f`` (a > 0): a neuron's
 membrane potential, a selectivity difference or a loss can sit anywhere on the real line.  This runs
-``surrogate`` on the negated 10-d Rastrigin (``mango.testfunctions.rastrigin``, values in about
+``surrogate`` on the negated 10-d Rastrigin (``mango.oracles.testfunctions.rastrigin``, values in about
 [-400, 0], almost all below -1) and on the same function plus ``--offset`` (default 1,000: all positive),
 with the same seeds, and reports the best value reached (offset removed) at each budget, the paired
 difference ``best(f + offset) - best(f)`` with a bootstrap 95 % CI, and paired wins/ties/losses.
@@ -42,7 +42,7 @@ def run_one(task: tuple) -> str:
     torch.set_num_threads(1)
     import mango
     from mango.spaces import Box
-    from mango.testfunctions import rastrigin
+    from mango.oracles.testfunctions import rastrigin
 
     f = rastrigin()
 
@@ -102,7 +102,7 @@ def main(argv=None) -> None:
     run_tasks(run_one, todo, jobs=args.jobs)
     summary = summarize(out_dir, args.seeds, args.offset, args.budget)
     try:
-        from mango.provenance import provenance
+        from mango.runs.provenance import provenance
         prov = provenance()
     except ImportError:  # an older checkout (the "before" run)
         import subprocess

@@ -101,8 +101,8 @@ def main(argv=None) -> int:
     if args.wait_for:
         while not os.path.exists(args.wait_for):
             time.sleep(10)
-    from mango.provenance import provenance
-    from mango.threads import policy
+    from mango.runs.provenance import provenance
+    from mango.runs.threads import policy
 
     default = torch_default_threads()
     settings = {"policy": None} if args.only == "policy" else {"policy": None, "torch default": default}
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         lines.append(f"| {s['setting']} | {s['threads']} | {s['quiet_s']:.1f} ({s['quiet_run_s']:.1f}) | "
                      f"{s['loaded_s']:.1f} ({s['loaded_run_s']:.1f}) | {s['slowdown']:.2f}x "
                      f"({s['run_slowdown']:.2f}x) | {'yes' if s['same_value_under_load'] else 'no'} |")
-    from mango.provenance import describe
+    from mango.runs.provenance import describe
 
     lines += ["", "Runs in order (the load average is the machine's, 1 min, before each run: it shows other jobs "
               "sharing the machine):", ""]

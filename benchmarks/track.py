@@ -106,8 +106,8 @@ def run_track(task: tuple) -> str:
 
 def figure(args, files) -> None:
     """The preferred stimuli across checkpoints (warm track of the first seed) into ``--out``."""
-    from mango.track import checkpoint_label
-    from mango.track_report import make_track_report
+    from mango.runs.track.campaign import checkpoint_label
+    from mango.runs.track.report import make_track_report
 
     d = os.path.join(args.work, _name("warm", args.optimizer, args.budget, 0))
     stores = sorted(glob.glob(os.path.join(d, "*.sqlite")))

@@ -20,7 +20,7 @@ import mango
 from mango import zoo
 from mango.generators import ParametricGenerator
 from mango.oracles import TorchOracle
-from mango.report import make_report
+from mango.runs.report.html import make_report
 
 
 class StopAfter(mango.Callback):

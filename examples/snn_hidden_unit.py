@@ -12,7 +12,7 @@ from pathlib import Path
 import mango
 from mango import zoo
 from mango.oracles import SNNOracle
-from mango.plots import save_best_stimuli, save_curve
+from mango.runs.report.plots import save_best_stimuli, save_curve
 
 p = argparse.ArgumentParser()
 p.add_argument("--channel", type=int, default=5)

@@ -7,6 +7,8 @@ probable point (``teneva.optima_tt``), its probability (``teneva.get``), and the
 marginal distribution of each position (contracting the other cores with
 ``teneva``'s ones-vectors via ``teneva.mul`` / ``teneva.sum``).
 
+Last, it loads the cores into a fresh optimizer (``mango.optimizers.tt.from_teneva``).
+
 Run:  python examples/tt_cores_teneva.py
 """
 
@@ -53,3 +55,11 @@ for j in range(d):
 print("marginals sum to 1 per position:", np.allclose(marginals.sum(axis=1), 1.0, atol=1e-4))  # float32 cores
 print("positions whose most likely code is the best code:", int(np.sum(marginals.argmax(1) == best_codes)), "/", d)
 print("mean marginal probability of the best code:", round(float(marginals[np.arange(d), best_codes].mean()), 3))
+
+# and back (mango.optimizers.tt.from_teneva): a fresh optimizer that starts from what this one learned
+from mango.optimizers.tt import from_teneva  # noqa: E402
+
+fresh = make("tt", space, seed=1)
+from_teneva(fresh, cores)
+print("a fresh optimizer loaded with the cores gives the most probable point the same log-probability:",
+      bool(np.allclose(fresh.log_prob(i_max[None]), opt.log_prob(i_max[None]), atol=1e-4)))

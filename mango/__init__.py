@@ -9,14 +9,15 @@
 
 from ._version import __version__
 from .errors import ConfigError, MangoError, ObjectiveError, SpaceError, UnknownNameError
-from .loop import Batch, Callback, maximize
-from .objective import Objective
-from .result import Result
+from .runs.loop import Batch, Callback, maximize
+from .runs.objective import Direction, Objective, Selectivity
+from .runs.result import Result
 from .spaces import Box, Codebook, Grid
-from .track import TrackResult, track
+from .runs.track.campaign import TrackResult, track
 
 __all__ = [
-    "__version__", "maximize", "track", "TrackResult", "Result", "Batch", "Callback", "Objective",
+    "__version__", "maximize", "track", "TrackResult", "Result", "Batch", "Callback",
+    "Objective", "Selectivity", "Direction",
     "Box", "Grid", "Codebook",
     "MangoError", "ConfigError", "SpaceError", "UnknownNameError", "ObjectiveError",
 ]

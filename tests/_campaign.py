@@ -68,7 +68,7 @@ def run(store, optimizer: str, seed: int, budget: int, batch: int, sleep: float 
     """One campaign; returns ``(result, objective)``."""
     obj = objective or ImageSphere(sleep, hold)
     if store is not None and checkpoint_every is not None:
-        from mango.store import RunStore
+        from mango.runs.store import RunStore
 
         store = RunStore(store, checkpoint_every=checkpoint_every)
     try:

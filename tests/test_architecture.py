@@ -1,6 +1,6 @@
-"""Architecture rules, checked from the source: no import cycles, no private access across modules.
+"""Architecture rules, checked from the source: the layers, no import cycles, no private access across modules.
 
-Both checks read ``mango/`` with :mod:`ast`, so they see every import and
+The checks read ``mango/`` with :mod:`ast`, so they see every import and
 attribute access, including the ones inside functions (a lazy import that only
 hides a cycle still counts as one).
 """
@@ -183,8 +183,71 @@ def private_accesses(source: str, label: str) -> list[str]:
 
 def test_import_graph_has_no_cycles():
     graph = import_graph()
-    assert len(graph) > 40 and "mango.loop" in graph and graph["mango.loop"], "the import graph was not read"
+    assert len(graph) > 40 and "mango.runs.loop" in graph and graph["mango.runs.loop"], "the import graph was not read"
     assert cycles(graph) == []
+
+
+# The layers, lowest first: a module imports only from its own layer and the layers below (anywhere in the
+# file, lazy imports included).  A module belongs to the layer of the longest prefix below that names it.
+LAYERS = [
+    ("foundation", ["mango._version", "mango.errors"]),
+    ("search spaces", ["mango.spaces"]),
+    ("stimuli and responses", ["mango.generators", "mango.oracles"]),
+    ("models and their builder", ["mango.zoo"]),
+    ("optimizers", ["mango.optimizers"]),
+    ("natural images", ["mango.runs.natural"]),
+    ("runs", ["mango.runs", "mango.rig"]),
+    ("outputs", ["mango.runs.report"]),
+    ("studies over many runs", ["mango.runs.track", "mango.bench"]),
+    ("command line", ["mango.cli"]),
+    ("the public facade", ["mango"]),
+]
+
+
+def layer_of(module: str) -> int:
+    best, level = "", None
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > len(best):
+                best, level = p, i
+    assert level is not None, f"{module} is in no layer: add it to LAYERS"
+    return level
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports from a lower layer to a higher one, as ``module (layer) -> module (layer)``."""
+    name = lambda m: f"{m} ({LAYERS[layer_of(m)][0]})"  # noqa: E731
+    return sorted(f"{name(a)} -> {name(b)}" for a, deps in graph.items() for b in deps if layer_of(b) > layer_of(a))
+
+
+def test_imports_go_down_the_layers():
+    graph = import_graph()
+    assert all(layer_of(m) is not None for m in graph)
+    assert upward_imports(graph) == []
+
+
+def test_layer_checker_flags_an_upward_import():
+    assert upward_imports({"mango.spaces": {"mango.runs.loop"}, "mango.runs.loop": {"mango.spaces"}}) == [
+        "mango.spaces (search spaces) -> mango.runs.loop (runs)"]
+    assert layer_of("mango.runs.report.watch.server") == layer_of("mango.runs.report.html") > layer_of("mango.runs.loop")
+
+
+def test_top_level_has_at_most_twelve_entries():
+    entries = sorted(p.name for p in ROOT.iterdir()
+                     if (p.suffix == ".py") or (p.is_dir() and (p / "__init__.py").exists()))
+    assert len(entries) <= 12, entries
+
+
+def test_only_the_command_line_parses_arguments():
+    """argparse lives in ``mango.cli``; the zoo's training scripts (``python -m mango.zoo.train``, ``train_*``) are
+    developer tools with their own options."""
+    users = sorted(name for name, path in _modules().items()
+                   if any(isinstance(n, (ast.Import, ast.ImportFrom))
+                          and "argparse" in ([a.name for a in n.names] if isinstance(n, ast.Import) else [n.module])
+                          for n in ast.walk(ast.parse(path.read_text()))))
+    assert [u for u in users if not u.startswith("mango.cli")
+            and not (u == "mango.zoo.train" or u.startswith("mango.zoo.train_"))] == []
+    assert "mango.zoo.train" in users  # the check reads the imports
 
 
 def test_cycle_finder_finds_a_cycle():
@@ -201,10 +264,10 @@ ALLOWED_PRIVATE = {
     ("mango.optimizers.nevergrad_opt", "getattr(opt, '_optim', None)"):
         "reads the optimizer a nevergrad MetaModel delegates to, which has no public attribute for it "
         "(NevergradOptimizer._chain)",
-    ("mango.cli", "args._select"): _CLI_NAMESPACE,
-    ("mango.cli", "getattr(args, '_select', None)"): _CLI_NAMESPACE,
-    ("mango.cli", "args._reference_line"): _CLI_NAMESPACE,
-    ("mango.cli", "getattr(args, '_reference_line', None)"): _CLI_NAMESPACE,
+    ("mango.cli.maximize", "args._select"): _CLI_NAMESPACE,
+    ("mango.cli.maximize", "getattr(args, '_select', None)"): _CLI_NAMESPACE,
+    ("mango.cli.maximize", "args._reference_line"): _CLI_NAMESPACE,
+    ("mango.cli.maximize", "getattr(args, '_reference_line', None)"): _CLI_NAMESPACE,
 }
 
 
@@ -266,3 +329,12 @@ def test_private_access_checker_counts_getattr_and_setattr_with_a_private_name()
     assert private_accesses(source, "m") == [
         "m:4: getattr(opt, '_popsize', None)", "m:4: hasattr(opt, '_x')", "m:6: setattr(module, '_hook', f)",
         "m:7: delattr(module, '_old')"]
+
+
+def test_py_typed_ships_with_the_package():
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT.parent / "setup.cfg")
+    assert (ROOT / "py.typed").exists()
+    assert "py.typed" in [f.strip() for f in cfg["options.package_data"]["mango"].split(",")]

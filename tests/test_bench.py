@@ -224,7 +224,7 @@ def test_run_benchmark_rejects_bad_input(tmp_path):
 
 def test_lab_suite_covers_the_lab_problems_and_reads_snn_outputs_by_membrane(capsys):
     from mango.bench.problems import zoo_oracle
-    from mango.cli import main
+    from mango.cli.maximize import main
 
     probs = {p.name: p for p in bench.suites.get("lab")}
     assert set(probs) == {"snn-out3@vq", "snn-out3@vqemb", "snn-l2u7@gan", "cnn-out7@vqemb", "cnn-r2u4@gan64",
@@ -304,7 +304,7 @@ def test_report_tables_and_figures(tmp_path):
     assert "group 1 of 2" in text and "group 2 of 2" in text  # pooled only over comparable problems
     w = metrics.winners(metrics.rows(recs))
     assert set(w["budget"]) == {20, 60}
-    from mango.bench.cli import write_outputs
+    from mango.cli.bench import write_outputs
 
     write_outputs(recs, str(tmp_path), command="mango bench test")
     for f in ("report.md", "anytime.png", "ecdf.png"):
@@ -312,7 +312,7 @@ def test_report_tables_and_figures(tmp_path):
 
 
 def test_cli_bench(tmp_path, capsys):
-    from mango.cli import main
+    from mango.cli.maximize import main
 
     out = tmp_path / "cli"
     rc = main(["bench", "--suite", "quick", "--problems", "sphere-box10", "--optimizers", "random,ga",

@@ -1,4 +1,4 @@
-"""mango.build: one builder for the command line, the benchmark and the simulated rig."""
+"""mango.zoo.build: one builder for the command line, the benchmark and the simulated rig."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from mango import build
+from mango.zoo import build
 from mango.errors import ConfigError
 
 
@@ -20,7 +20,7 @@ def _cli_args(**kw):
 
 def test_cli_and_bench_build_the_same_oracle_and_generator():
     from mango.bench.problems import _zoo_generator, zoo_oracle
-    from mango.cli import build_oracle
+    from mango.cli.maximize import build_oracle
 
     x = np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)
     cli = build_oracle(_cli_args())
@@ -36,7 +36,7 @@ def test_cli_and_bench_build_the_same_oracle_and_generator():
 
 
 def test_spiking_networks_get_an_snn_oracle_with_the_cli_default_readout():
-    from mango.cli import build_oracle
+    from mango.cli.maximize import build_oracle
 
     oracle = build_oracle(_cli_args(model="zoo:snn-digits", unit=3))
     assert type(oracle).__name__ == "SNNOracle"
@@ -50,7 +50,7 @@ def test_spiking_networks_get_an_snn_oracle_with_the_cli_default_readout():
 
 
 def test_noise_and_repeats_wrap_the_oracle():
-    from mango.cli import build_oracle
+    from mango.cli.maximize import build_oracle
 
     oracle = build_oracle(_cli_args(noise="gaussian", seed=3, repeats=2))
     assert type(oracle).__name__ == "Repeat" and type(oracle.oracle).__name__ == "Noisy"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mango.cli import main
+from mango.cli.maximize import main
 
 
 def test_version():
@@ -86,7 +86,7 @@ def test_maximize_spikingjelly_zoo_model_out_of_the_box(tmp_path):
 
 
 def test_maximize_warm_start_from_zoo_digits(tmp_path):
-    from mango.store import RunStore
+    from mango.runs.store import RunStore
 
     out, store = tmp_path / "out", tmp_path / "run.sqlite"
     assert main(["maximize", "--model", "zoo:cnn-digits", "--unit", "7", "--generator", "zoo:vqvae-digits:embedding",
@@ -143,7 +143,7 @@ def test_population_campaign_from_the_cli(tmp_path, monkeypatch, capsys):
 
     import numpy as np
 
-    from mango.store import RunStore
+    from mango.runs.store import RunStore
     from mango.zoo.data import load_digits
 
     sys.path.insert(0, os.path.dirname(__file__))
@@ -185,7 +185,7 @@ def test_population_campaign_resumes_from_the_cli(tmp_path, monkeypatch):
     import numpy as np
 
     import mango.oracles.torch as torch_oracle
-    from mango.store import RunStore
+    from mango.runs.store import RunStore
 
     base = ["maximize", "--model", "zoo:cnn-digits", "--unit", "all", "--budget", "50", "--batch-size", "10",
             "--reference", "none", "--quiet"]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import mango
-from mango.cli import main
+from mango.cli.maximize import main
 from mango.errors import ConfigError
 from mango.optimizers.nevergrad_opt import left_off, nevergrad_names
 from mango.spaces import Box

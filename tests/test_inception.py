@@ -79,7 +79,7 @@ def test_single_target_and_state_round_trip():
     drive(a, 6)
     b = make("inception", SPACE, seed=2, **FAST)
     b.connect(generator=GEN)
-    b.load_state_dict(mango.serial.loads(mango.serial.dumps(a.state_dict())))
+    b.load_state_dict(mango.runs.serial.loads(mango.runs.serial.dumps(a.state_dict())))
     np.testing.assert_array_equal(drive(a, 3), drive(b, 3))
 
 
@@ -88,7 +88,7 @@ def test_resume_continues_identically(tmp_path):
               **FAST)
     full = mango.maximize(ORACLE, **kw)
 
-    class Stop(mango.loop.Callback):
+    class Stop(mango.runs.loop.Callback):
         def on_batch(self, run, batch):
             if run.n_queries >= 50:
                 raise KeyboardInterrupt
@@ -171,7 +171,7 @@ def test_backbone_readout_campaign_learns_and_resumes_exactly(backbone):
         assert np.corrcoef(pred[:, j], true[:, j])[0, 1] > 0.6  # 48 points; an unfit readout: about 0
     b = make("inception", SPACE, seed=3, n_targets=3, **kw)
     b.connect(generator=GEN)
-    b.load_state_dict(mango.serial.loads(mango.serial.dumps(a.state_dict())))
+    b.load_state_dict(mango.runs.serial.loads(mango.runs.serial.dumps(a.state_dict())))
     np.testing.assert_array_equal(drive(a, 3), drive(b, 3))
 
 

@@ -7,7 +7,7 @@ import pytest
 import mango
 from mango.errors import ConfigError, ObjectiveError
 from mango.spaces import Box, Codebook
-from mango.testfunctions import shifted_sphere
+from mango.oracles.testfunctions import shifted_sphere
 
 
 def test_result_fields_and_history():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mango.cli import main
+from mango.cli.maximize import main
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _schema  # noqa: E402
@@ -82,7 +82,7 @@ def test_main_job_with_user_reference(tmp_path, ref_npy, monkeypatch, capsys):
     assert main(argv[:-5] + ["--out", str(tmp_path / "out2"), "--no-progress"]) == 0
     assert "(cached:" in capsys.readouterr().err
     # the report shows the reference and the summary in words
-    from mango.report import make_report
+    from mango.runs.report.html import make_report
 
     page = Path(make_report(tmp_path / "run.sqlite", tmp_path / "rep")).read_text()
     assert "best natural image" in page and "continuous box of 784 dimensions" in page

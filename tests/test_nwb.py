@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import mango
-from mango.cli import main
+from mango.cli.maximize import main
 from mango.errors import ConfigError
-from mango.export import to_nwb
+from mango.runs.report.export import to_nwb
 from mango.generators.module import ModuleGenerator
 from mango.rig import RigOracle, RigServer, Schedule
 from mango.rig.simulator import make_present
 from mango.spaces import Box
-from mango.store import RunStore
+from mango.runs.store import RunStore
 
 pynwb = pytest.importorskip("pynwb")
 

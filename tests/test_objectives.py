@@ -1,11 +1,11 @@
-"""Selectivity and population-direction objectives (mango.objective)."""
+"""Selectivity and population-direction objectives (mango.runs.objective)."""
 
 import numpy as np
 import pytest
 
 import mango
 from mango.errors import ConfigError, ObjectiveError
-from mango.objective import Direction, Objective, Selectivity
+from mango.runs.objective import Direction, Objective, Selectivity
 from mango.oracles import CallableOracle
 from mango.spaces import Box
 

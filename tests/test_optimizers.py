@@ -6,11 +6,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import mango
 import mango.optimizers as mo
-from mango import serial
+from mango.runs import serial
 from mango.errors import ConfigError, UnknownNameError
 from mango.optimizers.registry import _OPTIONAL
 from mango.spaces import Box, Codebook, Grid
-from mango.testfunctions import rastrigin, separable_codebook, shifted_sphere
+from mango.oracles.testfunctions import rastrigin, separable_codebook, shifted_sphere
 
 NG = ["ng:NGOpt", "ng:Portfolio", "ng:DiagonalCMA", "ng:TwoPointsDE", "ng:OnePlusOne"]
 OWN = [n for n in mo.available(include_nevergrad=False) if n not in _OPTIONAL]  # optional peers: own tests

@@ -451,7 +451,7 @@ def test_oracle_with_generator_in_maximize():
     mango = pytest.importorskip("mango")
     if not hasattr(mango, "maximize"):
         pytest.skip("mango.maximize not available yet")
-    from mango.objective import Objective
+    from mango.runs.objective import Objective
     from mango.spaces import Box
 
     net = make_cnn()

@@ -1,4 +1,4 @@
-"""The optional reference peers of mango.optimizers.tt_peers: protes, protes-loop, ttopt (skipped when not installed)."""
+"""The optional reference peers of mango.optimizers.peers.protes: protes, protes-loop, ttopt (skipped when not installed)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_a_package_loop_refuses_to_be_asked_past_one_generation():
 
 def test_protes_internals_refuse_an_untested_version(monkeypatch):
     protes = pytest.importorskip("protes")
-    from mango.optimizers import tt_peers
+    from mango.optimizers.peers import protes as tt_peers
 
     assert callable(tt_peers.protes_internals().sample)
     monkeypatch.setattr(protes, "__version__", "9.0.0")

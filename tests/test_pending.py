@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import mango.optimizers as mo
-from mango import serial
+from mango.runs import serial
 from mango.errors import ConfigError
 from mango.optimizers.pending import Pending
 from mango.spaces import Box, Codebook

@@ -25,7 +25,7 @@ from mango.optimizers.random_search import RandomSearch
 from mango.optimizers.surrogate import gp as gplib
 from mango.rig import RigOracle, RigServer
 from mango.spaces import Box
-from mango.store import RunStore
+from mango.runs.store import RunStore
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _campaign  # noqa: E402

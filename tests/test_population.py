@@ -19,7 +19,7 @@ from mango.optimizers import Optimizer
 from mango.optimizers.population import Population, target_seed
 from mango.oracles import CallableOracle, Repeat
 from mango.spaces import Box, Codebook
-from mango.store import RunStore
+from mango.runs.store import RunStore
 
 SPACE = Box(5, -1.0, 1.0)
 CENTRES = np.random.default_rng(0).uniform(-0.8, 0.8, (4, 5))
@@ -155,7 +155,7 @@ def test_state_round_trip_continues_identically(allocation):
     drive(ref, 5)
     state = ref.state_dict()
     copy = Population(SPACE, 3, "cma", seed=5, batch_size=7, allocation=allocation)
-    copy.load_state_dict(mango.serial.loads(mango.serial.dumps(state)))
+    copy.load_state_dict(mango.runs.serial.loads(mango.runs.serial.dumps(state)))
     np.testing.assert_array_equal(drive(ref, 4), drive(copy, 4))
     with pytest.raises(ConfigError, match="3 targets, not 4"):
         Population(SPACE, 4, "cma", seed=5).load_state_dict(state)
@@ -182,7 +182,7 @@ def test_store_round_trip_and_resume(tmp_path, opt):
     path = tmp_path / "pop.sqlite"
     full = mango.maximize(oracle(), space=SPACE, unit=["b", "d"], optimizer=opt, budget=100, batch_size=10,
                           seed=2, progress=False)
-    class Stop(mango.loop.Callback):
+    class Stop(mango.runs.loop.Callback):
         def on_batch(self, run, batch):
             if run.n_queries >= 40:
                 raise KeyboardInterrupt
@@ -208,7 +208,7 @@ _KILLED = """
 import sys, numpy as np, mango
 sys.path.insert(0, {tests!r})
 import test_population as t
-class Slow(mango.loop.Callback):
+class Slow(mango.runs.loop.Callback):
     def on_batch(self, run, batch):
         import time; time.sleep(0.05)
 print("READY", flush=True)

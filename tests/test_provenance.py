@@ -1,5 +1,5 @@
 """Results carry their provenance (issue 30): mango's version and git commit, package versions, thread counts --
-in ``mango.provenance``, in every ``result.json`` and in every benchmark record and report."""
+in ``mango.runs.provenance``, in every ``result.json`` and in every benchmark record and report."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import mango
-from mango import provenance as prov_mod
-from mango.provenance import OPTIONAL_PACKAGES, PACKAGES, describe, git_state, provenance
+from mango.runs import provenance as prov_mod
+from mango.runs.provenance import OPTIONAL_PACKAGES, PACKAGES, describe, git_state, provenance
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _schema  # noqa: E402
@@ -50,7 +50,7 @@ def _check(prov: dict) -> None:
     assert set(PACKAGES) <= set(prov["packages"])
     for name in PACKAGES + OPTIONAL_PACKAGES:
         assert prov["packages"].get(name) == _installed(name)
-    chosen = prov["threads"].get("chosen")  # a run's record: the count mango set for it (mango.threads)
+    chosen = prov["threads"].get("chosen")  # a run's record: the count mango set for it (mango.runs.threads)
     assert prov["threads"]["torch"] == (torch.get_num_threads() if chosen is None else chosen["count"])
 
 
@@ -87,7 +87,7 @@ def test_no_commit_outside_a_checkout_or_without_git(tmp_path, monkeypatch):
 
 
 def test_result_json_carries_provenance(tmp_path):
-    from mango.cli import main
+    from mango.cli.maximize import main
 
     assert main(["maximize", "--objective", "sphere", "--dim", "3", "--budget", "8", "--optimizer", "random",
                  "--out", str(tmp_path), "--no-progress"]) == 0
@@ -137,7 +137,7 @@ def test_bench_records_and_report_carry_provenance(tmp_path):
     assert sorted(r.key for r in back) == sorted(r.key for r in recs) and back[0].provenance is None
     assert "provenance" not in back[0].to_dict() and back[1].to_dict() == lines[1]
     pytest.importorskip("pandas")
-    from mango.bench.cli import write_outputs
+    from mango.cli.bench import write_outputs
 
     text = write_outputs(back, str(tmp_path), command="mango bench test")
     assert f"Report written by: {describe()}." in text

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mango.cli import build_parser, main
+from mango.cli.maximize import build_parser, main
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

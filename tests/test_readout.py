@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from mango.errors import ConfigError
-from mango.optimizers.readout import LinearReadout
+from mango.optimizers.inception.readout import LinearReadout
 
 
 def _brute_loo(f, y, lam, f_sd):

@@ -1,4 +1,4 @@
-"""Tests of mango.report: figures, GIF, HTML page (and a headless Chromium screenshot when available)."""
+"""Tests of mango.runs.report.html: figures, GIF, HTML page (and a headless Chromium screenshot when available)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from PIL import Image
 
 import mango
 from mango.errors import ConfigError
-from mango.report import _improvements, add_subparser, load_run, make_report, topk_distinct
+from mango.cli.report import add_subparser
+from mango.runs.report.html import _improvements, load_run, make_report, topk_distinct
 from mango.spaces import Box
-from mango.store import RunStore, StoreError
+from mango.runs.store import RunStore, StoreError
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _campaign  # noqa: E402
@@ -164,7 +165,7 @@ def _filters(k: int):
 
 
 def test_report_of_a_population_campaign_has_the_units_grid_and_curves(tmp_path):
-    from mango.build import build_generator
+    from mango.zoo.build import build_generator
 
     gen = build_generator("grating")
     refs = [{"max": 10.0 + j, "percentile": 99.0, "percentile_value": 9.0, "n_images": 5, "images": "test"}
@@ -185,7 +186,7 @@ def test_report_of_a_population_campaign_has_the_units_grid_and_curves(tmp_path)
 
 
 def test_report_of_a_population_without_stored_stimuli_says_so(tmp_path):
-    from mango.build import build_generator
+    from mango.zoo.build import build_generator
 
     path = tmp_path / "pop12.sqlite"
     with RunStore(path, stimuli="none") as store:

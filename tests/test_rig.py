@@ -348,7 +348,7 @@ def _simulated_population(server, unit=(0, 1, 2)):
 
 
 def test_population_campaign_through_the_rig(server):
-    from mango.build import build_generator
+    from mango.zoo.build import build_generator
 
     neuron, srv = _simulated_population(server)
     gen = build_generator("grating")
@@ -364,7 +364,7 @@ def test_population_campaign_through_the_rig(server):
 
 
 def test_population_campaign_through_the_rig_from_the_cli(server, tmp_path, capsys):
-    from mango.cli import main
+    from mango.cli.maximize import main
 
     _, srv = _simulated_population(server)
     uri = "rig://" + srv.endpoint[len("tcp://"):]
@@ -396,7 +396,7 @@ def test_rig_returning_fewer_channels_names_them(server):
 
 
 def test_simulator_serves_several_units(caplog):
-    from mango.rig.cli import main as rig_main
+    from mango.cli.rig import main as rig_main
     from mango.rig.simulator import build_oracle
 
     every = build_oracle("zoo:snn-digits", unit="all", noise="none")

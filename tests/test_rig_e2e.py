@@ -14,20 +14,20 @@ import pytest
 
 import mango
 from mango.rig import RigOracle
-from mango.rig.cli import main as rig_main
+from mango.cli.rig import main as rig_main
 from mango.spaces import Box
 
 STARTUP_S = 90
 
 
 class Proc:
-    """A `python -m mango.rig.cli rig ...` subprocess; always killed at teardown."""
+    """A `python -m mango.cli.rig rig ...` subprocess; always killed at teardown."""
 
     def __init__(self, args, tmp_path, cwd=None):
         self.err_path = tmp_path / f"proc{os.getpid()}-{time.monotonic_ns()}.err"
         self.err = open(self.err_path, "w")
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-        self.p = subprocess.Popen([sys.executable, "-m", "mango.rig.cli", "rig", *args], stdout=subprocess.PIPE,
+        self.p = subprocess.Popen([sys.executable, "-m", "mango.cli.rig", "rig", *args], stdout=subprocess.PIPE,
                                   stderr=self.err, text=True, cwd=cwd, env=env)
         ready, _, _ = select.select([self.p.stdout], [], [], STARTUP_S)
         line = self.p.stdout.readline() if ready else ""
@@ -82,7 +82,7 @@ def _presentations(path):
 
 
 def _check_store(path, res, budget):
-    from mango.store import RunStore
+    from mango.runs.store import RunStore
 
     with RunStore(path, "r") as store:
         q = store.read_queries()
@@ -198,7 +198,7 @@ def test_mango_maximize_cli_with_rig_oracle(procs, tmp_path):
                           "--store", str(tmp_path / "run.sqlite"), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, timeout=180, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert out.returncode == 0, out.stderr[-3000:]
-    from mango.store import RunStore
+    from mango.runs.store import RunStore
 
     with RunStore(tmp_path / "run.sqlite", "r") as store:
         assert store.n_queries() == 40 and store.n_points() == 40

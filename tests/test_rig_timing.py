@@ -12,7 +12,7 @@ from mango.rig import RigOracle, RigServer, Schedule
 from mango.rig.protocol import ProtocolError, decode, make_reply
 from mango.rig.simulator import make_present
 from mango.spaces import Box
-from mango.store import SCHEMA_VERSION, RunStore
+from mango.runs.store import SCHEMA_VERSION, RunStore
 
 
 def mean_present(stimuli):
@@ -171,7 +171,7 @@ def test_schema_1_store_opens_and_gains_the_columns(tmp_path):
 
 
 def test_simulate_cli_checks_its_schedule(capsys):
-    from mango.rig.cli import main as rig_main
+    from mango.cli.rig import main as rig_main
 
     assert rig_main(["rig", "simulate", "--port", "0", "--jitter-ms", "2"]) == 2
     assert "--jitter-ms needs --on-ms" in capsys.readouterr().err

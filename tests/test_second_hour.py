@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import mango.cli as cli
-import mango.loop as loop
-from mango.cli import main
-from mango.store import RunStore
+import mango.cli.maximize as cli
+import mango.runs.loop as loop
+from mango.cli.maximize import main
+from mango.runs.store import RunStore
 
 SPHERE = ["maximize", "--objective", "sphere", "--dim", "4", "--optimizer", "cma", "--batch-size", "10"]
 
@@ -322,7 +322,7 @@ def test_eta_is_right_within_30_percent_from_a_fifth_of_the_run_on(cost, seed):
     start; the ETA follows them (a fake clock, batches of 10, 10 % noise on each batch), from 20 % of the run to
     90 % (after that, what is left is a batch or two, whose own noise no estimate can know).  The average since
     the start, the ETA before issue 33, is 40-70 % short on the slowing runs at 20 %."""
-    from mango.progress import LineProgress
+    from mango.runs.progress import LineProgress
 
     budget, batch = 1000, 10
     rng = np.random.default_rng(seed)
@@ -350,7 +350,7 @@ def test_eta_is_right_within_30_percent_from_a_fifth_of_the_run_on(cost, seed):
 # -- the store grows with queries ----------------------------------------------------------------------------------
 def test_checkpoints_hold_the_history_by_reference_and_read_back_bit_for_bit(tmp_path):
     import mango
-    from mango import serial
+    from mango.runs import serial
     from mango.spaces import Box
 
     store = RunStore(tmp_path / "run.sqlite", checkpoint_every=1, keep_checkpoints=None)

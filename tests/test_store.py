@@ -1,4 +1,4 @@
-"""Tests of mango.store: recording, resume, damaged files, export."""
+"""Tests of mango.runs.store: recording, resume, damaged files, export."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 import mango
 from mango.errors import ConfigError
 from mango.spaces import Box, Codebook, Grid
-from mango.result import result_to_csv, result_to_dataframe, result_to_json
-from mango.resume import attach_store
-from mango.store import MAGIC, SCHEMA_VERSION, RunStore, StoreError, read_config, stimulus_hash
+from mango.runs.result import result_to_csv, result_to_dataframe, result_to_json
+from mango.runs.resume import attach_store
+from mango.runs.store import MAGIC, SCHEMA_VERSION, RunStore, StoreError, read_config, stimulus_hash
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _campaign  # noqa: E402
@@ -368,7 +368,7 @@ def test_resume_falls_back_when_checkpoints_unusable(tmp_path):
 
 
 def test_attach_store_argument_checks(tmp_path):
-    with pytest.raises(ConfigError, match="path or a mango.store.RunStore"):
+    with pytest.raises(ConfigError, match="path or a mango.runs.store.RunStore"):
         attach_store(123, None)
     with pytest.raises(ConfigError, match="stimuli must be"):
         RunStore(tmp_path / "a.sqlite", stimuli="some")

@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import _campaign  # noqa: E402
 
-from mango.store import RunStore  # noqa: E402
+from mango.runs.store import RunStore  # noqa: E402
 
 CAMPAIGN = os.path.join(os.path.dirname(__file__), "_campaign.py")
 BUDGET, BATCH, SLEEP = 200, 10, 0.01

@@ -248,7 +248,7 @@ def _six_by_six():
 
 
 def test_backbone_features_are_the_layer_and_differentiable(tmp_path):
-    from mango.optimizers.readout import Backbone
+    from mango.optimizers.inception.readout import Backbone
 
     (tmp_path / "net.py").write_text(_BACKBONE)
     gen = _six_by_six()
@@ -286,7 +286,7 @@ def test_surrogate_with_a_backbone_learns_resumes_exactly_and_errs_clearly(tmp_p
         a.tell(x, f(x))
     b = make("surrogate", gen.space, seed=2, batch_size=5, **kw)
     b.connect(generator=gen)
-    b.load_state_dict(mango.serial.loads(mango.serial.dumps(a.state_dict())))
+    b.load_state_dict(mango.runs.serial.loads(mango.runs.serial.dumps(a.state_dict())))
     for _ in range(2):
         x, y = a.ask(5), b.ask(5)
         np.testing.assert_array_equal(x, y)
@@ -312,7 +312,7 @@ def test_same_seed_same_history_and_state_round_trip(space):
     for _ in range(4):
         x = opt.ask(6)
         opt.tell(x, f(x))
-    state = mango.serial.loads(mango.serial.dumps(opt.state_dict()))
+    state = mango.runs.serial.loads(mango.runs.serial.dumps(opt.state_dict()))
     twin = make("surrogate", space, seed=5, batch_size=6)
     twin.connect(generator=None)
     twin.load_state_dict(state)

@@ -195,7 +195,7 @@ def test_an_induced_cholesky_failure_falls_back_to_the_trust_region_and_is_count
 
     monkeypatch.setattr(torch.linalg, "cholesky_ex", cholesky_ex)
 
-    class FailAfter(mango.loop.Callback):
+    class FailAfter(mango.runs.loop.Callback):
         def on_batch(self, run, batch):
             state["fail"] = run.n_queries >= 30
 
@@ -209,7 +209,7 @@ def test_an_induced_cholesky_failure_falls_back_to_the_trust_region_and_is_count
     assert res.n_queries == 70 and np.isfinite(res.values).all() and np.isfinite(res.points).all()
     assert res.optimizer_diagnostics["model_fallbacks"] == 4  # batches 4-7 (30..69)
     assert res.optimizer_diagnostics["hyper_fit_failures"] >= 8  # both starts of each failed fit
-    from mango.resultfile import result_record
+    from mango.runs.resultfile import result_record
 
     rec = result_record(res, target={})
     assert rec["search"]["diagnostics"]["model_fallbacks"] == 4

@@ -14,10 +14,10 @@ import torch
 
 import _schema
 import mango
-from mango import threads as thr
-from mango.cli import main
+from mango.runs import threads as thr
+from mango.cli.maximize import main
 from mango.errors import ConfigError
-from mango.provenance import provenance
+from mango.runs.provenance import provenance
 from mango.spaces import Box
 
 SCHEMA = json.loads((pathlib.Path(__file__).parents[1] / "docs" / "result.schema.json").read_text())

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import mango
-from mango.cli import main
+from mango.cli.maximize import main
 from mango.errors import ConfigError
-from mango.store import RunStore
-from mango.track import resolve_checkpoints, warm_points_from
+from mango.runs.store import RunStore
+from mango.runs.track.campaign import resolve_checkpoints, warm_points_from
 from mango.zoo import models as M
 
 BUDGET = 40

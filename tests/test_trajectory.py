@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from mango import testfunctions
+from mango.oracles import testfunctions
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _trajectory import BEHAVIOUR_CHANGED, proposals_hash, trajectory  # noqa: E402

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from mango import serial
+from mango.runs import serial
 from mango.errors import ConfigError
 from mango.optimizers import available, make
-from mango.optimizers import tt_math
-from mango.optimizers.tt import TTOptimizer
+from mango.optimizers.tt import kernels as tt_math
+from mango.optimizers.tt.optimizer import TTOptimizer
 from mango.spaces import Box, Codebook, Grid
+
+import _tt_reference as ttref  # noqa: E402  (tests/ is on sys.path: pytest prepends a test file's folder)
 
 teneva = pytest.importorskip("teneva")
 
@@ -424,7 +426,7 @@ def test_sample_path_pointer_jumping_and_sweep_agree(n, L):
     cdf[5, 2] = [0.0, 0.0, 1.0, 1.0]  # zero-probability transitions are never taken
     u = 1.0 - rng.random((n, L))
     a = tt_math.sample_path(cdf, u)
-    assert np.array_equal(a, tt_math.sample_path_reference(cdf, u))
+    assert np.array_equal(a, ttref.sample_path_reference(cdf, u))
     prev = np.concatenate([np.zeros((n, 1), dtype=int), a[:, :-1]], axis=1)
     assert not np.any((prev[:, 5] == 2) & (a[:, 5] < 2))
 
@@ -506,15 +508,15 @@ QTT_MODES = [([8, 8, 8], 3), ([5, 8, 3, 2], 3), ([13, 16, 9], 4), ([2, 2], 1)]  
 @pytest.mark.parametrize("L", [1, 2, 7, 40])
 def test_chain_log_and_vectors_match_references(L):
     M = np.random.default_rng(L).random((3, L, 4, 4)) * 0.8
-    assert np.allclose(tt_math.chain_log(M), tt_math.chain_log_reference(M), rtol=1e-12, atol=1e-12)
-    for got, ref in zip(tt_math.chain_vectors(M), tt_math.chain_vectors_reference(M)):
+    assert np.allclose(tt_math.chain_log(M), ttref.chain_log_reference(M), rtol=1e-12, atol=1e-12)
+    for got, ref in zip(tt_math.chain_vectors(M), ttref.chain_vectors_reference(M)):
         assert np.allclose(got, ref, rtol=1e-9, atol=1e-14)
     # and the plain loop is teneva's value of the chain as a TT of one-level cores
     for c in range(3):
         Y = [Mj[:, None, :].copy() for Mj in M[c]]
         Y[0] = Y[0][:1]
         Y[-1] = Y[-1][:, :, :1]  # (L = 1: both on the one core)
-        assert tt_math.chain_log_reference(M[c:c + 1])[0] == pytest.approx(np.log(teneva.get(Y, [0] * L)), rel=1e-12)
+        assert ttref.chain_log_reference(M[c:c + 1])[0] == pytest.approx(np.log(teneva.get(Y, [0] * L)), rel=1e-12)
 
 
 @pytest.mark.parametrize("sizes,q", QTT_MODES)
@@ -522,20 +524,20 @@ def test_qtt_kernels_match_references(sizes, q):
     """merge_bits, digit_suffixes (and digit_sums), digit_sums_vjp on random binary cores: the same as the
     enumerations of the references, with and without invalid indices."""
     Gb, cbits = _qtt_cores(sizes, q, seed=q)
-    assert np.allclose(tt_math.merge_bits(Gb), tt_math.merge_bits_reference(Gb), rtol=1e-12)
+    assert np.allclose(tt_math.merge_bits(Gb), ttref.merge_bits_reference(Gb), rtol=1e-12)
     Rl, Rt, S, Bs = tt_math.digit_suffixes(Gb, cbits)
-    Rl_ref, Rt_ref, S_ref, Bs_ref = tt_math.digit_suffixes_reference(Gb, cbits)
+    Rl_ref, Rt_ref, S_ref, Bs_ref = ttref.digit_suffixes_reference(Gb, cbits)
     assert (Rt is None) == (Rt_ref is None) == bool(cbits.all())
     for got, ref in ((Rl, Rl_ref), (Rt, Rt_ref), (S, S_ref), (Bs, Bs_ref)):
         assert ref is None or np.allclose(got, ref, rtol=1e-12)
     assert np.allclose(tt_math.digit_sums(Gb, cbits), S_ref, rtol=1e-12)
-    merged = tt_math.merge_bits_reference(Gb)
+    merged = ttref.merge_bits_reference(Gb)
     assert np.allclose(S_ref, [merged[j, :, :n].sum(axis=1) for j, n in enumerate(sizes)], rtol=1e-12)
     rng = np.random.default_rng(1)
     x, y = rng.random((len(sizes), 3)), rng.random((len(sizes), 3))
     out = np.zeros((3, 2, 3, q, len(sizes)))
     tt_math.digit_sums_vjp(Gb, cbits, x, y, Bs=Bs, out=out)
-    assert np.allclose(out.transpose(3, 4, 0, 1, 2), tt_math.digit_sums_vjp_reference(Gb, cbits, x, y), rtol=1e-12)
+    assert np.allclose(out.transpose(3, 4, 0, 1, 2), ttref.digit_sums_vjp_reference(Gb, cbits, x, y), rtol=1e-12)
 
 
 @pytest.mark.parametrize("sizes,q", QTT_MODES)
@@ -549,7 +551,7 @@ def test_sample_digits_matches_reference(sizes, q):
     u = 1.0 - rng.random((n, d, q))
     Rl, Rt, _, _ = tt_math.digit_suffixes(Gb, None if cbits.all() else cbits)
     got = tt_math.sample_digits(Gb, cbits, tt_math.digit_table(Rl, Rt), Rt is not None, a, b, u)
-    assert np.array_equal(got, tt_math.sample_digits_reference(Gb, cbits, a, b, u))
+    assert np.array_equal(got, ttref.sample_digits_reference(Gb, cbits, a, b, u))
     assert np.all(got < np.asarray(sizes)[None, :])
 
 
@@ -565,5 +567,40 @@ def test_row_table_matches_reference(K, n):
     rows = rng.integers(12, size=(n, 2))
     u = 1.0 - rng.random((n, 2))
     got = tt_math.RowTable(W).draw(rows, u)
-    assert np.array_equal(got, tt_math.row_draw_reference(W, rows, u))
+    assert np.array_equal(got, ttref.row_draw_reference(W, rows, u))
     assert np.all(W[rows, got] > 0)
+
+
+def test_teneva_round_trip_keeps_the_distribution():
+    from mango.optimizers.tt import from_teneva, to_teneva
+
+    space = Codebook(6, 5)
+    a = make("tt", space, seed=0)
+    for _ in range(5):
+        x = a.ask(20)
+        a.tell(x, -((x - 2.0) ** 2).sum(1))
+    Y = to_teneva(a)
+    assert [c.shape[1] for c in Y] == [5] * 6 and teneva.sum(Y) == pytest.approx(1.0, abs=1e-5)
+    b = make("tt", space, seed=1)
+    from_teneva(b, Y)
+    assert np.allclose(teneva.full(to_teneva(b)), teneva.full(Y), atol=1e-7)
+    pts = a.ask(10)
+    assert np.allclose(b.log_prob(pts), a.log_prob(pts), atol=1e-5)
+
+
+def test_from_teneva_loads_a_prior_and_rounds_higher_ranks():
+    from mango.optimizers.tt import from_teneva, to_teneva
+
+    space = Codebook(5, 4)
+    Y = [np.abs(c) for c in teneva.rand([4] * 5, r=2, seed=3)]
+    opt = make("tt", space, seed=0, rank=3)
+    from_teneva(opt, Y)
+    want = teneva.full(Y) / teneva.sum(Y)
+    assert np.allclose(teneva.full(to_teneva(opt)), want, rtol=1e-5, atol=1e-9)
+    low = make("tt", space, seed=0, rank=1)
+    from_teneva(low, Y)  # rank 2 rounded to 1 by teneva.truncate
+    assert teneva.sum(to_teneva(low)) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ConfigError, match="mode sizes"):
+        from_teneva(opt, [np.abs(c) for c in teneva.rand([3] * 5, r=2, seed=0)])
+    with pytest.raises(ConfigError, match="dense"):
+        from_teneva(make("tt", Codebook(3, 200), seed=0, quantize=True), teneva.rand([200] * 3, r=2, seed=0))

@@ -1,4 +1,4 @@
-"""Warm start from screened images or points (mango.screening, mango.optimizers.warm)."""
+"""Warm start from screened images or points (mango.runs.natural.screening, mango.optimizers.warm)."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from mango import spaces
 from mango.errors import ConfigError
 from mango.optimizers import make
 from mango.optimizers.warm import WarmStart
-from mango.screening import load_images, warm_points
+from mango.runs.natural.screening import load_images, warm_points
 
 
 def sphere(x, c=0.3):
@@ -179,7 +179,7 @@ def test_maximize_warm_start_from_zoo_digits_counts_the_screen():
 
 def test_warm_started_run_resumes_identically(tmp_path):
     import mango
-    from mango.loop import Callback
+    from mango.runs.loop import Callback
 
     oracle, gen = _zoo_target()
     kw = dict(generator=gen, optimizer="cma", budget=60, batch_size=8, warm_start="zoo", warm_n=12, progress=False)

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 import mango
-from mango.report import load_run, topk_distinct
-from mango.store import RunStore
-from mango.watch import RunWatcher, add_subparser, is_loopback, make_server, reference_value
+from mango.runs.report.html import load_run, topk_distinct
+from mango.runs.store import RunStore
+from mango.cli.watch import add_subparser
+from mango.runs.report.watch import RunWatcher, is_loopback, make_server, reference_value
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _campaign  # noqa: E402

@@ -189,7 +189,7 @@ def test_sklearn_fallback_shapes():
 
 
 def test_cli_zoo_list(capsys):
-    from mango.zoo.cli import add_subparser
+    from mango.cli.zoo import add_subparser
 
     p = argparse.ArgumentParser()
     add_subparser(p.add_subparsers(dest="cmd"))

@@ -114,9 +114,9 @@ def test_gan_makes_finite_images_in_unit_range():
 
 
 def test_build_specs_and_reference_images_of_the_colour_zoo():
-    from mango import build
+    from mango.zoo import build
     from mango.errors import ConfigError, UnknownNameError
-    from mango.reference import zoo_images
+    from mango.runs.natural.reference import zoo_images
 
     assert {"zoo:vqvae-color", "zoo:vqvae-color:embedding", "zoo:gan-color", "zoo:gan-color:grid"} <= set(
         build.GENERATOR_SPECS)

@@ -74,7 +74,7 @@ class Problem:
     Parameters
     ----------
     name : unique name within a suite (used in tables and for seeding).
-    kind : how to build it: ``"function"`` (a :mod:`mango.testfunctions`
+    kind : how to build it: ``"function"`` (a :mod:`mango.oracles.testfunctions`
         function) or ``"zoo"`` (a unit of a zoo network over a zoo generator);
         more kinds with :func:`register_kind`.
     params : the kind's parameters as sorted ``(key, value)`` pairs; use
@@ -135,19 +135,19 @@ class Built:
         return self.unit_ref_max is not None
 
     def normalize(self, v):
-        from ..reference import normalize
+        from ..runs.natural.reference import normalize
 
         return normalize(v, self.ref_max, self.ref_low)
 
     def normalize_units(self, v):
         """A population problem's values ``[..., K]`` each normalized by its own unit's reference."""
-        from ..reference import normalize
+        from ..runs.natural.reference import normalize
 
         return normalize(v, np.asarray(self.unit_ref_max, dtype=float), self.ref_low)
 
 
 def _values(objective, points) -> np.ndarray:
-    from ..objective import evaluate
+    from ..runs.objective import evaluate
 
     return evaluate(objective, points)[0]
 
@@ -205,7 +205,7 @@ class NoisyObjective:
         return getattr(self.built.clean, "generator", None)
 
     def evaluate(self, points):
-        from ..objective import evaluate
+        from ..runs.objective import evaluate
 
         clean, info = evaluate(self.built.clean, points)
         if self.model is None:
@@ -226,8 +226,8 @@ class NoisyObjective:
 # kinds
 
 def _build_function(fn: str, dim: int = 10, levels: int | None = None, device=None) -> Built:
-    """A :mod:`mango.testfunctions` function; ``levels`` searches its Box as a Grid."""
-    from .. import testfunctions
+    """A :mod:`mango.oracles.testfunctions` function; ``levels`` searches its Box as a Grid."""
+    from ..oracles import testfunctions
 
     f, space = testfunctions.get(fn, int(dim))
     if levels is not None:
@@ -246,9 +246,9 @@ def _build_function(fn: str, dim: int = 10, levels: int | None = None, device=No
 
 def _zoo_generator(generator: str, device):
     """``"vqvae-digits:codes"``, ``"vqvae-digits:embedding"``, ``"gan-digits"``,
-    ``"gan-digits:64"`` (a Grid of 64 levels), ``"grating"``: :func:`mango.build.build_generator`'s
+    ``"gan-digits:64"`` (a Grid of 64 levels), ``"grating"``: :func:`mango.zoo.build.build_generator`'s
     specs without their ``zoo:`` prefix."""
-    from ..build import build_generator
+    from ..zoo.build import build_generator
 
     return build_generator(generator if generator in ("grating", "gabor") else f"zoo:{generator}", device=device)
 
@@ -256,9 +256,9 @@ def _zoo_generator(generator: str, device):
 @functools.lru_cache(maxsize=8)
 def zoo_reference_images(model: str = "snn-digits"):
     """The natural images a zoo unit is normalized by: the digit zoo's training digits, or for the colour zoo
-    (``*-color``) its shipped held-out colour images (:func:`mango.reference.zoo_images`)."""
+    (``*-color``) its shipped held-out colour images (:func:`mango.runs.natural.reference.zoo_images`)."""
     if model.endswith("-color"):
-        from ..reference import zoo_images
+        from ..runs.natural.reference import zoo_images
 
         return zoo_images(model)[0]
     from ..zoo.data import load_digits
@@ -268,10 +268,10 @@ def zoo_reference_images(model: str = "snn-digits"):
 
 def zoo_oracle(model: str, layer: str, unit, device, readout: str | None = None, spatial=None):
     """The oracle of unit ``unit`` (an index, or a list of them) of ``layer`` of zoo network ``model``
-    (:func:`mango.build.build_unit_oracle`; ``readout`` only for spiking networks, SNNOracle's default
+    (:func:`mango.zoo.build.build_unit_oracle`; ``readout`` only for spiking networks, SNNOracle's default
     ``"rate"`` when not given; ``spatial`` for conv layers, ``"mean"`` when not given, ``"center"`` for the
     one neuron at the centre of a channel's map)."""
-    from ..build import build_model, build_unit_oracle
+    from ..zoo.build import build_model, build_unit_oracle
 
     unit = [int(u) for u in unit] if isinstance(unit, (list, tuple)) else int(unit)
     return build_unit_oracle(build_model(f"zoo:{model}", device=device), layer, unit, device=device,
@@ -286,7 +286,7 @@ def _build_zoo(model: str, generator: str, layer: str = "output", unit=0, readou
     not given), ``"count"`` or ``"membrane"`` (mean membrane potential, as in
     the main job: an output neuron's spike rate saturates at 1).  Several
     units (``unit=(0, 1, 2)``) make a population problem (see the module doc)."""
-    from ..objective import Objective
+    from ..runs.objective import Objective
 
     if isinstance(unit, (list, tuple)) and len(unit) > 1:
         return _build_zoo_population(model, generator, layer, list(unit), readout, device, spatial)
@@ -294,7 +294,7 @@ def _build_zoo(model: str, generator: str, layer: str = "output", unit=0, readou
         unit = unit[0]
     oracle = zoo_oracle(model, layer, unit, device, readout, spatial)
     gen = _zoo_generator(generator, device)
-    from ..reference import unit_responses
+    from ..runs.natural.reference import unit_responses
 
     ref_max = float(unit_responses(oracle, zoo_reference_images(model)).max())
     if not ref_max > 0:
@@ -309,8 +309,8 @@ def _build_zoo_population(model: str, generator: str, layer: str, units: list, r
                           spatial=None) -> Built:
     """Units ``units`` of ``layer`` of zoo network ``model``: a population problem, each unit normalized by its
     own maximum over the training images."""
-    from ..objective import Objective
-    from ..reference import all_responses
+    from ..runs.objective import Objective
+    from ..runs.natural.reference import all_responses
 
     oracle = zoo_oracle(model, layer, units, device, readout, spatial)
     gen = _zoo_generator(generator, device)

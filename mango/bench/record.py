@@ -8,7 +8,7 @@ Files written before these classes load unchanged: ``fixed_budget`` and
 (present only for a run that was not run) as ``None`` otherwise;
 :meth:`RunRecord.to_dict` leaves them out when they are ``None``, so the files
 keep the keys they always had.  A record's ``provenance`` is
-:func:`mango.provenance.provenance` in the process that ran it.
+:func:`mango.runs.provenance.provenance` in the process that ran it.
 
 A population problem (several units, one campaign) also has, per budget row,
 ``unit_best_values`` and ``unit_normalized`` (each unit's value and its value
@@ -123,7 +123,7 @@ class RunRecord(_Fields):
     skipped: str | None = None
     #: a population problem's units: ``[{"name", "column", "ref_max"}, ...]``; None for one unit
     units: list | None = None
-    #: what ran it (:func:`mango.provenance.provenance`: mango's version and git commit, package versions,
+    #: what ran it (:func:`mango.runs.provenance.provenance`: mango's version and git commit, package versions,
     #: thread counts); None in files older than the field
     provenance: dict | None = None
 

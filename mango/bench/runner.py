@@ -43,7 +43,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..provenance import provenance
+from ..runs.provenance import provenance
 from .problems import Problem, objective_for_run
 from .record import CSV_COLUMNS, BudgetRow, RunRecord, append_csv, read_jsonl, write_csv
 
@@ -62,13 +62,6 @@ class OptimizerSpec:
     @property
     def kw(self) -> dict:
         return dict(self.params)
-
-
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _split_top(text: str) -> list[str]:
@@ -92,10 +85,12 @@ def parse_optimizers(spec: str | Sequence) -> list[OptimizerSpec]:
 
     Parameters go in brackets, separated by ``;`` (values parsed as JSON when
     possible).  ``warm_start`` and ``warm_n`` are the loop's warm start (see
-    :mod:`mango.screening`), e.g. ``cma[warm_start=zoo;warm_n=20]``: the run
+    :mod:`mango.runs.natural.screening`), e.g. ``cma[warm_start=zoo;warm_n=20]``: the run
     screens those images first, counted in its budget.  A list may mix strings and specs.  Names are checked against
     :func:`mango.optimizers.available` later, when the run is built.
     """
+    from ..optimizers.registry import parse_value
+
     items = _split_top(spec) if isinstance(spec, str) else list(spec)
     out = []
     for it in items:
@@ -113,7 +108,7 @@ def parse_optimizers(spec: str | Sequence) -> list[OptimizerSpec]:
                 if "=" not in kv:
                     raise ConfigError(f"optimizer spec {it!r}: parameter {kv!r} must be key=value.")
                 k, v = kv.split("=", 1)
-                params[k.strip()] = _parse_value(v.strip())
+                params[k.strip()] = parse_value(v.strip())
         out.append(OptimizerSpec(it, name.strip(), tuple(sorted(params.items()))))
     labels = [o.label for o in out]
     if len(set(labels)) != len(labels):
@@ -215,8 +210,8 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
     recommendation curve as steps ``curve_q`` / ``curve_v`` (raw values) and
     ``curve_n`` (normalized).
     """
-    from ..loop import maximize
-    from ..objective import evaluate
+    from ..runs.loop import maximize
+    from ..runs.objective import evaluate
     from ..optimizers import registry
 
     budgets = sorted({int(b) for b in budgets})

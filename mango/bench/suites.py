@@ -43,7 +43,7 @@
 
 Normalization is as everywhere: a unit's value over its maximum over the
 natural images (the digit zoo's training digits; the colour zoo's shipped
-held-out images, :func:`mango.reference.zoo_images`).
+held-out images, :func:`mango.runs.natural.reference.zoo_images`).
 
 The SNN output neuron (``snn-out3``) is always read out by its membrane
 potential: its spike rate saturates at 1 for most stimuli, so with a rate
@@ -64,7 +64,7 @@ __all__ = ["get", "available", "SUITES", "DEFAULT_OPTIMIZERS", "PAPER_OPTIMIZERS
 
 # every optimizer the issue names, with the protes package both in the QTT paper's settings (k=10, k_top=1,
 # quantized) and in its defaults.  ``protes-loop`` is the package's own loop driven by ask/tell
-# (mango.optimizers.tt_peers); it has the ``quantize`` option, which ``protes`` (the same module's step-by-step
+# (mango.optimizers.peers.protes); it has the ``quantize`` option, which ``protes`` (the same module's step-by-step
 # PROTES) does not.
 PAPER_OPTIMIZERS = "random,ga,cma,ng:NGOpt,ng:Portfolio,tt,protes-loop[k=10;k_top=1;quantize=true],protes-loop"
 
@@ -228,7 +228,7 @@ def draw_spikes_heldout(n: int = 6) -> list[tuple]:
         spec = (model, layer, unit, readout, spatial, gen, noise)
         if _heldout_name(spec) in taken | {_heldout_name(s) for s in out}:
             continue
-        from ..reference import unit_responses
+        from ..runs.natural.reference import unit_responses
 
         oracle = zoo_oracle(model, layer, unit, None, readout, spatial)
         if not float(unit_responses(oracle, zoo_reference_images(model)).max()) > 0:

@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..devices import default_device
+from .devices import default_device
 from ..errors import ConfigError
 from ..spaces import Space
 from .transforms import describe_transform
@@ -103,7 +103,7 @@ class Generator:
 
     def encode_points(self, images) -> np.ndarray | None:
         """Points of :attr:`space` whose stimuli resemble ``images`` ``[n, C, H, W]``, by the generator's own
-        encoder; ``None`` when it has none (then :mod:`mango.screening` inverts a differentiable generator by
+        encoder; ``None`` when it has none (then :mod:`mango.runs.natural.screening` inverts a differentiable generator by
         gradient).  Overridden by generators with an encoder (the VQ-VAE)."""
         return None
 

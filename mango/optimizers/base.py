@@ -45,7 +45,7 @@ targets at once and is told ``[n, n_targets]`` values (one column per unit).
 State
 -----
 ``state_dict()`` returns plain data (dicts, lists, numbers, numpy arrays; see
-:mod:`mango.serial`) and ``load_state_dict()`` restores it.  The default
+:mod:`mango.runs.serial`) and ``load_state_dict()`` restores it.  The default
 implementation is *exact replay*: the state is the optimizer's name, space,
 seed, parameters and the log of every ``ask``/``tell`` call; loading rebuilds
 the optimizer from its seed and replays the log.  Because every random choice

@@ -1,7 +1,7 @@
 """Asked points awaiting their values: each has an id, a told point finds its ask in O(1).
 
 An optimizer hands out points with ``ask`` and gets them back with ``tell``,
-in any order and in any grouping (:mod:`mango.loop` tells a batch in the order
+in any order and in any grouping (:mod:`mango.runs.loop` tells a batch in the order
 it was asked, a user driving the optimizer by hand may not).  Many optimizers
 must know *which* ask a told point answers: a population method puts the value
 into its generation, an adapter tells its inner optimizer the inner point that
@@ -22,7 +22,7 @@ object it drew.  :class:`Pending` is the one place that does this matching.
   caller to treat as a point from elsewhere (a warm start, foreign data).
 
 :meth:`Pending.state_dict` / :meth:`Pending.load_state_dict` save and restore
-the outstanding asks as plain data (see :mod:`mango.serial`); handles are
+the outstanding asks as plain data (see :mod:`mango.runs.serial`); handles are
 saved as they are, so they must be plain data too for that.
 """
 

@@ -1,13 +1,14 @@
 """Optimizer registry: names -> optimizer classes, and :func:`make`.
 
 Built-in names are imported lazily.  ``ng:<Name>`` resolves to any optimizer of
-nevergrad's registry.  Optional peers (``protes``, ``protes-loop``, ``ttopt``: :mod:`mango.optimizers.tt_peers`;
-``turbo``: :mod:`mango.optimizers.bo_peers`) appear only when their packages are installed.
+nevergrad's registry.  Optional peers (``protes``, ``protes-loop``, ``ttopt``: :mod:`mango.optimizers.peers.protes`;
+``turbo``: :mod:`mango.optimizers.peers.botorch`) appear only when their packages are installed.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Callable
 
 from ..errors import ConfigError, MangoError, UnknownNameError
@@ -18,18 +19,27 @@ _REGISTRY: dict[str, object] = {
     "random": "mango.optimizers.random_search:RandomSearch",
     "cma": "mango.optimizers.cmaes:CMAES",
     "ga": "mango.optimizers.ga:GeneticAlgorithm",
-    "tt": "mango.optimizers.tt:TTOptimizer",
+    "tt": "mango.optimizers.tt.optimizer:TTOptimizer",
     "surrogate": "mango.optimizers.surrogate:SurrogateOptimizer",
-    "inception": "mango.optimizers.inception:InceptionOptimizer",
+    "inception": "mango.optimizers.inception.optimizer:InceptionOptimizer",
 }
 # names whose availability depends on an optional package: name -> (module to import, "module:Class")
 _OPTIONAL: dict[str, tuple[str, str]] = {
-    "protes": ("protes", "mango.optimizers.tt_peers:ProtesOptimizer"),
+    "protes": ("protes", "mango.optimizers.peers.protes:ProtesOptimizer"),
     # the protes package's own loop driven by ask/tell (with the QTT `quantize` option)
-    "protes-loop": ("protes", "mango.optimizers.tt_peers:ProtesLoopOptimizer"),
-    "ttopt": ("ttopt", "mango.optimizers.tt_peers:TTOptOptimizer"),
-    "turbo": ("botorch", "mango.optimizers.bo_peers:TurboOptimizer"),
+    "protes-loop": ("protes", "mango.optimizers.peers.protes:ProtesLoopOptimizer"),
+    "ttopt": ("ttopt", "mango.optimizers.peers.protes:TTOptOptimizer"),
+    "turbo": ("botorch", "mango.optimizers.peers.botorch:TurboOptimizer"),
 }
+
+
+def parse_value(text: str):
+    """An optimizer parameter's value given as text (``--param k=v``, ``cma[sigma0=0.2]``): JSON when it parses
+    (numbers, true, null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:  # json.JSONDecodeError
+        return text
 
 
 def register(name: str, target=None, *, requires: str | None = None):

@@ -1,7 +1,7 @@
 """Warm start: show given points first, then hand them with their values to an optimizer.
 
 :class:`WarmStart` wraps any optimizer.  Its first asks return the warm points
-(e.g. natural images encoded by :mod:`mango.screening`, or the best stimuli of
+(e.g. natural images encoded by :mod:`mango.runs.natural.screening`, or the best stimuli of
 an earlier run); once every one of them has a value, the wrapped optimizer gets
 them through :meth:`~mango.optimizers.Optimizer.warm_start` and serves all later
 asks.  The warm points are queries like any other: they count against the

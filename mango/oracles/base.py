@@ -12,7 +12,7 @@ under :class:`~mango.oracles.noise.Repeat`), ``input_shape`` (the expected
 shape of one stimulus, or ``None`` when unknown) and ``describe()`` (a
 JSON-able dict).  An oracle and a generator compose into the objective that
 :func:`mango.maximize` takes (``mango.maximize(oracle, generator=gen)`` or an
-explicit :class:`mango.objective.Objective`).
+explicit :class:`mango.runs.objective.Objective`).
 """
 
 from __future__ import annotations

@@ -240,12 +240,12 @@ def build_oracle(model: str | None = "zoo:snn-digits", layer: str | None = None,
 
 
 def _zoo_oracle(name: str, layer, unit, seed: int, device):
-    """Unit ``unit`` of ``layer`` of zoo network ``name`` (:mod:`mango.build`), seeing the images the network
+    """Unit ``unit`` of ``layer`` of zoo network ``name`` (:mod:`mango.zoo.build`), seeing the images the network
     takes (1x28x28 for the digit zoo, 3x32x32 for ``snn-color``).
 
     ``unit`` may list several units (one channel each) or be ``"all"`` (every unit of the layer).
     """
-    from ..build import build_model, build_unit_oracle, layer_units
+    from ..zoo.build import build_model, build_unit_oracle, layer_units
     from ..zoo import MODELS, canonical_name
 
     shape = tuple(MODELS[canonical_name(name)].get("input_shape") or (1, 28, 28))

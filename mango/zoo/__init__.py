@@ -154,7 +154,7 @@ def load(name: str, device=None) -> torch.nn.Module:
     ``device``: where to put it (default: CUDA when available, else the CPU).
     """
     from . import models
-    from ..devices import default_device
+    from ..generators.devices import default_device
 
     n = canonical_name(name)
     path = weights_path(n)

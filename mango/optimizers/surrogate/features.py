@@ -5,7 +5,7 @@
 * with a generator: the generated images, flattened (average-pooled to at most
   ``max_dim`` values for large images), so the model works in stimulus space;
 * with a generator and a ``backbone`` (a frozen pretrained network cut at a
-  layer, :class:`mango.optimizers.readout.Backbone`): that layer's activations
+  layer, :class:`mango.optimizers.inception.readout.Backbone`): that layer's activations
   to the generated images, so distances are the backbone's;
 * without one: the point in unit coordinates (a Box or Grid scaled to [0, 1]^d,
   a Codebook one-hot).

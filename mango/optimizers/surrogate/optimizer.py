@@ -177,7 +177,7 @@ class SurrogateOptimizer(Optimizer):
             backbone = None
             if p["backbone"] is not None or p["backbone_layer"] is not None:
                 if self._backbone is None:
-                    from ..readout import Backbone
+                    from ..inception.readout import Backbone
 
                     self._backbone = Backbone(p["backbone"], p["backbone_layer"], device=p["device"])
                 backbone = self._backbone

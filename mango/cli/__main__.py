@@ -1,0 +1,7 @@
+"""``python -m mango.cli``: the ``mango`` command."""
+
+import sys
+
+from .maximize import main
+
+sys.exit(main())
