@@ -204,7 +204,14 @@ _SPIKES_HELDOUT_GENERATORS = {"snn-color": ("cvq", "cvqemb", "cgan"), "snn-digit
 SPIKES_HELDOUT_SEED = 20261207  # declared with the suite, before any tuning on `spikes`
 #: the draw of :func:`draw_spikes_heldout` (checked against it by the tests): (model, layer, unit, readout, spatial,
 #: generator, noise)
-SPIKES_HELDOUT = ()
+SPIKES_HELDOUT = (
+    ("snn-color", "output", 5, "rate", None, "cvqemb", "none"),
+    ("snn-color", "output", 2, "rate", None, "cvq", "none"),
+    ("snn-color", "lif3", 116, "rate", None, "cvqemb", "none"),
+    ("snn-color", "lif1", 6, "count", "center", "cgan", "none"),
+    ("snn-color", "output", 9, "rate", None, "cgan", "none"),
+    ("snn-color", "lif3", 18, "rate", None, "cvq", "poisson"),
+)
 
 
 def draw_spikes_heldout(n: int = 6) -> list[tuple]:
