@@ -115,7 +115,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     timing = per_query_time([int(h) for h in args.histories.split(",")], args.batches, suite, name)
     scaling = [] if args.no_scaling else cifar_scaling(args.seeds, args.budget)
-    from mango.provenance import provenance
+    from mango.runs.provenance import provenance
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "torch_threads":
             args.threads, "python": platform.python_version(), "torch": torch.__version__,
             "mango": mango.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
