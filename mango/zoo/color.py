@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models import VectorQuantizerEMA
+from .models import VQVAE, VectorQuantizerEMA
 
 __all__ = ["SNNColor", "VQVAEColor", "SNGANGenerator", "SNGANDiscriminator", "heldout_color", "HELDOUT_PATH"]
 
@@ -133,7 +133,7 @@ class _Res(nn.Module):
         return x + self.block(x)
 
 
-class VQVAEColor(nn.Module):
+class VQVAEColor(VQVAE):
     """VQ-VAE for 3x32x32 colour images: 8x8 latent positions, 512 codes, embedding dim 64.
 
     Same interface as :class:`mango.zoo.models.VQVAEDigits` (so
@@ -162,31 +162,6 @@ class VQVAEColor(nn.Module):
             nn.ConvTranspose2d(hidden, hidden // 2, 4, stride=2, padding=1), nn.ReLU(),
             nn.ConvTranspose2d(hidden // 2, 3, 4, stride=2, padding=1),
         )
-
-    @property
-    def codebook(self) -> torch.Tensor:
-        """The code vectors ``[K, D]``."""
-        return self.quantizer.codebook
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
-
-    def quantize(self, z_e: torch.Tensor) -> torch.Tensor:
-        return self.quantizer.nearest(z_e.permute(0, 2, 3, 1))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z))
-
-    def codes_to_latent(self, codes: torch.Tensor) -> torch.Tensor:
-        codes = codes.long().reshape(codes.shape[0], *self.latent_shape)
-        return self.codebook[codes].permute(0, 3, 1, 2).contiguous()
-
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.codes_to_latent(codes))
-
-    def forward(self, x: torch.Tensor):
-        z_q, loss, codes = self.quantizer(self.encode(x))
-        return self.decode(z_q), loss, codes
 
 
 class SNGANGenerator(nn.Module):

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SNNDigits", "SJDigits", "CNNDigits", "VQVAEDigits", "VectorQuantizerEMA", "GANGenerator",
+__all__ = ["SNNDigits", "SJDigits", "CNNDigits", "VQVAE", "VQVAEDigits", "VectorQuantizerEMA", "GANGenerator",
            "GANDiscriminator"]
 
 
@@ -235,32 +235,12 @@ class VectorQuantizerEMA(nn.Module):
         return z_q.permute(0, 3, 1, 2).contiguous(), loss, codes
 
 
-class VQVAEDigits(nn.Module):
-    """VQ-VAE for 28x28 digits: 7x7 latent positions, each one of ``num_codes`` codes.
+class VQVAE(nn.Module):
+    """What every zoo VQ-VAE does with its ``encoder``, ``quantizer`` (a :class:`VectorQuantizerEMA`) and
+    ``decoder``, which a subclass builds; ``latent_shape`` is its grid of latent positions.
+    :class:`mango.generators.VQVAEGenerator` wraps any of them."""
 
-    ``encode(x) -> z_e [B, D, 7, 7]``; ``quantize(z_e) -> codes [B, 7, 7]``;
-    ``decode(z [B, D, 7, 7]) -> images [B, 1, 28, 28]`` in [0, 1];
-    ``decode_codes(codes [B, 49] or [B, 7, 7])``; ``forward(x) -> (recon, vq_loss, codes)``.
-    """
-
-    latent_shape = (7, 7)
-
-    def __init__(self, num_codes: int = 128, dim: int = 16, hidden: int = 64):
-        super().__init__()
-        self.num_codes, self.dim = int(num_codes), int(dim)
-        self.encoder = nn.Sequential(
-            nn.Conv2d(1, hidden // 2, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden // 2, hidden, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, dim, 1),
-        )
-        self.quantizer = VectorQuantizerEMA(num_codes, dim)
-        self.decoder = nn.Sequential(
-            nn.Conv2d(dim, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(hidden, hidden // 2, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(hidden // 2, 1, 4, stride=2, padding=1),
-        )
+    latent_shape: tuple[int, int]
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -286,6 +266,34 @@ class VQVAEDigits(nn.Module):
     def forward(self, x: torch.Tensor):
         z_q, loss, codes = self.quantizer(self.encode(x))
         return self.decode(z_q), loss, codes
+
+
+class VQVAEDigits(VQVAE):
+    """VQ-VAE for 28x28 digits: 7x7 latent positions, each one of ``num_codes`` codes.
+
+    ``encode(x) -> z_e [B, D, 7, 7]``; ``quantize(z_e) -> codes [B, 7, 7]``;
+    ``decode(z [B, D, 7, 7]) -> images [B, 1, 28, 28]`` in [0, 1];
+    ``decode_codes(codes [B, 49] or [B, 7, 7])``; ``forward(x) -> (recon, vq_loss, codes)``.
+    """
+
+    latent_shape = (7, 7)
+
+    def __init__(self, num_codes: int = 128, dim: int = 16, hidden: int = 64):
+        super().__init__()
+        self.num_codes, self.dim = int(num_codes), int(dim)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, hidden // 2, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(hidden // 2, hidden, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(hidden, dim, 1),
+        )
+        self.quantizer = VectorQuantizerEMA(num_codes, dim)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(dim, hidden, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(hidden, hidden // 2, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(hidden // 2, 1, 4, stride=2, padding=1),
+        )
 
 
 class GANGenerator(nn.Module):

@@ -63,22 +63,43 @@ def batches(n: int, bs: int, gen: torch.Generator):
         yield perm[i:i + bs]
 
 
-def save_sheet(images: torch.Tensor, path: str, nrow: int, scale: int = 3) -> None:
-    """Save ``[n,1,H,W]`` images in [0,1] as a grid PNG (pillow)."""
+def save_sheet(images: torch.Tensor, path: str, nrow: int = 10, scale: int = 3) -> None:
+    """Save ``[n, C, H, W]`` images in [0, 1] (C = 1 grey or 3 colour) as a grid PNG (pillow)."""
     from PIL import Image
 
-    imgs = images.detach().clamp(0, 1).cpu().numpy()[:, 0]
-    n, h, w = imgs.shape
-    ncol = nrow
-    rows = int(math.ceil(n / ncol))
-    sheet = np.ones((rows * (h + 2) + 2, ncol * (w + 2) + 2), dtype=np.float32) * 0.5
+    imgs = (images.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
+    n, h, w, c = imgs.shape
+    rows = int(math.ceil(n / nrow))
+    sheet = np.full((rows * (h + 2) + 2, nrow * (w + 2) + 2, c), 128, dtype=np.uint8)
     for i in range(n):
-        r, c = divmod(i, ncol)
-        sheet[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = imgs[i]
-    im = Image.fromarray((sheet * 255).round().astype(np.uint8), mode="L")
-    im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+        r, col = divmod(i, nrow)
+        sheet[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + col * (w + 2): 2 + col * (w + 2) + w] = imgs[i]
+    im = Image.fromarray(sheet[..., 0] if c == 1 else sheet)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    im.save(path)
+    im.resize((im.width * scale, im.height * scale), Image.NEAREST).save(path)
+
+
+def record_metrics(record: dict) -> None:
+    """Add a training run's ``record`` to the packaged metrics.json (read-modify-write under an exclusive lock,
+    replaced atomically), as its ``runs`` entry and as the model's current figures."""
+    import fcntl
+
+    with open(METRICS + ".lock", "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        allm = {}
+        if os.path.isfile(METRICS):
+            with open(METRICS) as f:
+                allm = json.load(f)
+        allm.setdefault("runs", []).append(record)
+        allm.setdefault("models", {})[record["name"]] = record
+        tmp = METRICS + f".{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(allm, f, indent=1, sort_keys=True)
+        os.replace(tmp, METRICS)
+    try:
+        os.remove(METRICS + ".lock")
+    except OSError:
+        pass
 
 
 @torch.no_grad()
@@ -374,14 +395,7 @@ def train(name: str, seed: int = 0, epochs: int | None = None, data_dir: str | N
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if out_dir is None:  # only the packaged weights update the packaged metrics
-        allm = {}
-        if os.path.isfile(METRICS):
-            with open(METRICS) as f:
-                allm = json.load(f)
-        allm.setdefault("runs", []).append(record)
-        allm.setdefault("models", {})[name] = record
-        with open(METRICS, "w") as f:
-            json.dump(allm, f, indent=1, sort_keys=True)
+        record_metrics(record)
     log(f"done {name} in {elapsed:.1f}s -> {path}; metrics {json.dumps(metrics)}")
     return record
 

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 
 from . import color as C
 from .color_data import build_color_digits
+from .train import batches, log, record_metrics, save_sheet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEIGHTS = os.path.join(HERE, "weights")
-METRICS = os.path.join(HERE, "metrics.json")
 
 NAMES = ("heldout", "snn-color", "vqvae-color", "gan-color")
 #: SNN rate targets (the firing-rate penalty): correct class 0.3, others 0.02 (MSE on the rates),
@@ -38,34 +38,8 @@ CORRECT_RATE, INCORRECT_RATE, SAT_RATE, SAT_WEIGHT = 0.3, 0.02, 0.5, 5.0
 CE_CEIL_RATE, CE_CEIL_WEIGHT = 0.35, 50.0  # the "ce" loss: cross-entropy of 10 * rate + a rate ceiling
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
 def to_float(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(x).float() / 255.0
-
-
-def batches(n: int, bs: int, gen: torch.Generator):
-    perm = torch.randperm(n, generator=gen)
-    for i in range(0, n, bs):
-        yield perm[i:i + bs]
-
-
-def save_sheet(images: torch.Tensor, path: str, nrow: int = 10, scale: int = 3) -> None:
-    """``[n,3,H,W]`` in [0,1] -> grid PNG."""
-    from PIL import Image
-
-    imgs = (images.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
-    n, h, w, _ = imgs.shape
-    rows = int(math.ceil(n / nrow))
-    sheet = np.full((rows * (h + 2) + 2, nrow * (w + 2) + 2, 3), 128, dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        sheet[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = imgs[i]
-    im = Image.fromarray(sheet)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    im.resize((im.width * scale, im.height * scale), Image.NEAREST).save(path)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -314,28 +288,6 @@ def train_gan(data, args, gen: torch.Generator):
 TRAINERS = {"snn-color": train_snn, "vqvae-color": train_vqvae, "gan-color": train_gan}
 
 
-def _record_metrics(record: dict) -> None:
-    """Add ``record`` to metrics.json (read-modify-write under an exclusive lock)."""
-    import fcntl
-
-    with open(METRICS + ".lock", "w") as lockf:
-        fcntl.flock(lockf, fcntl.LOCK_EX)
-        allm = {}
-        if os.path.isfile(METRICS):
-            with open(METRICS) as f:
-                allm = json.load(f)
-        allm.setdefault("runs", []).append(record)
-        allm.setdefault("models", {})[record["name"]] = record
-        tmp = METRICS + f".{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(allm, f, indent=1, sort_keys=True)
-        os.replace(tmp, METRICS)
-    try:
-        os.remove(METRICS + ".lock")
-    except OSError:
-        pass
-
-
 def train(name: str, args) -> dict:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -373,7 +325,7 @@ def train(name: str, args) -> dict:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if args.out_dir is None:
-        _record_metrics(record)
+        record_metrics(record)
     log(f"done {name} in {elapsed:.1f}s -> {path}; metrics {json.dumps(metrics)}")
     return record
 
