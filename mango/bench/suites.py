@@ -28,7 +28,7 @@
   of a hidden linear unit, and by the spike count of the neuron at the centre
   of a convolutional channel, over the colour VQ-VAE's codes (8x8 of 512) and
   its 4,096-d embedding view and the colour GAN's 128-d latent; the digit
-  SNN's convolutional channels by count; two with the count a Poisson draw from
+  SNN's convolutional channels by their mean count over the map; two with the count a Poisson draw from
   the rate times a window (``noise="poisson"``).  Values are multiples of 1/T,
   many stimuli give none, many tie.
 * ``spikes-heldout`` -- six further spike problems drawn by a seeded random
@@ -114,8 +114,10 @@ _SPIKE_TARGETS = {
     "snnc-l3u9": ("snn-color", "lif3", 9, "rate"),          # hidden linear layer, unit 9
     "snnc-l2u9c": ("snn-color", "lif2", 9, "count", "center"),   # conv2 channel 9, the centre neuron
     "snnc-l1u5c": ("snn-color", "lif1", 5, "count", "center"),   # conv1 channel 5: silent to most stimuli
-    "snn-l2u7c": ("snn-digits", "lif2", 7, "count", "center"),
-    "snn-l1u5c": ("snn-digits", "lif1", 5, "count", "center"),
+    # the digit SNN (T = 20): a channel's centre neuron fires on every step for many stimuli (every optimizer
+    # reaches its training-image maximum within 100 queries), so its channels are read by their mean count
+    "snn-l2u7": ("snn-digits", "lif2", 7, "count"),
+    "snn-l1u5": ("snn-digits", "lif1", 5, "count"),
 }
 
 
@@ -186,8 +188,8 @@ def _lab_heldout() -> list[Problem]:
 
 
 _SPIKES = (("snnc-out3", "cvqemb"), ("snnc-out3", "cvq"), ("snnc-out7", "cgan"), ("snnc-out7", "cvqemb", "poisson"),
-           ("snnc-l3u9", "cvqemb"), ("snnc-l2u9c", "cvq"), ("snnc-l1u5c", "cvqemb"), ("snn-l2u7c", "vq"),
-           ("snn-l1u5c", "gan"), ("snn-l2u7c", "vqemb", "poisson"))
+           ("snnc-l3u9", "cvqemb"), ("snnc-l2u9c", "cvq"), ("snnc-l1u5c", "cvqemb"), ("snn-l2u7", "vq"),
+           ("snn-l1u5", "gan"), ("snn-l2u7", "vqemb", "poisson"))
 
 
 def _spikes() -> list[Problem]:
