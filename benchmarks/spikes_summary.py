@@ -6,11 +6,15 @@
 cma cannot search a Codebook, so it enters the win/tie/loss counts on the continuous problems only and is left out
 of the best-other choice (which needs every problem).
 """
+import collections
+import json
+import os
 import sys
 
-import os
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "spikes_prelim")
-import json, collections, numpy as np
+import numpy as np
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                         "spikes_prelim")
 recs = [json.loads(l) for l in open(OUT + "/results.jsonl")]
 val = collections.defaultdict(dict)   # (problem, opt, budget) -> {seed: normalized}
 for r in recs:
