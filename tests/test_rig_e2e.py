@@ -45,14 +45,17 @@ class Proc:
         """Ctrl-C the process (clean stop), return its stdout.
 
         Waits for the process to exit (an event), with a generous bound: a loaded machine may take many
-        seconds to run the handler, and a short bound made this a wall-clock race."""
+        seconds to run the handler, and a short bound made this a wall-clock race.  A process that already
+        stopped (its own ``--timeout``) still gives its output.
+        """
         if self.p.poll() is None:
             self.p.send_signal(2)
-            try:
-                out, _ = self.p.communicate(timeout=STARTUP_S)
-                return out
-            except subprocess.TimeoutExpired:
-                pass
+        try:
+            out, _ = self.p.communicate(timeout=STARTUP_S)
+            self.err.close()
+            return out
+        except subprocess.TimeoutExpired:
+            pass
         self.kill()
         return ""
 
@@ -95,7 +98,7 @@ def _check_store(path, res, budget):
 def test_simulator_and_maximize_end_to_end(procs, tmp_path):
     log = tmp_path / "presented.jsonl"
     sim = procs(["simulate", "--port", "0", "--model", "synthetic", "--latency-ms", "2", "--seed", "3",
-                 "--log", str(log), "--timeout", "120"])
+                 "--log", str(log), "--timeout", "900"])
     budget = 120
     with RigOracle(sim.endpoint, timeout=5.0, retries=2) as oracle:
         assert oracle.server_info["simulator"] is True and oracle.input_shape == (1, 28, 28)
@@ -114,7 +117,7 @@ def test_faults_nothing_lost_nor_double_counted(procs, tmp_path, caplog):
     log = tmp_path / "presented.jsonl"
     sim = procs(["simulate", "--port", "0", "--model", "synthetic", "--latency-ms", "1", "--seed", "3",
                  "--drop", "0.1", "--delay-prob", "0.1", "--delay-s", "0.45", "--malformed-prob", "0.1",
-                 "--restart-after", "8", "--restart-pause", "0.3", "--log", str(log), "--timeout", "150"])
+                 "--restart-after", "8", "--restart-pause", "0.3", "--log", str(log), "--timeout", "900"])
     caplog.set_level(logging.INFO, logger="mango.rig")
     budget = 300
     with RigOracle(sim.endpoint, timeout=0.3, retries=8) as oracle:
@@ -150,7 +153,7 @@ def test_serve_module_and_keys_cli(procs, tmp_path, capsys):
     assert rig_main(["rig", "keys", "--out", str(tmp_path / "keys"), "--name", "server"]) == 0
     assert "public key" in capsys.readouterr().out
     srv = procs(["serve", "--module", "my_rig:present", "--address", "tcp://127.0.0.1:0", "--units", "sum,max",
-                 "--curve-secret", str(tmp_path / "keys" / "server.key_secret"), "--timeout", "120"],
+                 "--curve-secret", str(tmp_path / "keys" / "server.key_secret"), "--timeout", "900"],
                 cwd=tmp_path)
     with RigOracle(srv.endpoint, server_public_key=tmp_path / "keys" / "server.key", timeout=5.0) as oracle:
         assert oracle.unit_names == ["sum", "max"]
@@ -191,12 +194,12 @@ def test_mango_maximize_cli_with_rig_oracle(procs, tmp_path):
     """`mango maximize --oracle rig://...` (the main CLI) against the simulator process."""
     log = tmp_path / "presented.jsonl"
     sim = procs(["simulate", "--port", "0", "--model", "synthetic", "--latency-ms", "1", "--log", str(log),
-                 "--timeout", "150"])
+                 "--timeout", "900"])
     port = sim.endpoint.rsplit(":", 1)[1]
     out = subprocess.run([sys.executable, "-m", "mango.cli", "maximize", "--oracle", f"rig://127.0.0.1:{port}",
                           "--budget", "40", "--batch-size", "10", "--optimizer", "random", "--no-progress",
                           "--store", str(tmp_path / "run.sqlite"), "--out", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=180, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert out.returncode == 0, out.stderr[-3000:]
     from mango.runs.store import RunStore
 
