@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -27,8 +28,11 @@ class Proc:
         self.err_path = tmp_path / f"proc{os.getpid()}-{time.monotonic_ns()}.err"
         self.err = open(self.err_path, "w")
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        # SIGINT at its default in the child: a shell that runs the tests in the background ignores it, and a
+        # Python started with SIGINT ignored never raises KeyboardInterrupt, so stop() could not stop it cleanly
         self.p = subprocess.Popen([sys.executable, "-m", "mango.cli.rig", "rig", *args], stdout=subprocess.PIPE,
-                                  stderr=self.err, text=True, cwd=cwd, env=env)
+                                  stderr=self.err, text=True, cwd=cwd, env=env,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         ready, _, _ = select.select([self.p.stdout], [], [], STARTUP_S)
         line = self.p.stdout.readline() if ready else ""
         if not line.startswith("listening on "):
