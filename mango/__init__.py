@@ -14,9 +14,10 @@ from .runs.objective import Direction, Objective, Selectivity
 from .runs.result import Result
 from .spaces import Box, Codebook, Grid
 from .runs.track.campaign import TrackResult, track
+from .runs.atlas import AtlasResult, atlas
 
 __all__ = [
-    "__version__", "maximize", "track", "TrackResult", "Result", "Batch", "Callback",
+    "__version__", "maximize", "track", "TrackResult", "atlas", "AtlasResult", "Result", "Batch", "Callback",
     "Objective", "Selectivity", "Direction",
     "Box", "Grid", "Codebook",
     "MangoError", "ConfigError", "SpaceError", "UnknownNameError", "ObjectiveError",

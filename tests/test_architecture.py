@@ -198,7 +198,7 @@ LAYERS = [
     ("natural images", ["mango.runs.natural"]),
     ("runs", ["mango.runs", "mango.rig"]),
     ("outputs", ["mango.runs.report"]),
-    ("studies over many runs", ["mango.runs.track", "mango.bench"]),
+    ("studies over many runs", ["mango.runs.track", "mango.runs.atlas", "mango.bench"]),
     ("command line", ["mango.cli"]),
     ("the public facade", ["mango"]),
 ]

@@ -2,7 +2,7 @@
 
 ``mango maximize`` runs one activation-maximization campaign; with no
 arguments it maximizes an output neuron of the bundled spiking network over the
-bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``watch``, ``rig``, ``bench``, ``track``, ``export``)
+bundled VQ-VAE.  Other subcommands (``zoo``, ``report``, ``watch``, ``rig``, ``bench``, ``track``, ``export``, ``atlas``)
 live beside this module in :mod:`mango.cli`; each exposes ``add_subparser``.
 """
 
@@ -37,6 +37,7 @@ _SUBCOMMANDS = {
     "bench": "mango.cli.bench",
     "track": "mango.cli.track",
     "export": "mango.cli.export",
+    "atlas": "mango.cli.atlas",
 }
 
 DEFAULT_MODEL = "zoo:snn-digits"

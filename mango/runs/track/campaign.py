@@ -39,7 +39,7 @@ from ..result import Result, UnitResult
 from .report import make_track_report, unit_bests
 
 __all__ = ["track", "TrackResult", "CheckpointRun", "resolve_checkpoints", "checkpoint_label", "unit_bests",
-           "warm_points_from", "read_manifest", "MANIFEST"]
+           "warm_points_from", "read_manifest", "store_name", "MANIFEST"]
 
 MANIFEST = "track.json"
 _FORMAT = "mango-track-1"
@@ -290,7 +290,8 @@ class _Target:
         return 0 if self.single else list(range(len(self.units)))
 
 
-def _store_name(index: int, checkpoint: str | None) -> str:
+def store_name(index: int, checkpoint: str | None) -> str:
+    """The run store of the ``index``-th checkpoint's campaign: ``NNN-STEM.sqlite`` (``000-model.sqlite``)."""
     stem = "model" if checkpoint is None else re.sub(r"[^A-Za-z0-9._-]+", "_", Path(checkpoint).stem)
     return f"{index:03d}-{stem}.sqlite"
 
@@ -390,7 +391,7 @@ def track(checkpoints=None, *, model: str = "zoo:snn-digits", generator="zoo:vqv
                     os.path.abspath(warm_from) if isinstance(warm_from, (str, os.PathLike)) else "a Result")}
     manifest = {"format": _FORMAT, "settings": settings,
                 "checkpoints": [{"path": None if p is None else os.path.abspath(p), "label": checkpoint_label(p),
-                                 "store": _store_name(i, p)} for i, p in enumerate(paths)]}
+                                 "store": store_name(i, p)} for i, p in enumerate(paths)]}
     os.makedirs(out, exist_ok=True)
     _check_manifest(out, read_manifest(out), manifest)
     _write_json(os.path.join(out, MANIFEST), manifest)

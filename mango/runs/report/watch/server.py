@@ -18,6 +18,7 @@ whose ``Host`` is not a loopback name are refused (403: DNS rebinding).
 from __future__ import annotations
 
 import ipaddress
+import os
 import json
 import re
 import socket
@@ -45,6 +46,12 @@ _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 _STIMULUS = re.compile(r"^/stimulus/(\d{1,6})/(\d{1,9})/(\d{1,12})\.png$")
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+# the atlas site's pages carry their small scripts and styles inline (they open from disk too); nothing else runs
+_SITE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; "
+             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_SITE_TYPES = {".html": "text/html; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml",
+               ".css": "text/css; charset=utf-8", ".json": "application/json"}
 
 
 def is_loopback(host: str) -> bool:
@@ -133,7 +140,28 @@ class _Handler(BaseHTTPRequestHandler):
                     # the URL names the run's generation: its image never changes
                     return self._send(200, png, "image/png", cache="private, max-age=86400, immutable")
             return self._error(HTTPStatus.NOT_FOUND, "no such stimulus")
+        if path.startswith("/atlas/") and self.server.site_dir:
+            return self._site_file(unquote(path[len("/atlas/"):]) or "index.html")
         return self._error(HTTPStatus.NOT_FOUND, "no such page")
+
+    def _site_file(self, name: str) -> None:
+        """A file of the atlas site (``--site`` / ``mango watch ATLAS_DIR``), never one outside its directory."""
+        root = os.path.realpath(self.server.site_dir)
+        full = os.path.realpath(os.path.join(root, name))
+        ctype = _SITE_TYPES.get(os.path.splitext(full)[1].lower())
+        if not full.startswith(root + os.sep) or ctype is None or not os.path.isfile(full):
+            return self._error(HTTPStatus.NOT_FOUND, "no such file of the atlas site")
+        with open(full, "rb") as f:
+            body = f.read()
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", _SITE_CSP)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _state(self, qs: dict) -> None:
         def ints(key):
@@ -163,8 +191,9 @@ class WatchServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address, watchers, interval: float = 1.0, verbose: bool = False):
+    def __init__(self, address, watchers, interval: float = 1.0, verbose: bool = False, site_dir: str | None = None):
         host = address[0]
+        self.site_dir = site_dir
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.watchers = list(watchers)
         self.interval = float(interval)
@@ -187,10 +216,12 @@ class WatchServer(ThreadingHTTPServer):
 
 
 def make_server(stores, host: str = "127.0.0.1", port: int = 8765, interval: float = 1.0, top_k: int = 8,
-                verbose: bool = False, log=None) -> WatchServer:
-    """A :class:`WatchServer` for ``stores`` (paths); call ``serve_forever()`` (or use a thread)."""
+                verbose: bool = False, log=None, site_dir: str | None = None) -> WatchServer:
+    """A :class:`WatchServer` for ``stores`` (paths); call ``serve_forever()`` (or use a thread).
+
+    ``site_dir``: a static site (an atlas's ``site/``) also served, under ``/atlas/``."""
     watchers = [RunWatcher(p, i, min_interval=min(0.5, interval), top_k=top_k, log=log)
                 for i, p in enumerate(stores)]
     for w in watchers:
         w.refresh(force=True)  # report unreadable stores at once
-    return WatchServer((host, int(port)), watchers, interval=interval, verbose=verbose)
+    return WatchServer((host, int(port)), watchers, interval=interval, verbose=verbose, site_dir=site_dir)
