@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 import mango
 from mango.errors import ConfigError, MangoError
-from mango.runs.atlas.plan import atlas_stores, plan_shards, shard_budget
-from mango.runs.atlas.run import shard_progress
+from mango.runs.atlas.plan import atlas_stores, auto_shard_sizes, plan_shards, round_budgets, shard_budget
 
 # the smallest real atlas: the digit SNN, two layers, a few units, cma, a handful of queries per unit
 SMALL = dict(model="zoo:snn-digits", layers=["output", "lif1"], units=[0, 1, 2], generator="zoo:vqvae-digits:embedding",
@@ -35,11 +34,15 @@ def _queries(store: str) -> list[int]:
 
 
 def _check_exact(out: str) -> None:
-    """Every shard's store holds exactly its budget of queries, each query once, 0..budget-1."""
+    """Every shard's stores hold exactly its budget: each round's store its round budget, each query once."""
     man = json.load(open(os.path.join(out, "atlas.json")))
-    for sh, store in zip(man["shards"], atlas_stores(out)):
-        qs = _queries(store)
-        assert qs == list(range(sh["budget"])), (sh["id"], len(qs), sh["budget"])
+    stores = atlas_stores(out)
+    for sh in man["shards"]:
+        mine = [p for p in stores if f"{os.sep}{sh['id']}{os.sep}" in p]
+        assert len(mine) == len(sh["round_budgets"])
+        for store, budget in zip(mine, sh["round_budgets"]):
+            assert _queries(store) == list(range(budget)), (store, budget)
+        assert sum(sh["round_budgets"]) == sh["budget"]
 
 
 @given(layers=st.dictionaries(st.sampled_from(["a", "b.c", "d"]), st.integers(1, 70), min_size=1),
@@ -58,6 +61,17 @@ def test_sharding_covers_every_unit_exactly_once(layers, size, n_seeds):
     assert len({sh.id for sh in shards}) == len(shards)
 
 
+def test_auto_shards_fill_the_workers_with_the_fewest_shards():
+    scope = {"output": list(range(10)), "lif3": list(range(128))}
+    assert auto_shard_sizes(scope, 1) == {"output": 10, "lif3": 128}  # one campaign per layer
+    assert auto_shard_sizes(scope, 2) == {"output": 10, "lif3": 64}
+    sizes = auto_shard_sizes(scope, 16)
+    assert len(plan_shards(scope, sizes)) in range(15, 19)
+    assert round_budgets(100, 2, 5) == [50, 50] and round_budgets(101, 3, 5) == [33, 33, 35]
+    with pytest.raises(ConfigError, match="cannot be cut into 2 rounds"):
+        round_budgets(20, 2, 10)
+
+
 def test_plan_errors_are_one_line():
     with pytest.raises(ConfigError, match="shard_size"):
         plan_shards({"a": [0]}, 0)
@@ -71,9 +85,26 @@ def test_plan_errors_are_one_line():
 def test_atlas_runs_resumes_and_refuses_other_settings(tmp_path):
     out = str(tmp_path / "atlas")
     res = mango.atlas(**SMALL, out=out, workers=2, site=False)
-    assert sorted(r["id"] for r in res.shards) == ["lif1-000", "lif1-001", "output-000", "output-001"]
+    assert sorted({r["id"] for r in res.shards}) == ["lif1-000", "lif1-001", "output-000", "output-001"]
+    assert sorted(r["round"] for r in res.shards) == [0] * 4 + [1] * 4  # two exchange rounds by default
     assert res.queries == 3 * 6 * 2
     _check_exact(out)
+    # pooling: a unit's best is over every query of its layer, at least its own shard's best
+    layer = json.load(open(os.path.join(out, "layers", "output.json")))
+    from mango.runs.store import RunStore
+
+    own = {}
+    for store in atlas_stores(out):
+        if f"{os.sep}output-" in store:
+            with RunStore(store, mode="r") as s:
+                q = s.read_queries()
+            assert q["responses"].shape[1] == 3  # every unit of the layer recorded in every shard
+            for c in range(3):
+                own[c] = max(own.get(c, -1e300), float(q["responses"][:, c].max()))
+    assert [u["checkpoints"][0]["best_value"] for u in layer["units"]] == [own[0], own[1], own[2]]
+    # the second round started from the layer's bests: its first queries are those points
+    doc = json.load(open(os.path.join(out, "shards", "output-000", "r1", "shard.json")))
+    assert doc["warm_points"] == 2
     again = mango.atlas(**SMALL, out=out, workers=2, site=False)  # finished shards are skipped
     assert {r["status"] for r in again.shards} == {"skipped"} and again.queries == 0
     with pytest.raises(ConfigError, match="other settings.*budget_per_unit"):
@@ -109,14 +140,23 @@ def test_a_spec_that_fails_on_a_worker_stops_the_atlas_with_its_error(tmp_path):
     assert time.monotonic() - t0 < 120  # fails fast: no retry loop, no hang
 
 
-def _wait_mid_shard(out: str, deadline: float) -> tuple[dict, str]:
-    """Poll the stores until one shard is part-way; returns (its manifest entry, its store)."""
+def _wait_mid_shard(out: str, deadline: float) -> str:
+    """Poll the stores until one is part-way through its round; returns its path."""
+    from mango.runs.store import RunStore
+
     while time.monotonic() < deadline:
         if os.path.isfile(os.path.join(out, "atlas.json")):
             man = json.load(open(os.path.join(out, "atlas.json")))
-            for sh, n, store in zip(man["shards"], shard_progress(out, man["shards"]), atlas_stores(out)):
-                if 0 < n < sh["budget"]:
-                    return sh, store
+            budgets = [b for sh in man["shards"] for b in sh["round_budgets"]]
+            for store, budget in zip(atlas_stores(out), budgets):
+                if os.path.isfile(store):
+                    try:
+                        with RunStore(store, mode="r") as s:
+                            n = s.n_queries()
+                    except MangoError:
+                        continue
+                    if 0 < n < budget:
+                        return store
         time.sleep(0.05)
     raise AssertionError("no shard was seen part-way")
 
@@ -157,7 +197,7 @@ def test_dask_worker_killed_mid_shard_the_atlas_completes_exactly(tmp_path):
 
         t = threading.Thread(target=run)
         t.start()
-        sh, store = _wait_mid_shard(out, time.monotonic() + 300)
+        store = _wait_mid_shard(out, time.monotonic() + 300)
         from mango.runs.store import RunStore
 
         deadline = time.monotonic() + 60
@@ -189,7 +229,7 @@ def test_cli_atlas_site_and_watch(tmp_path):
     from mango.runs.report.watch.server import make_server
 
     stores = atlas_stores(out)
-    assert len(stores) == 2 and all(os.path.isfile(s) for s in stores)
+    assert len(stores) == 4 and all(os.path.isfile(s) for s in stores)  # 2 shards x 2 rounds
     srv = make_server(stores, port=0, site_dir=os.path.join(out, "site"))
     th = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     th.start()

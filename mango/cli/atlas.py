@@ -46,7 +46,11 @@ _OPTIONS = (
     ("search", "--budget-per-unit", {"type": int, "metavar": "N",
                                      "help": "each unit's share: a shard of K units runs K*N queries"}),
     ("search", "--shard-budget", {"type": int, "metavar": "N", "help": "one budget per shard, shared by its units"}),
-    ("search", "--shard-size", {"type": int, "metavar": "K", "help": "most units per shard (default 16)"}),
+    ("search", "--shard-size", {"type": int, "metavar": "K", "help": (
+        "most units per shard (default: the fewest shards that keep every worker busy)")}),
+    ("search", "--rounds", {"type": int, "metavar": "R", "help": (
+        "exchange rounds: after each of R parts of its budget, every shard starts each unit from its best "
+        "stimulus anywhere in the layer (default 2 when a layer is split, else 1)")}),
     ("search", "--batch-size", {"type": int}),
     ("search", "--seeds", {"default": "0", "metavar": "LIST", "help": "campaign seeds, e.g. 0 or 0-2 (default 0)"}),
     ("search", "--cold", {"action": "store_true", "help": "with --checkpoints: no warm start between them"}),
@@ -100,7 +104,8 @@ def cmd_atlas(args) -> int:
 
         say(f"atlas: site written: {write_site(collect(args.out), os.path.join(args.out, 'site'))}")
         return 0
-    for name in ("budget_per_unit", "shard_budget", "shard_size", "batch_size", "num_steps", "workers", "threads"):
+    for name in ("budget_per_unit", "shard_budget", "shard_size", "rounds", "batch_size", "num_steps", "workers",
+                 "threads"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {v}.")
@@ -110,7 +115,7 @@ def cmd_atlas(args) -> int:
         raise ConfigError(f"--progress-every must be > 0 seconds, got {args.progress_every}.")
     res = atlas(args.model, args.layer or ["output"], _units(args.unit), generator=args.generator,
                 optimizer=args.optimizer, budget_per_unit=args.budget_per_unit, shard_budget=args.shard_budget,
-                shard_size=args.shard_size, seeds=_seeds(args.seeds), checkpoints=args.checkpoints, out=args.out,
+                shard_size=args.shard_size, rounds=args.rounds, seeds=_seeds(args.seeds), checkpoints=args.checkpoints, out=args.out,
                 dask=args.dask, workers=args.workers, readout=args.readout, num_steps=args.num_steps,
                 reference=None if args.reference == "none" else args.reference, batch_size=args.batch_size,
                 warm=not args.cold, device=args.device, threads=args.threads, log=say,

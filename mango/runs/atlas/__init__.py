@@ -9,7 +9,7 @@
 The command line is ``mango atlas`` (:mod:`mango.cli.atlas`).
 """
 
-from .plan import Shard, plan_shards
-from .run import DEFAULT_SHARD_SIZE, AtlasResult, atlas
+from .plan import Shard, auto_shard_sizes, plan_shards
+from .run import AtlasResult, atlas
 
-__all__ = ["atlas", "AtlasResult", "Shard", "plan_shards", "DEFAULT_SHARD_SIZE"]
+__all__ = ["atlas", "AtlasResult", "Shard", "plan_shards", "auto_shard_sizes"]

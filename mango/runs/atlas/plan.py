@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 from ...errors import ConfigError
 
-__all__ = ["Shard", "plan_shards", "shard_budget", "slug", "read_manifest", "write_manifest", "check_manifest",
+__all__ = ["Shard", "plan_shards", "auto_shard_sizes", "round_budgets", "shard_budget", "slug", "read_manifest", "write_manifest", "check_manifest",
            "atlas_stores", "MANIFEST", "FORMAT"]
 
 MANIFEST = "atlas.json"
@@ -64,13 +64,31 @@ def _split(units: list[int], size: int) -> list[list[int]]:
     return out
 
 
-def plan_shards(layers: dict, shard_size: int, seeds=(0,)) -> list[Shard]:
+def auto_shard_sizes(layers: dict, workers: int, n_seeds: int = 1) -> dict:
+    """Per layer, the largest shard size that still keeps ``workers`` busy: the fewest shards that fill them.
+
+    A unit's result improves with the size of its shard at the same per-unit budget (every unit sees every
+    query of its shard, and is warm-started from them: ``benchmarks/atlas.py``), while throughput only needs
+    enough shards for the workers.  So each layer gets a share of ``workers`` shards (per seed) in
+    proportion to its units, at least one.
+    """
+    total = sum(len(u) for u in layers.values()) * max(1, int(n_seeds))
+    out = {}
+    for name, units in layers.items():
+        n = len(units)
+        k = max(1, min(n, round(int(workers) * n / total))) if total else 1
+        out[name] = math.ceil(n / k)
+    return out
+
+
+def plan_shards(layers: dict, shard_size, seeds=(0,)) -> list[Shard]:
     """Every unit of every layer, once per seed, in shards of at most ``shard_size`` units.
 
     Parameters
     ----------
     layers : ``{layer name: [unit indices]}`` in the order the atlas shows them.
-    shard_size : the most units one shard (one population campaign) holds.
+    shard_size : the most units one shard (one population campaign) holds; one number, or one per layer
+        (``{layer: size}``, e.g. :func:`auto_shard_sizes`).
     seeds : the campaign seeds; each seed gets its own shards.
 
     Returns
@@ -78,9 +96,10 @@ def plan_shards(layers: dict, shard_size: int, seeds=(0,)) -> list[Shard]:
     list of :class:`Shard`, ids ``LAYER-SSS`` (``LAYER-SSS-sN`` for seeds after the first
     when several seeds are given), layer by layer.
     """
-    size = int(shard_size)
-    if size < 1:
-        raise ConfigError(f"shard_size must be at least 1, got {shard_size!r}.")
+    sizes = dict(shard_size) if isinstance(shard_size, dict) else {name: shard_size for name in layers}
+    for v in sizes.values():
+        if int(v) != v or int(v) < 1:
+            raise ConfigError(f"shard_size must be a whole number >= 1, got {v!r}.")
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct whole numbers, at least one; got {seeds!r}.")
@@ -100,7 +119,7 @@ def plan_shards(layers: dict, shard_size: int, seeds=(0,)) -> list[Shard]:
         slugs[s] = layer
         for seed in seeds:
             tail = "" if len(seeds) == 1 else f"-s{seed}"
-            for j, piece in enumerate(_split(units, size)):
+            for j, piece in enumerate(_split(units, int(sizes[layer]))):
                 shards.append(Shard(f"{s}-{j:03d}{tail}", layer, tuple(piece), seed))
     return shards
 
@@ -114,6 +133,25 @@ def shard_budget(n_units: int, budget_per_unit: int | None, shard_budget: int | 
     if int(b) != b or b < 1:
         raise ConfigError(f"the budget must be a positive whole number of queries, got {b!r}.")
     return int(b)
+
+
+def round_budgets(budget: int, rounds: int, n_units: int) -> list[int]:
+    """A shard's budget cut into ``rounds`` exchange rounds (the last takes the remainder).
+
+    Every round after the first starts by showing each of the shard's units its best stimulus so far, so it
+    needs more than ``n_units`` queries.
+    """
+    rounds = int(rounds)
+    if rounds < 1:
+        raise ConfigError(f"rounds must be at least 1, got {rounds!r}.")
+    base = budget // rounds
+    out = [base] * rounds
+    out[-1] += budget - base * rounds
+    if rounds > 1 and min(out[1:]) <= n_units:
+        raise ConfigError(f"a shard of {n_units} units with {budget} queries cannot be cut into {rounds} rounds: "
+                          f"each round after the first shows every unit its best stimulus first ({n_units} "
+                          "queries) and needs more than that. Raise the budget, or use rounds=1.")
+    return out
 
 
 def read_manifest(out: str | os.PathLike) -> dict | None:
@@ -163,5 +201,5 @@ def atlas_stores(path: str | os.PathLike) -> list[str] | None:
     from ..track.campaign import store_name
 
     ckpts = man["settings"].get("checkpoints") or [None]
-    return [os.path.join(path, "shards", sh["id"], store_name(i, c)) for sh in man["shards"]
-            for i, c in enumerate(ckpts)]
+    return [os.path.join(path, "shards", sh["id"], f"r{r}", store_name(i, c)) for sh in man["shards"]
+            for r in range(len(sh.get("round_budgets") or [0])) for i, c in enumerate(ckpts)]

@@ -9,8 +9,11 @@ that a Dask worker or a process pool can import them.
 * :func:`run_shard` runs the shard's population campaign over every checkpoint
   with :func:`mango.track` (one run store per checkpoint in
   ``shards/ID/``; a store left by a killed worker is resumed, a finished one
-  skipped), then writes the shard's summary ``shards/ID/shard.json`` and its
-  units' images (top-k distinct stimuli) under ``site/img/``.
+  skipped), recording every unit of the layer, then writes
+  ``shards/ID/shard.json``.
+* :func:`run_layer` pools a layer's finished shards: each unit's best over
+  every stimulus of the layer, its top-k distinct stimuli (PNGs under
+  ``site/img/``) and its search curve, in ``layers/LAYER.json``.
 * :func:`run_reference` pushes the natural images through the network once per
   checkpoint, reading every unit of the layer, and writes
   ``references/LAYER-cK.npz`` (the responses) and each unit's top natural
@@ -27,7 +30,7 @@ import numpy as np
 
 from .plan import slug
 
-__all__ = ["run_shard", "run_reference", "unit_image_dir", "selectivity", "TOP_K", "TOP_NATURAL"]
+__all__ = ["run_shard", "run_layer", "run_reference", "round_dir", "exchange_points", "unit_image_dir", "selectivity", "TOP_K", "TOP_NATURAL"]
 
 TOP_K = 6  # distinct best stimuli kept per unit and checkpoint
 TOP_NATURAL = 3  # natural images kept per unit and checkpoint
@@ -90,71 +93,168 @@ def _threads(n):
     return use_threads(choose_threads(n, flag="threads="))
 
 
-def run_shard(task: dict) -> dict:
-    """Run one shard on this worker and write its summary; returns ``{"id", "status", "queries", "seconds"}``.
+def round_dir(atlas_dir: str, shard_id: str, rnd: int) -> str:
+    """A shard's directory for exchange round ``rnd``: ``shards/ID/rR`` (its run stores and ``shard.json``)."""
+    return os.path.join(atlas_dir, "shards", shard_id, f"r{int(rnd)}")
 
-    ``task`` keys: ``atlas_dir``, ``shard`` (a :class:`~mango.runs.atlas.plan.Shard` as a dict), ``model``,
-    ``generator``, ``readout``, ``num_steps``, ``optimizer``, ``optimizer_params``, ``budget``,
-    ``batch_size``, ``checkpoints`` (paths or None), ``warm``, ``device``, ``threads``.
+
+def _round_doc(atlas_dir: str, shard_id: str, rnd: int) -> dict:
+    with open(os.path.join(round_dir(atlas_dir, shard_id, rnd), "shard.json")) as f:
+        return json.load(f)
+
+
+def exchange_points(atlas_dir: str, peers: list, units: list, record: list, rnd: int) -> np.ndarray:
+    """Each of ``units``' best point over every query of the ``peers`` shards' rounds before ``rnd``.
+
+    The exchange between rounds: a shard's next round starts every one of its units from the stimulus that
+    drove that unit hardest anywhere in its layer so far (the stores record every unit of the layer).
+    """
+    from ..store import RunStore
+
+    best = {int(u): (-np.inf, None) for u in units}
+    cols = {int(u): record.index(int(u)) for u in units}
+    for sid in peers:
+        for r in range(rnd):
+            doc = _round_doc(atlas_dir, sid, r)
+            for store in doc["stores"][-1:]:  # the last checkpoint's campaign (exchange: no checkpoints)
+                with RunStore(os.path.join(atlas_dir, store), mode="r") as s:
+                    q = s.read_queries()
+                for u, c in cols.items():
+                    v = np.where(np.isfinite(q["responses"][:, c]), q["responses"][:, c], -np.inf)
+                    i = int(np.argmax(v))
+                    if len(v) and v[i] > best[u][0]:
+                        best[u] = (float(v[i]), q["points"][i])
+    pts = [p for _, p in best.values() if p is not None]
+    return np.stack(pts) if pts else None
+
+
+def run_shard(task: dict) -> dict:
+    """Run one round of one shard on this worker; returns ``{"id", "round", "status", "queries", "seconds"}``.
+
+    The shard's campaign targets its own units, but its oracle reads (and its stores record) every unit of
+    the layer in the atlas (``record``): the layer's units are pooled afterwards (:func:`run_layer`), and a
+    round after the first starts each unit from its best point over the layer's earlier rounds
+    (:func:`exchange_points`).
+
+    ``task`` keys: ``atlas_dir``, ``shard`` (a :class:`~mango.runs.atlas.plan.Shard` as a dict), ``round``,
+    ``peers`` (ids of the layer's shards of the same seed), ``record`` (the layer's units in the atlas),
+    ``model``, ``generator``, ``readout``, ``num_steps``, ``optimizer``, ``optimizer_params``, ``budget``
+    (this round's), ``batch_size``, ``checkpoints`` (paths or None), ``warm``, ``device``, ``threads``.
     """
     from ..track.campaign import track
     from ...zoo.build import build_generator
 
     t0 = time.perf_counter()
-    atlas_dir, shard = task["atlas_dir"], task["shard"]
-    out = os.path.join(atlas_dir, "shards", shard["id"])
+    atlas_dir, shard, rnd = task["atlas_dir"], task["shard"], int(task.get("round", 0))
+    out = round_dir(atlas_dir, shard["id"], rnd)
     summary_path = os.path.join(out, "shard.json")
+    head = {"id": shard["id"], "round": rnd}
     if os.path.isfile(summary_path):
         with open(summary_path) as f:
             done = json.load(f)
-        return {"id": shard["id"], "status": "skipped", "queries": done["queries"], "seconds": 0.0}
+        return {**head, "status": "skipped", "queries": done["queries"], "seconds": 0.0}
     with _threads(task.get("threads")):
         generator = build_generator(task["generator"], device=task.get("device"))
+        warm_from = None
+        if rnd > 0:
+            warm_from = exchange_points(atlas_dir, task["peers"], shard["units"], task["record"], rnd)
         res = track(task.get("checkpoints"), model=task["model"], generator=generator, layer=shard["layer"],
-                    unit=list(shard["units"]), readout=task.get("readout"), num_steps=task.get("num_steps"),
-                    optimizer=task["optimizer"], budget=task["budget"], batch_size=task.get("batch_size"),
-                    seed=shard["seed"], out=out, warm=task.get("warm", True), device=task.get("device"),
-                    progress=False, report=False, **(task.get("optimizer_params") or {}))
+                    unit=list(shard["units"]), record=task.get("record"), readout=task.get("readout"),
+                    num_steps=task.get("num_steps"), optimizer=task["optimizer"], budget=task["budget"],
+                    batch_size=task.get("batch_size"), seed=shard["seed"] + 7919 * rnd, out=out,
+                    warm=task.get("warm", True), warm_from=warm_from, device=task.get("device"), progress=False,
+                    report=False, **(task.get("optimizer_params") or {}))
         if not res.complete:
-            raise RuntimeError(f"shard {shard['id']} stopped before its budget ({res[len(res) - 1].result.stop_reason})")
-        units = _unit_summaries(atlas_dir, shard, res, generator)
+            raise RuntimeError(f"shard {shard['id']} (round {rnd}) stopped before its budget "
+                               f"({res[len(res) - 1].result.stop_reason})")
     queries = int(sum(r.result.n_queries for r in res))
-    doc = {"format": "mango-atlas-shard-1", "id": shard["id"], "layer": shard["layer"], "units": units,
-           "seed": shard["seed"], "queries": queries, "stores": [os.path.relpath(r.store, atlas_dir) for r in res],
+    doc = {"format": "mango-atlas-shard-1", "id": shard["id"], "round": rnd, "layer": shard["layer"],
+           "units": list(shard["units"]), "unit_names": res.unit_names, "seed": shard["seed"], "queries": queries,
+           "warm_points": 0 if warm_from is None else int(len(warm_from)),
+           "stores": [os.path.relpath(r.store, atlas_dir) for r in res],
            "wall_s": [float(r.result.wall_s) for r in res], "optimizer": task["optimizer"],
            "threads": [r.result.threads for r in res]}
     tmp = summary_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f, default=str)
     os.replace(tmp, summary_path)
-    return {"id": shard["id"], "status": "ran", "queries": queries, "seconds": time.perf_counter() - t0}
+    return {**head, "status": "ran", "queries": queries, "seconds": time.perf_counter() - t0}
 
 
-def _unit_summaries(atlas_dir: str, shard: dict, res, generator) -> list[dict]:
-    """Per unit of the shard: each checkpoint's best value, top-k distinct stimuli (written as PNGs) and curve."""
+def run_layer(task: dict) -> dict:
+    """Pool one layer's shards: each unit's best over every stimulus the atlas showed, its images and curve.
+
+    Every shard of the layer recorded every unit, so a unit's best is taken over all the layer's queries
+    (all shards, all seeds), as one population campaign over the whole layer would have it; its curve is
+    the search of the shard that targeted it (the seed whose own search went furthest).  Writes
+    ``layers/LAYER.json`` and the units' top-k distinct stimuli under ``site/img/``.
+
+    ``task`` keys: ``atlas_dir``, ``layer``, ``units`` (the layer's units, the stores' columns in this
+    order), ``shards`` (the layer's manifest entries), ``rounds``, ``generator``, ``n_checkpoints``,
+    ``device``, ``threads``.
+    """
     from ..report.plots import pick_distinct, to_images
+    from ..store import RunStore
+    from ...zoo.build import build_generator
 
-    out = [{"index": int(u), "checkpoints": []} for u in shard["units"]]
-    for k, run in enumerate(res):
-        r = run.result
-        for j, unit in enumerate(r.units()):
-            entry = {"name": unit.name, "best_value": unit.best_value, "n_queries": int(r.n_queries),
-                     "curve": _curve_steps(unit.curve), "top_pngs": [], "top_values": []}
-            v = r.unit_values[:, j] if r.unit_values is not None and len(r.unit_values) else np.zeros(0)
-            rows = pick_distinct(np.argsort(-np.where(np.isfinite(v), v, -np.inf), kind="stable"), v,
-                                 lambda i: np.asarray(r.points[i]).tobytes(), TOP_K * 3)
-            if rows:
-                images = to_images(generator(np.stack([np.asarray(r.points[i]) for i in rows])))
-                keep = pick_distinct(range(len(rows)), v[rows], lambda i: i, TOP_K, image=lambda i: images[i])
-                d = unit_image_dir(atlas_dir, shard["layer"], shard["units"][j])
-                for n, i in enumerate(keep):
-                    path = os.path.join(d, f"c{k}-top{n}.png")
-                    _save_png(path, images[i])
-                    entry["top_pngs"].append(_rel(atlas_dir, path))
-                    entry["top_values"].append(float(v[rows[i]]))
-            out[j]["name"] = unit.name
-            out[j]["checkpoints"].append(entry)
-    return out
+    t0 = time.perf_counter()
+    atlas_dir, layer, units = task["atlas_dir"], task["layer"], [int(u) for u in task["units"]]
+    out_units = {u: {"index": u, "name": None, "checkpoints": []} for u in units}
+    with _threads(task.get("threads")):
+        generator = build_generator(task["generator"], device=task.get("device"))
+        for k in range(int(task["n_checkpoints"])):
+            pts, vals, owner, curves = [], [], [], {}
+            for sh in task["shards"]:
+                own = []  # this shard's responses over its rounds, in order: its units' search curves
+                for rnd in range(int(task.get("rounds", 1))):
+                    doc = _round_doc(atlas_dir, sh["id"], rnd)
+                    with RunStore(os.path.join(atlas_dir, doc["stores"][k]), mode="r") as s:
+                        q = s.read_queries()
+                    if q["responses"] is None or q["responses"].shape[1] != len(units):
+                        raise RuntimeError(f"shard {sh['id']}'s store does not record the layer's {len(units)} "
+                                           "units")
+                    pts.append(q["points"])
+                    vals.append(q["responses"])
+                    own.append(q["responses"])
+                    owner += [sh["id"]] * len(q["points"])
+                resp = np.concatenate(own)
+                for u, name in zip(doc["units"], doc["unit_names"]):
+                    c = units.index(int(u))
+                    curve = np.fmax.accumulate(np.where(np.isfinite(resp[:, c]), resp[:, c], -np.inf))
+                    old = curves.get(int(u))
+                    if old is None or curve[-1] > old[0][-1]:
+                        curves[int(u)] = (curve, sh["id"])
+                    out_units[int(u)]["name"] = name
+            P = np.concatenate(pts) if pts else np.zeros((0, 0))
+            V = np.concatenate(vals) if vals else np.zeros((0, len(units)))
+            for c, u in enumerate(units):
+                v = V[:, c] if len(V) else np.zeros(0)
+                order = np.argsort(-np.where(np.isfinite(v), v, -np.inf), kind="stable")
+                rows = pick_distinct(order, v, lambda i: np.asarray(P[i]).tobytes(), TOP_K * 3)
+                entry = {"best_value": float(v[rows[0]]) if rows else None, "n_queries": int(len(v)),
+                         "best_in": owner[rows[0]] if rows else None, "top_pngs": [], "top_values": [],
+                         "curve": [], "own_shard": None}
+                if u in curves:
+                    curve, sid = curves[u]
+                    entry["curve"] = _curve_steps(np.where(np.isfinite(curve), curve, np.nan))
+                    entry["own_shard"] = sid
+                if rows:
+                    images = to_images(generator(np.stack([np.asarray(P[i]) for i in rows])))
+                    keep = pick_distinct(range(len(rows)), v[rows], lambda i: i, TOP_K, image=lambda i: images[i])
+                    d = unit_image_dir(atlas_dir, layer, u)
+                    for n, i in enumerate(keep):
+                        path = os.path.join(d, f"c{k}-top{n}.png")
+                        _save_png(path, images[i])
+                        entry["top_pngs"].append(_rel(atlas_dir, path))
+                        entry["top_values"].append(float(v[rows[i]]))
+                out_units[u]["checkpoints"].append(entry)
+    path = os.path.join(atlas_dir, "layers", f"{slug(layer)}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"format": "mango-atlas-layer-1", "layer": layer, "units": [out_units[u] for u in units]}, f)
+    os.replace(tmp, path)
+    return {"layer": layer, "seconds": time.perf_counter() - t0}
 
 
 def run_reference(task: dict) -> dict:

@@ -1,10 +1,11 @@
 """An atlas directory read back: every unit's result, normalized by its natural images, per layer and checkpoint.
 
-:func:`collect` reads the manifest, each finished shard's ``shard.json`` and
-each layer's reference responses, and returns the site's summary (the dict
-:func:`mango.runs.atlas.site.write_site` takes).  With several seeds a unit's
-tile shows its best seed.  Shards that have not finished are shown as units
-without values, so a site written mid-way is still a true picture.
+:func:`collect` reads the manifest, each layer's pooled results
+(``layers/LAYER.json``: a unit's best over every stimulus shown for its layer,
+all seeds) and its reference responses, and returns the site's summary (the
+dict :func:`mango.runs.atlas.site.write_site` takes).  A layer not pooled yet
+shows its units without values, so a site written mid-way is still a true
+picture.
 """
 
 from __future__ import annotations
@@ -51,26 +52,19 @@ def collect(atlas_dir: str | os.PathLike) -> dict:
         raise ConfigError(f"{atlas_dir!r} holds no atlas (no atlas.json); run mango atlas first.")
     s = man["settings"]
     labels = man["checkpoint_labels"]
-    shard_docs = {}
-    for sh in man["shards"]:
-        path = os.path.join(atlas_dir, "shards", sh["id"], "shard.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                shard_docs[sh["id"]] = json.load(f)
     layers = []
     for layer, units in s["layers"].items():
         refs = _references(atlas_dir, layer, len(labels))
-        # every (unit, seed) result of this layer
-        found: dict[int, list] = {int(u): [] for u in units}
-        for sh in man["shards"]:
-            if sh["layer"] != layer or sh["id"] not in shard_docs:
-                continue
-            for u in shard_docs[sh["id"]]["units"]:
-                found[int(u["index"])].append((sh["id"], u))
+        pooled = {}
+        path = os.path.join(atlas_dir, "layers", f"{slug(layer)}.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                pooled = {int(u["index"]): u for u in json.load(f)["units"]}
+        owner = {int(u): sh["id"] for sh in man["shards"] if sh["layer"] == layer for u in sh["units"]}
         out_units = []
         for u in units:
             u = int(u)
-            runs = found[u]
+            got = pooled.get(u)
             entries = []
             for k in range(len(labels)):
                 ref = refs[k]
@@ -82,13 +76,9 @@ def collect(atlas_dir: str | os.PathLike) -> dict:
                 d = unit_image_dir(atlas_dir, layer, u)
                 nat_pngs = [_rel(atlas_dir, os.path.join(d, f"c{k}-nat{n}.png")) for n in range(len(nat_order))
                             if os.path.isfile(os.path.join(d, f"c{k}-nat{n}.png"))]
-                best = None
-                for _, doc in runs:  # the best seed at this checkpoint
-                    c = doc["checkpoints"][k] if k < len(doc["checkpoints"]) else None
-                    if c is not None and _finite(c["best_value"]) and (best is None or c["best_value"] > best["best_value"]):
-                        best = c
+                best = got["checkpoints"][k] if got is not None and k < len(got["checkpoints"]) else None
                 value = None if best is None else best["best_value"]
-                norm = value / nat_max if value is not None and nat_max is not None and nat_max > 0 else None
+                norm = value / nat_max if _finite(value) and nat_max is not None and nat_max > 0 else None
                 entries.append({
                     "best_value": value, "normalized": norm,
                     "n_queries": 0 if best is None else best["n_queries"],
@@ -99,9 +89,8 @@ def collect(atlas_dir: str | os.PathLike) -> dict:
                     "natural_max": nat_max, "natural_pngs": nat_pngs,
                     "natural_values": [float(resp[i]) for i in nat_order][:len(nat_pngs)],
                     "selectivity": None if resp is None else selectivity(resp)})
-            name = runs[0][1].get("name") if runs else f"{layer}:{u}"
-            out_units.append({"index": u, "name": name, "shard": runs[0][0] if runs else None,
-                              "checkpoints": entries})
+            name = (got or {}).get("name") or f"{layer}:{u}"
+            out_units.append({"index": u, "name": name, "shard": owner.get(u), "checkpoints": entries})
         layers.append({"name": layer, "n_units": len(units), "units": out_units,
                        "summary": [layer_table(out_units, k, man, layer) for k in range(len(labels))]})
     from ..provenance import describe as provenance_text

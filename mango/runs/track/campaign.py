@@ -253,7 +253,7 @@ def _layer_width(model, layer: str, generator, **oracle_kw) -> int:
 class _Target:
     """Builds the oracle of the tracked units for each checkpoint (same model spec, layer, units and readout)."""
 
-    def __init__(self, model: str, generator, layer: str, unit, readout, num_steps, device):
+    def __init__(self, model: str, generator, layer: str, unit, readout, num_steps, device, record=None):
         from ...zoo.build import build_model, build_unit_oracle, default_readout, spiking_framework
 
         self.spec, self.generator, self.layer, self.device = model, generator, layer, device
@@ -268,11 +268,20 @@ class _Target:
         self.single = isinstance(unit, int)
         self.units = list(range(_layer_width(probe, layer, generator, **self.oracle_kw))) if unit == "all" else (
             [unit] if self.single else unit)
-        self.unit_names = build_unit_oracle(probe, layer, self.units, **self.oracle_kw).unit_names
+        # the units the oracle reads (and the stores record): the tracked ones, or a superset of them
+        self.record = list(self.units) if record is None else [int(u) for u in record]
+        missing = [u for u in self.units if u not in self.record]
+        if missing:
+            raise ConfigError(f"record={self.record} must include every tracked unit; {missing} are not in it.")
+        names = build_unit_oracle(probe, layer, self.record, **self.oracle_kw).unit_names
+        self.unit_names = [names[self.record.index(u)] for u in self.units]
 
     def settings(self) -> dict:
-        return {"model": self.spec, "layer": self.layer, "units": self.units, "single": self.single,
-                "readout": self.oracle_kw.get("readout"), "num_steps": self.oracle_kw.get("num_steps")}
+        out = {"model": self.spec, "layer": self.layer, "units": self.units, "single": self.single,
+               "readout": self.oracle_kw.get("readout"), "num_steps": self.oracle_kw.get("num_steps")}
+        if self.record != self.units:
+            out["record"] = self.record
+        return out
 
     def model(self, checkpoint: str | None):
         from ...zoo.build import build_model
@@ -282,12 +291,13 @@ class _Target:
     def oracle(self, checkpoint: str | None):
         from ...zoo.build import build_unit_oracle
 
-        return build_unit_oracle(self.model(checkpoint), self.layer, self.units, **self.oracle_kw)
+        return build_unit_oracle(self.model(checkpoint), self.layer, self.record, **self.oracle_kw)
 
     @property
     def maximize_unit(self):
-        """The ``unit=`` of maximize: the oracle reads exactly the tracked units, one column each."""
-        return 0 if self.single else list(range(len(self.units)))
+        """The ``unit=`` of maximize: the tracked units' columns among the units the oracle reads."""
+        cols = [self.record.index(u) for u in self.units]
+        return cols[0] if self.single else cols
 
 
 def store_name(index: int, checkpoint: str | None) -> str:
@@ -340,7 +350,7 @@ def track(checkpoints=None, *, model: str = "zoo:snn-digits", generator="zoo:vqv
           optimizer: str = "cma", budget: int = 1000, batch_size: int | None = None, seed: int | None = 0,
           out: str | os.PathLike = "mango-track", warm: bool = True, warm_from=None, device=None,
           progress: bool | None = False, callbacks: Sequence = (), report: bool = True, log=None,
-          **optimizer_params) -> TrackResult:
+          record=None, **optimizer_params) -> TrackResult:
     """Run the same units over each checkpoint in turn, each campaign warm-started from the previous one's bests.
 
     Parameters
@@ -362,10 +372,14 @@ def track(checkpoints=None, *, model: str = "zoo:snn-digits", generator="zoo:vqv
     warm : warm-start each campaign after the first from the previous
         checkpoint's best point per unit (``False``: every campaign cold).
     warm_from : a run store (or :class:`Result`) of an earlier run: the first
-        campaign starts from its best point per unit.
+        campaign starts from its best point per unit; or the points themselves (an array ``[n, dim]``).
     progress, callbacks : passed to every campaign.
     report : write the report across checkpoints (:mod:`mango.runs.track.report`).
     log : a function taking one line per checkpoint (the CLI prints them).
+    record : unit indices of ``layer`` the oracle reads and the stores record, a superset of the tracked
+        units (default: the tracked units).  Reading more units costs a network nothing extra per stimulus;
+        :func:`mango.atlas` has every shard record its whole layer, so that each unit's best is taken over
+        every stimulus the atlas showed.
 
     Returns
     -------
@@ -378,17 +392,24 @@ def track(checkpoints=None, *, model: str = "zoo:snn-digits", generator="zoo:vqv
     paths: list = resolve_checkpoints(checkpoints) or [None]
     out = os.fspath(out)
     gen = build_generator(generator, device=device) if isinstance(generator, str) else generator
-    target = _Target(model, gen, layer, unit, readout, num_steps, device)
+    target = _Target(model, gen, layer, unit, readout, num_steps, device, record)
     for p in paths:  # every checkpoint must fit the architecture before any campaign runs
         if p is not None:
             target.model(p)
-    first_warm = None if warm_from is None else warm_points_from(warm_from, target.unit_names)
+    if isinstance(warm_from, np.ndarray):  # the points themselves (e.g. an atlas's exchange between shards)
+        first_warm = np.asarray(warm_from)
+        if first_warm.ndim != 2 or first_warm.shape[1] != gen.space.dim:
+            raise ConfigError(f"warm_from points must be an array [n, {gen.space.dim}], got shape "
+                              f"{list(first_warm.shape)}.")
+    else:
+        first_warm = None if warm_from is None else warm_points_from(warm_from, target.unit_names)
     settings = {**target.settings(),
                 "generator": generator if isinstance(generator, str) else _describe(gen),
                 "optimizer": optimizer, "optimizer_params": dict(optimizer_params), "budget": budget,
                 "batch_size": batch_size, "seed": seed, "warm": bool(warm),
                 "warm_from": None if warm_from is None else (
-                    os.path.abspath(warm_from) if isinstance(warm_from, (str, os.PathLike)) else "a Result")}
+                    os.path.abspath(warm_from) if isinstance(warm_from, (str, os.PathLike)) else
+                    f"{len(first_warm)} given points" if isinstance(warm_from, np.ndarray) else "a Result")}
     manifest = {"format": _FORMAT, "settings": settings,
                 "checkpoints": [{"path": None if p is None else os.path.abspath(p), "label": checkpoint_label(p),
                                  "store": store_name(i, p)} for i, p in enumerate(paths)]}
