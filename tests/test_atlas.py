@@ -39,8 +39,9 @@ def _check_exact(out: str) -> None:
     stores = atlas_stores(out)
     for sh in man["shards"]:
         mine = [p for p in stores if f"{os.sep}{sh['id']}{os.sep}" in p]
-        assert len(mine) == len(sh["round_budgets"])
-        for store, budget in zip(mine, sh["round_budgets"]):
+        n_ckpt = len(man["checkpoint_labels"])  # one store per round and checkpoint, round by round
+        assert len(mine) == len(sh["round_budgets"]) * n_ckpt
+        for store, budget in zip(mine, [b for b in sh["round_budgets"] for _ in range(n_ckpt)]):
             assert _queries(store) == list(range(budget)), (store, budget)
         assert sum(sh["round_budgets"]) == sh["budget"]
 
@@ -243,3 +244,28 @@ def test_cli_atlas_site_and_watch(tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_atlas_over_checkpoints_shows_units_across_training(tmp_path):
+    import torch
+
+    from mango.zoo import load
+
+    model = load("snn-digits")
+    paths = []
+    for epoch, scale in ((1, 0.5), (2, 1.0)):  # two "checkpoints": the trained weights, and them halved
+        p = tmp_path / f"snn-digits-epoch{epoch:03d}.pt"
+        torch.save({k: v * scale if v.is_floating_point() else v for k, v in model.state_dict().items()}, p)
+        paths.append(str(p))
+    out = str(tmp_path / "atlas")
+    kw = {**SMALL, "layers": ["output"], "units": [0, 1], "shard_size": 1, "reference": "auto"}
+    with pytest.raises(ConfigError, match="rounds > 1.*checkpoints"):
+        mango.atlas(**kw, checkpoints=paths, rounds=2, out=out)
+    res = mango.atlas(**kw, checkpoints=paths, out=out, workers=2)
+    _check_exact(out)
+    assert res.summary["checkpoints"] == ["epoch 1", "epoch 2"]
+    for unit in res.summary["layers"][0]["units"]:
+        assert [c["best_value"] is not None for c in unit["checkpoints"]] == [True, True]
+        assert all(c["normalized"] is not None and c["best_png"] for c in unit["checkpoints"])
+    page = open(os.path.join(out, "site", "layer-output.html")).read()
+    assert "epoch 1" in page and "epoch 2" in page

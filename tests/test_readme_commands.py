@@ -76,7 +76,7 @@ def _train_main(argv):
 
 
 def test_every_option_the_readme_names_exists():
-    subcommands = ["maximize", "report", "watch", "zoo", "rig", "bench", "track"]
+    subcommands = ["maximize", "report", "watch", "zoo", "rig", "bench", "track", "atlas"]
     known = set().union(*(_options_of([c]) for c in subcommands))
     known |= _options_of(["rig", "simulate"]) | _options_of(["zoo", "info"]) | _options_of(["train"])
     known |= _options_of(["export", "nwb"])

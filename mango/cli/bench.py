@@ -20,8 +20,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
         "bench", help="compare optimizers by query count on a benchmark suite",
         description="Run problems x optimizers x seeds; each run executes the largest budget once and is read "
                     "at every smaller budget (anytime). Finished runs in --out are skipped (resume).")
+    from ..bench.suites import SUITES
+
     p.add_argument("--suite", default="quick",
-                   help="suite name: quick, functions, zoo, zoo-small, lab, lab-heldout, population (default quick)")
+                   help=f"suite name: {', '.join(SUITES)} (default quick)")
     p.add_argument("--problems", default=None, help="comma-separated subset of the suite's problem names")
     p.add_argument("--optimizers", default=None,
                    help="comma-separated optimizers, parameters in brackets: "
