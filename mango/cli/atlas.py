@@ -15,6 +15,7 @@ import sys
 from ..errors import ConfigError
 from ..runs.atlas import atlas
 from .maximize import parse_params, parse_units
+from .track import units_arg
 
 __all__ = ["add_subparser", "cmd_atlas"]
 
@@ -78,13 +79,9 @@ def add_subparser(subparsers) -> None:
 
 
 def _units(text: str):
-    text = str(text).strip()
-    if text == "all":
-        return "all"
-    try:
-        return parse_units(text)
-    except ConfigError:
-        raise ConfigError(f"--unit takes 'all' or a list (0-9, 0,2,5, 0-3,7); got {text!r}.") from None
+    """``--unit``: ``"all"`` or a list of indices (one index is a list of one)."""
+    unit = units_arg(text)
+    return [unit] if isinstance(unit, int) else unit
 
 
 def _seeds(text: str) -> list[int]:

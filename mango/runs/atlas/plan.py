@@ -15,7 +15,6 @@ settings are refused rather than mixed in.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -156,26 +155,16 @@ def round_budgets(budget: int, rounds: int, n_units: int) -> list[int]:
 
 def read_manifest(out: str | os.PathLike) -> dict | None:
     """The manifest of the atlas in ``out`` (None when there is none)."""
-    path = os.path.join(os.fspath(out), MANIFEST)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path!r} is not a readable atlas manifest ({exc}); remove it or use another "
-                          "directory.") from None
-    if doc.get("format") != FORMAT:
-        raise ConfigError(f"{path!r} is not a mango atlas manifest (format {doc.get('format')!r}).")
-    return doc
+    from ..outdir import read_manifest as read
+
+    return read(out, MANIFEST, FORMAT, "atlas")
 
 
 def check_manifest(out: str, old: dict | None, new: dict) -> None:
     """Refuse to continue the atlas in ``out`` with other settings, naming each difference."""
-    if old is None:
-        return
-    diffs = [f"{k}: recorded {old['settings'].get(k)!r}, now {v!r}" for k, v in new["settings"].items()
-             if old["settings"].get(k) != v]
+    from ..outdir import settings_diffs
+
+    diffs = settings_diffs(old, new)
     if diffs:
         raise ConfigError(f"{out!r} holds an atlas with other settings ({'; '.join(diffs)}). Rerun with the "
                           "recorded settings to continue it, or give another directory.")
@@ -183,11 +172,9 @@ def check_manifest(out: str, old: dict | None, new: dict) -> None:
 
 def write_manifest(out: str, doc: dict) -> None:
     """Write ``out/atlas.json`` atomically."""
-    path = os.path.join(out, MANIFEST)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-    os.replace(tmp, path)
+    from ..outdir import write_manifest as write
+
+    write(out, MANIFEST, doc)
 
 
 def atlas_stores(path: str | os.PathLike) -> list[str] | None:

@@ -308,26 +308,18 @@ def store_name(index: int, checkpoint: str | None) -> str:
 
 def read_manifest(out: str | os.PathLike) -> dict | None:
     """The settings a track recorded in ``out/track.json`` (None when there is none)."""
-    path = os.path.join(os.fspath(out), MANIFEST)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path!r} is not a readable track manifest ({exc}); remove it or use another output "
-                          "directory.") from None
-    if doc.get("format") != _FORMAT:
-        raise ConfigError(f"{path!r} is not a mango track manifest (format {doc.get('format')!r}).")
-    return doc
+    from ..outdir import read_manifest as read
+
+    return read(out, MANIFEST, _FORMAT, "track")
 
 
 def _check_manifest(out: str, old: dict | None, new: dict) -> None:
     """Refuse to continue a track in ``out`` with other settings (a new checkpoint at the end is fine)."""
+    from ..outdir import settings_diffs
+
     if old is None:
         return
-    diffs = [f"{k}: recorded {old['settings'].get(k)!r}, now {v!r}" for k, v in new["settings"].items()
-             if old["settings"].get(k) != v]
+    diffs = settings_diffs(old, new)
     before = [c["path"] for c in old["checkpoints"]]
     now = [c["path"] for c in new["checkpoints"]]
     if now[:len(before)] != before[:len(now)]:
@@ -336,13 +328,6 @@ def _check_manifest(out: str, old: dict | None, new: dict) -> None:
     if diffs:
         raise ConfigError(f"{out!r} holds a track with other settings ({'; '.join(diffs)}). Rerun with the recorded "
                           "settings to continue it, or give another output directory.")
-
-
-def _write_json(path: str, doc: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-    os.replace(tmp, path)
 
 
 def track(checkpoints=None, *, model: str = "zoo:snn-digits", generator="zoo:vqvae-digits:embedding",
@@ -415,7 +400,9 @@ def track(checkpoints=None, *, model: str = "zoo:snn-digits", generator="zoo:vqv
                                  "store": store_name(i, p)} for i, p in enumerate(paths)]}
     os.makedirs(out, exist_ok=True)
     _check_manifest(out, read_manifest(out), manifest)
-    _write_json(os.path.join(out, MANIFEST), manifest)
+    from ..outdir import write_manifest
+
+    write_manifest(out, MANIFEST, manifest)
     say = log or (lambda line: None)
     runs: list[CheckpointRun] = []
     prev: Result | None = None

@@ -93,14 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
             sys.stderr.write("mango watch: %s %s\n" % (self.address_string(), fmt % args))
 
     def _send(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8",
-              cache: str = "no-store") -> None:
+              cache: str = "no-store", csp: str = _CSP) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Content-Security-Policy", _CSP)
+        self.send_header("Content-Security-Policy", csp)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -152,16 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not full.startswith(root + os.sep) or ctype is None or not os.path.isfile(full):
             return self._error(HTTPStatus.NOT_FOUND, "no such file of the atlas site")
         with open(full, "rb") as f:
-            body = f.read()
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", _SITE_CSP)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+            self._send(200, f.read(), ctype, cache="no-cache", csp=_SITE_CSP)
 
     def _state(self, qs: dict) -> None:
         def ints(key):
