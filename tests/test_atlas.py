@@ -108,6 +108,12 @@ def test_atlas_runs_resumes_and_refuses_other_settings(tmp_path):
     assert doc["warm_points"] == 2
     again = mango.atlas(**SMALL, out=out, workers=2, site=False)  # finished shards are skipped
     assert {r["status"] for r in again.shards} == {"skipped"} and again.queries == 0
+    auto = {k: v for k, v in SMALL.items() if k != "shard_size"}  # the automatic cut, pinned once made
+    out2 = str(tmp_path / "auto")
+    first = mango.atlas(**auto, out=out2, workers=2, site=False)
+    assert len({r["id"] for r in first.shards}) == 2  # two layers, two workers: a shard each
+    later = mango.atlas(**auto, out=out2, workers=1, site=False)  # resumed on one worker: the same plan
+    assert {r["status"] for r in later.shards} == {"skipped"}
     with pytest.raises(ConfigError, match="other settings.*budget_per_unit"):
         mango.atlas(**{**SMALL, "budget_per_unit": 7}, out=out, workers=2, site=False)
 

@@ -198,10 +198,18 @@ def atlas(model: str = "zoo:snn-digits", layers: str | Sequence[str] = ("output"
         raise ConfigError(f"readout / num_steps apply to spiking networks only; {model} has no spiking layers.")
     shape = tuple(getattr(gen, "output_shape", ()) or ())
     scope = _layer_units(probe, layers, units, shape, oracle_kw)
-    n_workers = _n_workers(dask, workers, executor)
     seeds = [int(x) for x in seeds]
-    size = (_plan.auto_shard_sizes(scope, n_workers, len(seeds)) if shard_size in (None, "auto") else
-            {layer: shard_size for layer in scope})
+    auto = shard_size in (None, "auto")
+    # an atlas that exists keeps its plan: the automatic cut and rounds are read back, not recomputed for
+    # today's workers (resuming on fewer or more workers continues the same shards)
+    old = read_manifest(out) if os.path.isdir(out) else None
+    kept = old["settings"] if old is not None and old["settings"].get("shard_size") == "auto" and auto else None
+    if kept is not None and kept.get("layers") == scope:
+        size = dict(kept["shard_sizes"])
+        rounds = kept["rounds"] if rounds is None else rounds
+    else:
+        size = (_plan.auto_shard_sizes(scope, _n_workers(dask, workers, executor), len(seeds)) if auto else
+                {layer: shard_size for layer in scope})
     shards = plan_shards(scope, size, seeds)
     budgets = {sh.id: _plan.shard_budget(len(sh.units), budget_per_unit, shard_budget) for sh in shards}
     split = any(sum(1 for sh in shards if sh.layer == layer and sh.seed == seeds[0]) > 1 for layer in scope)
@@ -230,7 +238,7 @@ def atlas(model: str = "zoo:snn-digits", layers: str | Sequence[str] = ("output"
                            for sh in shards],
                 "provenance": provenance()}
     os.makedirs(out, exist_ok=True)
-    check_manifest(out, read_manifest(out), manifest)
+    check_manifest(out, old, manifest)
     write_manifest(out, manifest)
     common = {"atlas_dir": out, "model": model, "readout": readout, "num_steps": num_steps, "device": device,
               "threads": threads, "checkpoints": paths or None}

@@ -120,7 +120,9 @@ def describe(s: dict, man: dict) -> str:
     return (f"Every unit of {layers} of {s['model']}"
             + (f" ({s['readout']} readout)" if s.get("readout") else "")
             + f", maximized over {s['generator']} with {s['optimizer']}: {budget}, population campaigns of at most "
-            f"{s['shard_size']} units ({len(man['shards'])} shards), seeds {s['seeds']}"
+            f"{max(s['shard_sizes'].values())} units ({len(man['shards'])} shards"
+            + (f", {s['rounds']} exchange rounds in split layers" if s.get("rounds", 1) > 1 else "")
+            + f"), seeds {s['seeds']}"
             + (f"; {len(ck)} checkpoints ({', '.join(ck)}), each campaign warm-started from the previous one"
                if len(ck) > 1 else "") + ". Normalized value: the unit's best value over its maximum over the "
             "natural images; selectivity: lifetime sparseness of its responses to those images.")
