@@ -26,11 +26,15 @@ N = 50
 PROBLEMS = {"rastrigin": lambda: testfunctions.get("rastrigin", 5),  # a 5-d Box
             "codebook": lambda: testfunctions.get("codebook", 6)}  # 6 positions of 16 codes
 
-# One entry per pinned optimizer: name, make() parameters, problem, sha256 of its first N proposals.
+# One entry per pinned optimizer: name, make() parameters, problem, sha256 of its first N proposals -- or the
+# hashes it has on each CPU family where torch's float kernels round differently (the GP fit of `surrogate`
+# amplifies a last-bit difference past the hash's 10 significant digits): the same code, the same packages.
 TRAJECTORIES = [
     # the default optimizer: 10 random points, then 4 model-based batches (rank-based data, one standardization)
     pytest.param("surrogate", {"batch_size": 10}, "rastrigin",
-                 "1cb590d7e8640845fb7c14b80f17b3279f54cd35f8af46022b09531fbf357aa8", id="surrogate"),
+                 ("1cb590d7e8640845fb7c14b80f17b3279f54cd35f8af46022b09531fbf357aa8",  # AMD EPYC
+                  "ac3059bc9f5add7a227cb68ed867a435f6d2c65af86abde234da92478dfd06ee"),  # Intel Xeon
+                 id="surrogate"),
     pytest.param("cma", {}, "rastrigin",
                  "bad0ce399bdf3ae80af182a14c96b996bf7119d080c1c47a9a4700a420102871", id="cma"),
     pytest.param("ga", {}, "rastrigin",
@@ -49,7 +53,8 @@ def trajectory_hash(name: str, params: dict, problem: str) -> str:
 def test_first_proposals_are_pinned(name, params, problem, expected):
     first = trajectory_hash(name, params, problem)
     assert trajectory_hash(name, params, problem) == first, f"{name} on {problem} is not deterministic under a seed"
-    assert first == expected, f"{BEHAVIOUR_CHANGED} ({name} on {problem}: now {first})"
+    expected = (expected,) if isinstance(expected, str) else tuple(expected)
+    assert first in expected, f"{BEHAVIOUR_CHANGED} ({name} on {problem}: now {first})"
 
 
 def test_proposals_hash_rounds_platform_noise_away():
