@@ -15,7 +15,7 @@ import sys
 from ..errors import ConfigError
 from ..runs.atlas import atlas
 from .maximize import parse_params, parse_units
-from .track import units_arg
+from .track import add_options, units_arg
 
 __all__ = ["add_subparser", "cmd_atlas"]
 
@@ -72,9 +72,7 @@ _OPTIONS = (
 def add_subparser(subparsers) -> None:
     """Add ``mango atlas`` to an argparse subparsers object."""
     p = subparsers.add_parser("atlas", help=_HELP, description=_DESCRIPTION)
-    groups = {name: p.add_argument_group(name) for name in ("scope", "search", "run")}
-    for group, flag, kw in _OPTIONS:
-        groups[group].add_argument(flag, **kw)
+    add_options(p, _OPTIONS)
     p.set_defaults(func=cmd_atlas)
 
 
@@ -112,7 +110,8 @@ def cmd_atlas(args) -> int:
         raise ConfigError(f"--progress-every must be > 0 seconds, got {args.progress_every}.")
     res = atlas(args.model, args.layer or ["output"], _units(args.unit), generator=args.generator,
                 optimizer=args.optimizer, budget_per_unit=args.budget_per_unit, shard_budget=args.shard_budget,
-                shard_size=args.shard_size, rounds=args.rounds, seeds=_seeds(args.seeds), checkpoints=args.checkpoints, out=args.out,
+                shard_size=args.shard_size, rounds=args.rounds, seeds=_seeds(args.seeds),
+                checkpoints=args.checkpoints, out=args.out,
                 dask=args.dask, workers=args.workers, readout=args.readout, num_steps=args.num_steps,
                 reference=None if args.reference == "none" else args.reference, batch_size=args.batch_size,
                 warm=not args.cold, device=args.device, threads=args.threads, log=say,

@@ -15,7 +15,7 @@ from .maximize import parse_params, parse_units
 from ..errors import ConfigError
 from ..runs.track.campaign import track
 
-__all__ = ["add_subparser", "cmd_track", "units_arg"]
+__all__ = ["add_subparser", "add_options", "cmd_track", "units_arg"]
 
 _HELP = "the same units over training checkpoints, each campaign warm-started from the last"
 _DESCRIPTION = ("Run one campaign per checkpoint on the same units (a population campaign for several), each "
@@ -53,12 +53,19 @@ _OPTIONS = (
 )
 
 
+def add_options(parser, options) -> None:
+    """Add an options table ``(group, flag, argparse keywords)`` to ``parser``, groups in their first order."""
+    groups: dict = {}
+    for group, flag, kw in options:
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        groups[group].add_argument(flag, **kw)
+
+
 def add_subparser(subparsers) -> None:
     """Add ``mango track`` to an argparse subparsers object."""
     p = subparsers.add_parser("track", help=_HELP, description=_DESCRIPTION)
-    groups = {name: p.add_argument_group(name) for name in ("target", "search", "output")}
-    for group, flag, kw in _OPTIONS:
-        groups[group].add_argument(flag, **kw)
+    add_options(p, _OPTIONS)
     p.set_defaults(func=cmd_track)
 
 

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 
 from ...errors import ConfigError
 
-__all__ = ["Shard", "plan_shards", "auto_shard_sizes", "round_budgets", "shard_budget", "slug", "read_manifest", "write_manifest", "check_manifest",
-           "atlas_stores", "MANIFEST", "FORMAT"]
+__all__ = ["Shard", "plan_shards", "auto_shard_sizes", "round_budgets", "shard_budget", "slug", "read_manifest",
+           "write_manifest", "check_manifest", "atlas_stores", "MANIFEST", "FORMAT"]
 
 MANIFEST = "atlas.json"
 FORMAT = "mango-atlas-1"

@@ -61,7 +61,8 @@ class AtlasResult:
         return self.queries / self.wall_s if self.wall_s > 0 else 0.0
 
     def __repr__(self) -> str:
-        return f"AtlasResult({len(self.shards)} shards, {self.queries} queries in {self.wall_s:.1f} s, out={self.out!r})"
+        return (f"AtlasResult({len(self.shards)} shard rounds, {self.queries} queries in {self.wall_s:.1f} s, "
+                f"out={self.out!r})")
 
 
 def _layer_units(model, layers, units, input_shape, oracle_kw) -> dict:

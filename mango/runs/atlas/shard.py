@@ -30,7 +30,8 @@ import numpy as np
 
 from .plan import slug
 
-__all__ = ["run_shard", "run_layer", "run_reference", "round_dir", "exchange_points", "unit_image_dir", "selectivity", "TOP_K", "TOP_NATURAL"]
+__all__ = ["run_shard", "run_layer", "run_reference", "round_dir", "exchange_points", "unit_image_dir", "selectivity",
+           "best_first", "site_path", "TOP_K", "TOP_NATURAL"]
 
 TOP_K = 6  # distinct best stimuli kept per unit and checkpoint
 TOP_NATURAL = 3  # natural images kept per unit and checkpoint
@@ -70,7 +71,13 @@ def _save_png(path: str, image: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _rel(atlas_dir: str, path: str) -> str:
+def best_first(values, axis: int = 0) -> np.ndarray:
+    """Indices that sort ``values`` best first along ``axis`` (stable; NaN and -inf last)."""
+    v = np.asarray(values, dtype=float)
+    return np.argsort(-np.where(np.isfinite(v), v, -np.inf), axis=axis, kind="stable")
+
+
+def site_path(atlas_dir: str, path: str) -> str:
     """A path under ``site/`` as the site links it (relative, forward slashes)."""
     return os.path.relpath(path, os.path.join(atlas_dir, "site")).replace(os.sep, "/")
 
@@ -229,8 +236,7 @@ def run_layer(task: dict) -> dict:
             V = np.concatenate(vals) if vals else np.zeros((0, len(units)))
             for c, u in enumerate(units):
                 v = V[:, c] if len(V) else np.zeros(0)
-                order = np.argsort(-np.where(np.isfinite(v), v, -np.inf), kind="stable")
-                rows = pick_distinct(order, v, lambda i: np.asarray(P[i]).tobytes(), TOP_K * 3)
+                rows = pick_distinct(best_first(v), v, lambda i: np.asarray(P[i]).tobytes(), TOP_K * 3)
                 entry = {"best_value": float(v[rows[0]]) if rows else None, "n_queries": int(len(v)),
                          "best_in": owner[rows[0]] if rows else None, "top_pngs": [], "top_values": [],
                          "curve": [], "own_shard": None}
@@ -245,7 +251,7 @@ def run_layer(task: dict) -> dict:
                     for n, i in enumerate(keep):
                         path = os.path.join(d, f"c{k}-top{n}.png")
                         _save_png(path, images[i])
-                        entry["top_pngs"].append(_rel(atlas_dir, path))
+                        entry["top_pngs"].append(site_path(atlas_dir, path))
                         entry["top_values"].append(float(v[rows[i]]))
                 out_units[u]["checkpoints"].append(entry)
     path = os.path.join(atlas_dir, "layers", f"{slug(layer)}.json")
@@ -294,7 +300,7 @@ def run_reference(task: dict) -> dict:
                 os.replace(tmp, path)
             with np.load(path) as z:
                 resp = z["responses"]
-            top = np.argsort(-np.where(np.isfinite(resp), resp, -np.inf), axis=0, kind="stable")[:TOP_NATURAL]
+            top = best_first(resp, axis=0)[:TOP_NATURAL]
             pics = to_images(images[np.unique(top.reshape(-1))])
             where = {int(i): n for n, i in enumerate(np.unique(top.reshape(-1)))}
             for j, u in enumerate(units):

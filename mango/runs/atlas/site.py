@@ -43,6 +43,7 @@ import re
 import urllib.parse
 
 from ...errors import ConfigError
+from .plan import slug as layer_slug
 
 __all__ = ["write_site"]
 
@@ -187,9 +188,9 @@ def _check_entry(e, what: str) -> dict:
 
 
 def _slug(text) -> str:
-    """A file-name-safe form of a name (the rule of the atlas's image directories): ``a/b c`` -> ``a_b_c``."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
-    return s[:80] or "layer"
+    """A page-name-safe form of a layer name: the atlas's own rule (:func:`~mango.runs.atlas.plan.slug`), at
+    most 80 characters."""
+    return layer_slug(text)[:80]
 
 
 def _validate(summary) -> tuple[list[str], list[dict]]:

@@ -16,13 +16,9 @@ import os
 import numpy as np
 
 from .plan import read_manifest, slug
-from .shard import TOP_NATURAL, selectivity, unit_image_dir
+from .shard import TOP_NATURAL, best_first, selectivity, site_path, unit_image_dir
 
 __all__ = ["collect", "layer_table"]
-
-
-def _rel(atlas_dir: str, path: str) -> str:
-    return os.path.relpath(path, os.path.join(atlas_dir, "site")).replace(os.sep, "/")
 
 
 def _references(atlas_dir: str, layer: str, n_ckpt: int) -> list:
@@ -71,10 +67,9 @@ def collect(atlas_dir: str | os.PathLike) -> dict:
                 col = None if ref is None else ref[0].index(u)
                 resp = None if ref is None else ref[1][:, col]
                 nat_max = None if resp is None or not np.isfinite(resp).any() else float(np.nanmax(resp))
-                nat_order = [] if resp is None else list(np.argsort(-np.where(np.isfinite(resp), resp, -np.inf),
-                                                                     kind="stable")[:TOP_NATURAL])
+                nat_order = [] if resp is None else list(best_first(resp)[:TOP_NATURAL])
                 d = unit_image_dir(atlas_dir, layer, u)
-                nat_pngs = [_rel(atlas_dir, os.path.join(d, f"c{k}-nat{n}.png")) for n in range(len(nat_order))
+                nat_pngs = [site_path(atlas_dir, os.path.join(d, f"c{k}-nat{n}.png")) for n in range(len(nat_order))
                             if os.path.isfile(os.path.join(d, f"c{k}-nat{n}.png"))]
                 best = got["checkpoints"][k] if got is not None and k < len(got["checkpoints"]) else None
                 value = None if best is None else best["best_value"]
