@@ -1,7 +1,7 @@
 """A small deterministic campaign used by the fault-injection tests (tests/test_store_faults.py).
 
 Run as a script: ``python tests/_campaign.py STORE OPTIMIZER SEED BUDGET BATCH SLEEP [--resume] [--hold FILE]
-[--pipeline] [--stall N FILE] [--checkpoint-every K]``.
+[--pipeline] [--pipeline-lag L] [--stall N FILE] [--checkpoint-every K]``.
 Prints ``READY`` once imports are done, then runs :func:`mango.maximize` with
 ``store=STORE`` (``resume=True`` with ``--resume``) on :class:`ImageSphere`.  With ``--hold FILE`` the
 objective waits before each batch past the first 10 points for as long as FILE exists: a test holds the
@@ -64,7 +64,7 @@ class ImageSphere:
 
 def run(store, optimizer: str, seed: int, budget: int, batch: int, sleep: float = 0.0, resume: bool = False,
         objective: ImageSphere | None = None, hold: str | None = None, pipeline: bool = False,
-        checkpoint_every: int | None = None):
+        checkpoint_every: int | None = None, pipeline_lag: int | None = None):
     """One campaign; returns ``(result, objective)``."""
     obj = objective or ImageSphere(sleep, hold)
     if store is not None and checkpoint_every is not None:
@@ -73,7 +73,8 @@ def run(store, optimizer: str, seed: int, budget: int, batch: int, sleep: float 
         store = RunStore(store, checkpoint_every=checkpoint_every)
     try:
         res = mango.maximize(obj, SPACE, optimizer=optimizer, budget=budget, batch_size=batch, seed=seed,
-                             progress=False, store=store, resume=resume, pipeline=pipeline)
+                             progress=False, store=store, resume=resume, pipeline=pipeline,
+                             pipeline_lag=pipeline_lag)
     finally:
         if hasattr(store, "close"):
             store.close()
@@ -89,6 +90,7 @@ if __name__ == "__main__":
         i = sys.argv.index("--stall")
         stall = (int(sys.argv[i + 1]), sys.argv[i + 2])
     every = int(sys.argv[sys.argv.index("--checkpoint-every") + 1]) if "--checkpoint-every" in sys.argv[7:] else None
+    lag = int(sys.argv[sys.argv.index("--pipeline-lag") + 1]) if "--pipeline-lag" in sys.argv[7:] else None
     if opt == "cma":
         import cma  # noqa: F401 - import before READY so kills land inside the run
     if opt == "surrogate":  # torch's float sums depend on its thread count: match the test process (1)
@@ -98,5 +100,5 @@ if __name__ == "__main__":
     print("READY", flush=True)
     res, _ = run(path, opt, int(seed), int(budget), int(batch), float(sleep), resume=resume,
                  objective=ImageSphere(float(sleep), hold, stall), pipeline="--pipeline" in sys.argv[7:],
-                 checkpoint_every=every)
+                 checkpoint_every=every, pipeline_lag=lag)
     print("DONE", res.n_queries, flush=True)

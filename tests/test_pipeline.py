@@ -69,6 +69,67 @@ def test_pipelined_loop_asks_the_next_batch_before_telling_the_last():
     assert res.config["pipeline"] is True
 
 
+def test_a_batch_larger_than_the_lag_tells_its_head_before_the_next_ask():
+    """Batches of 40, lag 10: each batch's first 30 values are told, then the next batch is asked knowing the last
+    10 are pending, then they are told; the recorded history is whole batches, as the synchronous loop's."""
+    opt = Spy(Box(3, -1, 1), seed=0)
+    res = mango.maximize(sphere, opt.space, optimizer=opt, budget=100, batch_size=40, pipeline=True,
+                         pipeline_lag=10, progress=False)
+    assert [e[:2] for e in opt.events] == [("a", 40), ("t", 30), ("a", 40), ("t", 10), ("t", 30), ("a", 20),
+                                           ("t", 10), ("t", 10), ("t", 10)]
+    assert [e[2] for e in opt.events if e[0] == "a"] == [0, 10, 10]  # pending when asked: the tail only
+    assert res.n_queries == 100 and list(np.bincount(res.batch)) == [40, 40, 20]
+    np.testing.assert_array_equal(res.values, sphere(res.points))
+    assert res.config["pipeline_lag"] == 10
+    # the default lag is 10 points; a lag of at least the batch is the whole batch (asked before any value)
+    assert mango.maximize(sphere, opt.space, budget=30, batch_size=20, pipeline=True, progress=False,
+                          optimizer="random").config["pipeline_lag"] == 10
+    whole = Spy(Box(3, -1, 1), seed=0)
+    res = mango.maximize(sphere, whole.space, optimizer=whole, budget=80, batch_size=40, pipeline=True,
+                         pipeline_lag=50, progress=False)
+    assert "".join(e[0] for e in whole.events) == "aatt" and res.config["pipeline_lag"] == 40
+    with pytest.raises(ConfigError, match="pipeline_lag"):
+        mango.maximize(sphere, opt.space, budget=10, pipeline=True, pipeline_lag=0, progress=False)
+
+
+def test_split_batches_keep_stimuli_responses_and_times_in_order(tmp_path):
+    """A rig with batches of 25 and lag 10 gets two requests a batch (15 + 10 stimuli); the store holds each batch
+    whole, with its stimuli, responses and the rig's onset and offset times in query order."""
+    requests = []
+
+    def present(stimuli):
+        start = sum(requests)
+        requests.append(len(stimuli))
+        onset = 1.7e9 + 0.015 * (start + np.arange(len(stimuli)))
+        return stimuli.reshape(len(stimuli), -1).mean(1), {"onset_s": onset, "offset_s": onset + 0.010}
+
+    srv = RigServer(present, "tcp://127.0.0.1:0").start()
+    try:
+        with RigOracle(srv.endpoint, timeout=5.0) as rig:
+            res = mango.maximize(rig, space=Box(2, 0, 1), optimizer="random", budget=60, batch_size=25, seed=0,
+                                 progress=False, store=tmp_path / "r.sqlite", pipeline_lag=10)
+    finally:
+        srv.stop()
+    assert requests == [15, 10, 15, 10, 10]  # the last batch (10 points) is no larger than the lag: one request
+    np.testing.assert_allclose(res.values, res.points.mean(1), rtol=1e-6)
+    with RunStore(tmp_path / "r.sqlite", mode="r") as s:
+        assert [b["n_points"] for b in s.batches()] == [25, 25, 10] and s.pending() == []
+        q = s.read_queries()
+        np.testing.assert_array_equal(q["query"], np.arange(60))
+        np.testing.assert_allclose(q["onset"], 1.7e9 + 0.015 * np.arange(60), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(q["offset"] - q["onset"], 0.010, atol=1e-6)
+        np.testing.assert_allclose(s.batches()[1]["responses"][:, 0], res.points[25:50].mean(1), rtol=1e-6)
+    # image stimuli and two response units, in process: each part's stimuli land at their own queries
+    res, _ = _campaign.run(tmp_path / "img.sqlite", "random", 0, 60, 25, pipeline=True, pipeline_lag=10)
+    with RunStore(tmp_path / "img.sqlite", mode="r") as s:
+        for q in (3, 20, 37, 59):
+            x = res.points[q].astype(float)
+            want = np.clip(0.5 + 0.5 * x[None, :, None] * x[None, None, :], 0.0, 1.0)
+            np.testing.assert_allclose(s.stimulus(q), want, rtol=0, atol=1 / 255)  # kept as 8-bit images
+        np.testing.assert_allclose(s.batches()[1]["responses"][:, 1], np.cos(3.0 * res.points[25:50]).sum(1),
+                                   rtol=1e-5)
+
+
 def test_synchronous_loop_is_unchanged():
     opt = Spy(Box(3, -1, 1), seed=0)
     mango.maximize(sphere, opt.space, optimizer=opt, budget=35, batch_size=10, pipeline=False, progress=False)
@@ -180,6 +241,29 @@ def test_pipeline_must_match_on_resume(tmp_path):
                        progress=False, store=p, resume=True, pipeline=False)
     with pytest.raises(ConfigError, match="pipeline must be True, False or None"):
         mango.maximize(sphere, space=Box(2, -1, 1), budget=4, progress=False, pipeline="yes")
+    q = tmp_path / "lag.sqlite"
+    kw = dict(space=Box(2, -1, 1), optimizer="random", batch_size=20, seed=0, progress=False, store=q, pipeline=True)
+    mango.maximize(sphere, budget=40, pipeline_lag=5, **kw)
+    with pytest.raises(ConfigError, match="pipeline_lag: stored 5 vs now 10"):
+        mango.maximize(sphere, budget=60, resume=True, pipeline_lag=10, **kw)
+    assert mango.maximize(sphere, budget=60, resume=True, **kw).config["pipeline_lag"] == 5  # the recorded one
+
+
+def test_a_store_from_before_the_lag_resumes_with_whole_batches(tmp_path):
+    """A pipelined run recorded before ``pipeline_lag`` existed told whole batches: its resume does the same."""
+    import sqlite3
+    import json
+
+    p = tmp_path / "old.sqlite"
+    kw = dict(space=Box(2, -1, 1), optimizer="random", batch_size=20, seed=0, progress=False, store=p, pipeline=True)
+    mango.maximize(sphere, budget=40, pipeline_lag=20, **kw)
+    with sqlite3.connect(p) as db:  # as an older mango wrote it: no pipeline_lag key
+        (raw,) = db.execute("SELECT value FROM run WHERE key = 'config'").fetchone()
+        cfg = json.loads(raw)
+        del cfg["pipeline_lag"]
+        db.execute("UPDATE run SET value = ? WHERE key = 'config'", (json.dumps(cfg),))
+    res = mango.maximize(sphere, budget=60, resume=True, **kw)
+    assert res.n_queries == 60 and res.config["pipeline_lag"] == 20
 
 
 def _pending_batches(path) -> list[int]:
@@ -191,17 +275,20 @@ def _pending_batches(path) -> list[int]:
 
 
 # surrogate asks batch 6 while batch 5 is shown; ga's generation of 20 points is batches 4 and 5, so its next one
-# waits for their values: only batch 5 is pending
-@pytest.mark.parametrize("optimizer, every, pending", [("surrogate", 2, [5, 6]), ("ga", 3, [5])])
-def test_sigkill_with_batches_pending_then_resume(tmp_path, optimizer, every, pending):
-    """Killed while batch 5 is evaluated (and batch 6 asked): the resume shows the pending batches again (re-asked,
-    said so in the store), asks nothing twice, spends exactly the budget, and ends with the uninterrupted run's
-    history."""
-    budget, batch = 120, 10
-    ref, _ = _campaign.run(None, optimizer, 0, budget, batch, pipeline=True)
+# waits for their values: only batch 5 is pending.  With batches of 25 and a lag of 10, batch 2 is asked once
+# batch 1's first 15 values are told, and batch 3 not before batch 2's first 15: the kill comes during batch 2's head
+@pytest.mark.parametrize("optimizer, batch, lag, every, pending", [
+    ("surrogate", 10, None, 2, [5, 6]), ("ga", 10, None, 3, [5]), ("surrogate", 25, 10, 2, [2])])
+def test_sigkill_with_batches_pending_then_resume(tmp_path, optimizer, batch, lag, every, pending):
+    """Killed while a batch is evaluated (and the next one asked): the resume shows the pending batches again
+    (re-asked, said so in the store), asks nothing twice, spends exactly the budget, and ends with the
+    uninterrupted run's history."""
+    budget = 120
+    ref, _ = _campaign.run(None, optimizer, 0, budget, batch, pipeline=True, pipeline_lag=lag)
     path, stalled = tmp_path / "run.sqlite", tmp_path / "stalled"
     proc = subprocess.Popen([sys.executable, CAMPAIGN, str(path), optimizer, "0", str(budget), str(batch), "0",
-                             "--pipeline", "--stall", "50", str(stalled), "--checkpoint-every", str(every)],
+                             "--pipeline", "--stall", "50", str(stalled), "--checkpoint-every", str(every)]
+                            + ([] if lag is None else ["--pipeline-lag", str(lag)]),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
@@ -213,10 +300,11 @@ def test_sigkill_with_batches_pending_then_resume(tmp_path, optimizer, every, pe
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     with RunStore(path, mode="r") as s:
-        assert s.n_queries() == 50 and s.n_batches() == 5
+        assert s.n_queries() == 50 and s.n_batches() == 50 // batch
         before_ckpts = s.checkpoints()
     assert before_ckpts, "no checkpoint was written before the kill: the resume would not test one"
     res, obj = _campaign.run(path, optimizer, 0, budget, batch, resume=True, pipeline=True, checkpoint_every=every)
+    assert res.config["pipeline_lag"] == (lag or batch)  # the recorded lag, though the resume did not name it
     assert res.n_queries == budget and obj.evaluations == budget - 50  # nothing recorded is asked again
     np.testing.assert_array_equal(res.points, ref.points)
     np.testing.assert_array_equal(res.values, ref.values)
@@ -224,6 +312,6 @@ def test_sigkill_with_batches_pending_then_resume(tmp_path, optimizer, every, pe
         batches = s.batches()
         q = s.read_queries()
         assert s.pending() == []
-    assert [b["batch"] for b in batches] == list(range(12))
+    assert [b["batch"] for b in batches] == list(range(-(-budget // batch)))
     assert np.array_equal(q["query"], np.arange(budget))  # no query lost or duplicated
     assert [b["batch"] for b in batches if b["reasked"]] == pending  # asked by the killed session, asked again

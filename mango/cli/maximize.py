@@ -160,6 +160,10 @@ def _add_maximize(sub):
     s.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
                    help="propose the next batch while the oracle evaluates this one, so a rig never waits for "
                         "mango (default: on with --oracle rig://, off otherwise)")
+    s.add_argument("--pipeline-lag", type=_whole, metavar="N",
+                   help="with the pipeline on, ask the next batch when all but the last N points of a batch have "
+                        "their values (default 10; the optimizer must propose a batch while the rig shows N "
+                        "stimuli)")
     s.add_argument("--seed", type=_whole, default=0)
     s.add_argument("--warm-start", metavar="zoo|DIR|FILE.npy",
                    help="start from natural images: 'zoo' (the zoo's held-out digits), a folder of images, or an .npy "
@@ -199,7 +203,8 @@ def _add_maximize(sub):
 
 _RESUME_KEYS = ("model", "weights", "layer", "unit", "num_steps", "readout", "oracle", "rig_timeout", "rig_retries",
                 "noise", "repeats", "objective", "dim", "generator", "optimizer", "param", "budget", "batch_size",
-                "seed", "device", "warm_start", "warm_n", "among", "selectivity", "direction", "threads", "pipeline")
+                "seed", "device", "warm_start", "warm_n", "among", "selectivity", "direction", "threads", "pipeline",
+                "pipeline_lag")
 #: recorded settings a resume may change: where it runs, on how many threads and how patient it is with a rig
 #: (the run stays the same), and the budget (raised: the run is extended)
 _RESUME_MAY_CHANGE = ("budget", "device", "rig_timeout", "rig_retries", "threads")
@@ -658,7 +663,8 @@ def _maximize_run(args, store, resume: bool, population: bool, argv: list, threa
     result = maximize(objective, optimizer=args.optimizer, budget=args.budget, batch_size=args.batch_size,
                             seed=args.seed, progress=progress, store=store, callbacks=callbacks,
                             resume=resume, metadata=metadata, warm_start=args.warm_start, warm_n=args.warm_n,
-                            threads=threads, pipeline=args.pipeline, **kw, **params)
+                            threads=threads, pipeline=args.pipeline, pipeline_lag=args.pipeline_lag, **kw,
+                            **params)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result.write_curve_csv(out / "curve.csv")

@@ -8,8 +8,12 @@ is never exceeded: the last batch is truncated to what is left.
 
 A *pipelined* loop (``pipeline=True``, the default for a rig oracle) evaluates in a worker thread and asks
 for batch k + 1 while batch k is evaluated, so a rig never waits for the optimizer; the optimizer knows
-the pending batch (:meth:`~mango.optimizers.Optimizer.can_ask_ahead`), and the order of asks and tells is
-fixed by the budget and batch size alone, so a seed still gives one history and a resume replays it.
+the pending points (:meth:`~mango.optimizers.Optimizer.can_ask_ahead`).  A batch larger than the
+*lag* (``pipeline_lag``, default :data:`PIPELINE_LAG` points) is evaluated in two parts, its head and its
+last ``lag`` points: the head's values are told first, and batch k + 1 is asked while the tail is shown, so
+the optimizer decides without only ``lag`` values instead of a whole batch.  The order of asks and tells is
+fixed by the budget, the batch size and the lag alone, so a seed still gives one history and a resume
+replays it.
 
 What a run returns, :class:`~mango.runs.result.Result`, lives in :mod:`mango.runs.result`
 (importable from here too); recording a run into a file and resuming it, in
@@ -40,7 +44,11 @@ from .result import Result
 from ..spaces import Space
 from .threads import ThreadChoice, choose_threads, use_threads
 
-__all__ = ["maximize", "DEFAULT_OPTIMIZER", "Result", "Run", "Batch", "Asked", "Callback"]
+__all__ = ["maximize", "DEFAULT_OPTIMIZER", "PIPELINE_LAG", "Result", "Run", "Batch", "Asked", "Callback"]
+
+#: points of a batch still being shown when a pipelined loop asks for the next batch (``pipeline_lag``): the
+#: optimizer must propose a batch in the time the rig takes to show this many stimuli (2.5 s at 250 ms each)
+PIPELINE_LAG = 10
 
 
 @dataclass
@@ -80,10 +88,12 @@ class Run:
     """Mutable state of one :func:`maximize` call, shared with callbacks."""
 
     def __init__(self, objective, space: Space, optimizer: Optimizer, budget: int, batch_size: int,
-                 seed, nonfinite: str, config: dict, pipeline: bool = False):
+                 seed, nonfinite: str, config: dict, pipeline: bool = False, pipeline_lag: int | None = None):
         self.objective = objective
         #: ask the next batch while the objective evaluates this one (see :func:`_loop`)
         self.pipeline = bool(pipeline)
+        #: a pipelined loop asks the next batch with this many points of the last still out (None: the whole batch)
+        self.pipeline_lag = None if not self.pipeline or pipeline_lag is None else int(pipeline_lag)
         self._ahead: deque = deque()  # batches asked and not recorded: a resume's, or a pipelined replay's
         #: the budget the recorded history was asked under (a resume that raises the budget replays under the old)
         self.replay_budget: int | None = None
@@ -138,7 +148,13 @@ class Run:
     def set_ahead(self, batches: Sequence[tuple]) -> None:
         """Batches the optimizer has asked and the history does not hold yet (a checkpoint taken while the next
         batch was in flight), in ask order, each ``(index, points, query_start)``."""
-        self._ahead = deque(Asked(int(i), np.asarray(p), int(q)) for i, p, q in batches)
+        self._ahead = deque(self.asked(int(i), np.asarray(p), int(q)) for i, p, q in batches)
+
+    def asked(self, index: int, points: np.ndarray, query_start: int, optimizer_s: float = 0.0) -> "Asked":
+        """A batch just asked, with the head a pipelined loop tells before it asks the next batch."""
+        lag = self.pipeline_lag
+        head = len(points) - lag if lag is not None and len(points) > lag else 0
+        return Asked(index, points, query_start, optimizer_s, head=head)
 
     @property
     def ahead(self) -> list["Asked"]:
@@ -217,26 +233,38 @@ class Run:
         points = self.space.validate(points)
         values = np.asarray(values, dtype=float).reshape(-1)
         unit_values = None if self.targets is None else self.unit_values_of(responses)
+        told = values if unit_values is None else unit_values
         if self.pipeline:  # the asks come as the pipelined loop made them: the next batch before this one's tell
-            budget, self.budget = self.budget, self.replay_budget or self.budget
-            try:
-                _fill(self, self._ahead, [], 1, lambda b: None)
-            finally:
-                self.budget = budget
-            head = self._ahead.popleft() if self._ahead else None
-            if head is None or len(head.points) != len(points):
+            self._replay_fill()
+            front = self._ahead[0] if self._ahead else None
+            if front is None or len(front.points) != len(points):
                 raise ConfigError(f"cannot replay recorded batch {self.n_batches}: it holds {len(points)} points but "
-                                  f"the pipelined loop would ask {0 if head is None else len(head.points)} here; was "
-                                  "the run recorded with other settings?")
+                                  f"the pipelined loop would ask {0 if front is None else len(front.points)} here; "
+                                  "was the run recorded with other settings?")
+            h = front.head
+            if h:  # the head is told before the next batch is asked, the tail after
+                self.optimizer.tell(points[:h], self.told_values(told[:h]))
+                front.head_done = (told[:h], {})
+                self._replay_fill()
+            self._ahead.popleft()
+            self.optimizer.tell(points[h:], self.told_values(told[h:]))
         else:
             self.optimizer.ask(len(points))
-        self.optimizer.tell(points, self.told_values(values if unit_values is None else unit_values))
+            self.optimizer.tell(points, self.told_values(told))
         qs = self.n_queries if query_start is None else int(query_start)
         batch = Batch(self.n_batches, points, values, qs, len(points) * self.queries_per_point,
                       responses=responses, optimizer_s=optimizer_s, objective_s=objective_s, t_end=t_end,
                       replayed=True, unit_values=unit_values)
         self.record(batch)
         return batch
+
+    def _replay_fill(self) -> None:
+        """Ask as the pipelined loop did at this point, under the budget the history was asked under."""
+        budget, self.budget = self.budget, self.replay_budget or self.budget
+        try:
+            _fill(self, self._ahead, [], 1, lambda b: None)
+        finally:
+            self.budget = budget
 
     def restore_batch(self, index: int, points, values, query_start: int, queries: int, responses=None,
                       optimizer_s: float = 0.0, objective_s: float = 0.0, t_end: float = 0.0) -> Batch:
@@ -353,7 +381,7 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
              callbacks: Sequence[Callback] = (), progress: bool | None = None, nonfinite: str = "raise",
              store=None, resume: bool = False, metadata: dict | None = None, warm_start=None,
              warm_n: int | None = None, threads: int | ThreadChoice | None = None, pipeline: bool | None = None,
-             **optimizer_params) -> Result:
+             pipeline_lag: int | None = None, **optimizer_params) -> Result:
     """Search ``space`` for the points that maximize ``objective`` within ``budget`` queries.
 
     Parameters
@@ -407,7 +435,12 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         generation: :meth:`~mango.optimizers.Optimizer.can_ask_ahead`).  ``None`` (default): on for a
         rig oracle (:class:`mango.rig.RigOracle`), off otherwise.  The budget, the seed's history and
         a resume are as exact as without it; the history differs from the synchronous loop's, since the
-        optimizer decides with one batch less of values.
+        optimizer decides without the values of the points still being shown.
+    pipeline_lag : with the pipeline on, a batch of more than this many points is shown in two parts and the
+        next batch is asked when all but its last ``pipeline_lag`` points have their values (default
+        :data:`PIPELINE_LAG`, 10; a resume takes the recorded one).  Smaller: each proposal knows more values,
+        but the optimizer must propose a batch in the time the rig takes to show that many stimuli, or the
+        rig waits.  At least the batch size: the next batch is asked as soon as this one is sent.
     **optimizer_params : passed to the optimizer.
 
     Ctrl-C returns the partial result with ``stop_reason == "interrupted"``.
@@ -417,12 +450,12 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
     with use_threads(thread_choice):  # the whole run: a warm start's screening, a resume's replay, the loop
         return _maximize(objective, space, optimizer, budget, batch_size, seed, generator, unit, callbacks, progress,
                          nonfinite, store, resume, metadata, warm_start, warm_n, thread_choice, pipeline,
-                         optimizer_params)
+                         pipeline_lag, optimizer_params)
 
 
 def _maximize(objective, space, optimizer, budget: int, batch_size, seed, generator, unit, callbacks, progress,
               nonfinite: str, store, resume: bool, metadata, warm_start, warm_n, thread_choice: ThreadChoice,
-              pipeline: bool | None, optimizer_params: dict) -> Result:
+              pipeline: bool | None, pipeline_lag: int | None, optimizer_params: dict) -> Result:
     """:func:`maximize` once its thread count is set."""
     if batch_size is not None:
         batch_size = _check_int("batch_size", batch_size)
@@ -432,6 +465,8 @@ def _maximize(objective, space, optimizer, budget: int, batch_size, seed, genera
         raise ConfigError(f"pipeline must be True, False or None (on for a rig oracle), got {pipeline!r}.")
     objective, space = as_objective(objective, generator=generator, space=space, unit=unit)
     pipeline = _is_remote(objective) if pipeline is None else bool(pipeline)
+    if pipeline_lag is not None:
+        pipeline_lag = _check_int("pipeline_lag", pipeline_lag)
     if not isinstance(space, Space):
         raise ConfigError(f"space must be a mango.spaces Box, Grid or Codebook, got {type(space).__name__}.")
     qpp = int(getattr(objective, "queries_per_point", 1))
@@ -439,6 +474,12 @@ def _maximize(objective, space, optimizer, budget: int, batch_size, seed, genera
         raise ConfigError(f"queries_per_point must be >= 1, got {qpp}.")
     if qpp > budget:
         raise ConfigError(f"one point costs {qpp} queries (repeats) but the budget is only {budget}.")
+
+    recorded: dict = {}
+    if resume and store is not None:
+        from .resume import recorded_config  # noqa: WPS433 - optional heavy import
+
+        recorded = recorded_config(store)
 
     warm = None
     if warm_start is not None:
@@ -470,9 +511,7 @@ def _maximize(objective, space, optimizer, budget: int, batch_size, seed, genera
         hint = batch_size or 10
         planned = budget
         if resume and store is not None:  # an extended run's optimizer is built as it was first (exact replay)
-            from .resume import recorded_budget  # noqa: WPS433 - optional heavy import
-
-            planned = min(budget, recorded_budget(store) or budget)
+            planned = min(budget, recorded.get("budget") or budget)
         n_points = math.ceil(planned / qpp) - n_warm
         if targets is None:
             opt = make(optimizer, space, seed=seed, budget=n_points, batch_size=hint, **optimizer_params)
@@ -484,11 +523,16 @@ def _maximize(objective, space, optimizer, budget: int, batch_size, seed, genera
         opt = WarmStart(opt, warm)
     if batch_size is None:
         batch_size = int(opt.preferred_batch_size or 10)
+    lag = None
+    if pipeline:  # a resume keeps the recorded lag unless one is given (a store from before it: the whole batch)
+        lag = pipeline_lag or (recorded.get("pipeline_lag", recorded.get("batch_size")) if recorded.get("pipeline")
+                               else None) or PIPELINE_LAG
+        lag = min(lag, batch_size)
 
     config = {
         "optimizer": opt_name, "optimizer_params": {k: v for k, v in optimizer_params.items()},
         "seed": seed, "budget": budget, "batch_size": batch_size, "space": space.to_dict(),
-        "nonfinite": nonfinite, "pipeline": pipeline, "metadata": dict(metadata or {}),
+        "nonfinite": nonfinite, "pipeline": pipeline, "pipeline_lag": lag, "metadata": dict(metadata or {}),
         "targets": None if targets is None else list(targets),
         "warm_start": None if warm is None else {"n": n_warm, "sha256": _digest(warm),
                                                  "source": warm_start if isinstance(warm_start, str) else "array"},
@@ -497,7 +541,8 @@ def _maximize(objective, space, optimizer, budget: int, batch_size, seed, genera
     }
     if opt.needs:
         opt.connect(**_resources(opt.needs, objective))
-    run = Run(objective, space, opt, budget, batch_size, seed, nonfinite, config, pipeline=pipeline)
+    run = Run(objective, space, opt, budget, batch_size, seed, nonfinite, config, pipeline=pipeline,
+              pipeline_lag=lag)
     run.threads = thread_choice
     cbs = list(callbacks)
     if store is not None:
@@ -553,7 +598,8 @@ class Asked:
 
     In a pipelined loop the next batch is asked while the rig presents this one.  ``reasked``: the batch
     repeats one that an earlier session of the run asked and ended without recording (set by the store
-    callback; the batch's record keeps it).
+    callback; the batch's record keeps it).  ``head``: the points a pipelined loop evaluates and tells first,
+    before it asks the next batch (0: none, the whole batch is told at once; see :data:`PIPELINE_LAG`).
     """
 
     index: int
@@ -562,6 +608,21 @@ class Asked:
     optimizer_s: float = 0.0
     future: Any = None
     reasked: bool = False
+    head: int = 0
+    head_future: Any = None
+    #: the head's ``(values, info)`` once told
+    head_done: Any = None
+
+    @property
+    def head_pending(self) -> bool:
+        """Whether the batch has a head not told yet (the loop asks nothing more until it is)."""
+        return self.head > 0 and self.head_done is None
+
+    def cancel(self) -> None:
+        """Cancel the evaluations not started (an error or Ctrl-C: batches not started are not shown)."""
+        for f in (self.head_future, self.future):
+            if f is not None:
+                f.cancel()
 
 
 def _next_size(run: Run, queued: int) -> int:
@@ -572,16 +633,17 @@ def _next_size(run: Run, queued: int) -> int:
 
 def _fill(run: Run, queue, cbs: list, depth: int, submit) -> None:
     """Ask batches until ``depth + 1`` are in flight (a pipelined loop: the next one while the rig presents one),
-    the budget is spent, or the optimizer cannot ask ahead; hand each to ``on_ask``, then to ``submit``."""
+    the budget is spent, the newest batch's head is not told yet, or the optimizer cannot ask ahead; hand each
+    to ``on_ask``, then to ``submit``."""
     qpp = run.queries_per_point
-    while len(queue) <= depth:
+    while len(queue) <= depth and not (queue and queue[-1].head_pending):
         queued = sum(len(b.points) for b in queue) * qpp
         n = _next_size(run, queued)
         if n < 1 or (queue and not run.optimizer.can_ask_ahead(n)):
             return
         t = time.perf_counter()
         points = run.optimizer.ask(n)
-        b = Asked(run.n_batches + len(queue), points, run.n_queries + queued, time.perf_counter() - t)
+        b = run.asked(run.n_batches + len(queue), points, run.n_queries + queued, time.perf_counter() - t)
         queue.append(b)
         for cb in cbs:
             getattr(cb, "on_ask", lambda r, a: None)(run, b)
@@ -592,72 +654,116 @@ def _loop(run: Run, cbs: list) -> None:
     """Ask, evaluate, tell, record, until the budget is spent.
 
     Synchronous (``run.pipeline`` false): one batch at a time.  Pipelined: the objective evaluates batch k in a
-    worker thread (the rig presents it) while the optimizer, told batches up to k - 1, is asked for batch k + 1
-    (it knows batch k is pending); batch k + 1 is queued behind batch k, so a rig goes from one to the next without
-    waiting.  Either way the order of asks and tells depends only on the budget, the batch size and the optimizer,
-    never on timing: the same seed gives the same history, and a resume replays it.
+    worker thread (the rig presents it) while the optimizer, told batches up to k - 1 and the head of batch k
+    (all but its last ``run.pipeline_lag`` points), is asked for batch k + 1 (it knows the rest of batch k is
+    pending); batch k + 1 is queued behind batch k, so a rig goes from one to the next without waiting.  Either
+    way the order of asks and tells depends only on the budget, the batch size, the lag and the optimizer, never
+    on timing: the same seed gives the same history, and a resume replays it.
     """
     qpp = run.queries_per_point
     queue: deque = deque(run.take_ahead())
     if not run.pipeline:
-        _steps(run, cbs, queue, 0, lambda b: None, lambda b: evaluate(run.objective, b.points))
+        _steps(run, cbs, queue, 0, lambda b: None, lambda b: evaluate(run.objective, b.points), None)
     else:
         with ThreadPoolExecutor(1, thread_name_prefix="mango-objective") as pool:
             def submit(b):
-                b.future = pool.submit(evaluate, run.objective, b.points)
+                if b.head:  # two requests, back to back: the head's values come while the tail is shown
+                    b.head_future = pool.submit(evaluate, run.objective, b.points[:b.head])
+                b.future = pool.submit(evaluate, run.objective, b.points[b.head:])
 
             for b in queue:
                 submit(b)
             try:
-                _steps(run, cbs, queue, 1, submit, lambda b: b.future.result())
+                _steps(run, cbs, queue, 1, submit, lambda b: b.future.result(), lambda b: b.head_future.result())
             finally:
-                for b in queue:  # an error or Ctrl-C: batches not started are not shown
-                    b.future.cancel()
+                for b in queue:
+                    b.cancel()
     if run.remaining > 0 and run.remaining < qpp:
         run.stop_reason = "budget (remainder smaller than one point's repeats)"
 
 
-def _steps(run: Run, cbs: list, queue, depth: int, submit, result) -> None:
-    """The loop's body: keep ``depth + 1`` batches asked, take the oldest's values from ``result``, tell, record."""
+def _steps(run: Run, cbs: list, queue, depth: int, submit, result, head_result) -> None:
+    """The loop's body: keep ``depth + 1`` batches asked, take the oldest's values from ``result``, tell, record.
+
+    A batch with a head (see :class:`Asked`) takes the head's values from ``head_result`` and tells them first;
+    the next batch is asked before the tail's values are awaited.
+    """
     qpp = run.queries_per_point
     while True:
         _fill(run, queue, cbs, depth, submit)
         if not queue:
             return
+        front = queue[0]
+        wait_s = opt_s = 0.0
+        if front.head_pending:
+            t_b = time.perf_counter()
+            values, info = _take(run, front.query_start, head_result, front)
+            t_c = time.perf_counter()
+            run.optimizer.tell(front.points[:front.head], run.told_values(values))
+            wait_s, opt_s = t_c - t_b, time.perf_counter() - t_c
+            front.head_done = (values, info)
+            _fill(run, queue, cbs, depth, submit)  # the next batch, while the tail is shown
         asked = queue.popleft()
-        points, n = asked.points, len(asked.points)
+        points, n, h = asked.points, len(asked.points), asked.head
         t_b = time.perf_counter()
-        try:
-            values, info = result(asked)
-        except ObjectiveError as exc:
-            run.stop_reason = "error"
-            if exc.partial_result is None:
-                exc.partial_result = run.result()
-            raise
+        values, info = _take(run, asked.query_start + qpp * h, result, asked)
         t_c = time.perf_counter()
+        run.optimizer.tell(points[h:], run.told_values(values))
+        wait_s, opt_s = wait_s + t_c - t_b, opt_s + time.perf_counter() - t_c
+        if h:
+            values, info = _join(asked.head_done, (values, info))
         unit_values = None
         if run.targets is not None:  # a population campaign: [n, K]; the recorded value is the targets' mean
             unit_values, values = values, values.mean(axis=1)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            rows = np.flatnonzero(bad)[:5].tolist()
-            msg = (f"the objective returned non-finite values (NaN/inf) for {int(bad.sum())} of {n} points "
-                   f"(queries {[run.n_queries + qpp * r for r in rows]}).")
-            if run.nonfinite == "raise":
-                run.stop_reason = "error"
-                raise ObjectiveError(
-                    msg + " Fix the oracle, or pass nonfinite='worst' to count them as the worst value seen. "
-                    "Everything recorded before is in this error's .partial_result.",
-                    partial_result=run.result(),
-                )
-            warnings.warn(msg + " Counted as the worst value seen so far.", RuntimeWarning, stacklevel=5)
-        t_d = time.perf_counter()
-        run.optimizer.tell(points, run.told_values(values if unit_values is None else unit_values))
-        t_e = time.perf_counter()
         batch = Batch(run.n_batches, points, values, run.n_queries, n * qpp,
                       responses=info.get("responses"), stimuli=info.get("stimuli"),
-                      optimizer_s=asked.optimizer_s + (t_e - t_d), objective_s=t_c - t_b, t_end=run.elapsed(),
+                      optimizer_s=asked.optimizer_s + opt_s, objective_s=wait_s, t_end=run.elapsed(),
                       unit_values=unit_values, times=info.get("times"), reasked=asked.reasked)
         run.record(batch)
         for cb in cbs:
             cb.on_batch(run, batch)
+
+
+def _take(run: Run, query_start: int, result, asked: "Asked") -> tuple[np.ndarray, dict]:
+    """Values ``[n]`` (a population campaign: ``[n, K]``) and info from ``result(asked)``: the whole batch, or the
+    part of it that starts at ``query_start``; non-finite values raise or warn as ``run.nonfinite`` says."""
+    qpp = run.queries_per_point
+    try:
+        values, info = result(asked)
+    except ObjectiveError as exc:
+        run.stop_reason = "error"
+        if exc.partial_result is None:
+            exc.partial_result = run.result()
+        raise
+    bad = ~np.isfinite(values if run.targets is None else values.mean(axis=1))
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        msg = (f"the objective returned non-finite values (NaN/inf) for {int(bad.sum())} of {len(values)} points "
+               f"(queries {[query_start + qpp * r for r in rows]}).")
+        if run.nonfinite == "raise":
+            run.stop_reason = "error"
+            raise ObjectiveError(
+                msg + " Fix the oracle, or pass nonfinite='worst' to count them as the worst value seen. "
+                "Everything recorded before is in this error's .partial_result.",
+                partial_result=run.result(),
+            )
+        warnings.warn(msg + " Counted as the worst value seen so far.", RuntimeWarning, stacklevel=6)
+    return values, info
+
+
+def _join(head: tuple, tail: tuple) -> tuple[np.ndarray, dict]:
+    """One batch's ``(values, info)`` from its head's and its tail's (info keys both parts have are joined)."""
+    (v0, i0), (v1, i1) = head, tail
+    info = {}
+    for key in ("responses", "stimuli"):
+        a, b = i0.get(key), i1.get(key)
+        if a is not None and b is not None:
+            if isinstance(a, np.ndarray):
+                info[key] = np.concatenate([a, b])
+            else:  # a generator's torch tensors
+                import torch  # noqa: WPS433 - only a torch generator gets here
+
+                info[key] = torch.cat([a, b])
+    if i0.get("times") is not None and i1.get("times") is not None:
+        info["times"] = tuple(np.concatenate([a, b]) for a, b in zip(i0["times"], i1["times"]))
+    return np.concatenate([v0, v1]), info

@@ -80,7 +80,7 @@ def result_record(result, target: dict, reference: dict | None = None, files: di
                     "stop_reason": result.stop_reason},
         "search": {"optimizer": result.optimizer, "optimizer_params": cfg.get("optimizer_params") or {},
                    "batch_size": cfg.get("batch_size"), "seed": result.seed, "space": search_space,
-                   "pipeline": bool(cfg.get("pipeline", False)),
+                   "pipeline": bool(cfg.get("pipeline", False)), "pipeline_lag": cfg.get("pipeline_lag"),
                    "diagnostics": dict(getattr(result, "optimizer_diagnostics", None) or {})},
         "timing": {"wall_s": round(float(result.wall_s), 3), "optimizer_s": round(result.optimizer_s, 3),
                    "objective_s": round(result.objective_s, 3)},

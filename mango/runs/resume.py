@@ -34,12 +34,19 @@ from .._version import __version__
 from ..errors import ConfigError
 from .store import RunStore, StoreError, as_stored
 
-__all__ = ["StoreCallback", "attach_store", "recorded_budget"]
+__all__ = ["StoreCallback", "attach_store", "recorded_config"]
 
 # keys of the config that must match for a resume (the budget may be raised: the run is extended)
 _RESUME_KEYS = ("space", "optimizer", "optimizer_params", "seed", "batch_size", "nonfinite",
-                "queries_per_point", "warm_start", "targets", "pipeline")
+                "queries_per_point", "warm_start", "targets", "pipeline", "pipeline_lag")
 _RESUME_DEFAULTS = {"pipeline": False}  # what a store recorded before the key existed
+
+
+def _stored(stored: dict, key: str):
+    """A recorded setting, or what a store written before the key existed meant by its absence."""
+    if key == "pipeline_lag" and key not in stored:  # before the lag, a pipelined run told whole batches
+        return stored.get("batch_size") if stored.get("pipeline") else None
+    return stored.get(key, _RESUME_DEFAULTS.get(key))
 
 
 def _versions() -> dict:
@@ -120,8 +127,8 @@ class StoreCallback:
 
     def _check_matches(self, stored: dict) -> None:
         live = self._config()
-        diffs = [f"{k}: stored {stored.get(k, _RESUME_DEFAULTS.get(k))!r} vs now {live.get(k)!r}"
-                 for k in _RESUME_KEYS if stored.get(k, _RESUME_DEFAULTS.get(k)) != live.get(k)]
+        diffs = [f"{k}: stored {_stored(stored, k)!r} vs now {live.get(k)!r}"
+                 for k in _RESUME_KEYS if _stored(stored, k) != live.get(k)]
         if stored.get("budget") is not None and live["budget"] < stored["budget"]:
             diffs.append(f"budget: stored {stored['budget']} vs now {live['budget']} (a resume may raise the "
                          "budget to extend the run, not lower it)")
@@ -293,8 +300,8 @@ def _oracle_stats(objective) -> dict | None:
     return None
 
 
-def recorded_budget(store) -> int | None:
-    """The budget recorded in ``store`` (a path or a :class:`RunStore`), or None when it records none (a missing
+def recorded_config(store) -> dict:
+    """The config recorded in ``store`` (a path or a :class:`RunStore`), or ``{}`` when it records none (a missing
     or unreadable file is left to :func:`attach_store` to report)."""
     try:
         if isinstance(store, RunStore):
@@ -303,11 +310,10 @@ def recorded_budget(store) -> int | None:
             with RunStore(store, mode="r") as s:
                 cfg = s.config
         else:
-            return None
+            return {}
     except StoreError:  # an empty or damaged file: the resume itself says what is wrong
-        return None
-    budget = (cfg or {}).get("budget")
-    return None if budget is None else int(budget)
+        return {}
+    return dict(cfg or {})
 
 
 def attach_store(store, run, resume: bool = False, **store_options) -> StoreCallback:
