@@ -280,7 +280,8 @@ def one_run(gen, dim: int, batch: int, seed: int, mode: str, args, workdir: str)
         "gap_max_s": float(np.max(gaps)) if gaps else None,
         "log_lag_max_s": float(np.max(log_lag)) if log_lag else None,
         "log_lines": len(log_t), "store_check": store_check,
-        "pipeline_recorded": res.config.get("pipeline"), "n_queries": int(res.n_queries),
+        "pipeline_recorded": res.config.get("pipeline"), "pipeline_lag": res.config.get("pipeline_lag"),
+        "n_queries": int(res.n_queries),
         "n_batches": len(batches), "stop_reason": res.stop_reason,
         "best": float(res.best_value) if res.best_value is not None else None,
         "optimizer_s": float(res.optimizer_s), "objective_s": float(res.objective_s),
@@ -413,7 +414,7 @@ def markdown(rec: dict) -> list[str]:
         lines += [f"## {c['space']}-d ({rec['spaces'][str(c['space'])]}), batches of {c['batch']}", "",
                   f"Target value (sync median best at {a['budget']}): {_f(c['target'], '{:.3f}')}", "",
                   "| loop | runs | utilization (median, min) | wall s | best at budget (median) | time to target s "
-                  "| optimizer ms/query | median gap between batches s |",
+                  "| optimizer ms/query | median gap between rig requests s |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for m in MODES:
             s = c.get(m)
@@ -542,7 +543,7 @@ def main(argv=None) -> int:
                         print(f"{dim:4d}-d batch {bs:2d} seed {seed} {mode:9s}: {r['wall_s']:6.1f} s, utilization "
                               f"{_f(_pct(r['utilization']))} %, best "
                               f"{r['best']:.3f}, optimizer {1e3 * r['optimizer_s_per_query']:.0f} ms/query, "
-                              f"{r['n_batches']} batches", flush=True)
+                              f"{r['n_batches']} rig requests", flush=True)
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: writing the runs done so far", flush=True)
