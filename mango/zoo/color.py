@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models import VQVAE, VectorQuantizerEMA
+from .models import VQVAE, LeakySNN, VectorQuantizerEMA
 
 __all__ = ["SNNColor", "VQVAEColor", "SNGANGenerator", "SNGANDiscriminator", "heldout_color", "HELDOUT_PATH"]
 
@@ -52,7 +52,7 @@ def heldout_color(kind: str = "all", n: int | None = None):
     return x.float() / 255.0, y.clone()
 
 
-class SNNColor(nn.Module):
+class SNNColor(LeakySNN):
     """Convolutional spiking network for 3x32x32 colour images (snntorch), T = 64 steps.
 
     ``conv1`` (3->16, 5x5, pad 2) -> maxpool 2 -> ``lif1`` [16,16,16] -> maxpool 2 (of the spikes)
@@ -108,20 +108,6 @@ class SNNColor(nn.Module):
         if record_all:
             return {k: torch.stack(v) for k, v in recs.items()}, out[1]
         return out
-
-    def forward(self, x: torch.Tensor):
-        """``x`` ``[B,3,32,32]`` in [0,1] -> ``(spk_rec, mem_rec)``, each ``[T, B, 10]``."""
-        return self._run(x, record_all=False)
-
-    def record(self, x: torch.Tensor) -> dict:
-        """Spike trains ``[T, B, ...]`` of every Leaky layer, keyed by layer name."""
-        return self._run(x, record_all=True)[0]
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class with the highest output spike count (ties: highest summed membrane)."""
-        spk, mem = self.forward(x)
-        score = spk.sum(0) + 1e-3 * torch.tanh(mem.sum(0))
-        return score.argmax(1)
 
 
 class _Res(nn.Module):

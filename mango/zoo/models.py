@@ -15,11 +15,34 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SNNDigits", "SJDigits", "CNNDigits", "VQVAE", "VQVAEDigits", "VectorQuantizerEMA", "GANGenerator",
+__all__ = ["LeakySNN", "SNNDigits", "SJDigits", "CNNDigits", "VQVAE", "VQVAEDigits", "VectorQuantizerEMA", "GANGenerator",
            "GANDiscriminator"]
 
 
-class SNNDigits(nn.Module):
+class LeakySNN(nn.Module):
+    """What the zoo's snntorch networks share: a subclass steps its layers in ``_run(x, record_all)`` (constant-
+    current input, explicit state from zero) and returns the output layer's ``(spk_rec, mem_rec)``, or with
+    ``record_all`` every layer's spike trains and the output membrane."""
+
+    def _run(self, x: torch.Tensor, record_all: bool):  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor):
+        """``x`` ``[B, C, H, W]`` in [0,1] -> ``(spk_rec, mem_rec)`` of the output layer, each ``[T, B, 10]``."""
+        return self._run(x, record_all=False)
+
+    def record(self, x: torch.Tensor) -> dict:
+        """Spike trains ``[T, B, ...]`` of every Leaky layer, keyed by layer name."""
+        return self._run(x, record_all=True)[0]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class with the highest output spike count (ties: highest summed membrane)."""
+        spk, mem = self.forward(x)
+        score = spk.sum(0) + 1e-3 * torch.tanh(mem.sum(0))
+        return score.argmax(1)
+
+
+class SNNDigits(LeakySNN):
     """Convolutional spiking network for 28x28 digits (snntorch).
 
     ``conv1`` (1->12, 5x5) -> maxpool 2 -> ``lif1`` (Leaky) -> ``conv2`` (12->32, 5x5)
@@ -77,20 +100,6 @@ class SNNDigits(nn.Module):
         if record_all:
             return {"lif1": torch.stack(spk1_rec), "lif2": torch.stack(spk2_rec), "lif3": out[0]}, out[1]
         return out
-
-    def forward(self, x: torch.Tensor):
-        """``x`` ``[B,1,28,28]`` in [0,1] -> ``(spk_rec, mem_rec)``, each ``[T, B, 10]``."""
-        return self._run(x, record_all=False)
-
-    def record(self, x: torch.Tensor) -> dict:
-        """Spike trains ``[T, B, ...]`` of every Leaky layer, keyed by layer name."""
-        return self._run(x, record_all=True)[0]
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class with the highest output spike count (ties: highest summed membrane)."""
-        spk, mem = self.forward(x)
-        score = spk.sum(0) + 1e-3 * torch.tanh(mem.sum(0))
-        return score.argmax(1)
 
 
 class SJDigits(nn.Module):
