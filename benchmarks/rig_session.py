@@ -71,6 +71,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _load import start_load, stop_processes  # noqa: E402
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "results")
 
@@ -134,23 +136,6 @@ def build_space(dim: int):
 
 # -- processes ---------------------------------------------------------------------------------------------------
 
-def start_load(n: int) -> list[subprocess.Popen]:
-    """``n`` CPU-bound processes (a busy loop each)."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-
-
-def stop(procs) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
 def start_rig(seed: int, log_path: str, err_path: str, on_ms: float, off_ms: float):
     """``mango rig simulate --port 0 ...`` in a subprocess; returns (process, endpoint)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -165,7 +150,7 @@ def start_rig(seed: int, log_path: str, err_path: str, on_ms: float, off_ms: flo
     ready, _, _ = select.select([p.stdout], [], [], 180)
     line = p.stdout.readline() if ready else ""
     if not line.startswith("listening on"):
-        stop([p])
+        stop_processes([p])
         with open(err_path) as f:
             tail = f.read()[-2000:]
         raise RuntimeError(f"rig simulator did not start: {line!r}; stderr: {tail}")
@@ -231,7 +216,7 @@ def one_run(gen, dim: int, batch: int, seed: int, mode: str, args, workdir: str)
         finally:
             oracle.close()
     finally:
-        stop([rig])
+        stop_processes([rig])
     wall = t_end - t_start
 
     # rig utilization from the reported onset/offset times
@@ -548,7 +533,7 @@ def main(argv=None) -> int:
         interrupted = True
         print("interrupted: writing the runs done so far", flush=True)
     finally:
-        stop(load)
+        stop_processes(load)
     summary = summarize(runs, spaces, batches)
     threads = sorted({json.dumps(r["threads"], sort_keys=True) for r in runs})
     rec = {

@@ -32,6 +32,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _load import start_load, stop_processes  # noqa: E402
 ROOT = os.path.dirname(HERE)
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MANGO_THREADS")
 
@@ -47,22 +49,6 @@ def torch_default_threads() -> int:
     out = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=_env(),
                          capture_output=True, text=True, check=True)
     return int(out.stdout.strip())
-
-
-def start_load(n: int) -> list[subprocess.Popen]:
-    """``n`` CPU-bound processes (a busy loop each)."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-
-
-def stop_load(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def run_job(budget: int, threads: int | None, timeout: float, reference: str = "none") -> dict:
@@ -121,7 +107,7 @@ def main(argv=None) -> int:
                     print(f"load {load}, {name:13s} (threads={r['threads']['count']}): {r['process_s']:7.1f} s "
                           f"(run {r['run_s']:.1f} s), best {r['best_value']:.6g}", flush=True)
             finally:
-                stop_load(procs)
+                stop_processes(procs)
     summary = []
     for name in settings:
         quiet = [r for r in runs if r["setting"] == name and r["load"] == 0]

@@ -23,17 +23,8 @@ def mean_present(stimuli):
 
 
 @pytest.fixture
-def server():
-    started = []
-
-    def start(present=mean_present, **kw):
-        srv = RigServer(present, "tcp://127.0.0.1:0", **kw).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
+def server(rig_server):
+    return rig_server
 
 
 def test_oracle_protocol_and_values(server):

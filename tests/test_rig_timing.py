@@ -26,17 +26,9 @@ def timed_present(stimuli):
 
 
 @pytest.fixture
-def server():
-    started = []
-
-    def start(present=timed_present, **kw):
-        srv = RigServer(present, "tcp://127.0.0.1:0", **kw).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
+def server(rig_server):
+    """Rig servers that report times (timed_present) unless given another ``present``."""
+    return lambda present=timed_present, **kw: rig_server(present, **kw)
 
 
 def test_reply_carries_times_and_old_replies_still_decode():
