@@ -4,7 +4,8 @@ For each suite given: per budget, every optimizer's mean over problems of the me
 normalized activation, with a 95% bootstrap CI (seeds resampled within each problem), on the
 problems that optimizer and ``surrogate`` both ran; the ratio to the best other optimizer; paired
 per-(problem, seed) win/tie/loss of ``surrogate`` against each peer (a tie: within 1%) with a
-Wilcoxon signed-rank p; per-problem medians; and each optimizer's median time per query.
+Wilcoxon signed-rank p; per-problem medians; with ``--reach AT:WITHIN``, the problems on which ``surrogate`` reaches
+the best other optimizer's median at AT queries within WITHIN queries; and each optimizer's median time per query.
 
     python benchmarks/surrogate_compare.py lab=benchmarks/results/surrogate/lab-full+benchmarks/results/surrogate/lab-sur-v3 \\
         lab-heldout=benchmarks/results/surrogate/heldout-v2+benchmarks/results/surrogate/heldout-sur-v3 \\
@@ -40,7 +41,8 @@ def load(dirs: str) -> list[RunRecord]:
     return [r for r in recs if not r.skipped]
 
 
-def table(name: str, recs: list[RunRecord], me: str = "surrogate", n_boot: int = 2000) -> list[str]:
+def table(name: str, recs: list[RunRecord], me: str = "surrogate", n_boot: int = 2000,
+          reach: tuple[int, int] | None = None) -> list[str]:
     val = collections.defaultdict(dict)  # (optimizer, budget) -> {(problem, seed): normalized}
     secs = collections.defaultdict(list)
     for r in recs:
@@ -110,11 +112,47 @@ def table(name: str, recs: list[RunRecord], me: str = "surrogate", n_boot: int =
                 cells.append(f"{np.median(v):.3f}" if v else "n/a")
             out.append(f"| {p} | " + " | ".join(cells) + " |")
         out.append("")
+    if reach:
+        out += reach_table(recs, val, me, problems, *reach)
     out += ert_table(recs, opts, problems)
     out += ["Optimizer time per query (median over runs and budgets, this machine, 1 torch thread):", "",
             "| optimizer | ms/query |", "|---|---|"]
     out += [f"| {o} | {1000 * np.median(secs[o]):.1f} |" for o in opts if secs[o]]
     return out + [""]
+
+
+def reach_table(recs: list[RunRecord], val: dict, me: str, problems: list[str], at: int, within: int,
+                share: float = 0.8) -> list[str]:
+    """Per problem: the queries ``me`` needs (median over seeds of the first query at which a run's recommendation
+    reaches it; a run that never does: inf) to reach the best other optimizer's median normalized value at ``at``
+    queries, and whether that is within ``within``; then on how many problems it is, against ``share``."""
+    others = sorted({o for o, b in val if b == at and o != me})
+    if not others or not val.get((me, at)):
+        return []
+    out = [f"Queries `{me}` needs to reach the best other optimizer's median at {at} queries (median over seeds of "
+           f"each run's first query at or above it; inf: not within the run), within {within}?", "",
+           "| problem | best other at " + str(at) + " | its median | " + f"{me} needs | within {within} |",
+           "|---|---|---|---|---|"]
+    hits = n = 0
+    for p in problems:
+        meds = {o: float(np.median(v)) for o in others
+                if (v := [x for (q, _), x in val[(o, at)].items() if q == p])}
+        runs = [r for r in recs if r["problem"] == p and r["optimizer"] == me]
+        if not meds or not runs:
+            continue
+        best = max(meds, key=meds.get)
+        target = meds[best]
+        need = []
+        for r in runs:
+            q = [q for q, v in zip(r["curve_q"], r["curve_n"]) if v >= target - 1e-12]
+            need.append(q[0] if q else np.inf)
+        m = float(np.median(need))
+        ok = m <= within
+        hits, n = hits + ok, n + 1
+        out.append(f"| {p} | {best} | {target:.3f} | {m:.0f} | {'yes' if ok else 'no'} |")
+    out += ["", f"Within {within} queries on {hits} of {n} problems ({100 * hits / max(n, 1):.0f} %; "
+                f"target: at least {100 * share:.0f} %).", ""]
+    return out
 
 
 def ert_table(recs: list[RunRecord], opts: list[str], problems: list[str], frac: float = 0.9) -> list[str]:
@@ -152,12 +190,16 @@ def main() -> None:
     ap.add_argument("--me", default="surrogate", help="the optimizer label the others are compared with "
                                                      "(default %(default)s), e.g. 'surrogate[warm_start=zoo;warm_n=20]'")
     ap.add_argument("--seeds", type=int, default=None, help="only seeds 0..N-1 (to compare runs with as many seeds)")
+    ap.add_argument("--reach", default=None, metavar="AT:WITHIN",
+                    help="also: on which problems the compared optimizer reaches the best other's median at AT "
+                         "queries within WITHIN queries (the spikes suite's criterion: 1000:333)")
     args = ap.parse_args()
     lines = []
     for spec in args.suites:
         name, dirs = spec.split("=", 1)
         recs = [r for r in load(dirs) if args.seeds is None or r["seed"] < args.seeds]
-        lines += table(name, recs, me=args.me)
+        reach = tuple(int(x) for x in args.reach.split(":")) if args.reach else None
+        lines += table(name, recs, me=args.me, reach=reach)
     text = "\n".join(lines)
     if args.out:
         with open(args.out, "w") as f:
