@@ -11,7 +11,7 @@ for batch k + 1 while batch k is evaluated, so a rig never waits for the optimiz
 the pending points (:meth:`~mango.optimizers.Optimizer.can_ask_ahead`).  A batch larger than the
 *lag* (``pipeline_lag``, default :data:`PIPELINE_LAG` points) is evaluated in two parts, its head and its
 last ``lag`` points: the head's values are told first, and batch k + 1 is asked while the tail is shown, so
-the optimizer decides without only ``lag`` values instead of a whole batch.  The order of asks and tells is
+the optimizer lacks only ``lag`` values, not a whole batch.  The order of asks and tells is
 fixed by the budget, the batch size and the lag alone, so a seed still gives one history and a resume
 replays it.
 
@@ -440,7 +440,7 @@ def maximize(objective, space: Space | None = None, optimizer: str | Optimizer =
         next batch is asked when all but its last ``pipeline_lag`` points have their values (default
         :data:`PIPELINE_LAG`, 10; a resume takes the recorded one).  Smaller: each proposal knows more values,
         but the optimizer must propose a batch in the time the rig takes to show that many stimuli, or the
-        rig waits.  At least the batch size: the next batch is asked as soon as this one is sent.
+        rig waits.  A lag of at least the batch size asks the next batch as soon as this one is sent.
     **optimizer_params : passed to the optimizer.
 
     Ctrl-C returns the partial result with ``stop_reason == "interrupted"``.
