@@ -55,11 +55,11 @@ class Paths:
 
     def __call__(self, Xs: torch.Tensor) -> torch.Tensor:
         prior = self.scale * torch.cos(Xs @ self.W + self.b) @ self.w
-        f = self.gp.mean0 + prior + self.gp.kernel(Xs, self.gp.X) @ self.v
+        f = self.gp.mean0 + prior + self.gp.cross(Xs) @ self.v
         return f * self.gp.y_std + self.gp.y_mean
 
     def diagonal(self, Xs: torch.Tensor) -> torch.Tensor:
         """Path ``j`` evaluated at ``Xs[j]`` only (``len(Xs) == q``): the objective of a gradient step."""
         prior = self.scale * (torch.cos(Xs @ self.W + self.b) * self.w.T).sum(1)
-        update = (self.gp.kernel(Xs, self.gp.X) * self.v.T).sum(1)
+        update = (self.gp.cross(Xs) * self.v.T).sum(1)
         return (self.gp.mean0 + prior + update) * self.gp.y_std + self.gp.y_mean

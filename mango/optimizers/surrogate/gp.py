@@ -59,9 +59,11 @@ def standardize(y: torch.Tensor) -> tuple[torch.Tensor, float, float]:
     return (y - y_mean) / y_std, y_mean, y_std
 
 
-def sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances ``[len(a), len(b)]`` (clamped at 0)."""
-    d = (a * a).sum(1, keepdim=True) - 2.0 * a @ b.T + (b * b).sum(1)[None, :]
+def sqdist(a: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared Euclidean distances ``[len(a), len(b)]`` (clamped at 0); ``b_sq``: ``(b * b).sum(1)``, when known."""
+    if b_sq is None:
+        b_sq = (b * b).sum(1)
+    d = (a * a).sum(1, keepdim=True) - 2.0 * a @ b.T + b_sq[None, :]
     return d.clamp_min(0.0)
 
 
@@ -80,6 +82,11 @@ class GP:
     chol: torch.Tensor
     alpha: torch.Tensor  # (K + sn2 I)^-1 (y - mean0)
     fit_failures: int = 0  # hyperparameter starts whose optimizer raised or ended non-finite
+    x_sq: torch.Tensor | None = None  # (X * X).sum(1), computed once: every kernel row against X needs it
+
+    def __post_init__(self):
+        if self.x_sq is None:
+            self.x_sq = (self.X * self.X).sum(1)
 
     @property
     def hypers(self) -> list[float]:
@@ -88,9 +95,22 @@ class GP:
     def kernel(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         return math.exp(self.log_sf2) * torch.exp(-0.5 * sqdist(A, B) / math.exp(2 * self.log_ls))
 
+    def cross(self, Xs: torch.Tensor) -> torch.Tensor:
+        """The kernel between ``Xs`` and the training features ``[len(Xs), n]``."""
+        return math.exp(self.log_sf2) * torch.exp(-0.5 * sqdist(Xs, self.X, self.x_sq) / math.exp(2 * self.log_ls))
+
+    def mean(self, Xs: torch.Tensor) -> torch.Tensor:
+        """Posterior mean of the latent function at ``Xs``, in the original units of y (no variance: cheaper)."""
+        return (self.mean0 + self.cross(Xs) @ self.alpha) * self.y_std + self.y_mean
+
+    def train_mean(self) -> torch.Tensor:
+        """Posterior mean at the training rows, in the original units of y, without a kernel evaluation:
+        ``K alpha = (K + s I) alpha - s alpha = (y - mean0) - s alpha`` (``s`` the diagonal term factorized)."""
+        return (self.y - math.exp(self.log_sn2) * self.alpha) * self.y_std + self.y_mean
+
     def predict(self, Xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and variance of the latent function at ``Xs``, in the original units of y."""
-        Ks = self.kernel(Xs, self.X)
+        Ks = self.cross(Xs)
         mu = self.mean0 + Ks @ self.alpha
         v = torch.linalg.solve_triangular(self.chol, Ks.T, upper=False)
         var = (math.exp(self.log_sf2) - (v * v).sum(0)).clamp_min(1e-12)

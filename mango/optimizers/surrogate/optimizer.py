@@ -285,9 +285,10 @@ class SurrogateOptimizer(Optimizer):
                        int(p["perturb"]))[0]
         return from_unit(self.space, u) if self.space.kind == "grid" else self.space.clip(from_unit(self.space, u))
 
-    def _model(self, F: torch.Tensor, y: np.ndarray, c_idx: int) -> gplib.GP:
-        """The GP of this batch: fit on the training set around point ``c_idx``, hyperparameters refit when the
-        data grew by a tenth since the last fit (and at least every 5th proposal), else only re-solved."""
+    def _model(self, F: torch.Tensor, y: np.ndarray, c_idx: int) -> tuple[gplib.GP, np.ndarray]:
+        """The GP of this batch, fit on the training set around point ``c_idx`` (returned with it: row indices of
+        ``F``); hyperparameters refit when the data grew by a tenth since the last fit (and at least every 5th
+        proposal), else only re-solved."""
         idx = training_set(F, y, F[c_idx], int(self.params["max_points"]))
         refit = self._hypers is None or len(y) >= 1.1 * self._fit_n or self._since_fit >= 4
         model = gplib.fit(F[idx], torch.as_tensor(y[idx], dtype=F.dtype, device=F.device), init=self._hypers,
@@ -295,7 +296,7 @@ class SurrogateOptimizer(Optimizer):
         self._hypers = model.hypers
         self._fit_failures += model.fit_failures
         self._fit_n, self._since_fit = (len(y), 0) if refit else (self._fit_n, self._since_fit + 1)
-        return model
+        return model, idx
 
     def _model_proposal(self, q: int) -> np.ndarray:
         mode = self._check_acquisition()
@@ -305,15 +306,13 @@ class SurrogateOptimizer(Optimizer):
         # centre: the best observed point of this region (its latest copy under repeats)
         ep = self.tr.epoch_start
         c_idx = ep + int(np.argmax(y[ep:]))
-        model = self._model(F, y, c_idx)
+        model, idx = self._model(F, y, c_idx)
         if model.log_sn2 > math.log(1e-3):  # noisy responses: the centre is the best posterior mean
-            mu, _ = model.predict(F[ep:])
-            c_idx = ep + int(torch.argmax(mu))
+            c_idx = ep + int(torch.argmax(_posterior_mean(model, idx, F, np.arange(ep, len(y)))))
         else:  # several points tied at the best (a quantized response: spike counts): the best posterior mean
             tied = ep + np.flatnonzero(y[ep:] == y[c_idx])
             if len(tied) > 1:
-                mu, _ = model.predict(F[torch.as_tensor(tied, device=F.device)])
-                c_idx = int(tied[int(torch.argmax(mu))])
+                c_idx = int(tied[int(torch.argmax(_posterior_mean(model, idx, F, tied)))])
         if len(self._pending):  # points asked and not told yet (a pipelined loop): the paths look elsewhere
             model = gplib.fantasize(model, feats(self._pending.points()))
         tgen = torch.Generator().manual_seed(int(self.rng.integers(0, 2 ** 62)))
@@ -372,6 +371,23 @@ class SurrogateOptimizer(Optimizer):
         if len(pending):
             self._pending.add(pending.astype(self.space.dtype))
         self._restore_best(state)
+
+
+def _posterior_mean(model: gplib.GP, idx: np.ndarray, F: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """The model's posterior mean at points ``rows`` (indices into ``F``; ``idx`` the model's training rows): read off
+    the fit at training points (:meth:`.gp.GP.train_mean`), a kernel row against the training set for the others."""
+    pos = np.full(len(F), -1)
+    pos[idx] = np.arange(len(idx))
+    at = pos[rows]
+    out = torch.empty(len(rows), dtype=model.y.dtype, device=model.y.device)
+    trained = np.flatnonzero(at >= 0)
+    if len(trained):
+        out[torch.as_tensor(trained, device=out.device)] = model.train_mean()[torch.as_tensor(at[trained],
+                                                                                            device=out.device)]
+    other = np.flatnonzero(at < 0)
+    if len(other):
+        out[torch.as_tensor(other, device=out.device)] = model.mean(F[torch.as_tensor(rows[other], device=F.device)])
+    return out
 
 
 def _finite(scores: torch.Tensor) -> torch.Tensor:
