@@ -135,6 +135,20 @@ def test_fit_standardizes_once_for_the_hyperparameters_and_the_prediction():
     assert wide.log_sf2 < model.log_sf2 - 1.0
 
 
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_the_posterior_mean_read_off_the_fit_is_the_predicted_mean(noise):
+    # GP.train_mean (no kernel evaluation) and GP.mean (no variance) are the mean predict() gives, in y's units;
+    # the centre of the trust region is chosen by them
+    X, y = _history(300, seed=5)
+    y = y + noise * np.random.default_rng(0).standard_normal(len(y))
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y) * 7.0 - 40.0
+    model = gplib.fit(Xt, yt)
+    mu, _ = model.predict(Xt)
+    torch.testing.assert_close(model.train_mean(), mu, rtol=1e-6, atol=1e-6 * float(yt.std()))
+    Xs = Xt[:50] + 0.01
+    torch.testing.assert_close(model.mean(Xs), model.predict(Xs)[0], rtol=1e-12, atol=1e-12)
+
+
 # -- degenerate data -----------------------------------------------------------------------------------------
 
 def test_constant_responses_and_duplicate_points_give_finite_proposals():
