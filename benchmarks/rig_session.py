@@ -21,8 +21,9 @@ for the whole measurement.
 Measures, per run:
 
 * session wall time: ``time.time()`` around the ``mango.maximize`` call (the rig is already up);
-* **rig utilization** = time presenting / session wall time.  Presenting, per batch, runs from the batch's
-  first onset to its last offset plus the off blank, from the **onset and offset times the rig reports** in its
+* **rig utilization** = time presenting / session wall time.  Presenting, per rig request (a batch, or the head
+  and the tail of a batch split by the pipeline lag), runs from the request's first onset to its last offset plus
+  the off blank, from the **onset and offset times the rig reports** in its
   replies (the same numbers the run's store records in ``queries.onset/offset``; this script reads them off each
   reply with a thin RigOracle subclass and checks them against the store).  These are the simulator's schedule:
   the first onset is the instant ``present()`` starts on the rig, the following ones add the nominal on and off
@@ -392,7 +393,7 @@ def markdown(rec: dict) -> list[str]:
              f"--model zoo:snn-digits --unit 3 --seed SEED` (own process, OMP_NUM_THREADS=1), RigOracle client in "
              f"this process; optimizer `surrogate`, budget {a['budget']}, seeds {a['seeds']}, mango's thread policy "
              f"(threads {rec['mango_threads']}).  Utilization: time presenting (first onset to last offset + blank, "
-             "per batch, from the times the rig reports) / session wall time.  Time to target: the run's "
+             "per rig request, from the times the rig reports) / session wall time.  Time to target: the run's "
              "`result.t` when its running best first reaches the sync runs' median best at the budget "
              "(median_low over seeds; `never`: not reached).", ""]
     for c in rec["summary"]:
