@@ -92,9 +92,6 @@ class GP:
     def hypers(self) -> list[float]:
         return [self.log_ls, self.log_sf2, self.log_sn2, self.mean0]
 
-    def kernel(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        return math.exp(self.log_sf2) * torch.exp(-0.5 * sqdist(A, B) / math.exp(2 * self.log_ls))
-
     def cross(self, Xs: torch.Tensor) -> torch.Tensor:
         """The kernel between ``Xs`` and the training features ``[len(Xs), n]``."""
         return math.exp(self.log_sf2) * torch.exp(-0.5 * sqdist(Xs, self.X, self.x_sq) / math.exp(2 * self.log_ls))
