@@ -23,6 +23,11 @@ class ConfigError(MangoError, ValueError):
     """An argument is out of range or inconsistent (budget < 1, bad name, ...)."""
 
 
+class SpaceTooLargeError(ConfigError):
+    """An optimizer cannot search this space on this machine (a full-covariance CMA-ES over tens of
+    thousands of dimensions): refused before the run, with the optimizers that can."""
+
+
 class UnknownNameError(ConfigError, KeyError):
     """A name (optimizer, layer, model, ...) is not known.
 
@@ -54,6 +59,10 @@ class ObjectiveError(MangoError, RuntimeError):
     def __init__(self, msg: str, partial_result=None):
         super().__init__(msg)
         self.partial_result = partial_result
+
+
+class WorkerDiedError(MangoError, RuntimeError):
+    """A worker process of a benchmark was killed (out of memory, a signal); finished runs are kept."""
 
 
 class NumericalError(MangoError, ArithmeticError):

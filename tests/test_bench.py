@@ -175,6 +175,41 @@ def test_continuous_optimizer_on_codebook_is_skipped_not_failed():
     assert "skipped" not in ok and len(ok["rows"]) == 1
 
 
+def test_optimizer_too_large_for_the_machine_is_skipped_not_failed(monkeypatch):
+    pytest.importorskip("nevergrad")
+    from mango.optimizers import nevergrad_opt
+
+    monkeypatch.setattr(nevergrad_opt, "_memory_limit", lambda: 1000)  # a machine with 2 kB of memory
+    rec = run_one(CODEBOOK, parse_optimizers("ng:CMA")[0], 0, [20])
+    assert rec["rows"] == [] and "full-covariance CMA-ES" in rec["skipped"]
+    ok = run_one(CODEBOOK, parse_optimizers("ng:NGOpt")[0], 0, [20])  # no CMA-ES at 20 queries
+    assert "skipped" not in ok and len(ok["rows"]) == 1
+
+
+class _DiesOnSecondRun(SerialExecutor):
+    """Runs the first task; the second one's worker is "killed": its future raises BrokenProcessPool."""
+
+    def submit(self, fn, *args, **kwargs):
+        if self.submitted:
+            self.submitted.append(args)
+            fut = cf.Future()
+            fut.set_exception(cf.process.BrokenProcessPool("A process in the process pool was terminated"))
+            return fut
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_dead_worker_is_a_clear_error_and_finished_runs_are_kept(tmp_path):
+    from mango.errors import WorkerDiedError
+
+    with pytest.raises(WorkerDiedError, match="died abruptly.*sphere-6 / ga / seed 0.*1 finished runs are kept"):
+        bench.run_benchmark([SPHERE], "random,ga", 1, [20], tmp_path, executor=_DiesOnSecondRun(), progress=False)
+    kept = bench.load_records(tmp_path)
+    assert [(r["optimizer"], r["seed"]) for r in kept] == [("random", 0)]
+    ex = SerialExecutor()  # the rerun resumes: only the lost run is redone
+    recs = bench.run_benchmark([SPHERE], "random,ga", 1, [20], tmp_path, executor=ex, progress=False)
+    assert len(ex.submitted) == 1 and len(recs) == 2
+
+
 # -- runner: resume, Dask ---------------------------------------------------------------------------
 
 def test_run_benchmark_writes_csv_and_resumes(tmp_path):

@@ -176,6 +176,25 @@ def test_nevergrad_batches_follow_its_cma_population():
         mango.maximize(f, space, optimizer="ng:NGOpt", budget=300, batch_size=10, seed=0, progress=False)
 
 
+def test_nevergrad_full_cma_too_large_for_the_machine_is_refused_before_a_query(monkeypatch):
+    """A full-covariance CMA-ES needs ~24 N^2 bytes: ng:Portfolio over the colour codebook (N = 32,768
+    weights) was killed out of memory mid-benchmark.  It is refused with the alternatives named; a portfolio's
+    members are looked at, diagonal CMA and methods without CMA pass, and below the limit nothing changes."""
+    from mango.errors import SpaceTooLargeError
+    from mango.optimizers import nevergrad_opt
+
+    space = Codebook(8, 64)  # 512 weights: 24 * 512**2 bytes = 6 MiB
+    before = mo.make("ng:Portfolio", space, seed=0, budget=300, batch_size=6).ask(6)
+    monkeypatch.setattr(nevergrad_opt, "_memory_limit", lambda: 2 ** 20)  # a machine with 2 MiB
+    for method in ("ng:Portfolio", "ng:CMA"):
+        with pytest.raises(SpaceTooLargeError, match=r"full-covariance CMA-ES.*512 weights.*ng:NGOpt"):
+            mo.make(method, space, seed=0, budget=300, batch_size=6)  # Portfolio: CMA-ES, DE, sampling
+    for method in ("ng:DiagonalCMA", "ng:TwoPointsDE"):
+        assert mo.make(method, space, seed=0, budget=60, batch_size=6).ask(6).shape == (6, 8)
+    monkeypatch.setattr(nevergrad_opt, "_memory_limit", lambda: 2 ** 30)
+    np.testing.assert_array_equal(mo.make("ng:Portfolio", space, seed=0, budget=300, batch_size=6).ask(6), before)
+
+
 def test_register_refuses_a_taken_name():
     from mango.optimizers import registry
     from mango.optimizers.random_search import RandomSearch

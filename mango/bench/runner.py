@@ -42,7 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SpaceTooLargeError, WorkerDiedError
 from ..runs.provenance import provenance
 from .problems import Problem, objective_for_run
 from .record import CSV_COLUMNS, BudgetRow, RunRecord, append_csv, read_jsonl, write_csv
@@ -203,8 +203,9 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
             batch_size: int | None = None) -> RunRecord:
     """Run one (problem, optimizer, seed) for ``max(budgets)`` queries; return its :class:`RunRecord`.
 
-    A continuous-only optimizer on a Codebook problem is not run: its record
-    has ``skipped`` (the reason) and no rows, and tables show it as n/a.
+    A continuous-only optimizer on a Codebook problem is not run, nor one that refuses the space as too
+    large for this machine (:class:`~mango.errors.SpaceTooLargeError`): its record has ``skipped`` (the
+    reason) and no rows, and tables show it as n/a.
 
     The record holds one :class:`BudgetRow` per budget and the run's
     recommendation curve as steps ``curve_q`` / ``curve_v`` (raw values) and
@@ -229,7 +230,11 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
                          provenance=provenance())
     from ..optimizers import make
 
-    make(optimizer.name, built.space, seed=0, **kw)  # warm-up: imports are not the run's time
+    try:
+        make(optimizer.name, built.space, seed=0, **kw)  # warm-up: imports are not the run's time
+    except SpaceTooLargeError as exc:  # refused before any query (e.g. a full CMA-ES over a colour codebook)
+        return RunRecord(problem.name, problem.to_dict(), optimizer.label, optimizer.name, optimizer.kw, int(seed), rs,
+                         budgets, 0, built.ref_low, built.ref_max, skipped=str(exc), provenance=provenance())
     noisy = problem.noise != "none"
     fixed = budget_aware(optimizer.name)
     campaigns = {}  # budget -> (result, timeline, steps q, steps v), one campaign per budget when fixed
@@ -390,7 +395,9 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
     resume : skip runs already in ``out/results.jsonl`` that cover ``budgets``.
         A run that raises is not fatal: it is warned about, written to
         ``out/errors.jsonl`` with its traceback, left out of the results and
-        retried by the next call.
+        retried by the next call.  A worker process that dies (killed by the operating system, most often
+        out of memory) ends the call with :class:`~mango.errors.WorkerDiedError`; the runs finished before
+        stay in ``out`` and a rerun resumes after them.
     threads : torch threads per worker (1 keeps workers from fighting over cores).
     """
     opts = parse_optimizers(optimizers)
@@ -444,7 +451,19 @@ def run_benchmark(problems: Sequence[Problem], optimizers, seeds: int | Sequence
             futs = {executor.submit(_task, (p, o, s, budgets, device, threads, batch_size)): (p, o, s)
                     for p, o, s in todo}
             for fut in cf.as_completed(futs):
-                rec = fut.result()
+                try:
+                    rec = fut.result()
+                except cf.BrokenExecutor:  # a worker was killed (most often by the OS, out of memory)
+                    finished = {r.key for r in records}
+                    left = [(p.name, o.label, s) for p, o, s in todo if (p.name, o.label, s) not in finished]
+                    shown = "; ".join(f"{p} / {o} / seed {s}" for p, o, s in left[:max(1, workers) + 1])
+                    raise WorkerDiedError(
+                        f"a benchmark worker process died abruptly, so the run it held never finished (the "
+                        f"operating system ends a process this way when the machine runs out of memory: `dmesg` "
+                        f"says which). The run was among the first not finished: {shown}. The "
+                        f"{len(records)} finished runs are kept in {jsonl}: rerun the same command to resume, "
+                        "with fewer --workers, or without the optimizer or problem that ran out of memory "
+                        "(--optimizers / --problems).") from None
                 if isinstance(rec, dict):  # the run raised
                     errors.append(rec)
                     with open(os.path.join(out, "errors.jsonl"), "a") as f:

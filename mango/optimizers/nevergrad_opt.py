@@ -23,13 +23,14 @@ same process, get nevergrad's own samplers.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import warnings
 
 import numpy as np
 
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, SpaceTooLargeError, UnknownNameError
 from .base import Optimizer
 from .pending import Pending
 
@@ -259,6 +260,41 @@ class _quiet_unraisable:
         return False
 
 
+#: bytes per entry of an ``N x N`` matrix that pycma's full-covariance CMA-ES holds: the covariance, its
+#: eigenbasis and the decomposition's copy, float64 each
+FULL_CMA_BYTES_PER_ENTRY = 24
+
+
+def _memory_limit() -> int:
+    """Half of this machine's physical memory in bytes (8 GiB where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 8 * 2 ** 30
+
+
+def _tree(opt, depth: int = 0):
+    """A nevergrad optimizer and every one it delegates to: NGOpt's choice (``.optim``), MetaModel's
+    (``._optim``) and a portfolio's members (``.optims``).  nevergrad has no public way to read them."""
+    yield opt
+    if depth >= 8:
+        return
+    inner = [getattr(opt, "optim", None), getattr(opt, "_optim", None)] + list(getattr(opt, "optims", None) or [])
+    seen = {id(opt)}
+    for o in inner:
+        if o is not None and id(o) not in seen:  # NGOpt's .optim is its ._optim
+            seen.add(id(o))
+            yield from _tree(o, depth + 1)
+
+
+def _full_cma(opt) -> bool:
+    """Whether ``opt`` is nevergrad's CMA-ES with a full (not diagonal) covariance."""
+    from nevergrad.optimization import optimizerlib
+
+    cls = getattr(optimizerlib, "_CMA", None)
+    return cls is not None and isinstance(opt, cls) and not getattr(getattr(opt, "_config", None), "diagonal", False)
+
+
 class NevergradOptimizer(Optimizer):
     """Wraps ``nevergrad.optimizers.registry[method]``."""
 
@@ -296,6 +332,7 @@ class NevergradOptimizer(Optimizer):
         with warnings.catch_warnings(), _quiet_unraisable(), _inside_wrapper():
             warnings.simplefilter("ignore")
             self._opt = self._build(cls, param, workers)
+        self._check_memory(method)
         if self.sequential and (self.batch_size or 1) > 1 and method not in _SAID_SEQUENTIAL:
             _SAID_SEQUENTIAL.add(method)
             warnings.warn(f"ng:{method} proposes one point at a time: it runs with batch size 1.", UserWarning,
@@ -343,7 +380,7 @@ class NevergradOptimizer(Optimizer):
         """nevergrad's optimizer and the ones it delegates to (NGOpt -> selected -> ...), outermost first.
 
         nevergrad has no public way to read its choice: ``.optim`` (NGOpt) and
-        ``._optim`` (MetaModel) are read here, and only here.
+        ``._optim`` (MetaModel) are read here and in :func:`_tree`, and only there.
         """
         opt = self._opt
         for _ in range(8):
@@ -352,6 +389,29 @@ class NevergradOptimizer(Optimizer):
             if inner is None or inner is opt:
                 return
             opt = inner
+
+    def _check_memory(self, method: str) -> None:
+        """Refuse, before the first ask, a full-covariance CMA-ES that this machine cannot hold.
+
+        pycma keeps the ``N x N`` covariance and its eigenbasis (and a copy while decomposing): about
+        ``FULL_CMA_BYTES_PER_ENTRY * N**2`` bytes for nevergrad's ``N``-dimensional parametrization.  On a
+        Codebook that is one weight per code (64 positions x 512 codes: N = 32,768, 24 GiB), where
+        ``ng:Portfolio``'s CMA-ES would be killed by the operating system mid-run.  Below the limit
+        (:func:`_memory_limit`) nothing is looked at, so smaller spaces run exactly as before.
+        """
+        n = int(self._param.dimension)
+        need = FULL_CMA_BYTES_PER_ENTRY * n * n
+        limit = _memory_limit()
+        if need <= limit or not any(_full_cma(o) for o in _tree(self._opt)):
+            return
+        what = (f"a Codebook of {self.space.dim} positions x {self.space.codes} codes is {n:,} weights, one per "
+                "code" if self.space.kind == "codebook" else f"{n:,} dimensions")
+        raise SpaceTooLargeError(
+            f"ng:{method} runs a full-covariance CMA-ES here, on nevergrad's {n:,}-dimensional parametrization "
+            f"({what}): its matrices need about {need / 2 ** 30:.1f} GiB, more than half of this machine's "
+            f"{2 * limit / 2 ** 30:.1f} GiB of memory. Choose an optimizer that scales to this space (ng:NGOpt, "
+            "ng:DiagonalCMA, ga, surrogate)" + (", or search the generator's embedding (a Box) instead of its "
+                                                 "codes" if self.space.kind == "codebook" else "") + ".")
 
     def _delegates_to_sequential(self) -> bool:
         """Whether the method runs a one-point-at-a-time (recast) optimizer inside, e.g. NGOpt's COBYLA
