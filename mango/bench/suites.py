@@ -289,7 +289,7 @@ DEFAULT_OPTIMIZERS = {
     "lab": PAPER_OPTIMIZERS,
     "lab-heldout": PAPER_OPTIMIZERS,
     "population": "random,cma,surrogate",
-    # turbo is run to 300 queries only (its cubic cost): benchmarks/spikes.py
+    # turbo is run to 300 queries only (its cubic cost), in a run of its own: see benchmarks/RESULTS.md
     "spikes": PAPER_OPTIMIZERS + ",surrogate",
     "spikes-heldout": PAPER_OPTIMIZERS + ",surrogate",
 }
