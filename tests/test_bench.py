@@ -193,7 +193,9 @@ class _DiesOnSecondRun(SerialExecutor):
         if self.submitted:
             self.submitted.append(args)
             fut = cf.Future()
-            fut.set_exception(cf.process.BrokenProcessPool("A process in the process pool was terminated"))
+            from concurrent.futures.process import BrokenProcessPool
+
+            fut.set_exception(BrokenProcessPool("A process in the process pool was terminated"))
             return fut
         return super().submit(fn, *args, **kwargs)
 
