@@ -13,9 +13,11 @@ import sys
 
 import numpy as np
 
+from mango.bench.record import read_jsonl
+
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                          "spikes_prelim")
-recs = [json.loads(l) for l in open(OUT + "/results.jsonl")]
+recs = read_jsonl(OUT)  # results.jsonl.gz (kept in git) and/or results.jsonl
 val = collections.defaultdict(dict)   # (problem, opt, budget) -> {seed: normalized}
 for r in recs:
     for row in r["rows"]:
