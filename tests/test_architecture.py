@@ -264,6 +264,12 @@ ALLOWED_PRIVATE = {
     ("mango.optimizers.nevergrad_opt", "getattr(opt, '_optim', None)"):
         "reads the optimizer a nevergrad MetaModel delegates to, which has no public attribute for it "
         "(NevergradOptimizer._chain)",
+    ("mango.optimizers.nevergrad_opt", "getattr(optimizerlib, '_CMA', None)"):
+        "recognizes nevergrad's CMA-ES, whose class is private, to refuse a full covariance this machine cannot "
+        "hold (nevergrad_opt._full_cma)",
+    ("mango.optimizers.nevergrad_opt", "getattr(opt, '_config', None)"):
+        "reads whether that CMA-ES is diagonal, from its configuration, which has no public attribute "
+        "(nevergrad_opt._full_cma)",
     ("mango.cli.maximize", "args._select"): _CLI_NAMESPACE,
     ("mango.cli.maximize", "getattr(args, '_select', None)"): _CLI_NAMESPACE,
     ("mango.cli.maximize", "args._reference_line"): _CLI_NAMESPACE,
