@@ -406,12 +406,13 @@ class NevergradOptimizer(Optimizer):
             return
         what = (f"a Codebook of {self.space.dim} positions x {self.space.codes} codes is {n:,} weights, one per "
                 "code" if self.space.kind == "codebook" else f"{n:,} dimensions")
+        others = ", ".join(o for o in ("ng:NGOpt", "ng:DiagonalCMA", "ga", "surrogate") if o != f"ng:{method}")
         raise SpaceTooLargeError(
             f"ng:{method} runs a full-covariance CMA-ES here, on nevergrad's {n:,}-dimensional parametrization "
             f"({what}): its matrices need about {need / 2 ** 30:.1f} GiB, more than half of this machine's "
-            f"{2 * limit / 2 ** 30:.1f} GiB of memory. Choose an optimizer that scales to this space (ng:NGOpt, "
-            "ng:DiagonalCMA, ga, surrogate)" + (", or search the generator's embedding (a Box) instead of its "
-                                                 "codes" if self.space.kind == "codebook" else "") + ".")
+            f"{2 * limit / 2 ** 30:.1f} GiB of memory. Choose an optimizer that scales to this space ({others})"
+            + (", or search the generator's embedding (a Box) instead of its codes" if self.space.kind == "codebook"
+               else "") + ".")
 
     def _delegates_to_sequential(self) -> bool:
         """Whether the method runs a one-point-at-a-time (recast) optimizer inside, e.g. NGOpt's COBYLA
