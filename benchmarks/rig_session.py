@@ -260,8 +260,8 @@ def one_run(gen, dim: int, batch: int, seed: int, mode: str, args, workdir: str)
             os.remove(store_path + suffix)
 
     values = np.asarray(res.values, dtype=float)
-    at_budget = values[np.asarray(res.queries) < args.budget]  # queries count from 0
-    best_at_budget = float(np.nanmax(at_budget)) if at_budget.size and np.isfinite(at_budget).any() else None
+    best_at_budget = float(res.best_so_far()[args.budget - 1])  # the best of the first --budget queries
+    best_at_budget = best_at_budget if math.isfinite(best_at_budget) else None
     received = (np.concatenate([np.full(b["n"], b["received"] - t_start) for b in batches])
                 if batches else np.zeros(0))
     rec = {

@@ -222,19 +222,19 @@ def run_one(problem: Problem, optimizer: OptimizerSpec, seed: int, budgets: Sequ
     rs = run_seed(problem.name, optimizer.label, seed)
     objective, built = objective_for_run(problem, rs, device)
     cls, _ = registry.get(optimizer.name)
-    if built.space.kind == "codebook" and "codebook" not in getattr(cls, "native", ("codebook",)):
-        # not a failure of the optimizer: it cannot express the problem (codes are categories)
+
+    def skipped(reason: str) -> RunRecord:  # not a failure of the optimizer: a pair that cannot run at all
         return RunRecord(problem.name, problem.to_dict(), optimizer.label, optimizer.name, optimizer.kw, int(seed), rs,
-                         budgets, 0, built.ref_low, built.ref_max,
-                         skipped=f"{optimizer.name} is continuous and cannot search a Codebook",
-                         provenance=provenance())
+                         budgets, 0, built.ref_low, built.ref_max, skipped=reason, provenance=provenance())
+
+    if built.space.kind == "codebook" and "codebook" not in getattr(cls, "native", ("codebook",)):
+        return skipped(f"{optimizer.name} is continuous and cannot search a Codebook")  # codes are categories
     from ..optimizers import make
 
     try:
         make(optimizer.name, built.space, seed=0, **kw)  # warm-up: imports are not the run's time
     except SpaceTooLargeError as exc:  # refused before any query (e.g. a full CMA-ES over a colour codebook)
-        return RunRecord(problem.name, problem.to_dict(), optimizer.label, optimizer.name, optimizer.kw, int(seed), rs,
-                         budgets, 0, built.ref_low, built.ref_max, skipped=str(exc), provenance=provenance())
+        return skipped(str(exc))
     noisy = problem.noise != "none"
     fixed = budget_aware(optimizer.name)
     campaigns = {}  # budget -> (result, timeline, steps q, steps v), one campaign per budget when fixed
